@@ -1,0 +1,554 @@
+//! From the spanned document to [`Config`]: one function per section, then the checks that
+//! span sections (references between agents, models and tools, model fallbacks).
+//!
+//! Every problem is reported and reading carries on; a section entry with problems yields
+//! `None`, and a [`Config`] is only assembled when the whole file is free of problems.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use crate::config::{AgentConfig, Config, HttpMethod, HttpToolConfig, ModelConfig, ProviderKind, ServerConfig};
+use crate::interpolate::is_env_name;
+use crate::reader::{Cx, Field, Section};
+use crate::schema::schema;
+
+const ROOT_KEYS: &[&str] = &["server", "models", "tools", "agents"];
+const SERVER_KEYS: &[&str] = &["listen", "body_limit_bytes", "shutdown_grace_secs"];
+const MODEL_KEYS: &[&str] = &[
+    "provider",
+    "model",
+    "base_url",
+    "api_key_env",
+    "fallback",
+    "connect_timeout_ms",
+    "first_byte_timeout_ms",
+    "total_timeout_ms",
+    "max_retries",
+    "headers",
+];
+const TOOL_KEYS: &[&str] = &["description", "url", "method", "parameters", "timeout_ms", "headers"];
+const AGENT_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "instructions",
+    "model",
+    "tools",
+    "max_steps",
+    "temperature",
+    "max_output_tokens",
+    "output_schema",
+];
+
+/// Timeouts are whole milliseconds from 1 ms to one day.
+const TIMEOUT_MS: std::ops::RangeInclusive<i128> = 1..=86_400_000;
+const MAX_RETRIES: std::ops::RangeInclusive<i128> = 0..=100;
+const MAX_STEPS: std::ops::RangeInclusive<i128> = 1..=50;
+const SHUTDOWN_GRACE_SECS: std::ops::RangeInclusive<i128> = 0..=86_400;
+const TEMPERATURE: std::ops::RangeInclusive<f64> = 0.0..=2.0;
+/// Tool ids are function names for the model; OpenAI and Anthropic accept at most this many
+/// characters.
+const MAX_TOOL_ID_LEN: usize = 64;
+
+pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
+    let mut root = Section::root(document, ROOT_KEYS);
+
+    let server = match root.get("server") {
+        Some(field) => server(cx, &field),
+        None => Some(ServerConfig::default()),
+    };
+
+    let model_fields = root.get("models").and_then(|field| cx.entries(&field)).unwrap_or_default();
+    let tool_fields = root.get("tools").and_then(|field| cx.entries(&field)).unwrap_or_default();
+    let agent_fields = root.get("agents").and_then(|field| cx.entries(&field)).unwrap_or_default();
+    root.finish(cx);
+
+    // References are checked against every declared id, even of entries with problems, so that
+    // one mistake is not reported again at every reference to it.
+    let model_ids: Vec<&str> = model_fields.iter().map(|field| field.key).collect();
+    let tool_ids: Vec<&str> = tool_fields.iter().map(|field| field.key).collect();
+
+    let mut models = Vec::new();
+    let mut fallbacks = Vec::new();
+    for field in &model_fields {
+        check_id(cx, field, "model");
+        let (model, fallback) = model(cx, field);
+        models.push(model);
+        fallbacks.extend(fallback);
+    }
+    check_fallbacks(cx, &fallbacks, &model_ids);
+
+    let mut tools = Vec::new();
+    for field in &tool_fields {
+        check_tool_id(cx, field);
+        tools.push(tool(cx, field));
+    }
+
+    let mut agents = Vec::new();
+    for field in &agent_fields {
+        check_id(cx, field, "agent");
+        agents.push(agent(cx, field, &model_ids, &tool_ids));
+    }
+
+    if cx.n_problems() > 0 {
+        return None;
+    }
+    Some(Config {
+        server: server?,
+        models: models.into_iter().collect::<Option<_>>()?,
+        tools: tools.into_iter().collect::<Option<_>>()?,
+        agents: agents.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+fn server(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<ServerConfig> {
+    let mut section = cx.section(field, SERVER_KEYS)?;
+    let defaults = ServerConfig::default();
+
+    let listen = match section.get("listen") {
+        Some(field) => cx.string(&field).and_then(|text| match text.parse::<SocketAddr>() {
+            Ok(listen) => Some(listen),
+            Err(_) => {
+                cx.error(
+                    field.offset(),
+                    format!(
+                        "{}: invalid socket address {text:?} (expected ip:port, \
+                         e.g. 127.0.0.1:8080)",
+                        field.path
+                    ),
+                );
+                None
+            }
+        }),
+        None => Some(defaults.listen),
+    };
+    let body_limit_bytes = match section.get("body_limit_bytes") {
+        Some(field) => cx.integer(&field, 1..=i128::from(u64::MAX)).and_then(|value| usize::try_from(value).ok()),
+        None => Some(defaults.body_limit_bytes),
+    };
+    let shutdown_grace = match section.get("shutdown_grace_secs") {
+        Some(field) => {
+            cx.integer(&field, SHUTDOWN_GRACE_SECS).and_then(|value| u64::try_from(value).ok()).map(Duration::from_secs)
+        }
+        None => Some(defaults.shutdown_grace),
+    };
+    section.finish(cx);
+
+    Some(ServerConfig { listen: listen?, body_limit_bytes: body_limit_bytes?, shutdown_grace: shutdown_grace? })
+}
+
+/// A model's `fallback = "..."`, kept for the checks that need every model.
+struct FallbackRef {
+    model_id: String,
+    target: String,
+    offset: usize,
+    path: String,
+}
+
+fn model(cx: &mut Cx<'_>, model_field: &Field<'_>) -> (Option<ModelConfig>, Option<FallbackRef>) {
+    let Some(mut section) = cx.section(model_field, MODEL_KEYS) else {
+        return (None, None);
+    };
+
+    let provider = section.require(cx, "provider").and_then(|field| {
+        let text = cx.string(&field)?;
+        let provider = ProviderKind::from_config_str(&text);
+        if provider.is_none() {
+            cx.error(
+                field.offset(),
+                format!("{}: unknown provider {text:?} (expected openai, anthropic or mock)", field.path),
+            );
+        }
+        provider
+    });
+    let model_name = section.require(cx, "model").and_then(|field| non_empty_string(cx, &field));
+
+    let base_url = match (section.get("base_url"), provider) {
+        (Some(field), Some(ProviderKind::Mock)) => {
+            cx.error(field.offset(), format!("{}: not allowed for a mock model (it makes no requests)", field.path));
+            None
+        }
+        (Some(field), _) => http_url(cx, &field).map(Some),
+        (None, Some(provider)) => Some(provider.default_base_url().map(str::to_owned)),
+        // The provider is wrong, which is reported already.
+        (None, None) => None,
+    };
+
+    let api_key_env_field = section.get("api_key_env");
+    let api_key_env = match &api_key_env_field {
+        Some(field) => env_name(cx, field).map(Some),
+        None => Some(None),
+    };
+
+    let mut fallback_ref = None;
+    let fallback = match section.get("fallback") {
+        None => Some(None),
+        Some(field) => match cx.string(&field) {
+            None => None,
+            Some(_) if api_key_env_field.is_none() => {
+                cx.error(
+                    field.offset(),
+                    format!(
+                        "{}: has no effect without api_key_env (the fallback is used when that \
+                         variable is unset or empty)",
+                        field.path
+                    ),
+                );
+                None
+            }
+            Some(target) => {
+                fallback_ref = Some(FallbackRef {
+                    model_id: model_field.key.to_owned(),
+                    target: target.clone(),
+                    offset: field.offset(),
+                    path: field.path.clone(),
+                });
+                Some(Some(target))
+            }
+        },
+    };
+
+    let connect_timeout = millis(cx, &mut section, "connect_timeout_ms", 5_000);
+    let first_byte_timeout = millis(cx, &mut section, "first_byte_timeout_ms", 60_000);
+    let total_timeout = millis(cx, &mut section, "total_timeout_ms", 300_000);
+    let max_retries = match section.get("max_retries") {
+        Some(field) => cx.integer(&field, MAX_RETRIES).and_then(|value| u32::try_from(value).ok()),
+        None => Some(2),
+    };
+    let headers = match section.get("headers") {
+        Some(field) => headers(cx, &field),
+        None => Some(Vec::new()),
+    };
+    section.finish(cx);
+
+    let (
+        Some(provider),
+        Some(model),
+        Some(base_url),
+        Some(api_key_env),
+        Some(fallback),
+        Some(connect_timeout),
+        Some(first_byte_timeout),
+        Some(total_timeout),
+        Some(max_retries),
+        Some(headers),
+    ) = (
+        provider,
+        model_name,
+        base_url,
+        api_key_env,
+        fallback,
+        connect_timeout,
+        first_byte_timeout,
+        total_timeout,
+        max_retries,
+        headers,
+    )
+    else {
+        return (None, fallback_ref);
+    };
+    let config = ModelConfig {
+        id: model_field.key.to_owned(),
+        provider,
+        model,
+        base_url,
+        api_key_env,
+        fallback,
+        connect_timeout,
+        first_byte_timeout,
+        total_timeout,
+        max_retries,
+        headers,
+    };
+    (Some(config), fallback_ref)
+}
+
+/// Fallbacks must name another model that has no fallback of its own.
+fn check_fallbacks(cx: &mut Cx<'_>, fallbacks: &[FallbackRef], model_ids: &[&str]) {
+    for fallback in fallbacks {
+        if fallback.target == fallback.model_id {
+            cx.error(fallback.offset, format!("{}: a model cannot fall back to itself", fallback.path));
+        } else if !model_ids.contains(&fallback.target.as_str()) {
+            cx.error(
+                fallback.offset,
+                format!("{}: unknown model {:?} ({})", fallback.path, fallback.target, known_list(model_ids, "models")),
+            );
+        } else if fallbacks.iter().any(|other| other.model_id == fallback.target) {
+            cx.error(
+                fallback.offset,
+                format!(
+                    "{}: model {:?} has a fallback of its own (fallbacks do not chain)",
+                    fallback.path, fallback.target
+                ),
+            );
+        }
+    }
+}
+
+fn tool(cx: &mut Cx<'_>, tool_field: &Field<'_>) -> Option<HttpToolConfig> {
+    let mut section = cx.section(tool_field, TOOL_KEYS)?;
+    let description = section.require(cx, "description").and_then(|field| cx.string(&field));
+    let url = section.require(cx, "url").and_then(|field| http_url(cx, &field));
+    let method = match section.get("method") {
+        Some(field) => cx.string(&field).and_then(|text| {
+            let method = HttpMethod::from_config_str(&text);
+            if method.is_none() {
+                cx.error(
+                    field.offset(),
+                    format!("{}: unknown method {text:?} (expected GET, POST, PUT, PATCH or DELETE)", field.path),
+                );
+            }
+            method
+        }),
+        None => Some(HttpMethod::Post),
+    };
+    let parameters = section.require(cx, "parameters").and_then(|field| schema(cx, &field, true));
+    let timeout = millis(cx, &mut section, "timeout_ms", 10_000);
+    let headers = match section.get("headers") {
+        Some(field) => headers(cx, &field),
+        None => Some(Vec::new()),
+    };
+    section.finish(cx);
+
+    Some(HttpToolConfig {
+        id: tool_field.key.to_owned(),
+        description: description?,
+        url: url?,
+        method: method?,
+        parameters: parameters?,
+        timeout: timeout?,
+        headers: headers?,
+    })
+}
+
+fn agent(cx: &mut Cx<'_>, agent_field: &Field<'_>, model_ids: &[&str], tool_ids: &[&str]) -> Option<AgentConfig> {
+    let mut section = cx.section(agent_field, AGENT_KEYS)?;
+    let name = match section.get("name") {
+        Some(field) => non_empty_string(cx, &field),
+        None => Some(agent_field.key.to_owned()),
+    };
+    let description = match section.get("description") {
+        Some(field) => cx.string(&field),
+        None => Some(String::new()),
+    };
+    let instructions = section.require(cx, "instructions").and_then(|field| non_empty_string(cx, &field));
+    let model = section.require(cx, "model").and_then(|field| {
+        let model = cx.string(&field)?;
+        if model_ids.contains(&model.as_str()) {
+            Some(model)
+        } else {
+            cx.error(
+                field.offset(),
+                format!("{}: unknown model {model:?} ({})", field.path, known_list(model_ids, "models")),
+            );
+            None
+        }
+    });
+    let tools = match section.get("tools") {
+        Some(field) => agent_tools(cx, &field, tool_ids),
+        None => Some(Vec::new()),
+    };
+    let max_steps = match section.get("max_steps") {
+        Some(field) => cx.integer(&field, MAX_STEPS).and_then(|value| u32::try_from(value).ok()),
+        None => Some(5),
+    };
+    let temperature = match section.get("temperature") {
+        Some(field) => cx.float(&field, TEMPERATURE).map(|value| Some(value as f32)),
+        None => Some(None),
+    };
+    let max_output_tokens = match section.get("max_output_tokens") {
+        Some(field) => {
+            cx.integer(&field, 1..=i128::from(u32::MAX)).and_then(|value| u32::try_from(value).ok()).map(Some)
+        }
+        None => Some(None),
+    };
+    let output_schema = match section.get("output_schema") {
+        Some(field) => schema(cx, &field, false).map(Some),
+        None => Some(None),
+    };
+    section.finish(cx);
+
+    Some(AgentConfig {
+        id: agent_field.key.to_owned(),
+        name: name?,
+        description: description?,
+        instructions: instructions?,
+        model: model?,
+        tools: tools?,
+        max_steps: max_steps?,
+        temperature: temperature?,
+        max_output_tokens: max_output_tokens?,
+        output_schema: output_schema?,
+    })
+}
+
+/// An agent's `tools`: known tool ids, each at most once.
+fn agent_tools(cx: &mut Cx<'_>, field: &Field<'_>, tool_ids: &[&str]) -> Option<Vec<String>> {
+    let elements = cx.array(field)?;
+    let mut ok = true;
+    let mut tools: Vec<String> = Vec::with_capacity(elements.len());
+    for element in &elements {
+        let Some(tool) = cx.string(element) else {
+            ok = false;
+            continue;
+        };
+        if !tool_ids.contains(&tool.as_str()) {
+            cx.error(
+                element.offset(),
+                format!("{}: unknown tool {tool:?} ({})", element.path, known_list(tool_ids, "tools")),
+            );
+            ok = false;
+        } else if tools.contains(&tool) {
+            cx.error(element.offset(), format!("{}: tool {tool:?} is listed more than once", element.path));
+            ok = false;
+        } else {
+            tools.push(tool);
+        }
+    }
+    ok.then_some(tools)
+}
+
+/// `headers = { name = "value", ... }`. Values may be secrets, so no message quotes them.
+fn headers(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<Vec<(String, String)>> {
+    let entries = cx.entries(field)?;
+    let mut ok = true;
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(entries.len());
+    let mut seen: HashSet<String> = HashSet::new();
+    for entry in &entries {
+        let name = entry.key;
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            cx.error(
+                entry.key_offset,
+                format!("{}: invalid header name (use letters, digits and !#$%&'*+-.^_`|~)", entry.path),
+            );
+            ok = false;
+        } else if !seen.insert(name.to_ascii_lowercase()) {
+            cx.error(
+                entry.key_offset,
+                format!("{}: header {name:?} is set more than once (header names ignore case)", entry.path),
+            );
+            ok = false;
+        }
+        let Some(value) = cx.string(entry) else {
+            ok = false;
+            continue;
+        };
+        if !value.bytes().all(|byte| byte == b'\t' || (0x20..0x7f).contains(&byte)) {
+            cx.error(
+                entry.offset(),
+                format!(
+                    "{}: invalid header value (only visible ascii characters, spaces and tabs \
+                     are allowed)",
+                    entry.path
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        headers.push((name.to_owned(), value));
+    }
+    ok.then_some(headers)
+}
+
+/// `tchar` of RFC 9110: the characters of a header name.
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// An absolute `http://` or `https://` URL. The URL itself is not quoted in messages: it may
+/// carry credentials.
+fn http_url(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
+    let text = cx.string(field)?;
+    match url::Url::parse(&text) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
+            cx.error(
+                field.offset(),
+                format!("{}: must be an http or https url, not {:?}", field.path, format!("{}:", url.scheme())),
+            );
+            None
+        }
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+            cx.error(field.offset(), format!("{}: invalid url: no host", field.path));
+            None
+        }
+        Ok(_) => Some(text),
+        Err(error) => {
+            cx.error(field.offset(), format!("{}: invalid url: {error}", field.path));
+            None
+        }
+    }
+}
+
+/// The name (not the value) of an environment variable.
+fn env_name(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
+    let name = cx.string(field)?;
+    if is_env_name(&name) {
+        return Some(name);
+    }
+    // Never quote the value: it may well be the key itself.
+    cx.error(
+        field.offset(),
+        format!(
+            "{}: must be the name of an environment variable (letters, digits and \"_\", not \
+             starting with a digit), not the key itself",
+            field.path
+        ),
+    );
+    None
+}
+
+fn non_empty_string(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
+    let text = cx.string(field)?;
+    if text.trim().is_empty() {
+        cx.error(field.offset(), format!("{}: must not be empty", field.path));
+        return None;
+    }
+    Some(text)
+}
+
+/// A `*_ms` key as a duration, or `default_ms` when absent.
+fn millis(cx: &mut Cx<'_>, section: &mut Section<'_>, key: &str, default_ms: u64) -> Option<Duration> {
+    match section.get(key) {
+        Some(field) => {
+            cx.integer(&field, TIMEOUT_MS).and_then(|value| u64::try_from(value).ok()).map(Duration::from_millis)
+        }
+        None => Some(Duration::from_millis(default_ms)),
+    }
+}
+
+/// Model and agent ids: `^[A-Za-z0-9_.-]+$`.
+fn check_id(cx: &mut Cx<'_>, field: &Field<'_>, what: &str) {
+    let is_valid =
+        !field.key.is_empty() && field.key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !is_valid {
+        cx.error(
+            field.key_offset,
+            format!("{}: invalid {what} id {:?} (use letters, digits, \"_\", \".\" and \"-\")", field.path, field.key),
+        );
+    }
+}
+
+/// Tool ids are the function names the model sees, so they follow the providers' rule for
+/// function names: `^[A-Za-z0-9_-]{1,64}$`.
+fn check_tool_id(cx: &mut Cx<'_>, field: &Field<'_>) {
+    let is_valid = !field.key.is_empty()
+        && field.key.len() <= MAX_TOOL_ID_LEN
+        && field.key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    if !is_valid {
+        cx.error(
+            field.key_offset,
+            format!(
+                "{}: invalid tool id {:?} (a tool id is the function name the model sees: \
+                 letters, digits, \"_\" and \"-\", at most {MAX_TOOL_ID_LEN} characters)",
+                field.path, field.key
+            ),
+        );
+    }
+}
+
+/// `known: a, b` (or `no <what> declared`) for "unknown ..." messages.
+fn known_list(ids: &[&str], what: &str) -> String {
+    if ids.is_empty() { format!("no {what} declared") } else { format!("known: {}", ids.join(", ")) }
+}

@@ -1,0 +1,184 @@
+//! The validated configuration: plain data, every default applied, every reference checked.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// A whole, valid `glassbox.toml`. Models, tools and agents are in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub models: Vec<ModelConfig>,
+    pub tools: Vec<HttpToolConfig>,
+    pub agents: Vec<AgentConfig>,
+}
+
+impl Config {
+    /// The model declared as `[models.<id>]`.
+    pub fn model(&self, id: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|model| model.id == id)
+    }
+
+    /// The tool declared as `[tools.<id>]`.
+    pub fn tool(&self, id: &str) -> Option<&HttpToolConfig> {
+        self.tools.iter().find(|tool| tool.id == id)
+    }
+
+    /// The agent declared as `[agents.<id>]`.
+    pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
+        self.agents.iter().find(|agent| agent.id == id)
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl ServerConfig {
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+    pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: Self::DEFAULT_LISTEN,
+            body_limit_bytes: Self::DEFAULT_BODY_LIMIT_BYTES,
+            shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Which wire protocol a model speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// OpenAI chat completions, or any server compatible with it.
+    OpenAi,
+    /// Anthropic messages.
+    Anthropic,
+    /// The deterministic in-process mock provider.
+    Mock,
+}
+
+impl ProviderKind {
+    /// The spelling used in the file (`provider = "openai"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Mock => "mock",
+        }
+    }
+
+    /// The base URL used when a model does not set `base_url`; `None` for the mock.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
+            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderKind::Mock => None,
+        }
+    }
+
+    pub(crate) fn from_config_str(text: &str) -> Option<Self> {
+        match text {
+            "openai" => Some(ProviderKind::OpenAi),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "mock" => Some(ProviderKind::Mock),
+            _ => None,
+        }
+    }
+}
+
+/// `[models.<id>]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub id: String,
+    pub provider: ProviderKind,
+    /// The model name sent to the provider.
+    pub model: String,
+    /// Always `Some` for `openai` and `anthropic` (the provider's default when the file does not
+    /// set one), always `None` for `mock`.
+    pub base_url: Option<String>,
+    /// The NAME of the environment variable that holds the API key.
+    pub api_key_env: Option<String>,
+    /// The id of the model to use instead when `api_key_env`'s variable is unset or empty. Only
+    /// set together with `api_key_env`; the fallback model has no fallback of its own.
+    pub fallback: Option<String>,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+    pub max_retries: u32,
+    /// Extra request headers, in file order. Values may hold secrets: never log them.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The HTTP method of a tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl HttpMethod {
+    /// The method as sent on the wire (`"POST"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+
+    pub(crate) fn from_config_str(text: &str) -> Option<Self> {
+        match text {
+            "GET" => Some(HttpMethod::Get),
+            "POST" => Some(HttpMethod::Post),
+            "PUT" => Some(HttpMethod::Put),
+            "PATCH" => Some(HttpMethod::Patch),
+            "DELETE" => Some(HttpMethod::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// `[tools.<id>]`: a tool the model can call, served by an HTTP endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpToolConfig {
+    /// The function name shown to the model.
+    pub id: String,
+    pub description: String,
+    pub url: String,
+    pub method: HttpMethod,
+    /// JSON schema of the arguments; an object schema (`"type": "object"`).
+    pub parameters: serde_json::Value,
+    pub timeout: Duration,
+    /// Extra request headers, in file order. Values may hold secrets: never log them.
+    pub headers: Vec<(String, String)>,
+}
+
+/// `[agents.<id>]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub instructions: String,
+    /// The id of a model in [`Config::models`].
+    pub model: String,
+    /// Ids of tools in [`Config::tools`], without duplicates, in file order.
+    pub tools: Vec<String>,
+    pub max_steps: u32,
+    pub temperature: Option<f32>,
+    pub max_output_tokens: Option<u32>,
+    /// JSON schema for structured output.
+    pub output_schema: Option<serde_json::Value>,
+}

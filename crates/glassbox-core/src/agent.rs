@@ -1,0 +1,494 @@
+//! Agents and the agent loop.
+//!
+//! One run: the agent's instructions plus the caller's messages go to the model; tool calls in
+//! the answer run concurrently and their results go back to the model; this repeats until the
+//! model answers without tool calls or the step limit is reached. With an output schema the
+//! final text must parse as JSON matching it; one repair attempt is made before giving up.
+//!
+//! The loop is written once, as a stream of [`AgentChunk`]s. [`Agent::generate`] drives the
+//! same stream with non-streamed model calls and keeps only the final chunk. Dropping the
+//! stream (or the `generate` future) drops the in-flight model request and any running tools,
+//! which is how a client disconnect cancels a run.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt, future::join_all};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::model::{
+    FinishReason, LanguageModel, Message, ModelEvent, ModelRequest, ModelResponse, OutputSchema,
+    ProviderError, ToolCall, ToolSpec, Usage,
+};
+use crate::tool::{Tool, ToolError, ToolResult};
+
+/// The default step limit when neither the agent nor the request sets one.
+pub const DEFAULT_MAX_STEPS: u32 = 5;
+/// Requests may raise the step limit up to this, never further.
+pub const MAX_STEPS_LIMIT: u32 = 50;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("model call failed")]
+    Provider(#[from] ProviderError),
+    #[error("the model's answer did not match the output schema after one repair attempt: {message}")]
+    StructuredOutput { message: String, text: String },
+    #[error("invalid output schema: {message}")]
+    InvalidOutputSchema { message: String },
+    #[error("invalid tool `{tool}`: {message}")]
+    InvalidTool { tool: String, message: String },
+    #[error("no messages to send: the conversation must contain at least one message")]
+    EmptyConversation,
+}
+
+impl AgentError {
+    /// A stable machine-readable name, used as `error.type` and the API's `code`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Provider(error) => error.kind(),
+            Self::StructuredOutput { .. } => "structured_output_invalid",
+            Self::InvalidOutputSchema { .. } => "invalid_output_schema",
+            Self::InvalidTool { .. } => "invalid_tool",
+            Self::EmptyConversation => "empty_conversation",
+        }
+    }
+}
+
+/// The result of a finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentOutput {
+    pub text: String,
+    /// The parsed final answer when an output schema was in force.
+    pub object: Option<Value>,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_results: Vec<ToolResult>,
+    /// Summed over every model call of the run.
+    pub usage: Usage,
+    pub finish_reason: FinishReason,
+    /// Model calls made, including a structured-output repair.
+    pub model_calls: u32,
+}
+
+/// One piece of a streamed run, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentChunk {
+    TextDelta(String),
+    ToolCall(ToolCall),
+    ToolResult(ToolResult),
+    /// One model call finished; `usage` is that call's.
+    StepFinish { step: u32, usage: Usage, finish_reason: FinishReason },
+    /// The run finished; always the last chunk of a successful run.
+    Finish(AgentOutput),
+}
+
+pub type AgentStream = Pin<Box<dyn Stream<Item = Result<AgentChunk, AgentError>> + Send>>;
+
+/// Per-call overrides of the agent's settings.
+#[derive(Debug, Clone, Default)]
+pub struct GenerateOptions {
+    /// Capped at [`MAX_STEPS_LIMIT`].
+    pub max_steps: Option<u32>,
+    /// A JSON schema for this call's answer, replacing the agent's own.
+    pub output_schema: Option<Value>,
+}
+
+struct RegisteredTool {
+    tool: Arc<dyn Tool>,
+    validator: jsonschema::Validator,
+}
+
+struct CompiledSchema {
+    schema: OutputSchema,
+    validator: jsonschema::Validator,
+}
+
+impl CompiledSchema {
+    fn compile(name: &str, schema: Value) -> Result<Self, AgentError> {
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|error| AgentError::InvalidOutputSchema { message: error.to_string() })?;
+        Ok(Self { schema: OutputSchema { name: name.to_owned(), schema }, validator })
+    }
+}
+
+struct AgentInner {
+    id: String,
+    name: String,
+    description: String,
+    instructions: String,
+    model: Arc<dyn LanguageModel>,
+    tools: Vec<RegisteredTool>,
+    tool_specs: Arc<[ToolSpec]>,
+    max_steps: u32,
+    temperature: Option<f32>,
+    max_output_tokens: Option<u32>,
+    output_schema: Option<Arc<CompiledSchema>>,
+}
+
+/// An agent: instructions, a model and tools. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<AgentInner>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("id", &self.inner.id)
+            .field("model", &self.inner.model.model_name())
+            .field("tools", &self.inner.tool_specs.iter().map(|spec| &spec.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Agent`]; see [`Agent::builder`].
+pub struct AgentBuilder {
+    id: String,
+    name: Option<String>,
+    description: String,
+    instructions: String,
+    model: Arc<dyn LanguageModel>,
+    tools: Vec<Arc<dyn Tool>>,
+    max_steps: u32,
+    temperature: Option<f32>,
+    max_output_tokens: Option<u32>,
+    output_schema: Option<Value>,
+}
+
+impl AgentBuilder {
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.instructions = instructions.into();
+        self
+    }
+    pub fn tool(mut self, tool: impl Tool + 'static) -> Self {
+        self.tools.push(Arc::new(tool));
+        self
+    }
+    pub fn shared_tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.tools.push(tool);
+        self
+    }
+    pub fn max_steps(mut self, max_steps: u32) -> Self {
+        self.max_steps = max_steps.clamp(1, MAX_STEPS_LIMIT);
+        self
+    }
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+    pub fn max_output_tokens(mut self, max_output_tokens: u32) -> Self {
+        self.max_output_tokens = Some(max_output_tokens);
+        self
+    }
+    /// Every answer of this agent must be JSON matching `schema`.
+    pub fn output_schema(mut self, schema: Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+
+    /// Compiles the tools' argument schemas and the output schema.
+    pub fn build(self) -> Result<Agent, AgentError> {
+        let mut tools = Vec::with_capacity(self.tools.len());
+        for tool in self.tools {
+            let spec = tool.spec();
+            if tools.iter().any(|registered: &RegisteredTool| registered.tool.spec().name == spec.name) {
+                return Err(AgentError::InvalidTool { tool: spec.name.clone(), message: "declared twice".into() });
+            }
+            let validator = jsonschema::validator_for(&spec.parameters).map_err(|error| {
+                AgentError::InvalidTool { tool: spec.name.clone(), message: error.to_string() }
+            })?;
+            tools.push(RegisteredTool { tool, validator });
+        }
+        let tool_specs = tools.iter().map(|registered| registered.tool.spec().clone()).collect();
+        let output_schema = match self.output_schema {
+            Some(schema) => Some(Arc::new(CompiledSchema::compile(&schema_name(&self.id), schema)?)),
+            None => None,
+        };
+        Ok(Agent {
+            inner: Arc::new(AgentInner {
+                name: self.name.unwrap_or_else(|| self.id.clone()),
+                id: self.id,
+                description: self.description,
+                instructions: self.instructions,
+                model: self.model,
+                tools,
+                tool_specs,
+                max_steps: self.max_steps,
+                temperature: self.temperature,
+                max_output_tokens: self.max_output_tokens,
+                output_schema,
+            }),
+        })
+    }
+}
+
+/// OpenAI requires schema names to match `^[a-zA-Z0-9_-]+$`.
+fn schema_name(agent_id: &str) -> String {
+    let cleaned: String =
+        agent_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("{cleaned}_output")
+}
+
+impl Agent {
+    pub fn builder(id: impl Into<String>, model: Arc<dyn LanguageModel>) -> AgentBuilder {
+        AgentBuilder {
+            id: id.into(),
+            name: None,
+            description: String::new(),
+            instructions: String::new(),
+            model,
+            tools: Vec::new(),
+            max_steps: DEFAULT_MAX_STEPS,
+            temperature: None,
+            max_output_tokens: None,
+            output_schema: None,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+    pub fn description(&self) -> &str {
+        &self.inner.description
+    }
+    pub fn instructions(&self) -> &str {
+        &self.inner.instructions
+    }
+    pub fn model(&self) -> &Arc<dyn LanguageModel> {
+        &self.inner.model
+    }
+    pub fn tools(&self) -> &[ToolSpec] {
+        &self.inner.tool_specs
+    }
+    pub fn max_steps(&self) -> u32 {
+        self.inner.max_steps
+    }
+    pub fn output_schema(&self) -> Option<&Value> {
+        self.inner.output_schema.as_ref().map(|compiled| &compiled.schema.schema)
+    }
+
+    /// Runs the agent to completion with non-streamed model calls.
+    pub async fn generate(&self, messages: Vec<Message>, options: GenerateOptions) -> Result<AgentOutput, AgentError> {
+        let mut chunks = self.run(messages, options, false);
+        while let Some(chunk) = chunks.next().await {
+            if let AgentChunk::Finish(output) = chunk? {
+                return Ok(output);
+            }
+        }
+        // The loop always ends with Finish or an error; reaching here means it was cut short.
+        Err(AgentError::Provider(ProviderError::StreamInterrupted { source: None }))
+    }
+
+    /// Runs the agent with streamed model calls, yielding text as it arrives.
+    pub fn stream(&self, messages: Vec<Message>, options: GenerateOptions) -> AgentStream {
+        self.run(messages, options, true)
+    }
+
+    fn run(&self, messages: Vec<Message>, options: GenerateOptions, streaming: bool) -> AgentStream {
+        let agent = Arc::clone(&self.inner);
+        let span = tracing::info_span!(
+            "invoke_agent",
+            otel.name = %format_args!("invoke_agent {}", agent.id),
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = %agent.id,
+            gen_ai.provider.name = %agent.model.provider(),
+            gen_ai.request.model = %agent.model.model_name(),
+        );
+        Box::pin(InSpan { span, inner: Box::pin(run_loop(agent, messages, options, streaming)) })
+    }
+}
+
+/// Polls a stream inside a span, so everything the run logs belongs to `invoke_agent`.
+struct InSpan {
+    span: tracing::Span,
+    inner: AgentStream,
+}
+
+impl Stream for InSpan {
+    type Item = Result<AgentChunk, AgentError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        this.inner.as_mut().poll_next(cx)
+    }
+}
+
+fn run_loop(
+    agent: Arc<AgentInner>,
+    input: Vec<Message>,
+    options: GenerateOptions,
+    streaming: bool,
+) -> impl Stream<Item = Result<AgentChunk, AgentError>> + Send {
+    async_stream::try_stream! {
+        if input.is_empty() {
+            Err(AgentError::EmptyConversation)?;
+        }
+        let output_schema = match options.output_schema {
+            Some(schema) => Some(Arc::new(CompiledSchema::compile(&schema_name(&agent.id), schema)?)),
+            None => agent.output_schema.clone(),
+        };
+        let max_steps = options.max_steps.map_or(agent.max_steps, |steps| steps.clamp(1, MAX_STEPS_LIMIT));
+
+        let mut messages = Vec::with_capacity(input.len() + 1 + 2 * max_steps as usize);
+        if !agent.instructions.is_empty() {
+            messages.push(Message::system(agent.instructions.clone()));
+        }
+        messages.extend(input);
+        let mut request = ModelRequest {
+            messages,
+            tools: Arc::clone(&agent.tool_specs),
+            temperature: agent.temperature,
+            max_output_tokens: agent.max_output_tokens,
+            output_schema: output_schema.as_ref().map(|compiled| compiled.schema.clone()),
+        };
+
+        let mut usage = Usage::default();
+        let mut tool_calls = Vec::new();
+        let mut tool_results = Vec::new();
+        let mut model_calls = 0_u32;
+        let mut step = 0_u32;
+        let (mut text, mut finish_reason) = loop {
+            step += 1;
+            model_calls += 1;
+            let response = if streaming {
+                let mut events = agent.model.stream(&request).await?;
+                let mut finished = None;
+                while let Some(event) = events.next().await {
+                    match event? {
+                        ModelEvent::TextDelta(delta) => yield AgentChunk::TextDelta(delta),
+                        ModelEvent::ToolCallDelta { .. } => {}
+                        ModelEvent::Finish(response) => finished = Some(response),
+                    }
+                }
+                finished.ok_or(ProviderError::StreamInterrupted { source: None })?
+            } else {
+                agent.model.generate(&request).await?
+            };
+            let ModelResponse { text, tool_calls: step_calls, usage: step_usage, finish_reason, .. } = response;
+            usage += step_usage;
+            yield AgentChunk::StepFinish { step, usage: step_usage, finish_reason: finish_reason.clone() };
+
+            if step_calls.is_empty() {
+                break (text, finish_reason);
+            }
+            for call in &step_calls {
+                yield AgentChunk::ToolCall(call.clone());
+            }
+            let results = join_all(step_calls.iter().map(|call| run_tool(&agent, call))).await;
+            request.messages.push(Message::Assistant { text: text.clone(), tool_calls: step_calls.clone() });
+            for result in results {
+                request.messages.push(Message::Tool {
+                    call_id: result.call_id.clone(),
+                    name: result.name.clone(),
+                    content: result.result.to_string(),
+                    is_error: result.is_error,
+                });
+                yield AgentChunk::ToolResult(result.clone());
+                tool_results.push(result);
+            }
+            tool_calls.extend(step_calls);
+            if step >= max_steps {
+                break (text, FinishReason::MaxSteps);
+            }
+        };
+
+        let mut object = None;
+        if let Some(compiled) = &output_schema {
+            match check_structured(&compiled.validator, &text) {
+                Ok(value) => object = Some(value),
+                Err(problem) => {
+                    tracing::debug!(%problem, "structured output invalid; asking the model to repair it");
+                    request.messages.push(Message::assistant(text.clone()));
+                    request.messages.push(Message::user(format!(
+                        "Your previous answer was not valid: {problem}. Reply again with only a JSON value \
+                         that matches this JSON schema, and nothing else:\n{}",
+                        compiled.schema.schema
+                    )));
+                    model_calls += 1;
+                    let repaired = agent.model.generate(&request).await?;
+                    usage += repaired.usage;
+                    step += 1;
+                    yield AgentChunk::StepFinish { step, usage: repaired.usage, finish_reason: repaired.finish_reason.clone() };
+                    match check_structured(&compiled.validator, &repaired.text) {
+                        Ok(value) => {
+                            object = Some(value);
+                            text = repaired.text;
+                            finish_reason = repaired.finish_reason;
+                        }
+                        Err(message) => Err(AgentError::StructuredOutput { message, text: repaired.text })?,
+                    }
+                }
+            }
+        }
+
+        yield AgentChunk::Finish(AgentOutput { text, object, tool_calls, tool_results, usage, finish_reason, model_calls });
+    }
+}
+
+/// Parses `text` as JSON (tolerating a Markdown code fence around it) and validates it.
+fn check_structured(validator: &jsonschema::Validator, text: &str) -> Result<Value, String> {
+    let trimmed = strip_code_fence(text.trim());
+    let value: Value = serde_json::from_str(trimmed).map_err(|error| format!("not JSON ({error})"))?;
+    let problems: Vec<String> =
+        validator.iter_errors(&value).take(5).map(|error| format!("{} at `{}`", error, error.instance_path())).collect();
+    if problems.is_empty() { Ok(value) } else { Err(problems.join("; ")) }
+}
+
+fn strip_code_fence(text: &str) -> &str {
+    let Some(rest) = text.strip_prefix("```") else { return text };
+    let rest = rest.strip_prefix("json").unwrap_or(rest);
+    rest.strip_suffix("```").unwrap_or(rest).trim()
+}
+
+async fn run_tool(agent: &AgentInner, call: &ToolCall) -> ToolResult {
+    let span = tracing::info_span!(
+        "execute_tool",
+        otel.name = %format_args!("execute_tool {}", call.name),
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %call.name,
+        gen_ai.tool.call.id = %call.id,
+    );
+    let outcome = async {
+        let registered = agent
+            .tools
+            .iter()
+            .find(|registered| registered.tool.spec().name == call.name)
+            .ok_or_else(|| ToolError::Unknown { tool: call.name.clone() })?;
+        let problems: Vec<String> = registered
+            .validator
+            .iter_errors(&call.arguments)
+            .take(5)
+            .map(|error| format!("{} at `{}`", error, error.instance_path()))
+            .collect();
+        if !problems.is_empty() {
+            return Err(ToolError::InvalidArguments { tool: call.name.clone(), message: problems.join("; ") });
+        }
+        registered.tool.call(call.arguments.clone()).await
+    }
+    .instrument(span)
+    .await;
+    let (result, is_error) = match outcome {
+        Ok(value) => (value, false),
+        Err(error) => {
+            tracing::debug!(tool = %call.name, %error, "tool call failed; returning the error to the model");
+            (serde_json::json!({ "error": error.to_string() }), true)
+        }
+    };
+    ToolResult { call_id: call.id.clone(), name: call.name.clone(), arguments: call.arguments.clone(), result, is_error }
+}

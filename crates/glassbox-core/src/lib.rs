@@ -1,0 +1,16 @@
+//! Glassbox's core: messages, tools, agents and the agent loop, and the interface every model
+//! provider implements.
+//!
+//! This crate knows nothing of HTTP servers, SQL or HTML; the server, the store and the
+//! providers depend on it, never the other way round.
+
+pub mod agent;
+pub mod model;
+pub mod tool;
+
+pub use agent::{Agent, AgentBuilder, AgentChunk, AgentError, AgentOutput, AgentStream, GenerateOptions};
+pub use model::{
+    FinishReason, LanguageModel, Message, ModelEvent, ModelRequest, ModelResponse, ModelStream,
+    OutputSchema, ProviderError, TimeoutPhase, ToolCall, ToolSpec, Usage,
+};
+pub use tool::{FnTool, Tool, ToolError, ToolResult};

@@ -1,0 +1,5 @@
+//! The agent loop against a scripted in-process model: tool calling, step limits, structured
+//! output and its repair, streaming, cancellation.
+
+mod agent_loop;
+mod scripted;

@@ -1,0 +1,187 @@
+//! The agent routes of Mastra's server: list, describe, generate and stream.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures::{Stream, StreamExt};
+use glassbox_core::{Agent, AgentChunk, AgentError, GenerateOptions};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::{Value, json};
+
+use super::body::JsonBody;
+use super::wire::{GenerateBody, GenerateResponse, StreamChunk, WireToolCall, WireToolResult, WireUsage};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::trace_context::TraceContext;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/agents", get(list_agents))
+        .route("/api/agents/{agent_id}", get(get_agent))
+        .route("/api/agents/{agent_id}/generate", post(generate))
+        .route("/api/agents/{agent_id}/stream", post(stream))
+}
+
+/// An agent as `GET /api/agents` describes it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentDescription<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: &'a str,
+    instructions: &'a str,
+    provider: &'a str,
+    model_id: &'a str,
+    tools: ToolMap<'a>,
+    max_steps: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_schema: Option<&'a Value>,
+}
+
+impl<'a> AgentDescription<'a> {
+    fn new(agent: &'a Agent) -> Self {
+        Self {
+            id: agent.id(),
+            name: agent.name(),
+            description: agent.description(),
+            instructions: agent.instructions(),
+            provider: agent.model().provider(),
+            model_id: agent.model().model_name(),
+            tools: ToolMap(agent),
+            max_steps: agent.max_steps(),
+            output_schema: agent.output_schema(),
+        }
+    }
+}
+
+/// Mastra lists tools as an object keyed by tool id.
+struct ToolMap<'a>(&'a Agent);
+
+impl Serialize for ToolMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let tools = self.0.tools();
+        let mut map = serializer.serialize_map(Some(tools.len()))?;
+        for spec in tools {
+            map.serialize_entry(
+                &spec.name,
+                &json!({ "id": spec.name, "description": spec.description, "inputSchema": spec.parameters }),
+            )?;
+        }
+        map.end()
+    }
+}
+
+/// Mastra answers an object keyed by agent id; ours keeps the config's order.
+struct AgentMap<'a>(&'a [Agent]);
+
+impl Serialize for AgentMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for agent in self.0 {
+            map.serialize_entry(agent.id(), &AgentDescription::new(agent))?;
+        }
+        map.end()
+    }
+}
+
+async fn list_agents(State(state): State<AppState>) -> Response {
+    Json(AgentMap(state.agents.all())).into_response()
+}
+
+async fn get_agent(State(state): State<AppState>, Path(agent_id): Path<String>) -> Result<Response, ApiError> {
+    let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
+    Ok(Json(AgentDescription::new(agent)).into_response())
+}
+
+fn options(body: &mut GenerateBody) -> GenerateOptions {
+    GenerateOptions { max_steps: body.max_steps, output_schema: body.output.take().map(|schema| schema.0) }
+}
+
+async fn generate(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    Extension(trace): Extension<TraceContext>,
+    JsonBody(mut body): JsonBody<GenerateBody>,
+) -> Result<Response, ApiError> {
+    let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
+    let options = options(&mut body);
+    let output = agent.generate(body.messages.0, options).await?;
+    let trace_id = trace.trace_id_hex();
+    Ok(Json(GenerateResponse::new(&output, &trace_id)).into_response())
+}
+
+/// Streams the run as server-sent events. The first chunk is awaited before the response
+/// starts, so a run that fails before any output (a provider error, say) still answers with
+/// the right status and the JSON error shape; later errors become an `error` chunk.
+async fn stream(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    Extension(trace): Extension<TraceContext>,
+    JsonBody(mut body): JsonBody<GenerateBody>,
+) -> Result<Response, ApiError> {
+    let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
+    let options = options(&mut body);
+    let mut chunks = agent.stream(body.messages.0, options);
+    let first = match chunks.next().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(error)) => return Err(error.into()),
+        None => return Err(ApiError::Agent(AgentError::Provider(glassbox_core::ProviderError::StreamInterrupted { source: None }))),
+    };
+    let run_id = trace.trace_id_hex();
+    let events = futures::stream::once(async move { Ok(first) }).chain(chunks);
+    Ok(Sse::new(sse_events(events, run_id)).into_response())
+}
+
+/// Maps each agent chunk to one SSE event; after the run ends (or fails) sends `[DONE]`.
+fn sse_events(
+    chunks: impl Stream<Item = Result<AgentChunk, AgentError>> + Send + 'static,
+    run_id: String,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let mut failed = false;
+    chunks
+        .take_while(move |chunk| {
+            // Nothing follows an error: the run is over.
+            let keep = !failed;
+            failed |= chunk.is_err();
+            futures::future::ready(keep)
+        })
+        .map(move |chunk| Ok(chunk_event(chunk, &run_id)))
+        .chain(futures::stream::once(async { Ok(Event::default().data("[DONE]")) }))
+}
+
+fn chunk_event(chunk: Result<AgentChunk, AgentError>, run_id: &str) -> Event {
+    let json = match chunk {
+        Ok(AgentChunk::TextDelta(text)) => encode("text-delta", run_id, json!({ "text": text })),
+        Ok(AgentChunk::ToolCall(call)) => encode("tool-call", run_id, WireToolCall::from(&call)),
+        Ok(AgentChunk::ToolResult(result)) => encode("tool-result", run_id, WireToolResult::from(&result)),
+        Ok(AgentChunk::StepFinish { step, usage, finish_reason }) => encode(
+            "step-finish",
+            run_id,
+            json!({ "step": step, "stepResult": { "reason": finish_reason.as_str() }, "output": { "usage": WireUsage::from(usage) } }),
+        ),
+        Ok(AgentChunk::Finish(output)) => encode(
+            "finish",
+            run_id,
+            json!({
+                "stepResult": { "reason": output.finish_reason.as_str() },
+                "output": { "text": output.text, "object": output.object, "usage": WireUsage::from(output.usage) },
+                "metadata": { "traceId": run_id },
+            }),
+        ),
+        Err(error) => {
+            tracing::warn!(error = %crate::error::chain(&error), "stream failed after output began");
+            encode("error", run_id, ApiError::Agent(error).body())
+        }
+    };
+    Event::default().data(json)
+}
+
+fn encode<P: Serialize>(kind: &'static str, run_id: &str, payload: P) -> String {
+    serde_json::to_string(&StreamChunk { kind, run_id, from: "AGENT", payload })
+        .unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
+}

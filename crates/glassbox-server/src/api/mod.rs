@@ -1,0 +1,6 @@
+//! The REST API: routes grouped by resource, each module exposing `router()`.
+
+pub mod agents;
+pub mod body;
+pub mod health;
+pub mod wire;

@@ -1,0 +1,124 @@
+//! The one error type of the HTTP API: every failure answers `{error, code, details?}` with
+//! the status of DESIGN.md's table. Client errors say what was wrong; internal errors answer a
+//! generic message and keep the detail for the log line.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use glassbox_core::{AgentError, ProviderError};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidBody { message: String, field: Option<String> },
+    #[error("request body is not valid JSON: {message}")]
+    MalformedJson { message: String },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read the request body")]
+    BodyUnreadable,
+    #[error("unknown agent \"{agent_id}\"")]
+    AgentNotFound { agent_id: String },
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidBody { .. } | Self::MalformedJson { .. } | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::AgentNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Agent(error) => match error {
+                AgentError::InvalidOutputSchema { .. } | AgentError::EmptyConversation => StatusCode::BAD_REQUEST,
+                AgentError::Provider(ProviderError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+                AgentError::Provider(_) | AgentError::StructuredOutput { .. } => StatusCode::BAD_GATEWAY,
+                AgentError::InvalidTool { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidBody { .. } => "invalid_body",
+            Self::MalformedJson { .. } => "malformed_json",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyUnreadable => "body_unreadable",
+            Self::AgentNotFound { .. } => "agent_not_found",
+            Self::RouteNotFound { .. } => "route_not_found",
+            Self::Agent(error) => error.kind(),
+        }
+    }
+
+    /// The message shown to the client: the whole cause chain for client and provider errors
+    /// (they hold no secrets: provider messages are the provider's own error text).
+    pub fn client_message(&self) -> String {
+        if self.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            return "internal error".to_owned();
+        }
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !message.contains(&cause_text) {
+                message.push_str(": ");
+                message.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+
+    fn details(&self) -> Option<Value> {
+        match self {
+            Self::InvalidBody { field: Some(field), .. } => Some(serde_json::json!({ "field": field })),
+            Self::Agent(AgentError::InvalidOutputSchema { .. }) => Some(serde_json::json!({ "field": "output" })),
+            Self::Agent(AgentError::EmptyConversation) => Some(serde_json::json!({ "field": "messages" })),
+            Self::Agent(AgentError::Provider(ProviderError::RateLimited { retry_after: Some(after), .. })) => {
+                Some(serde_json::json!({ "providerRetryAfterSeconds": after.as_secs_f64() }))
+            }
+            Self::Agent(AgentError::StructuredOutput { text, .. }) => Some(serde_json::json!({ "text": text })),
+            _ => None,
+        }
+    }
+
+    /// The JSON body, also used for `error` chunks of a stream.
+    pub fn body(&self) -> Value {
+        let body = ErrorBody { error: self.client_message(), code: self.code(), details: self.details() };
+        serde_json::to_value(body).unwrap_or(Value::Null)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %crate::error::chain(&self), code = self.code(), "request failed");
+        }
+        (status, Json(self.body())).into_response()
+    }
+}
+
+/// Formats an error with its whole cause chain, for log lines.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

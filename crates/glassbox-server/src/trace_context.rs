@@ -1,0 +1,149 @@
+//! W3C trace context for every request: an incoming `traceparent` is continued, otherwise a
+//! new trace starts. The trace id goes back in the `traceparent` response header and in every
+//! JSON body as `traceId`, so a caller can find the request's trace.
+
+use std::fmt::Write as _;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// The trace this request belongs to and the server span's own id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Continues the caller's trace when `traceparent` is valid, otherwise starts a new one.
+    pub fn from_traceparent(header: Option<&HeaderValue>) -> Self {
+        let parent = header.and_then(|value| value.to_str().ok()).and_then(parse_traceparent);
+        let span_id = random_nonzero::<8>();
+        match parent {
+            Some((trace_id, sampled)) => Self { trace_id, span_id, sampled },
+            None => Self { trace_id: random_nonzero::<16>(), span_id, sampled: true },
+        }
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    pub fn traceparent(&self) -> String {
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        out.push_str(&hex(&self.trace_id));
+        out.push('-');
+        out.push_str(&hex(&self.span_id));
+        out.push_str(if self.sampled { "-01" } else { "-00" });
+        out
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+fn random_nonzero<const N: usize>() -> [u8; N] {
+    loop {
+        let mut bytes = [0_u8; N];
+        bytes.iter_mut().for_each(|byte| *byte = fastrand::u8(..));
+        if bytes.iter().any(|&byte| byte != 0) {
+            return bytes;
+        }
+    }
+}
+
+/// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids are invalid per the W3C spec.
+fn parse_traceparent(value: &str) -> Option<([u8; 16], bool)> {
+    let mut parts = value.trim().split('-');
+    let version = parts.next()?;
+    let trace_id = parts.next()?;
+    let parent_id = parts.next()?;
+    let flags = parts.next()?;
+    if version.len() != 2 || version == "ff" || trace_id.len() != 32 || parent_id.len() != 16 || flags.len() != 2 {
+        return None;
+    }
+    // Version 00 has exactly four fields; later versions may append more.
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    let trace = decode_hex::<16>(trace_id)?;
+    let parent = decode_hex::<8>(parent_id)?;
+    let flags = decode_hex::<1>(flags)?;
+    decode_hex::<1>(version)?;
+    if trace.iter().all(|&b| b == 0) || parent.iter().all(|&b| b == 0) {
+        return None;
+    }
+    Some((trace, flags[0] & 1 == 1))
+}
+
+fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0_u8; N];
+    for (index, pair) in bytes.chunks_exact(2).enumerate() {
+        let high = (pair[0] as char).to_digit(16)?;
+        let low = (pair[1] as char).to_digit(16)?;
+        // Upper-case hex is invalid in traceparent.
+        if pair.iter().any(|c| c.is_ascii_uppercase()) {
+            return None;
+        }
+        out[index] = (high * 16 + low) as u8;
+    }
+    Some(out)
+}
+
+/// Middleware: attaches a [`TraceContext`] to the request and `traceparent` to the response.
+pub async fn layer(mut request: Request, next: Next) -> Response {
+    let context = TraceContext::from_traceparent(request.headers().get("traceparent"));
+    request.extensions_mut().insert(context);
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&context.traceparent()) {
+        response.headers_mut().insert("traceparent", value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continues_a_valid_traceparent() {
+        let header = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let context = TraceContext::from_traceparent(Some(&header));
+        assert_eq!(context.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(hex(&context.span_id), "00f067aa0ba902b7");
+        assert!(context.sampled);
+    }
+
+    #[test]
+    fn rejects_malformed_traceparents() {
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn formats_traceparent() {
+        let context = TraceContext { trace_id: [0xab; 16], span_id: [0x01; 8], sampled: true };
+        assert_eq!(context.traceparent(), format!("00-{}-{}-01", "ab".repeat(16), "01".repeat(8)));
+    }
+}

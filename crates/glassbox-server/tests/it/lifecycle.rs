@@ -1,0 +1,79 @@
+//! The process around the API: graceful shutdown, and the `glassbox` command refusing a bad
+//! config with every problem and its position.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{BASE_CONFIG, spawn_app};
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
+    let mut app = spawn_app(BASE_CONFIG).await;
+    let client = app.client.clone();
+    let url = app.url("/api/agents/slow/generate");
+    let in_flight = tokio::spawn(async move { client.post(url).json(&json!({"messages": "take your time"})).send().await });
+    // Let the slow request reach the model before shutting down.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.begin_shutdown();
+    let response = in_flight.await.unwrap().expect("the in-flight request completes");
+    assert_eq!(response.status(), 200);
+    let finished = tokio::time::timeout(Duration::from_secs(5), &mut app.server).await;
+    assert!(matches!(finished, Ok(Ok(Ok(())))), "server stops after draining: {finished:?}");
+    let refused = app.client.get(app.url("/healthz")).send().await;
+    assert!(refused.is_err(), "no new connections after shutdown");
+}
+
+fn glassbox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_glassbox"))
+}
+
+fn write_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("glassbox.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn check_prints_every_problem_with_its_position() {
+    let (_dir, path) = write_config(
+        "[models.m]\nprovider = \"mock\"\nmodel = \"mock-echo\"\ncolour = \"red\"\n\n[agents.a]\ninstructions = \"x\"\nmodel = \"nope\"\n",
+    );
+    let output = glassbox().args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("glassbox.toml:4:1:"), "unknown key with position: {stderr}");
+    assert!(stderr.contains("colour"), "{stderr}");
+    assert!(stderr.contains("glassbox.toml:8:"), "bad model reference with position: {stderr}");
+    assert!(stderr.contains("nope"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_an_invalid_config_with_the_same_messages() {
+    let (_dir, path) = write_config("[agents.a]\ninstructions = \"x\"\nmodel = \"nope\"\n");
+    let check = glassbox().args(["check", "--config"]).arg(&path).output().unwrap();
+    let serve = glassbox().args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(serve.status.code(), Some(1));
+    let check_err = String::from_utf8_lossy(&check.stderr);
+    let serve_err = String::from_utf8_lossy(&serve.stderr);
+    let first_problem = check_err.lines().next().unwrap();
+    assert!(serve_err.contains(first_problem), "serve: {serve_err}\ncheck: {check_err}");
+    assert!(serve_err.contains("refusing to serve"), "{serve_err}");
+}
+
+#[test]
+fn the_example_config_is_valid_without_any_api_key() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../glassbox.toml");
+    let output = glassbox()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("OPENAI_API_KEY is not set"), "says it falls back to the mock: {stderr}");
+}
