@@ -182,32 +182,31 @@ fn model(cx: &mut Cx<'_>, model_field: &Field<'_>) -> (Option<ModelConfig>, Opti
         None => Some(None),
     };
 
-    let mut fallback_ref = None;
-    let fallback = match section.get("fallback") {
-        None => Some(None),
-        Some(field) => match cx.string(&field) {
-            None => None,
-            Some(_) if api_key_env_field.is_none() => {
-                cx.error(
-                    field.offset(),
-                    format!(
-                        "{}: has no effect without api_key_env (the fallback is used when that \
-                         variable is unset or empty)",
-                        field.path
-                    ),
-                );
-                None
-            }
-            Some(target) => {
-                fallback_ref = Some(FallbackRef {
-                    model_id: model_field.key.to_owned(),
-                    target: target.clone(),
-                    offset: field.offset(),
-                    path: field.path.clone(),
-                });
-                Some(Some(target))
-            }
-        },
+    let fallback_field = section.get("fallback");
+    let fallback_target = fallback_field.as_ref().and_then(|field| cx.string(field));
+    // Recorded even when this model has other problems, so that a chain through it is caught.
+    let fallback_ref = fallback_field.as_ref().zip(fallback_target.as_ref()).map(|(field, target)| FallbackRef {
+        model_id: model_field.key.to_owned(),
+        target: target.clone(),
+        offset: field.offset(),
+        path: field.path.clone(),
+    });
+    let fallback = match (&fallback_field, fallback_target) {
+        (None, _) => Some(None),
+        // Not a string, which is reported already.
+        (Some(_), None) => None,
+        (Some(field), Some(_)) if api_key_env_field.is_none() => {
+            cx.error(
+                field.offset(),
+                format!(
+                    "{}: has no effect without api_key_env (the fallback is used when that variable is unset or \
+                     empty)",
+                    field.path
+                ),
+            );
+            None
+        }
+        (Some(_), Some(target)) => Some(Some(target)),
     };
 
     let connect_timeout = millis(cx, &mut section, "connect_timeout_ms", 5_000);

@@ -170,9 +170,11 @@ fn stop_reason(finish: Finish) -> &'static str {
     }
 }
 
+/// Anthropic's `input_tokens` excludes the tokens read from the prompt cache, which are
+/// reported separately in `cache_read_input_tokens`.
 fn usage_json(usage: Usage, output_tokens: u64) -> Value {
     json!({
-        "input_tokens": usage.input_tokens,
+        "input_tokens": usage.input_tokens - usage.cached_input_tokens,
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": usage.cached_input_tokens,

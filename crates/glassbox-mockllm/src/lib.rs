@@ -10,7 +10,10 @@
 //! `Tool result: <content>`, anything else answers `Mock reply to: <last user message text>`.
 //!
 //! Every request is recorded ([`MockLlm::requests`]), including invalid ones and unknown paths.
-//! Usage is deterministic: four characters a token, rounded up (see `answer`).
+//! Usage is deterministic, four characters a token rounded up: input tokens are
+//! `ceil(chars of all message texts, system prompt and tool results / 4)` (at least 1), output
+//! tokens `ceil(answer chars / 4)` (a tool call counts its name plus its JSON arguments);
+//! prompts over 4096 characters report half their input tokens as cache reads.
 //!
 //! The server runs on the tokio runtime that started it and stops when the handle is shut
 //! down or dropped; requests still hanging then see their connection closed.

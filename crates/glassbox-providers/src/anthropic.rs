@@ -106,7 +106,11 @@ impl AnthropicModel {
             tools: request
                 .tools
                 .iter()
-                .map(|tool| WireTool { name: &tool.name, description: &tool.description, input_schema: &tool.parameters })
+                .map(|tool| WireTool {
+                    name: &tool.name,
+                    description: &tool.description,
+                    input_schema: &tool.parameters,
+                })
                 .collect(),
             temperature: request.temperature,
             stream,
@@ -604,7 +608,11 @@ mod tests {
                 Message::Tool { call_id: "toolu_2".into(), name: "b".into(), content: "boom".into(), is_error: true },
                 Message::user("and?"),
             ],
-            tools: Arc::from(vec![ToolSpec { name: "a".into(), description: "d".into(), parameters: json!({"type": "object"}) }]),
+            tools: Arc::from(vec![ToolSpec {
+                name: "a".into(),
+                description: "d".into(),
+                parameters: json!({"type": "object"}),
+            }]),
             temperature: None,
             max_output_tokens: None,
             output_schema: None,
@@ -667,7 +675,10 @@ mod tests {
         let assembled = assemble_response(response, "m", false).unwrap();
         assert_eq!(assembled.text, "hello");
         assert_eq!(assembled.finish_reason, FinishReason::ToolCalls);
-        assert_eq!(assembled.usage, Usage { input_tokens: 117, output_tokens: 5, cached_input_tokens: 100, reasoning_tokens: 0 });
+        assert_eq!(
+            assembled.usage,
+            Usage { input_tokens: 117, output_tokens: 5, cached_input_tokens: 100, reasoning_tokens: 0 }
+        );
     }
 
     #[test]

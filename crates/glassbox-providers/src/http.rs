@@ -37,6 +37,8 @@ const USER_AGENT: &str = concat!("glassbox/", env!("CARGO_PKG_VERSION"));
 
 /// Installs rustls's ring crypto provider as the process default, once. reqwest is built with
 /// `rustls-no-provider` (to avoid compiling aws-lc) and panics without a default provider.
+/// Every client in this crate calls it before building; a program or test that builds its own
+/// reqwest client calls it first too.
 pub fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
@@ -216,7 +218,7 @@ impl Transport {
                 Ok(value) => return Ok((value, deadlines)),
                 Err(error) => error,
             };
-            if true {
+            if !error.is_retryable() || retries_done >= self.max_retries {
                 return Err(error);
             }
             let delay = self.retry_delay(&error, retries_done);
@@ -331,10 +333,11 @@ pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
 /// `retry-after-ms` (OpenAI's, milliseconds) or `Retry-After` (seconds or an HTTP date).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
-    if let Some(millis) = header("retry-after-ms").and_then(|value| value.parse::<f64>().ok()) {
-        if millis.is_finite() && millis >= 0.0 {
-            return Some(Duration::from_secs_f64(millis / 1000.0));
-        }
+    if let Some(millis) = header("retry-after-ms").and_then(|value| value.parse::<f64>().ok())
+        && millis.is_finite()
+        && millis >= 0.0
+    {
+        return Some(Duration::from_secs_f64(millis / 1000.0));
     }
     let value = header("retry-after")?;
     if let Ok(seconds) = value.parse::<f64>() {
@@ -491,12 +494,16 @@ pub(crate) fn parse_arguments(tool: &str, arguments: &str) -> Result<serde_json:
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn error_message_prefers_the_providers_message() {
-        assert_eq!(error_message(r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#), "invalid_request_error: bad key");
+        assert_eq!(
+            error_message(r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#),
+            "invalid_request_error: bad key"
+        );
         assert_eq!(error_message(r#"{"error":{"message":"nope"}}"#), "nope");
         assert_eq!(error_message(r#"{"error":"model not found"}"#), "model not found");
         assert_eq!(error_message(r#"{"object":"error","message":"vllm says no"}"#), "vllm says no");
@@ -551,7 +558,8 @@ mod tests {
                 assert!(delay <= DEFAULT_RETRY_BASE);
             }
         }
-        let limited = ProviderError::RateLimited { retry_after: Some(Duration::from_secs(3600)), message: String::new() };
+        let limited =
+            ProviderError::RateLimited { retry_after: Some(Duration::from_secs(3600)), message: String::new() };
         assert_eq!(transport.retry_delay(&limited, 0), MAX_RETRY_AFTER);
     }
 

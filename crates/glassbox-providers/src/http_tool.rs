@@ -94,7 +94,8 @@ impl HttpTool {
             HttpMethod::Get => {
                 let mut url = self.url.clone();
                 if let Value::Object(arguments) = &arguments {
-                    let mut scalars = arguments.iter().filter_map(|(name, value)| Some((name, query_value(value)?))).peekable();
+                    let mut scalars =
+                        arguments.iter().filter_map(|(name, value)| Some((name, query_value(value)?))).peekable();
                     if scalars.peek().is_some() {
                         let mut pairs = url.query_pairs_mut();
                         for (name, value) in scalars {

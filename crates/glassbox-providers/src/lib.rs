@@ -33,9 +33,9 @@ use std::fmt;
 use std::time::Duration;
 
 pub use anthropic::{AnthropicModel, DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS};
+pub use http::install_crypto_provider;
 pub use http_tool::{HttpMethod, HttpTool};
 pub use mock::{MOCK_MODELS, MockModel};
-pub use http::install_crypto_provider;
 pub use openai::OpenAiModel;
 
 /// The official OpenAI API; any OpenAI-compatible server (Ollama, vLLM, llama.cpp) works with

@@ -203,7 +203,12 @@ fn stream_events(response: ModelResponse) -> Vec<ModelEvent> {
             name: Some(call.name.clone()),
             arguments_delta: first.to_owned(),
         });
-        events.push(ModelEvent::ToolCallDelta { index: call_idx, id: None, name: None, arguments_delta: rest.to_owned() });
+        events.push(ModelEvent::ToolCallDelta {
+            index: call_idx,
+            id: None,
+            name: None,
+            arguments_delta: rest.to_owned(),
+        });
     }
     events.push(ModelEvent::Finish(response));
     events

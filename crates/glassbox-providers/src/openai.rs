@@ -332,12 +332,19 @@ fn assemble_response(response: ChatResponse, configured_model: &str) -> Result<M
                 object @ Value::Object(_) => object,
                 other => {
                     return Err(ProviderError::MalformedResponse {
-                        message: format!("arguments of tool call `{}` are not a JSON object: {other}", call.function.name),
+                        message: format!(
+                            "arguments of tool call `{}` are not a JSON object: {other}",
+                            call.function.name
+                        ),
                         source: None,
                     });
                 }
             };
-            Ok(ToolCall { id: call.id.unwrap_or_else(|| synthetic_call_id(call_idx)), name: call.function.name, arguments })
+            Ok(ToolCall {
+                id: call.id.unwrap_or_else(|| synthetic_call_id(call_idx)),
+                name: call.function.name,
+                arguments,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let text = match choice.message.content {
@@ -481,7 +488,12 @@ impl StreamDecoder {
                 if let Some(call) = self.calls.get_mut(call_idx) {
                     call.arguments.push_str(&arguments);
                 }
-                out.push_back(ModelEvent::ToolCallDelta { index: call_idx, id: None, name: None, arguments_delta: arguments });
+                out.push_back(ModelEvent::ToolCallDelta {
+                    index: call_idx,
+                    id: None,
+                    name: None,
+                    arguments_delta: arguments,
+                });
             }
             None => {
                 let call_idx = self.calls.len();
@@ -602,11 +614,24 @@ mod tests {
                 Message::user("weather?"),
                 Message::Assistant {
                     text: String::new(),
-                    tool_calls: vec![ToolCall { id: "call_1".into(), name: "weather".into(), arguments: json!({"city": "Oslo"}) }],
+                    tool_calls: vec![ToolCall {
+                        id: "call_1".into(),
+                        name: "weather".into(),
+                        arguments: json!({"city": "Oslo"}),
+                    }],
                 },
-                Message::Tool { call_id: "call_1".into(), name: "weather".into(), content: "{\"c\":3}".into(), is_error: false },
+                Message::Tool {
+                    call_id: "call_1".into(),
+                    name: "weather".into(),
+                    content: "{\"c\":3}".into(),
+                    is_error: false,
+                },
             ],
-            tools: Arc::from(vec![ToolSpec { name: "weather".into(), description: "d".into(), parameters: json!({"type": "object"}) }]),
+            tools: Arc::from(vec![ToolSpec {
+                name: "weather".into(),
+                description: "d".into(),
+                parameters: json!({"type": "object"}),
+            }]),
             temperature: Some(0.5),
             max_output_tokens: Some(100),
             output_schema: Some(OutputSchema { name: "answer".into(), schema: json!({"type": "object"}) }),

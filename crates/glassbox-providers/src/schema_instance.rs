@@ -145,10 +145,10 @@ impl Synthesizer<'_> {
             _ => None,
         };
         let mut text = formatted.unwrap_or(self.text).to_owned();
-        if let Some(max_length) = bound(schema, "maxLength") {
-            if let Some((cut, _)) = text.char_indices().nth(max_length) {
-                text.truncate(cut);
-            }
+        if let Some(max_length) = bound(schema, "maxLength")
+            && let Some((cut, _)) = text.char_indices().nth(max_length)
+        {
+            text.truncate(cut);
         }
         if let Some(min_length) = bound(schema, "minLength") {
             let missing = min_length.saturating_sub(text.chars().count());
@@ -191,18 +191,18 @@ fn number_in_bounds(schema: &Map<String, Value>) -> Value {
     if let Some(minimum) = get("minimum") {
         value = value.max(minimum);
     }
-    if let Some(exclusive) = get("exclusiveMinimum") {
-        if value <= exclusive {
-            value = exclusive + 1.0;
-        }
+    if let Some(exclusive) = get("exclusiveMinimum")
+        && value <= exclusive
+    {
+        value = exclusive + 1.0;
     }
     if let Some(maximum) = get("maximum") {
         value = value.min(maximum);
     }
-    if let Some(exclusive) = get("exclusiveMaximum") {
-        if value >= exclusive {
-            value = exclusive - 1.0;
-        }
+    if let Some(exclusive) = get("exclusiveMaximum")
+        && value >= exclusive
+    {
+        value = exclusive - 1.0;
     }
     if value.fract() == 0.0 && value.abs() < 9.0e15 { json!(value as i64) } else { json!(value) }
 }

@@ -155,6 +155,7 @@ fn main() {
     let seconds = env_or("BENCH_SECONDS", 10);
     let connections = env_or("BENCH_CONNECTIONS", 32) as usize;
     let duration = Duration::from_secs(seconds);
+    glassbox_providers::install_crypto_provider();
 
     let mock_runtime = runtime_with(1, "mock");
     let target_runtime = runtime_with(2, "target");

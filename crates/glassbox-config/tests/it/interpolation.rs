@@ -126,3 +126,11 @@ fn keys_are_not_interpolated() {
         Some(json!({"type": "object", "properties": {"${HOST}": {"type": "string"}}}))
     );
 }
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    assert_eq!(
+        problem(&format!("{BASE}description = \"café — ${{NOPE}}\"\n")),
+        r#"9:23: agents.a.description: environment variable "NOPE" is not set"#
+    );
+}

@@ -208,6 +208,12 @@ provider = "openai"
 model = "x"
 fallback = "m"
 
+[models.f]
+provider = "openai"
+model = "x"
+api_key_env = "F_KEY"
+fallback = "e"
+
 [models.m]
 provider = "mock"
 model = "m"
@@ -215,11 +221,12 @@ model = "m"
     assert_eq!(
         problems(source),
         vec![
-            r#"5:12: models.a.fallback: unknown model "nope" (known: a, b, c, d, e, m)"#,
+            r#"5:12: models.a.fallback: unknown model "nope" (known: a, b, c, d, e, f, m)"#,
             r#"11:12: models.b.fallback: a model cannot fall back to itself"#,
             r#"17:12: models.c.fallback: model "d" has a fallback of its own (fallbacks do not chain)"#,
             "28:12: models.e.fallback: has no effect without api_key_env (the fallback is used \
              when that variable is unset or empty)",
+            r#"34:12: models.f.fallback: model "e" has a fallback of its own (fallbacks do not chain)"#,
         ]
     );
 }

@@ -358,3 +358,12 @@ fn parse_uses_only_the_given_environment() {
     assert_eq!(config.server.listen.port(), 2);
     assert_eq!(problems("[server]\nlisten = \"${NOT_SET_ANYWHERE}\"\n").len(), 1);
 }
+
+#[test]
+fn example_config_of_the_repository_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../glassbox.toml");
+    let source = std::fs::read_to_string(&path).unwrap();
+    // No variable set: every `${VAR:-default}` takes its default.
+    let config = parse(&source, "glassbox.toml", &|_| None).unwrap_or_else(|error| panic!("{error}"));
+    assert!(!config.agents.is_empty());
+}

@@ -51,6 +51,12 @@ async fn every_request_is_recorded_in_order() {
     assert_eq!(requests[0].body, openai_request("gpt-test", "first"));
     assert_eq!(requests[1].body["messages"][0]["content"], "second");
     assert_eq!(requests[2].body, json!({"input": "third"}));
+
+    mock.clear_requests();
+    assert_eq!(mock.request_count(), 0);
+    let response = post_openai(&mock, &openai_request("gpt-test", "fourth")).await;
+    assert_eq!(response.headers()["x-request-id"], "req_mock4", "ids keep counting after a clear");
+    assert_eq!(mock.requests().len(), 1);
 }
 
 #[tokio::test]

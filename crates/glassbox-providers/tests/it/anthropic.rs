@@ -27,8 +27,18 @@ async fn request_body_has_the_anthropic_shape() {
                     ToolCall { id: "toolu_2".into(), name: "get_weather".into(), arguments: json!({"city": "Bergen"}) },
                 ],
             },
-            Message::Tool { call_id: "toolu_1".into(), name: "get_weather".into(), content: "3".into(), is_error: false },
-            Message::Tool { call_id: "toolu_2".into(), name: "get_weather".into(), content: "unknown city".into(), is_error: true },
+            Message::Tool {
+                call_id: "toolu_1".into(),
+                name: "get_weather".into(),
+                content: "3".into(),
+                is_error: false,
+            },
+            Message::Tool {
+                call_id: "toolu_2".into(),
+                name: "get_weather".into(),
+                content: "unknown city".into(),
+                is_error: true,
+            },
             Message::system("Answer in English."),
         ],
         tools: Arc::from(vec![weather_tool()]),
@@ -82,7 +92,10 @@ async fn structured_output_asks_for_json_in_the_system_prompt_and_strips_fences(
 
     let system = mock.requests()[0].body["system"].as_str().unwrap().to_owned();
     assert!(system.starts_with("You are terse.\n\n"), "{system}");
-    assert!(system.contains("JSON") && system.contains("`weather`") && system.contains(&schema.to_string()), "{system}");
+    assert!(
+        system.contains("JSON") && system.contains("`weather`") && system.contains(&schema.to_string()),
+        "{system}"
+    );
     assert!(mock.requests()[0].body.get("response_format").is_none());
 }
 

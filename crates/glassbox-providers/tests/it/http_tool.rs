@@ -14,8 +14,14 @@ use serde_json::{Value, json};
 /// Serves `/echo` (any method: the method, query, JSON body and `x-token` header back),
 /// `/text` (plain text), `/fail` (a 502 with a long body) and `/slow` (answers after 5 s).
 async fn spawn_server() -> String {
-    async fn echo(method: Method, headers: HeaderMap, Query(query): Query<BTreeMap<String, String>>, body: String) -> axum::Json<Value> {
-        let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
+    async fn echo(
+        method: Method,
+        headers: HeaderMap,
+        Query(query): Query<BTreeMap<String, String>>,
+        body: String,
+    ) -> axum::Json<Value> {
+        let body: Value =
+            if body.is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap_or(Value::String(body)) };
         let token = headers.get("x-token").and_then(|value| value.to_str().ok()).map(str::to_owned);
         axum::Json(json!({"method": method.as_str(), "query": query, "body": body, "token": token}))
     }
@@ -57,7 +63,9 @@ async fn get_sends_scalar_arguments_as_query_parameters() {
     let lookup = tool(&base, "/echo?fixed=1", HttpMethod::Get);
     assert_eq!(lookup.spec().name, "lookup");
     let result = lookup
-        .call(json!({"city": "Oslo & Bergen", "days": 3, "metric": true, "nested": {"a": 1}, "list": [1], "none": null}))
+        .call(
+            json!({"city": "Oslo & Bergen", "days": 3, "metric": true, "nested": {"a": 1}, "list": [1], "none": null}),
+        )
         .await
         .unwrap();
     assert_eq!(result["method"], "GET");
@@ -70,7 +78,12 @@ async fn get_sends_scalar_arguments_as_query_parameters() {
 async fn other_methods_send_a_json_body() {
     let base = spawn_server().await;
     let arguments = json!({"name": "widget", "tags": ["a"], "size": {"w": 2}});
-    for (method, name) in [(HttpMethod::Post, "POST"), (HttpMethod::Put, "PUT"), (HttpMethod::Patch, "PATCH"), (HttpMethod::Delete, "DELETE")] {
+    for (method, name) in [
+        (HttpMethod::Post, "POST"),
+        (HttpMethod::Put, "PUT"),
+        (HttpMethod::Patch, "PATCH"),
+        (HttpMethod::Delete, "DELETE"),
+    ] {
         let result = tool(&base, "/echo", method).call(arguments.clone()).await.unwrap();
         assert_eq!(result["method"], name);
         assert_eq!(result["body"], arguments);
@@ -102,7 +115,8 @@ async fn error_statuses_fail_with_status_and_truncated_body() {
 #[tokio::test]
 async fn slow_endpoints_time_out() {
     let base = spawn_server().await;
-    let slow = HttpTool::new(spec(), format!("{base}/slow"), HttpMethod::Get, Duration::from_millis(200), Vec::new()).unwrap();
+    let slow =
+        HttpTool::new(spec(), format!("{base}/slow"), HttpMethod::Get, Duration::from_millis(200), Vec::new()).unwrap();
     let started = std::time::Instant::now();
     let error = slow.call(json!({})).await.unwrap_err();
     assert!(matches!(error, ToolError::Timeout { ref tool } if tool == "lookup"), "{error:?}");

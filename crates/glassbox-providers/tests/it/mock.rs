@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glassbox_core::{FinishReason, LanguageModel, Message, ModelEvent, ModelRequest, OutputSchema, ProviderError, ToolSpec};
+use glassbox_core::{
+    FinishReason, LanguageModel, Message, ModelEvent, ModelRequest, OutputSchema, ProviderError, ToolSpec,
+};
 use glassbox_providers::{BuildError, MOCK_MODELS, MockModel};
 use serde_json::{Value, json};
 
@@ -82,7 +84,12 @@ async fn tool_calls_the_first_tool_then_summarizes_results() {
     assert!(jsonschema::is_valid(&tool.parameters, &call.arguments), "arguments satisfy the schema");
 
     request.messages.push(Message::Assistant { text: String::new(), tool_calls: vec![call.clone()] });
-    request.messages.push(Message::Tool { call_id: call.id.clone(), name: "search".into(), content: r#"{"hits":2}"#.into(), is_error: false });
+    request.messages.push(Message::Tool {
+        call_id: call.id.clone(),
+        name: "search".into(),
+        content: r#"{"hits":2}"#.into(),
+        is_error: false,
+    });
     let second = model.generate(&request).await.unwrap();
     assert_eq!(second.finish_reason, FinishReason::Stop);
     assert_eq!(second.text, r#"search returned {"hits":2}"#);

@@ -19,9 +19,18 @@ fn conversation_with_tool_results() -> ModelRequest {
             Message::user("Weather in Oslo?"),
             Message::Assistant {
                 text: String::new(),
-                tool_calls: vec![ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: json!({"city": "Oslo"}) }],
+                tool_calls: vec![ToolCall {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: json!({"city": "Oslo"}),
+                }],
             },
-            Message::Tool { call_id: "call_1".into(), name: "get_weather".into(), content: r#"{"celsius":3}"#.into(), is_error: false },
+            Message::Tool {
+                call_id: "call_1".into(),
+                name: "get_weather".into(),
+                content: r#"{"celsius":3}"#.into(),
+                is_error: false,
+            },
             Message::Assistant { text: "It is 3 degrees.".into(), tool_calls: Vec::new() },
             Message::user("Thanks"),
         ],

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use glassbox_core::{LanguageModel, Message, ModelEvent, ModelRequest, ModelResponse, ModelStream, ProviderError, ToolSpec};
+use glassbox_core::{
+    LanguageModel, Message, ModelEvent, ModelRequest, ModelResponse, ModelStream, ProviderError, ToolSpec,
+};
 use glassbox_mockllm::MockLlm;
 use glassbox_providers::{AnthropicModel, HttpModelSettings, OpenAiModel};
 use serde_json::json;
