@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs first.
 #
-#   ./tests/run.sh            every test of the workspace (unit, integration, end-to-end, doc)
+#   ./tests/run.sh              every test of the workspace (unit, integration, end-to-end, doc)
+#   ./tests/run.sh --setup-only install what the tests need, run nothing
 #
-# What it needs and installs when missing: cargo-nextest. Later suites add their own parts
-# here (the ClickHouse fixture, Chromium), so this stays the one command.
+# What it needs and installs when missing: cargo-nextest, a Python venv with chDB (the
+# ClickHouse fixture). Later suites add their own parts here (Chromium), so this stays the one
+# command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +15,42 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The ClickHouse test fixture (tests/clickhouse/fixture.py, used by glassbox-testkit) runs
+# the real ClickHouse engine through chDB in a Python venv. The venv is kept between runs at
+# $GLASSBOX_VENV (default ~/.cache/glassbox/venv); pip runs only when the requirements
+# changed (a stamp file holds their hash). `./tests/run.sh --setup-only` stops after this step.
+GLASSBOX_VENV="${GLASSBOX_VENV:-$HOME/.cache/glassbox/venv}"
+ch_requirements=tests/clickhouse/requirements.txt
+ch_stamp="$GLASSBOX_VENV/.glassbox-requirements.sha256"
+ch_hash="$(sha256sum "$ch_requirements" | cut -d' ' -f1)"
+if [ ! -x "$GLASSBOX_VENV/bin/python" ] || ! "$GLASSBOX_VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  echo "tests/run.sh: creating the Python venv $GLASSBOX_VENV" >&2
+  rm -rf "$GLASSBOX_VENV"
+  mkdir -p "$(dirname "$GLASSBOX_VENV")"
+  python3 -m venv "$GLASSBOX_VENV" || {
+    echo "tests/run.sh: 'python3 -m venv' failed; on Debian: apt-get install -y python3-venv" >&2
+    exit 1
+  }
+fi
+if [ "$(cat "$ch_stamp" 2>/dev/null)" != "$ch_hash" ] \
+  || ! "$GLASSBOX_VENV/bin/python" -c 'import chdb, lz4.block' >/dev/null 2>&1; then
+  echo "tests/run.sh: installing $ch_requirements into $GLASSBOX_VENV (chDB is ~560 MB)" >&2
+  rm -f "$ch_stamp"
+  # --no-deps: chdb-core's session API needs none of its optional pandas/pyarrow.
+  "$GLASSBOX_VENV/bin/python" -m pip install --disable-pip-version-check --no-input --no-deps \
+    -r "$ch_requirements" >&2
+  "$GLASSBOX_VENV/bin/python" -c 'import chdb, lz4.block'
+  echo "$ch_hash" >"$ch_stamp"
+else
+  echo "tests/run.sh: using the Python venv $GLASSBOX_VENV (ClickHouse fixture up to date)" >&2
+fi
+export GLASSBOX_PYTHON="$GLASSBOX_VENV/bin/python"
+if [ "${1:-}" = "--setup-only" ]; then
+  exit 0
+fi
+
 # Warnings are errors in CI: the workspace lints (no unwrap/expect/println on production
 # paths) are part of the suite.
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo nextest run --workspace --all-targets --locked --no-fail-fast
+cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked

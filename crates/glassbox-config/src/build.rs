@@ -6,16 +6,35 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::de::DeTable;
 
-use crate::config::{AgentConfig, Config, HttpMethod, HttpToolConfig, ModelConfig, ProviderKind, ServerConfig};
+use crate::config::{
+    AgentConfig, CapturePolicy, ClickHouseConfig, Config, HttpMethod, HttpToolConfig, ModelConfig, OtlpConfig,
+    OtlpProtocol, PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig,
+};
 use crate::interpolate::is_env_name;
 use crate::reader::{Cx, Field, Section};
 use crate::schema::schema;
 
-const ROOT_KEYS: &[&str] = &["server", "models", "tools", "agents"];
+const ROOT_KEYS: &[&str] = &["server", "store", "telemetry", "pricing", "models", "tools", "agents"];
+const STORE_KEYS: &[&str] = &[
+    "sqlite_path",
+    "clickhouse_url",
+    "clickhouse_database",
+    "clickhouse_user",
+    "clickhouse_password_env",
+    "clickhouse_cluster",
+    "spool_dir",
+    "flush_interval_ms",
+    "batch_rows",
+    "span_ttl_days",
+];
+const TELEMETRY_KEYS: &[&str] = &["service_name", "otlp_endpoint", "otlp_protocol"];
+const PRICING_KEYS: &[&str] =
+    &["pattern", "provider", "input_per_million", "output_per_million", "cached_input_per_million"];
 const SERVER_KEYS: &[&str] = &["listen", "body_limit_bytes", "shutdown_grace_secs"];
 const MODEL_KEYS: &[&str] = &[
     "provider",
@@ -40,6 +59,7 @@ const AGENT_KEYS: &[&str] = &[
     "temperature",
     "max_output_tokens",
     "output_schema",
+    "capture",
 ];
 
 /// Timeouts are whole milliseconds from 1 ms to one day.
@@ -58,6 +78,18 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
     let server = match root.get("server") {
         Some(field) => server(cx, &field),
         None => Some(ServerConfig::default()),
+    };
+    let store = match root.get("store") {
+        Some(field) => store(cx, &field),
+        None => Some(StoreConfig::default()),
+    };
+    let telemetry = match root.get("telemetry") {
+        Some(field) => telemetry(cx, &field),
+        None => Some(TelemetryConfig::default()),
+    };
+    let pricing = match root.get("pricing") {
+        Some(field) => pricing(cx, &field),
+        None => Some(Vec::new()),
     };
 
     let model_fields = root.get("models").and_then(|field| cx.entries(&field)).unwrap_or_default();
@@ -97,6 +129,9 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
     }
     Some(Config {
         server: server?,
+        store: store?,
+        telemetry: telemetry?,
+        pricing: pricing?,
         models: models.into_iter().collect::<Option<_>>()?,
         tools: tools.into_iter().collect::<Option<_>>()?,
         agents: agents.into_iter().collect::<Option<_>>()?,
@@ -137,6 +172,126 @@ fn server(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<ServerConfig> {
     section.finish(cx);
 
     Some(ServerConfig { listen: listen?, body_limit_bytes: body_limit_bytes?, shutdown_grace: shutdown_grace? })
+}
+
+fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
+    let mut section = cx.section(field, STORE_KEYS)?;
+    let defaults = StoreConfig::default();
+    let path = |cx: &mut Cx<'_>, field: Option<Field<'_>>, default: PathBuf| match field {
+        Some(field) => non_empty_string(cx, &field).map(PathBuf::from),
+        None => Some(default),
+    };
+    let sqlite_path = path(cx, section.get("sqlite_path"), defaults.sqlite_path);
+    let spool_dir = path(cx, section.get("spool_dir"), defaults.spool_dir);
+    let url_field = section.get("clickhouse_url");
+    let url = url_field.as_ref().map(|field| http_url(cx, field));
+    let database = match section.get("clickhouse_database") {
+        Some(field) => database_name(cx, &field),
+        None => Some("glassbox".to_owned()),
+    };
+    let user = match section.get("clickhouse_user") {
+        Some(field) => non_empty_string(cx, &field).map(Some),
+        None => Some(None),
+    };
+    let password_env = match section.get("clickhouse_password_env") {
+        Some(field) => env_name(cx, &field).map(Some),
+        None => Some(None),
+    };
+    let cluster = match section.get("clickhouse_cluster") {
+        Some(field) => database_name(cx, &field).map(Some),
+        None => Some(None),
+    };
+    let flush_interval = millis(cx, &mut section, "flush_interval_ms", 1000);
+    let batch_rows = match section.get("batch_rows") {
+        Some(field) => cx.integer(&field, 1..=1_000_000).and_then(|value| usize::try_from(value).ok()),
+        None => Some(defaults.batch_rows),
+    };
+    let span_ttl_days = match section.get("span_ttl_days") {
+        Some(field) => cx.integer(&field, 1..=36_500).and_then(|value| u32::try_from(value).ok()),
+        None => Some(defaults.span_ttl_days),
+    };
+    section.finish(cx);
+    let clickhouse = match url {
+        Some(url) => Some(ClickHouseConfig { url: url?, database: database?, user: user?, password_env: password_env?, cluster: cluster? }),
+        None => None,
+    };
+    Some(StoreConfig {
+        clickhouse,
+        sqlite_path: sqlite_path?,
+        spool_dir: spool_dir?,
+        flush_interval: flush_interval?,
+        batch_rows: batch_rows?,
+        span_ttl_days: span_ttl_days?,
+    })
+}
+
+/// ClickHouse database and cluster names: `^[A-Za-z0-9_]+$`, so they can go into DDL.
+fn database_name(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
+    let name = cx.string(field)?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        cx.error(field.offset(), format!("{}: invalid name {name:?} (use letters, digits and \"_\")", field.path));
+        return None;
+    }
+    Some(name)
+}
+
+fn telemetry(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<TelemetryConfig> {
+    let mut section = cx.section(field, TELEMETRY_KEYS)?;
+    let service_name = match section.get("service_name") {
+        Some(field) => non_empty_string(cx, &field),
+        None => Some(TelemetryConfig::default().service_name),
+    };
+    let endpoint = section.get("otlp_endpoint").map(|field| http_url(cx, &field));
+    let protocol = match section.get("otlp_protocol") {
+        Some(field) => cx.string(&field).and_then(|text| match text.as_str() {
+            "grpc" => Some(OtlpProtocol::Grpc),
+            "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
+            _ => {
+                cx.error(field.offset(), format!("{}: unknown protocol {text:?} (expected grpc or http/protobuf)", field.path));
+                None
+            }
+        }),
+        None => Some(OtlpProtocol::Grpc),
+    };
+    section.finish(cx);
+    let otlp = match endpoint {
+        Some(endpoint) => Some(OtlpConfig { endpoint: endpoint?, protocol: protocol? }),
+        None => None,
+    };
+    Some(TelemetryConfig { service_name: service_name?, otlp })
+}
+
+fn pricing(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<Vec<PricingConfig>> {
+    let elements = cx.array(field)?;
+    let mut entries = Vec::with_capacity(elements.len());
+    for element in &elements {
+        entries.push(pricing_entry(cx, element));
+    }
+    entries.into_iter().collect()
+}
+
+fn pricing_entry(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<PricingConfig> {
+    let mut section = cx.section(field, PRICING_KEYS)?;
+    let pattern = section.require(cx, "pattern").and_then(|field| non_empty_string(cx, &field));
+    let provider = match section.get("provider") {
+        Some(field) => non_empty_string(cx, &field).map(Some),
+        None => Some(None),
+    };
+    const PRICE: std::ops::RangeInclusive<f64> = 0.0..=1_000_000.0;
+    let input = section.require(cx, "input_per_million").and_then(|field| cx.float(&field, PRICE));
+    let output = section.require(cx, "output_per_million").and_then(|field| cx.float(&field, PRICE));
+    let cached = match section.get("cached_input_per_million") {
+        Some(field) => cx.float(&field, PRICE).map(Some),
+        None => Some(None),
+    };
+    section.finish(cx);
+    Some(PricingConfig {
+        pattern: pattern?,
+        provider: provider?,
+        input_per_million: input?,
+        output_per_million: output?,
+        cached_input_per_million: cached?,
+    })
 }
 
 /// A model's `fallback = "..."`, kept for the checks that need every model.
@@ -367,6 +522,18 @@ fn agent(cx: &mut Cx<'_>, agent_field: &Field<'_>, model_ids: &[&str], tool_ids:
         Some(field) => schema(cx, &field, false).map(Some),
         None => Some(None),
     };
+    let capture = match section.get("capture") {
+        Some(field) => cx.string(&field).and_then(|text| match text.as_str() {
+            "full" => Some(CapturePolicy::Full),
+            "redacted" => Some(CapturePolicy::Redacted),
+            "none" => Some(CapturePolicy::None),
+            _ => {
+                cx.error(field.offset(), format!("{}: unknown capture policy {text:?} (expected full, redacted or none)", field.path));
+                None
+            }
+        }),
+        None => Some(CapturePolicy::default()),
+    };
     section.finish(cx);
 
     Some(AgentConfig {
@@ -380,6 +547,7 @@ fn agent(cx: &mut Cx<'_>, agent_field: &Field<'_>, model_ids: &[&str], tool_ids:
         temperature: temperature?,
         max_output_tokens: max_output_tokens?,
         output_schema: output_schema?,
+        capture: capture?,
     })
 }
 

@@ -1,12 +1,17 @@
 //! The validated configuration: plain data, every default applied, every reference checked.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A whole, valid `glassbox.toml`. Models, tools and agents are in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub telemetry: TelemetryConfig,
+    /// `[[pricing]]` entries, in file order; they override the shipped prices.
+    pub pricing: Vec<PricingConfig>,
     pub models: Vec<ModelConfig>,
     pub tools: Vec<HttpToolConfig>,
     pub agents: Vec<AgentConfig>,
@@ -51,6 +56,104 @@ impl Default for ServerConfig {
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
         }
     }
+}
+
+/// `[store]`: where traces, usage and state go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// `Some` when `clickhouse_url` is set: ClickHouse is the store. Otherwise the embedded
+    /// SQLite store at `sqlite_path`. (`GLASSBOX_CLICKHOUSE_URL` in the environment overrides
+    /// this; the server applies it.)
+    pub clickhouse: Option<ClickHouseConfig>,
+    pub sqlite_path: PathBuf,
+    /// Where batches wait on disk while the store is down.
+    pub spool_dir: PathBuf,
+    pub flush_interval: Duration,
+    pub batch_rows: usize,
+    pub span_ttl_days: u32,
+}
+
+impl StoreConfig {
+    pub const DEFAULT_SQLITE_PATH: &'static str = ".glassbox/glassbox.db";
+    pub const DEFAULT_SPOOL_DIR: &'static str = ".glassbox/spool";
+    pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+    pub const DEFAULT_BATCH_ROWS: usize = 1000;
+    pub const DEFAULT_SPAN_TTL_DAYS: u32 = 30;
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            clickhouse: None,
+            sqlite_path: PathBuf::from(Self::DEFAULT_SQLITE_PATH),
+            spool_dir: PathBuf::from(Self::DEFAULT_SPOOL_DIR),
+            flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
+            batch_rows: Self::DEFAULT_BATCH_ROWS,
+            span_ttl_days: Self::DEFAULT_SPAN_TTL_DAYS,
+        }
+    }
+}
+
+/// The ClickHouse part of `[store]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClickHouseConfig {
+    /// The HTTP interface, e.g. `http://localhost:8123`.
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    /// The NAME of the variable holding the password.
+    pub password_env: Option<String>,
+    /// With a cluster name, migrations use `ON CLUSTER` and Replicated engines.
+    pub cluster: Option<String>,
+}
+
+/// `[telemetry]`: the OpenTelemetry side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Export spans over OTLP too. The standard `OTEL_EXPORTER_OTLP_*` variables also enable
+    /// it; the server applies them.
+    pub otlp: Option<OtlpConfig>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { service_name: "glassbox".to_owned(), otlp: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpConfig {
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// One `[[pricing]]` entry: list prices in US dollars per million tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PricingConfig {
+    /// A glob on the model name (`gpt-4o-mini*`).
+    pub pattern: String,
+    pub provider: Option<String>,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+    pub cached_input_per_million: Option<f64>,
+}
+
+/// What of prompts and completions is kept in traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CapturePolicy {
+    #[default]
+    Full,
+    /// Kept with personal data replaced by placeholders.
+    Redacted,
+    None,
 }
 
 /// Which wire protocol a model speaks.
@@ -181,4 +284,6 @@ pub struct AgentConfig {
     pub max_output_tokens: Option<u32>,
     /// JSON schema for structured output.
     pub output_schema: Option<serde_json::Value>,
+    /// What of prompts and completions this agent's traces keep.
+    pub capture: CapturePolicy,
 }

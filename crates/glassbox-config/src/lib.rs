@@ -51,6 +51,31 @@
 //! temperature = 0.2                 # optional, 0.0..=2.0
 //! max_output_tokens = 1024          # optional, >= 1
 //! output_schema = { type = "object" }  # optional: a valid JSON schema for structured output
+//! capture = "full"                  # prompts/completions in traces: full | redacted | none
+//!
+//! [store]                           # optional: the embedded SQLite store unless clickhouse_url
+//! sqlite_path = ".glassbox/glassbox.db"
+//! clickhouse_url = "http://localhost:8123"     # the ClickHouse HTTP interface
+//! clickhouse_database = "glassbox"  # ^[A-Za-z0-9_]+$
+//! clickhouse_user = "default"
+//! clickhouse_password_env = "CLICKHOUSE_PASSWORD"  # the NAME of the variable
+//! clickhouse_cluster = "prod"       # optional: ON CLUSTER migrations, Replicated engines
+//! spool_dir = ".glassbox/spool"     # batches wait here while the store is down
+//! flush_interval_ms = 1000
+//! batch_rows = 1000                 # 1..=1000000
+//! span_ttl_days = 30                # 1..=36500
+//!
+//! [telemetry]
+//! service_name = "glassbox"
+//! otlp_endpoint = "http://localhost:4317"      # optional: export spans over OTLP too
+//! otlp_protocol = "grpc"            # grpc | http/protobuf
+//!
+//! [[pricing]]                       # overrides the shipped price list; longest match wins
+//! pattern = "gpt-4o-mini*"          # glob on the model name
+//! provider = "openai"               # optional
+//! input_per_million = 0.15          # US dollars per million tokens
+//! output_per_million = 0.60
+//! cached_input_per_million = 0.075  # optional; default: the input price
 //! ```
 //!
 //! Unknown keys are errors everywhere (except inside `headers`, `parameters` and
@@ -87,7 +112,10 @@ mod schema;
 
 use std::path::Path;
 
-pub use config::{AgentConfig, Config, HttpMethod, HttpToolConfig, ModelConfig, ProviderKind, ServerConfig};
+pub use config::{
+    AgentConfig, CapturePolicy, ClickHouseConfig, Config, HttpMethod, HttpToolConfig, ModelConfig, OtlpConfig, OtlpProtocol,
+    PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig,
+};
 pub use diagnostics::{ConfigError, Diagnostic, Diagnostics};
 
 /// Reads and validates the file at `path`, interpolating from the process environment.

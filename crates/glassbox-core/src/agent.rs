@@ -85,6 +85,28 @@ pub enum AgentChunk {
 
 pub type AgentStream = Pin<Box<dyn Stream<Item = Result<AgentChunk, AgentError>> + Send>>;
 
+/// What of prompts, completions and tool arguments an agent's spans record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Capture {
+    /// Everything, verbatim.
+    #[default]
+    Full,
+    /// Everything, with personal data and secrets replaced by placeholders ([`crate::pii`]).
+    Redacted,
+    /// Nothing but sizes, names and usage.
+    None,
+}
+
+impl Capture {
+    fn text<'a>(self, text: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+        match self {
+            Self::Full => Some(std::borrow::Cow::Borrowed(text)),
+            Self::Redacted => Some(crate::pii::redact(text)),
+            Self::None => None,
+        }
+    }
+}
+
 /// Per-call overrides of the agent's settings.
 #[derive(Debug, Clone, Default)]
 pub struct GenerateOptions {
@@ -92,6 +114,8 @@ pub struct GenerateOptions {
     pub max_steps: Option<u32>,
     /// A JSON schema for this call's answer, replacing the agent's own.
     pub output_schema: Option<Value>,
+    /// The caller's conversation (thread) id, recorded as `gen_ai.conversation.id`.
+    pub conversation_id: Option<String>,
 }
 
 struct RegisteredTool {
@@ -124,6 +148,7 @@ struct AgentInner {
     temperature: Option<f32>,
     max_output_tokens: Option<u32>,
     output_schema: Option<Arc<CompiledSchema>>,
+    capture: Capture,
 }
 
 /// An agent: instructions, a model and tools. Cheap to clone; clones share everything.
@@ -154,9 +179,15 @@ pub struct AgentBuilder {
     temperature: Option<f32>,
     max_output_tokens: Option<u32>,
     output_schema: Option<Value>,
+    capture: Capture,
 }
 
 impl AgentBuilder {
+    /// What this agent's spans record of prompts and completions (default: everything).
+    pub fn capture(mut self, capture: Capture) -> Self {
+        self.capture = capture;
+        self
+    }
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -226,6 +257,7 @@ impl AgentBuilder {
                 temperature: self.temperature,
                 max_output_tokens: self.max_output_tokens,
                 output_schema,
+                capture: self.capture,
             }),
         })
     }
@@ -251,6 +283,7 @@ impl Agent {
             temperature: None,
             max_output_tokens: None,
             output_schema: None,
+            capture: Capture::default(),
         }
     }
 
@@ -301,11 +334,22 @@ impl Agent {
         let span = tracing::info_span!(
             "invoke_agent",
             otel.name = %format_args!("invoke_agent {}", agent.id),
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
             gen_ai.operation.name = "invoke_agent",
             gen_ai.agent.name = %agent.id,
             gen_ai.provider.name = %agent.model.provider(),
             gen_ai.request.model = %agent.model.model_name(),
+            gen_ai.conversation.id = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            gen_ai.response.finish_reasons = tracing::field::Empty,
+            glassbox.streaming = streaming,
         );
+        if let Some(conversation_id) = &options.conversation_id {
+            span.record("gen_ai.conversation.id", conversation_id.as_str());
+        }
         Box::pin(InSpan { span, inner: Box::pin(run_loop(agent, messages, options, streaming)) })
     }
 }
@@ -325,7 +369,17 @@ impl Stream for InSpan {
     ) -> std::task::Poll<Option<Self::Item>> {
         let this = &mut *self;
         let _entered = this.span.enter();
-        this.inner.as_mut().poll_next(cx)
+        let polled = this.inner.as_mut().poll_next(cx);
+        match &polled {
+            std::task::Poll::Ready(Some(Ok(AgentChunk::Finish(output)))) => {
+                this.span.record("gen_ai.usage.input_tokens", otel_int(output.usage.input_tokens));
+                this.span.record("gen_ai.usage.output_tokens", otel_int(output.usage.output_tokens));
+                this.span.record("gen_ai.response.finish_reasons", output.finish_reason.as_str());
+            }
+            std::task::Poll::Ready(Some(Err(error))) => record_error(&this.span, error.kind(), error),
+            _ => {}
+        }
+        polled
     }
 }
 
@@ -366,20 +420,42 @@ fn run_loop(
         let (mut text, mut finish_reason) = loop {
             step += 1;
             model_calls += 1;
+            let chat = chat_span(&agent, &request);
+            let started = std::time::Instant::now();
             let response = if streaming {
-                let mut events = agent.model.stream(&request).await?;
+                let mut events = match agent.model.stream(&request).instrument(chat.clone()).await {
+                    Ok(events) => events,
+                    Err(error) => Err(chat_failed(&chat, error))?,
+                };
                 let mut finished = None;
+                let mut first_token = true;
                 while let Some(event) = events.next().await {
-                    match event? {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(error) => Err(chat_failed(&chat, error))?,
+                    };
+                    if first_token && !matches!(event, ModelEvent::Finish(_)) {
+                        first_token = false;
+                        chat.record("glassbox.time_to_first_token_ms", started.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    match event {
                         ModelEvent::TextDelta(delta) => yield AgentChunk::TextDelta(delta),
                         ModelEvent::ToolCallDelta { .. } => {}
                         ModelEvent::Finish(response) => finished = Some(response),
                     }
                 }
-                finished.ok_or(ProviderError::StreamInterrupted { source: None })?
+                match finished {
+                    Some(response) => response,
+                    None => Err(chat_failed(&chat, ProviderError::StreamInterrupted { source: None }))?,
+                }
             } else {
-                agent.model.generate(&request).await?
+                match agent.model.generate(&request).instrument(chat.clone()).await {
+                    Ok(response) => response,
+                    Err(error) => Err(chat_failed(&chat, error))?,
+                }
             };
+            record_response(&chat, agent.capture, &response);
+            drop(chat);
             let ModelResponse { text, tool_calls: step_calls, usage: step_usage, finish_reason, .. } = response;
             usage += step_usage;
             yield AgentChunk::StepFinish { step, usage: step_usage, finish_reason: finish_reason.clone() };
@@ -421,7 +497,13 @@ fn run_loop(
                         compiled.schema.schema
                     )));
                     model_calls += 1;
-                    let repaired = agent.model.generate(&request).await?;
+                    let chat = chat_span(&agent, &request);
+                    let repaired = match agent.model.generate(&request).instrument(chat.clone()).await {
+                        Ok(response) => response,
+                        Err(error) => Err(chat_failed(&chat, error))?,
+                    };
+                    record_response(&chat, agent.capture, &repaired);
+                    drop(chat);
                     usage += repaired.usage;
                     step += 1;
                     yield AgentChunk::StepFinish { step, usage: repaired.usage, finish_reason: repaired.finish_reason.clone() };
@@ -460,10 +542,19 @@ async fn run_tool(agent: &AgentInner, call: &ToolCall) -> ToolResult {
     let span = tracing::info_span!(
         "execute_tool",
         otel.name = %format_args!("execute_tool {}", call.name),
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
         gen_ai.operation.name = "execute_tool",
+        gen_ai.agent.name = %agent.id,
         gen_ai.tool.name = %call.name,
         gen_ai.tool.call.id = %call.id,
+        gen_ai.tool.call.arguments = tracing::field::Empty,
+        gen_ai.tool.call.result = tracing::field::Empty,
     );
+    if let Some(arguments) = agent.capture.text(&call.arguments.to_string()) {
+        span.record("gen_ai.tool.call.arguments", arguments.as_ref());
+    }
     let outcome = async {
         let registered = agent
             .tools
@@ -481,14 +572,122 @@ async fn run_tool(agent: &AgentInner, call: &ToolCall) -> ToolResult {
         }
         registered.tool.call(call.arguments.clone()).await
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
     let (result, is_error) = match outcome {
         Ok(value) => (value, false),
         Err(error) => {
             tracing::debug!(tool = %call.name, %error, "tool call failed; returning the error to the model");
+            let kind = match &error {
+                ToolError::InvalidArguments { .. } => "tool_invalid_arguments",
+                ToolError::Failed { .. } => "tool_failed",
+                ToolError::Timeout { .. } => "tool_timeout",
+                ToolError::Unknown { .. } => "tool_unknown",
+            };
+            record_error(&span, kind, &error);
             (serde_json::json!({ "error": error.to_string() }), true)
         }
     };
+    if let Some(text) = agent.capture.text(&result.to_string()) {
+        span.record("gen_ai.tool.call.result", text.as_ref());
+    }
     ToolResult { call_id: call.id.clone(), name: call.name.clone(), arguments: call.arguments.clone(), result, is_error }
+}
+
+/// The `chat {model}` span of one model call, child of the current `invoke_agent`.
+fn chat_span(agent: &AgentInner, request: &ModelRequest) -> tracing::Span {
+    let model = agent.model.model_name();
+    let span = tracing::info_span!(
+        "chat",
+        otel.name = %format_args!("chat {model}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = %agent.model.provider(),
+        gen_ai.request.model = %model,
+        gen_ai.agent.name = %agent.id,
+        gen_ai.request.temperature = tracing::field::Empty,
+        gen_ai.request.max_tokens = tracing::field::Empty,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.response.finish_reasons = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        gen_ai.usage.cache_read.input_tokens = tracing::field::Empty,
+        glassbox.usage.reasoning_tokens = tracing::field::Empty,
+        glassbox.time_to_first_token_ms = tracing::field::Empty,
+        gen_ai.input.messages = tracing::field::Empty,
+        gen_ai.output.messages = tracing::field::Empty,
+    );
+    if let Some(temperature) = request.temperature {
+        span.record("gen_ai.request.temperature", f64::from(temperature));
+    }
+    if let Some(max_tokens) = request.max_output_tokens {
+        span.record("gen_ai.request.max_tokens", i64::from(max_tokens));
+    }
+    if agent.capture != Capture::None && !span.is_disabled() {
+        let messages: Vec<Value> = request.messages.iter().map(|message| message_json(agent.capture, message)).collect();
+        span.record("gen_ai.input.messages", Value::Array(messages).to_string());
+    }
+    span
+}
+
+fn message_json(capture: Capture, message: &Message) -> Value {
+    let text = |text: &str| capture.text(text).map(|t| t.into_owned()).unwrap_or_default();
+    match message {
+        Message::System { text: content } => serde_json::json!({ "role": "system", "content": text(content) }),
+        Message::User { text: content } => serde_json::json!({ "role": "user", "content": text(content) }),
+        Message::Assistant { text: content, tool_calls } => serde_json::json!({
+            "role": "assistant",
+            "content": text(content),
+            "tool_calls": tool_calls.iter().map(|call| serde_json::json!({
+                "id": call.id, "name": call.name, "arguments": text(&call.arguments.to_string()),
+            })).collect::<Vec<_>>(),
+        }),
+        Message::Tool { call_id, name, content, is_error } => serde_json::json!({
+            "role": "tool", "tool_call_id": call_id, "name": name, "content": text(content), "is_error": is_error,
+        }),
+    }
+}
+
+fn record_response(span: &tracing::Span, capture: Capture, response: &ModelResponse) {
+    span.record("gen_ai.response.model", response.model.as_str());
+    span.record("gen_ai.response.finish_reasons", response.finish_reason.as_str());
+    span.record("gen_ai.usage.input_tokens", otel_int(response.usage.input_tokens));
+    span.record("gen_ai.usage.output_tokens", otel_int(response.usage.output_tokens));
+    span.record("gen_ai.usage.cache_read.input_tokens", otel_int(response.usage.cached_input_tokens));
+    span.record("glassbox.usage.reasoning_tokens", otel_int(response.usage.reasoning_tokens));
+    if capture != Capture::None && !span.is_disabled() {
+        let output = message_json(
+            capture,
+            &Message::Assistant { text: response.text.clone(), tool_calls: response.tool_calls.clone() },
+        );
+        span.record("gen_ai.output.messages", Value::Array(vec![output]).to_string());
+    }
+}
+
+fn chat_failed(span: &tracing::Span, error: ProviderError) -> ProviderError {
+    record_error(span, error.kind(), &error);
+    error
+}
+
+/// Marks a span failed: OpenTelemetry status ERROR with the message, and `error.type`.
+fn record_error(span: &tracing::Span, kind: &str, error: &dyn std::error::Error) {
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", kind);
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    span.record("otel.status_description", message.as_str());
+}
+
+/// OpenTelemetry has no unsigned integers: `tracing-opentelemetry` would turn a `u64` into a
+/// string, so counts are recorded as `i64` to reach collectors as integers.
+fn otel_int(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }

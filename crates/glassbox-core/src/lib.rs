@@ -6,9 +6,10 @@
 
 pub mod agent;
 pub mod model;
+pub mod pii;
 pub mod tool;
 
-pub use agent::{Agent, AgentBuilder, AgentChunk, AgentError, AgentOutput, AgentStream, GenerateOptions};
+pub use agent::{Agent, AgentBuilder, Capture, AgentChunk, AgentError, AgentOutput, AgentStream, GenerateOptions};
 pub use model::{
     FinishReason, LanguageModel, Message, ModelEvent, ModelRequest, ModelResponse, ModelStream,
     OutputSchema, ProviderError, TimeoutPhase, ToolCall, ToolSpec, Usage,

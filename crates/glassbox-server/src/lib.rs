@@ -7,6 +7,8 @@ pub mod api;
 pub mod error;
 pub mod runtime;
 pub mod serve;
+pub mod store;
+pub mod telemetry;
 pub mod trace_context;
 
 use std::collections::HashMap;
@@ -86,6 +88,7 @@ pub fn router(agents: AgentRegistry, options: HttpOptions) -> Router {
     Router::new()
         .merge(api::agents::router())
         .merge(api::health::router())
+        .route_layer(middleware::from_fn(trace_context::name_route))
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))

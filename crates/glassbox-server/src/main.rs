@@ -1,13 +1,20 @@
-//! The `glassbox` command: `serve` and `check`.
+//! The `glassbox` command: `serve`, `check` and `migrate`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use glassbox_server::{HttpOptions, runtime, serve};
+use glassbox_config::Config;
+use glassbox_server::telemetry::{OtlpTarget, Telemetry};
+use glassbox_server::{AgentRegistry, HttpOptions, runtime, serve, store};
+use glassbox_store::writer::{TelemetryWriter, WriterConfig};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser)]
 #[command(name = "glassbox", version, about = "Observability-first agent platform")]
@@ -18,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the REST API.
+    /// Serve the REST API (applies the store's migrations first).
     Serve {
         #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
         config: PathBuf,
@@ -31,17 +38,23 @@ enum Command {
         #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
         config: PathBuf,
     },
+    /// Apply the store's migrations and exit.
+    Migrate {
+        #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn env_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
     let result = match cli.command {
         Command::Serve { config, listen } => run_serve(&config, listen),
         Command::Check { config } => run_check(&config),
+        Command::Migrate { config } => run_migrate(&config),
     };
     match result {
         Ok(code) => code,
@@ -56,8 +69,12 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Loads and validates the config and builds the runtime, printing every problem found.
-fn load(path: &Path) -> anyhow::Result<Option<(glassbox_config::Config, glassbox_server::AgentRegistry, Vec<runtime::Notice>)>> {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("while starting the async runtime")
+}
+
+/// Loads and validates the config and builds the agents, printing every problem found.
+fn load(path: &Path) -> anyhow::Result<Option<(Config, AgentRegistry, Vec<runtime::Notice>)>> {
     let config = match glassbox_config::load(path) {
         Ok(config) => config,
         Err(glassbox_config::ConfigError::Invalid(diagnostics)) => {
@@ -94,28 +111,69 @@ fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_migrate(path: &Path) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt().with_env_filter(env_filter()).with_writer(std::io::stderr).init();
+    let Some((config, _agents, _notices)) = load(path)? else { return Ok(ExitCode::FAILURE) };
+    runtime()?.block_on(async move {
+        let store = store::open(&config.store, &env_var).await.context("while opening the store")?;
+        let report = store.backend.migrate().await.with_context(|| format!("while migrating {}", store.description))?;
+        tracing::info!(applied = ?report.applied, already_applied = ?report.already_applied, "migrated {}", store.description);
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn otlp_target(config: &Config) -> Option<OtlpTarget> {
+    match &config.telemetry.otlp {
+        Some(otlp) => Some(match otlp.protocol {
+            glassbox_config::OtlpProtocol::Grpc => OtlpTarget::Grpc { endpoint: Some(otlp.endpoint.clone()) },
+            glassbox_config::OtlpProtocol::HttpProtobuf => {
+                OtlpTarget::HttpProtobuf { endpoint: Some(otlp.endpoint.clone()) }
+            }
+        }),
+        None => OtlpTarget::from_env(&env_var),
+    }
+}
+
 fn run_serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let Some((config, agents, notices)) = load(path)? else {
         eprintln!("refusing to serve an invalid config");
         return Ok(ExitCode::FAILURE);
     };
-    for notice in &notices {
-        tracing::warn!("{}", notice.0);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("while starting the async runtime")?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
+        let store = store::open(&config.store, &env_var).await.context("while opening the store")?;
+        let report = store.backend.migrate().await.with_context(|| format!("while migrating {}", store.description))?;
+        let mut writer_config = WriterConfig::new(config.store.spool_dir.clone());
+        writer_config.flush_interval = config.store.flush_interval;
+        writer_config.batch_rows = config.store.batch_rows;
+        let writer = TelemetryWriter::start(Arc::clone(&store.backend), writer_config)
+            .await
+            .context("while starting the telemetry writer")?;
+        let telemetry = Telemetry::new(
+            &config.telemetry.service_name,
+            Some(writer),
+            Arc::new(glassbox_server::telemetry::pricing_table(&config.pricing)),
+            otlp_target(&config),
+        )
+        .context("while setting up OpenTelemetry")?;
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(env_filter()))
+            .with(glassbox_server::telemetry::layer(&telemetry))
+            .init();
+        tracing::info!(applied = ?report.applied, "store: {}", store.description);
+        for notice in &notices {
+            tracing::warn!("{}", notice.0);
+        }
+
         let addr = listen.unwrap_or(config.server.listen);
         let listener = serve::bind(addr).await.with_context(|| format!("while binding {addr}"))?;
         let local = listener.local_addr().context("while reading the bound address")?;
         let agent_ids: Vec<&str> = agents.all().iter().map(|agent| agent.id()).collect();
         tracing::info!(agents = ?agent_ids, "glassbox listening on http://{local}");
         let app = glassbox_server::router(agents, HttpOptions { body_limit: config.server.body_limit_bytes });
-        serve::serve(listener, app, serve::shutdown_signal(), config.server.shutdown_grace)
-            .await
-            .context("while serving")?;
+        let served = serve::serve(listener, app, serve::shutdown_signal(), config.server.shutdown_grace).await;
+        // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
+        telemetry.shutdown().await;
+        served.context("while serving")?;
         tracing::info!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)
     })

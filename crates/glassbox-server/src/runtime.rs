@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use glassbox_config::{Config, HttpMethod as ConfigMethod, ModelConfig, ProviderKind};
-use glassbox_core::{Agent, LanguageModel, ToolSpec};
+use glassbox_config::{CapturePolicy, Config, HttpMethod as ConfigMethod, ModelConfig, ProviderKind};
+use glassbox_core::{Agent, Capture, LanguageModel, ToolSpec};
 use glassbox_providers::{
     AnthropicModel, DEFAULT_ANTHROPIC_BASE_URL, DEFAULT_OPENAI_BASE_URL, HttpMethod, HttpModelSettings, HttpTool,
     MockModel, OpenAiModel,
@@ -87,6 +87,11 @@ pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(A
         if let Some(schema) = &agent_config.output_schema {
             builder = builder.output_schema(schema.clone());
         }
+        builder = builder.capture(match agent_config.capture {
+            CapturePolicy::Full => Capture::Full,
+            CapturePolicy::Redacted => Capture::Redacted,
+            CapturePolicy::None => Capture::None,
+        });
         match builder.build() {
             Ok(agent) => registry.insert(agent),
             Err(error) => problems.push(format!("agents.{}: {error}", agent_config.id)),

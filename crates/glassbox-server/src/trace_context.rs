@@ -1,13 +1,26 @@
-//! W3C trace context for every request: an incoming `traceparent` is continued, otherwise a
-//! new trace starts. The trace id goes back in the `traceparent` response header and in every
-//! JSON body as `traceId`, so a caller can find the request's trace.
+//! The HTTP request span and W3C trace context of every request.
+//!
+//! An incoming `traceparent` is continued, so a backend's own trace runs on into Glassbox;
+//! otherwise a new trace starts. The request span (`{METHOD} {route}`, kind server) is the
+//! parent of everything the request does and lives until the response body is sent, so a
+//! streamed answer stays inside it. The trace id goes back in the `traceparent` response
+//! header and in JSON bodies as `traceId`.
 
 use std::fmt::Write as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body::Frame;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The trace this request belongs to and the server span's own id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +31,20 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// Continues the caller's trace when `traceparent` is valid, otherwise starts a new one.
+    /// The ids OpenTelemetry gave `span`, when an OpenTelemetry layer is installed.
+    pub fn from_span(span: &tracing::Span) -> Option<Self> {
+        let context = span.context();
+        let otel_span = context.span();
+        let span_context = otel_span.span_context();
+        span_context.is_valid().then(|| Self {
+            trace_id: span_context.trace_id().to_bytes(),
+            span_id: span_context.span_id().to_bytes(),
+            sampled: span_context.is_sampled(),
+        })
+    }
+
+    /// Without OpenTelemetry (a library user who set up no tracing): continues the caller's
+    /// trace when `traceparent` is valid, otherwise starts a new one.
     pub fn from_traceparent(header: Option<&HeaderValue>) -> Self {
         let parent = header.and_then(|value| value.to_str().ok()).and_then(parse_traceparent);
         let span_id = random_nonzero::<8>();
@@ -87,31 +113,97 @@ fn parse_traceparent(value: &str) -> Option<([u8; 16], bool)> {
 
 fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let bytes = text.as_bytes();
-    if bytes.len() != N * 2 {
+    if bytes.len() != N * 2 || bytes.iter().any(u8::is_ascii_uppercase) {
         return None;
     }
     let mut out = [0_u8; N];
     for (index, pair) in bytes.chunks_exact(2).enumerate() {
         let high = (pair[0] as char).to_digit(16)?;
         let low = (pair[1] as char).to_digit(16)?;
-        // Upper-case hex is invalid in traceparent.
-        if pair.iter().any(|c| c.is_ascii_uppercase()) {
-            return None;
-        }
         out[index] = (high * 16 + low) as u8;
     }
     Some(out)
 }
 
-/// Middleware: attaches a [`TraceContext`] to the request and `traceparent` to the response.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// Middleware: the request span, its [`TraceContext`] in the request, `traceparent` on the
+/// response.
 pub async fn layer(mut request: Request, next: Next) -> Response {
-    let context = TraceContext::from_traceparent(request.headers().get("traceparent"));
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = tracing::field::Empty,
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    let context =
+        TraceContext::from_span(&span).unwrap_or_else(|| TraceContext::from_traceparent(request.headers().get("traceparent")));
     request.extensions_mut().insert(context);
-    let mut response = next.run(request).await;
+
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     if let Ok(value) = HeaderValue::from_str(&context.traceparent()) {
         response.headers_mut().insert("traceparent", value);
     }
-    response
+    // The span ends when the body has been sent, not when the handler returned.
+    response.map(|body| Body::new(SpanBody { inner: body, _span: span }))
+}
+
+/// Inside the router, where the matched route is known: names the request span after it.
+pub async fn name_route(request: Request, next: Next) -> Response {
+    if let Some(route) = request.extensions().get::<MatchedPath>() {
+        let span = tracing::Span::current();
+        span.record("http.route", route.as_str());
+        // The OpenTelemetry span exists already (its ids went into the trace context), so it
+        // is renamed directly; recording `otel.name` would be ignored by now.
+        span.context().span().update_name(format!("{} {}", request.method(), route.as_str()));
+    }
+    next.run(request).await
+}
+
+/// A response body that keeps the request span open until it is dropped.
+struct SpanBody {
+    inner: Body,
+    _span: tracing::Span,
+}
+
+impl http_body::Body for SpanBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

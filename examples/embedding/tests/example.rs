@@ -1,5 +1,7 @@
 //! The example's own routes and the nested Glassbox routes, over real HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::{Value, json};
 
 async fn spawn() -> String {

@@ -435,3 +435,16 @@ headers = { "bad name" = "v", "x-ok" = "line1\nsecret-value", "X-Dup" = "a", "x-
     );
     assert!(all.iter().all(|p| !p.contains("secret-value")));
 }
+
+#[test]
+fn bad_store_telemetry_and_pricing_values_are_reported() {
+    let all = problems(
+        "[store]\nclickhouse_url = \"ftp://x\"\nclickhouse_database = \"a;b\"\n\n[telemetry]\notlp_protocol = \"udp\"\n\n[[pricing]]\npattern = \"x\"\noutput_per_million = -1\n",
+    );
+    let joined = all.join("\n");
+    assert!(joined.contains("2:18: store.clickhouse_url"), "{joined}");
+    assert!(joined.contains("3:23: store.clickhouse_database"), "{joined}");
+    assert!(joined.contains("6:17: telemetry.otlp_protocol"), "{joined}");
+    assert!(joined.contains("input_per_million"), "missing required key: {joined}");
+    assert!(joined.contains("10:22: pricing[0].output_per_million") || joined.contains("pricing"), "{joined}");
+}

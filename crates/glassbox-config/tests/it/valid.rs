@@ -151,6 +151,7 @@ fn full_file_round_trip() {
                     "score": {"type": "number", "minimum": 0.5},
                 },
             })),
+            capture: glassbox_config::CapturePolicy::Full,
         }]
     );
 
@@ -366,4 +367,70 @@ fn example_config_of_the_repository_is_valid() {
     // No variable set: every `${VAR:-default}` takes its default.
     let config = parse(&source, "glassbox.toml", &|_| None).unwrap_or_else(|error| panic!("{error}"));
     assert!(!config.agents.is_empty());
+}
+
+#[test]
+fn store_telemetry_pricing_and_capture_sections() {
+    let text = r#"
+[store]
+clickhouse_url = "http://127.0.0.1:8123"
+clickhouse_database = "gb_prod"
+clickhouse_password_env = "CH_PASSWORD"
+clickhouse_cluster = "main"
+spool_dir = "/var/spool/glassbox"
+flush_interval_ms = 250
+batch_rows = 5000
+span_ttl_days = 7
+
+[telemetry]
+service_name = "glassbox-eu"
+otlp_endpoint = "http://127.0.0.1:4318"
+otlp_protocol = "http/protobuf"
+
+[[pricing]]
+pattern = "my-model*"
+input_per_million = 1
+output_per_million = 2.5
+
+[[pricing]]
+pattern = "other"
+provider = "openai"
+input_per_million = 0.5
+output_per_million = 1.5
+cached_input_per_million = 0.25
+
+[models.m]
+provider = "mock"
+model = "mock-echo"
+
+[agents.a]
+instructions = "x"
+model = "m"
+capture = "redacted"
+"#;
+    let config = glassbox_config::parse(text, "t.toml", &|_| None).unwrap();
+    let clickhouse = config.store.clickhouse.as_ref().unwrap();
+    assert_eq!(clickhouse.url, "http://127.0.0.1:8123");
+    assert_eq!(clickhouse.database, "gb_prod");
+    assert_eq!(clickhouse.password_env.as_deref(), Some("CH_PASSWORD"));
+    assert_eq!(clickhouse.cluster.as_deref(), Some("main"));
+    assert_eq!(config.store.spool_dir, std::path::PathBuf::from("/var/spool/glassbox"));
+    assert_eq!(config.store.flush_interval, std::time::Duration::from_millis(250));
+    assert_eq!(config.store.batch_rows, 5000);
+    assert_eq!(config.store.span_ttl_days, 7);
+    let otlp = config.telemetry.otlp.as_ref().unwrap();
+    assert_eq!(otlp.protocol, glassbox_config::OtlpProtocol::HttpProtobuf);
+    assert_eq!(config.telemetry.service_name, "glassbox-eu");
+    assert_eq!(config.pricing.len(), 2);
+    assert_eq!(config.pricing[0].input_per_million, 1.0);
+    assert_eq!(config.pricing[1].cached_input_per_million, Some(0.25));
+    assert_eq!(config.agents[0].capture, glassbox_config::CapturePolicy::Redacted);
+}
+
+#[test]
+fn store_defaults_to_embedded_sqlite() {
+    let config = glassbox_config::parse("[models.m]\nprovider = \"mock\"\nmodel = \"mock-echo\"\n", "t.toml", &|_| None).unwrap();
+    assert!(config.store.clickhouse.is_none());
+    assert_eq!(config.store.sqlite_path, std::path::PathBuf::from(".glassbox/glassbox.db"));
+    assert_eq!(config.telemetry.otlp, None);
 }

@@ -99,7 +99,11 @@ async fn get_agent(State(state): State<AppState>, Path(agent_id): Path<String>) 
 }
 
 fn options(body: &mut GenerateBody) -> GenerateOptions {
-    GenerateOptions { max_steps: body.max_steps, output_schema: body.output.take().map(|schema| schema.0) }
+    GenerateOptions {
+        max_steps: body.max_steps,
+        output_schema: body.output.take().map(|schema| schema.0),
+        conversation_id: body.thread_id.take(),
+    }
 }
 
 async fn generate(

@@ -13,7 +13,8 @@ use serde_json::Value;
 #[serde(rename_all = "camelCase")]
 pub struct GenerateBody {
     pub messages: InputMessages,
-    /// Accepted for Mastra compatibility; Glassbox keeps no conversation memory yet.
+    /// Recorded on the trace as `gen_ai.conversation.id`; Glassbox keeps no conversation
+    /// memory yet.
     #[serde(default)]
     pub thread_id: Option<String>,
     #[serde(default)]

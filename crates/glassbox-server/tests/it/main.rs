@@ -1,8 +1,13 @@
 //! End-to-end tests of the server: real HTTP on 127.0.0.1:0, real providers, and the mock LLM
 //! server speaking the OpenAI and Anthropic wire formats.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod agents_api;
 mod errors;
+mod faults;
 mod helpers;
 mod lifecycle;
+mod otlp;
 mod providers_e2e;
+mod telemetry;

@@ -1,0 +1,88 @@
+//! The traits every store backend implements: writing rows (idempotently, keyed by a
+//! deduplication token), applying migrations, and the read queries.
+
+use async_trait::async_trait;
+
+use crate::query::{LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup};
+use crate::rows::{SpanRow, UsageRow};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or timed out: worth retrying, then spooling.
+    #[error("store unavailable")]
+    Unavailable {
+        #[source]
+        source: BoxError,
+    },
+    /// The database answered with an error (bad SQL, schema mismatch): retrying won't help.
+    #[error("store rejected the request: {message}")]
+    Rejected {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("migration {version} ({name}) was edited after it was applied: checksum {applied} in the database, {current} in this binary")]
+    MigrationEdited { version: u32, name: String, applied: String, current: String },
+    #[error("migration {version} ({name}) failed")]
+    MigrationFailed {
+        version: u32,
+        name: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("spool I/O failed at {path}")]
+    Spool {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid query: {message}")]
+    InvalidQuery { message: String },
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Versions applied by this call, in order.
+    pub applied: Vec<u32>,
+    /// Versions found already applied (with a matching checksum).
+    pub already_applied: Vec<u32>,
+}
+
+/// The write side of a store backend.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// `clickhouse` or `sqlite`.
+    fn name(&self) -> &'static str;
+    /// Applies the embedded migrations in order; safe when two servers run it at once.
+    async fn migrate(&self) -> Result<MigrationReport, StoreError>;
+    /// Inserts a batch. Calling it again with the same `dedup_token` and rows writes nothing
+    /// twice.
+    async fn insert_spans(&self, rows: &[SpanRow], dedup_token: &str) -> Result<(), StoreError>;
+    async fn insert_usage(&self, rows: &[UsageRow], dedup_token: &str) -> Result<(), StoreError>;
+    /// A cheap round trip, for readiness and for deciding when to replay the spool.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The read queries of the dashboard and budgets; every backend answers them identically.
+#[async_trait]
+pub trait TraceReader: Send + Sync + 'static {
+    /// Traces newest first, filtered, one page at a time.
+    async fn list_traces(&self, filter: &TraceFilter, page: &PageRequest) -> Result<Page<TraceSummary>, StoreError>;
+    /// Every span of one trace, ordered by start time.
+    async fn trace_spans(&self, trace_id: &str) -> Result<Vec<SpanRow>, StoreError>;
+    /// Every usage row of one trace, ordered by time.
+    async fn trace_usage(&self, trace_id: &str) -> Result<Vec<UsageRow>, StoreError>;
+    /// Usage and cost summed per group over `range`, largest cost first.
+    async fn usage_by(&self, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError>;
+    /// Latency percentiles of model calls per group and time bucket.
+    async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError>;
+}

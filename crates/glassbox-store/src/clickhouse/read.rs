@@ -1,0 +1,347 @@
+//! The read queries. Every aggregate is finished here (`GROUP BY` with `-Merge` combinators
+//! or plain sums), so the answers do not depend on whether background merges have run.
+//!
+//! Listing traces in a time range: `trace_index` is ordered by `TraceId` and partitioned by
+//! day of `Start`, and one trace may still have several partial rows (one per insert until
+//! merges combine them, possibly in different day partitions). So the query first picks the
+//! ids of partial rows whose `Start` is in the range (partition pruning), then aggregates
+//! every partial row of those ids (primary-key lookups) and filters the finished rows. That
+//! is exact: the partial row holding a trace's earliest start satisfies every condition on
+//! the trace's start, so no trace is missed, and the final `HAVING` drops the extras.
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use crate::backend::StoreError;
+use crate::query::{
+    Cursor, LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+};
+use crate::rows::{SpanRow, UsageRow};
+
+use super::ClickHouseBackend;
+use super::error::Operation;
+use super::rows::{SpanFetch, UsageFetch};
+use super::sql::{Sql, Value};
+
+/// The largest page `list_traces` serves.
+pub(super) const MAX_PAGE_SIZE: u32 = 1000;
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+/// `Date` ends on 2149-06-06: day number 65535.
+const LAST_DATE_DAY: i64 = 65_535;
+
+#[derive(Row, Deserialize)]
+struct TraceSummaryFetch {
+    trace_id: String,
+    start_ns: i64,
+    end_ns: i64,
+    root_span_name: String,
+    agent: String,
+    tenant: String,
+    has_error: bool,
+    span_count: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_nano_usd: i64,
+}
+
+impl TraceSummaryFetch {
+    fn into_summary(self) -> TraceSummary {
+        TraceSummary {
+            trace_id: self.trace_id,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            root_span_name: self.root_span_name,
+            agent: self.agent,
+            tenant: self.tenant,
+            has_error: self.has_error,
+            span_count: self.span_count,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_nano_usd: self.cost_nano_usd,
+        }
+    }
+}
+
+const LIST_TRACES_SELECT: &str = "SELECT
+    TraceId AS trace_id,
+    toUnixTimestamp64Nano(min(Start)) AS start_ns,
+    toUnixTimestamp64Nano(max(End)) AS end_ns,
+    argMinMerge(RootSpanName) AS root_span_name,
+    argMinMerge(Agent) AS agent,
+    argMinMerge(Tenant) AS tenant,
+    max(HasError) AS has_error,
+    sum(SpanCount) AS span_count,
+    sum(InputTokens) AS input_tokens,
+    sum(OutputTokens) AS output_tokens,
+    sum(CostNanoUsd) AS cost_nano_usd
+FROM trace_index
+WHERE 1";
+
+pub(super) async fn list_traces(
+    backend: &ClickHouseBackend,
+    filter: &TraceFilter,
+    page: &PageRequest,
+) -> Result<Page<TraceSummary>, StoreError> {
+    if page.limit == 0 {
+        return Err(StoreError::InvalidQuery { message: "a page of traces needs a limit of at least 1".into() });
+    }
+    // Larger pages are served as pages of MAX_PAGE_SIZE.
+    let limit = page.limit.min(MAX_PAGE_SIZE);
+    let mut sql = Sql::new(LIST_TRACES_SELECT);
+    if let Some(trace_id) = &filter.trace_id {
+        sql.bind(" AND TraceId = ?", [trace_id.as_str().into()]);
+    }
+    if filter.range.is_some() || page.after.is_some() {
+        // Candidates: a partial row whose Start meets every condition on the trace's start.
+        sql.push(" AND TraceId IN (SELECT TraceId FROM trace_index WHERE 1");
+        if let Some(range) = &filter.range {
+            sql.bind(
+                " AND Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?))",
+                [range.from_ns.into(), range.to_ns.into()],
+            );
+        }
+        if let Some(after) = &page.after {
+            sql.bind(" AND Start <= fromUnixTimestamp64Nano(toInt64(?))", [after.start_ns.into()]);
+        }
+        sql.push(")");
+    }
+    sql.push(" GROUP BY TraceId HAVING 1");
+    if let Some(range) = &filter.range {
+        sql.bind(" AND start_ns >= ? AND start_ns < ?", [range.from_ns.into(), range.to_ns.into()]);
+    }
+    if let Some(agent) = &filter.agent {
+        sql.bind(" AND agent = ?", [agent.as_str().into()]);
+    }
+    if let Some(has_error) = filter.has_error {
+        sql.bind(" AND has_error = ?", [Value::U64(u64::from(has_error))]);
+    }
+    if let Some(tenant) = &filter.tenant {
+        sql.bind(" AND tenant = ?", [tenant.as_str().into()]);
+    }
+    if let Some(model) = &filter.model {
+        sql.bind(" AND has(groupUniqArrayArray(Models), ?)", [model.as_str().into()]);
+    }
+    if let Some(min_duration) = filter.min_duration_ns {
+        sql.bind(" AND end_ns - start_ns >= ?", [min_duration.into()]);
+    }
+    if let Some(min_cost) = filter.min_cost_nano_usd {
+        sql.bind(" AND cost_nano_usd >= ?", [min_cost.into()]);
+    }
+    if let Some(after) = &page.after {
+        sql.bind(
+            " AND (start_ns < ? OR (start_ns = ? AND trace_id < ?))",
+            [after.start_ns.into(), after.start_ns.into(), after.trace_id.as_str().into()],
+        );
+    }
+    // One more than asked: whether another page follows.
+    sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
+
+    let client = &backend.inner.client;
+    let fetched = backend.timed(Operation::ListTraces, sql.query(client).fetch_all::<TraceSummaryFetch>()).await?;
+    let mut items: Vec<TraceSummary> = fetched.into_iter().map(TraceSummaryFetch::into_summary).collect();
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| Cursor { start_ns: last.start_ns, trace_id: last.trace_id.clone() })
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+const TRACE_BOUNDS_SQL: &str = "SELECT count(), toUnixTimestamp64Nano(min(Start)), toUnixTimestamp64Nano(max(End))
+FROM trace_index
+WHERE TraceId = ?";
+
+/// `idx_trace_id` (bloom filter) skips granules without the trace; the time bounds from the
+/// index prune whole day partitions first.
+const TRACE_SPANS_SQL: &str = "SELECT ?fields FROM spans
+WHERE TraceId = ?
+    AND Timestamp >= fromUnixTimestamp64Nano(toInt64(?))
+    AND Timestamp <= fromUnixTimestamp64Nano(toInt64(?))
+ORDER BY Timestamp, SpanId";
+
+pub(super) async fn trace_spans(backend: &ClickHouseBackend, trace_id: &str) -> Result<Vec<SpanRow>, StoreError> {
+    let client = &backend.inner.client;
+    let bounds = client.query(TRACE_BOUNDS_SQL).bind(trace_id).fetch_one::<(u64, i64, i64)>();
+    let (partial_rows, start_ns, end_ns) = backend.timed(Operation::TraceSpans, bounds).await?;
+    if partial_rows == 0 {
+        return Ok(Vec::new());
+    }
+    let spans = client.query(TRACE_SPANS_SQL).bind(trace_id).bind(start_ns).bind(end_ns).fetch_all::<SpanFetch>();
+    let spans = backend.timed(Operation::TraceSpans, spans).await?;
+    Ok(spans.into_iter().map(SpanFetch::into_row).collect())
+}
+
+const TRACE_USAGE_SQL: &str = "SELECT ?fields FROM usage WHERE TraceId = ? ORDER BY Timestamp, SpanId";
+
+pub(super) async fn trace_usage(backend: &ClickHouseBackend, trace_id: &str) -> Result<Vec<UsageRow>, StoreError> {
+    let rows = backend.inner.client.query(TRACE_USAGE_SQL).bind(trace_id).fetch_all::<UsageFetch>();
+    let rows = backend.timed(Operation::TraceUsage, rows).await?;
+    Ok(rows.into_iter().map(UsageFetch::into_row).collect())
+}
+
+#[derive(Row, Deserialize)]
+struct UsageGroupFetch {
+    group_key: String,
+    calls: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    /// `Decimal(38, 9)`: nano-USD.
+    cost: i128,
+}
+
+/// Whole UTC days that `Date` can hold: the daily rollup answers exactly. Day 0 is left to
+/// the rows: `toDate` puts calls from before 1970 on 1970-01-01.
+fn whole_days(range: &TimeRange) -> Option<(i64, i64)> {
+    let aligned = range.from_ns % NANOS_PER_DAY == 0 && range.to_ns % NANOS_PER_DAY == 0;
+    let (from, to) = (range.from_ns / NANOS_PER_DAY, range.to_ns / NANOS_PER_DAY);
+    (aligned && from >= 1 && to > from && to <= LAST_DATE_DAY).then_some((from, to))
+}
+
+pub(super) async fn usage_by(
+    backend: &ClickHouseBackend,
+    by: UsageBy,
+    range: &TimeRange,
+) -> Result<Vec<UsageGroup>, StoreError> {
+    let mut sql = Sql::new("SELECT ");
+    match whole_days(range) {
+        Some((from_day, to_day)) => {
+            sql.push(match by {
+                UsageBy::Agent => "toString(Agent)",
+                UsageBy::Model => "toString(Model)",
+                UsageBy::Tenant => "toString(Tenant)",
+                UsageBy::Day => "toString(Day)",
+            });
+            sql.push(
+                " AS group_key, sum(Calls) AS calls, sum(InputTokens) AS input_tokens,
+    sum(OutputTokens) AS output_tokens, sum(CachedInputTokens) AS cached_input_tokens,
+    CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
+FROM usage_daily",
+            );
+            sql.bind(
+                " WHERE Day >= addDays(toDate('1970-01-01'), ?) AND Day < addDays(toDate('1970-01-01'), ?)",
+                [from_day.into(), to_day.into()],
+            );
+        }
+        None => {
+            sql.push(match by {
+                UsageBy::Agent => "toString(Agent)",
+                UsageBy::Model => "toString(Model)",
+                UsageBy::Tenant => "toString(Tenant)",
+                UsageBy::Day => "toString(toDate(Timestamp, 'UTC'))",
+            });
+            sql.push(
+                " AS group_key, count() AS calls, sum(InputTokens) AS input_tokens,
+    sum(OutputTokens) AS output_tokens, sum(CachedInputTokens) AS cached_input_tokens,
+    CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
+FROM usage",
+            );
+            sql.bind(
+                " WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
+                [range.from_ns.into(), range.to_ns.into()],
+            );
+        }
+    }
+    sql.push(" GROUP BY group_key ORDER BY cost DESC, group_key ASC");
+
+    let groups = sql.query(&backend.inner.client).fetch_all::<UsageGroupFetch>();
+    let groups = backend.timed(Operation::UsageBy, groups).await?;
+    groups
+        .into_iter()
+        .map(|group| {
+            let cost_nano_usd = i64::try_from(group.cost).map_err(|source| StoreError::Rejected {
+                message: format!("the cost of {:?} does not fit in i64 nano-USD", group.group_key),
+                source: Some(Box::new(source)),
+            })?;
+            Ok(UsageGroup {
+                key: group.group_key,
+                calls: group.calls,
+                input_tokens: group.input_tokens,
+                output_tokens: group.output_tokens,
+                cached_input_tokens: group.cached_input_tokens,
+                cost_nano_usd,
+            })
+        })
+        .collect()
+}
+
+#[derive(Row, Deserialize)]
+struct LatencyFetch {
+    group_key: String,
+    bucket_start_ns: i64,
+    calls: u64,
+    /// p50, p95, p99 of `LatencyNs`.
+    quantiles: Vec<u64>,
+}
+
+pub(super) async fn latency(
+    backend: &ClickHouseBackend,
+    by: LatencyBy,
+    range: &TimeRange,
+    bucket_secs: u32,
+) -> Result<Vec<LatencyRow>, StoreError> {
+    if bucket_secs == 0 {
+        return Err(StoreError::InvalidQuery { message: "the latency bucket must be at least one second".into() });
+    }
+    let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
+    let mut sql = Sql::new("SELECT ");
+    sql.push(match by {
+        LatencyBy::Agent => "toString(Agent)",
+        LatencyBy::Model => "toString(Model)",
+    });
+    // As LatencyRow documents: buckets floored (positiveModulo, also before 1970), and
+    // quantilesExact, whose p-quantile of n values is the one at index floor(p * n) (computed
+    // in f64) of the sorted values.
+    sql.bind(
+        " AS group_key,
+    toUnixTimestamp64Nano(Timestamp) - positiveModulo(toUnixTimestamp64Nano(Timestamp), toInt64(?)) AS bucket_start_ns,
+    count() AS calls,
+    quantilesExact(0.5, 0.95, 0.99)(LatencyNs) AS quantiles
+FROM usage
+WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))
+GROUP BY group_key, bucket_start_ns
+ORDER BY group_key ASC, bucket_start_ns ASC",
+        [bucket_ns.into(), range.from_ns.into(), range.to_ns.into()],
+    );
+
+    let rows = sql.query(&backend.inner.client).fetch_all::<LatencyFetch>();
+    let rows = backend.timed(Operation::Latency, rows).await?;
+    let millis = |quantiles: &[u64], index: usize| quantiles.get(index).map_or(0.0, |&ns| ns as f64 / 1_000_000.0);
+    Ok(rows
+        .into_iter()
+        .map(|row| LatencyRow {
+            p50_ms: millis(&row.quantiles, 0),
+            p95_ms: millis(&row.quantiles, 1),
+            p99_ms: millis(&row.quantiles, 2),
+            key: row.group_key,
+            bucket_start_ns: row.bucket_start_ns,
+            calls: row.calls,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_days_only_for_aligned_ranges_dates_can_hold() {
+        let day = NANOS_PER_DAY;
+        assert_eq!(whole_days(&TimeRange { from_ns: 19_000 * day, to_ns: 19_002 * day }), Some((19_000, 19_002)));
+        assert_eq!(whole_days(&TimeRange { from_ns: 19_000 * day + 1, to_ns: 19_002 * day }), None);
+        assert_eq!(whole_days(&TimeRange { from_ns: -day, to_ns: day }), None);
+        assert_eq!(whole_days(&TimeRange { from_ns: 0, to_ns: day }), None);
+        assert_eq!(whole_days(&TimeRange { from_ns: day, to_ns: day }), None);
+        assert_eq!(whole_days(&TimeRange { from_ns: 0, to_ns: 70_000 * day }), None);
+    }
+
+    #[test]
+    fn filters_are_bound_not_spliced() {
+        let mut sql = Sql::new(LIST_TRACES_SELECT);
+        sql.bind(" AND agent = ?", ["x' OR 1 --".into()]);
+        assert!(!sql.text().contains("x'"));
+    }
+}

@@ -1,0 +1,812 @@
+//! The append-only on-disk spool: batches the writer could not deliver, one file per batch,
+//! kept until they are replayed into the store.
+//!
+//! # Format
+//! `<spool_dir>/<kind>-<token>.jsonl`, where `kind` is `spans` or `usage` and `token` is the
+//! batch's deduplication token (a UUIDv7 in simple hex form, so names sort in creation order).
+//! The first line is a header, `{"glassbox_spool":1,"kind":"spans","token":"…","rows":N}`;
+//! each following line is one row as a JSON object whose keys are the row's field names.
+//!
+//! # Durability
+//! A batch is written to `.tmp-<kind>-<token>.jsonl`, fsynced, renamed to its final name, and
+//! the directory is fsynced: a process killed at any point leaves either a complete batch
+//! or a temporary file, never a half batch under a name that replays. Temporary files found at
+//! open are set aside as `<kind>-<token>.jsonl.partial` with a warning; a file that does not
+//! parse, or whose header disagrees with its name or row count, is set aside as
+//! `<name>.corrupt` with an error log. Nothing is deleted except after a successful replay.
+//!
+//! Every function here does blocking file I/O: async callers run them on the blocking pool.
+//! One writer owns a spool directory at a time.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::StoreError;
+use crate::rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
+
+/// The version written in every file's header; a file of another version is not replayed.
+pub const SPOOL_FORMAT_VERSION: u32 = 1;
+
+const TEMP_PREFIX: &str = ".tmp-";
+const EXTENSION: &str = ".jsonl";
+const CORRUPT_SUFFIX: &str = ".corrupt";
+const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Which table a batch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BatchKind {
+    Spans,
+    Usage,
+}
+
+impl BatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spans => "spans",
+            Self::Usage => "usage",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "spans" => Some(Self::Spans),
+            "usage" => Some(Self::Usage),
+            _ => None,
+        }
+    }
+}
+
+/// The rows of one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchRows {
+    Spans(Vec<SpanRow>),
+    Usage(Vec<UsageRow>),
+}
+
+impl BatchRows {
+    pub fn kind(&self) -> BatchKind {
+        match self {
+            Self::Spans(_) => BatchKind::Spans,
+            Self::Usage(_) => BatchKind::Usage,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Spans(rows) => rows.len(),
+            Self::Usage(rows) => rows.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A batch read back from the spool, with the token it was first sent with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpooledBatch {
+    pub token: String,
+    pub rows: BatchRows,
+}
+
+/// One batch file in the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolEntry {
+    pub kind: BatchKind,
+    pub token: String,
+    pub path: PathBuf,
+    /// The file's size.
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// Writing the batch would take the spool past its size limit.
+    #[error("spool is full: a batch of {needed} bytes does not fit ({used} of {limit} bytes in use)")]
+    Full { needed: u64, used: u64, limit: u64 },
+    #[error("spool I/O failed at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file cannot be replayed: it does not parse, or disagrees with its name.
+    #[error("spool file {path} is corrupt: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    #[error("batch token {token:?} cannot name a spool file (want 1 to 64 of [A-Za-z0-9_-])")]
+    BadToken { token: String },
+    #[error("could not encode a {kind} batch")]
+    Encode {
+        kind: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io { path: path.to_owned(), source }
+}
+
+/// An open spool directory with running totals of its batch files.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    bytes: AtomicU64,
+    files: AtomicU64,
+}
+
+impl Spool {
+    /// Creates the directory if needed, sets aside temporary files a killed process left
+    /// behind, and counts the batches waiting to be replayed.
+    pub fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Spool { path: dir.clone(), source })?;
+        let spool = Self { dir, max_bytes, bytes: AtomicU64::new(0), files: AtomicU64::new(0) };
+        spool.set_aside_leftover_temporaries()?;
+        let entries = spool.list()?;
+        spool.files.store(entries.len() as u64, Ordering::Relaxed);
+        spool.bytes.store(entries.iter().map(|entry| entry.bytes).sum(), Ordering::Relaxed);
+        Ok(spool)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Bytes of batch files waiting to be replayed.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Batch files waiting to be replayed.
+    pub fn files(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
+    }
+
+    fn set_aside_leftover_temporaries(&self) -> Result<(), StoreError> {
+        let read_dir =
+            fs::read_dir(&self.dir).map_err(|source| StoreError::Spool { path: self.dir.clone(), source })?;
+        for dir_entry in read_dir {
+            let dir_entry = dir_entry.map_err(|source| StoreError::Spool { path: self.dir.clone(), source })?;
+            let file_name = dir_entry.file_name();
+            let Some(name) = file_name.to_str() else { continue };
+            let Some(final_name) = name.strip_prefix(TEMP_PREFIX) else { continue };
+            let from = dir_entry.path();
+            let to = self.dir.join(format!("{final_name}{PARTIAL_SUFFIX}"));
+            tracing::warn!(
+                from = %from.display(),
+                to = %to.display(),
+                "spool: an unfinished batch file from a process that stopped mid-write was set aside, not replayed"
+            );
+            fs::rename(&from, &to).map_err(|source| StoreError::Spool { path: from.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// The batch files waiting to be replayed, oldest first (by token, then kind).
+    pub fn list(&self) -> Result<Vec<SpoolEntry>, StoreError> {
+        let read_dir =
+            fs::read_dir(&self.dir).map_err(|source| StoreError::Spool { path: self.dir.clone(), source })?;
+        let mut entries = Vec::new();
+        for dir_entry in read_dir {
+            let dir_entry = dir_entry.map_err(|source| StoreError::Spool { path: self.dir.clone(), source })?;
+            let file_name = dir_entry.file_name();
+            let Some((kind, token)) = file_name.to_str().and_then(parse_file_name) else { continue };
+            let path = dir_entry.path();
+            let metadata = match dir_entry.metadata() {
+                Ok(metadata) => metadata,
+                // Replayed and removed since read_dir saw it.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StoreError::Spool { path, source }),
+            };
+            if !metadata.is_file() {
+                continue;
+            }
+            entries.push(SpoolEntry { kind, token: token.to_owned(), path, bytes: metadata.len() });
+        }
+        entries.sort_by(|a, b| a.token.cmp(&b.token).then(a.kind.cmp(&b.kind)));
+        Ok(entries)
+    }
+
+    /// Writes a batch of spans durably under its token.
+    pub fn write_spans(&self, token: &str, rows: &[SpanRow]) -> Result<SpoolEntry, SpoolError> {
+        let encoded = encode_spans(token, rows)?;
+        self.write_encoded(BatchKind::Spans, token, &encoded)
+    }
+
+    /// Writes a batch of usage rows durably under its token.
+    pub fn write_usage(&self, token: &str, rows: &[UsageRow]) -> Result<SpoolEntry, SpoolError> {
+        let encoded = encode_usage(token, rows)?;
+        self.write_encoded(BatchKind::Usage, token, &encoded)
+    }
+
+    pub fn write(&self, token: &str, rows: &BatchRows) -> Result<SpoolEntry, SpoolError> {
+        match rows {
+            BatchRows::Spans(rows) => self.write_spans(token, rows),
+            BatchRows::Usage(rows) => self.write_usage(token, rows),
+        }
+    }
+
+    fn write_encoded(&self, kind: BatchKind, token: &str, encoded: &[u8]) -> Result<SpoolEntry, SpoolError> {
+        if !valid_token(token) {
+            return Err(SpoolError::BadToken { token: token.to_owned() });
+        }
+        let needed = encoded.len() as u64;
+        self.reserve(needed)?;
+        let result = self.write_file(kind, token, encoded);
+        match result {
+            Ok(path) => {
+                self.files.fetch_add(1, Ordering::Relaxed);
+                Ok(SpoolEntry { kind, token: token.to_owned(), path, bytes: needed })
+            }
+            Err(error) => {
+                self.bytes.fetch_sub(needed, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+
+    /// Counts `needed` bytes as used if they fit under the limit.
+    fn reserve(&self, needed: u64) -> Result<(), SpoolError> {
+        let limit = self.max_bytes;
+        self.bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(needed).filter(|&total| total <= limit)
+            })
+            .map(|_| ())
+            .map_err(|used| SpoolError::Full { needed, used, limit })
+    }
+
+    fn write_file(&self, kind: BatchKind, token: &str, encoded: &[u8]) -> Result<PathBuf, SpoolError> {
+        let final_name = format!("{}-{token}{EXTENSION}", kind.as_str());
+        let temp_path = self.dir.join(format!("{TEMP_PREFIX}{final_name}"));
+        let final_path = self.dir.join(final_name);
+        let written = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&temp_path)?;
+            file.write_all(encoded)?;
+            file.sync_all()
+        })();
+        if let Err(source) = written {
+            // Best effort: a leftover temporary is set aside at the next open anyway.
+            let _ = fs::remove_file(&temp_path);
+            return Err(SpoolError::Io { path: temp_path, source });
+        }
+        fs::rename(&temp_path, &final_path).map_err(io_error(&temp_path))?;
+        self.sync_dir()?;
+        Ok(final_path)
+    }
+
+    /// Makes renames and removals in the directory durable.
+    pub fn sync_dir(&self) -> Result<(), SpoolError> {
+        File::open(&self.dir).and_then(|dir| dir.sync_all()).map_err(io_error(&self.dir))
+    }
+
+    /// Reads a batch back. A file that cannot be replayed is reported as
+    /// [`SpoolError::Corrupt`] and left where it is; see [`Spool::set_aside`].
+    pub fn read(&self, entry: &SpoolEntry) -> Result<SpooledBatch, SpoolError> {
+        let text = fs::read_to_string(&entry.path).map_err(|source| {
+            if source.kind() == io::ErrorKind::InvalidData {
+                SpoolError::Corrupt { path: entry.path.clone(), reason: "not UTF-8".to_owned(), source: None }
+            } else {
+                SpoolError::Io { path: entry.path.clone(), source }
+            }
+        })?;
+        decode(&entry.path, entry.kind, &entry.token, &text)
+    }
+
+    /// Removes a replayed batch.
+    pub fn remove(&self, entry: &SpoolEntry) -> Result<(), SpoolError> {
+        match fs::remove_file(&entry.path) {
+            Ok(()) => {
+                self.forget(entry);
+                Ok(())
+            }
+            // Already gone: nothing is waiting any more either way.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(SpoolError::Io { path: entry.path.clone(), source }),
+        }
+    }
+
+    /// Moves a batch that cannot be replayed to `<name>.corrupt`, with an error log, so a
+    /// person can look at it; it is never deleted.
+    pub fn set_aside(&self, entry: &SpoolEntry, why: &SpoolError) -> Result<PathBuf, SpoolError> {
+        let mut aside = entry.path.clone().into_os_string();
+        aside.push(CORRUPT_SUFFIX);
+        let aside = PathBuf::from(aside);
+        tracing::error!(
+            path = %entry.path.display(),
+            moved_to = %aside.display(),
+            error = %crate::writer::ErrorChain(why),
+            "spool: a batch file cannot be replayed; set aside for inspection"
+        );
+        fs::rename(&entry.path, &aside).map_err(io_error(&entry.path))?;
+        self.forget(entry);
+        Ok(aside)
+    }
+
+    fn forget(&self, entry: &SpoolEntry) {
+        let _ = self.files.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |files| Some(files.saturating_sub(1)));
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bytes| Some(bytes.saturating_sub(entry.bytes)));
+    }
+}
+
+/// `spans-<token>.jsonl` → (`Spans`, token).
+fn parse_file_name(name: &str) -> Option<(BatchKind, &str)> {
+    let stem = name.strip_suffix(EXTENSION)?;
+    let (kind, token) = stem.split_once('-')?;
+    let kind = BatchKind::parse(kind)?;
+    valid_token(token).then_some((kind, token))
+}
+
+fn valid_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 64
+        && token.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding. The row types stay serde-free; these remote definitions mirror them field by
+// field (a field added to a row and not here fails to compile).
+
+#[derive(Serialize, Deserialize)]
+struct Header<'a> {
+    glassbox_spool: u32,
+    kind: &'a str,
+    token: &'a str,
+    rows: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "SpanRow")]
+struct SpanRowDef {
+    timestamp_ns: i64,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    trace_state: String,
+    span_name: String,
+    span_kind: String,
+    service_name: String,
+    resource_attributes: Vec<(String, String)>,
+    scope_name: String,
+    scope_version: String,
+    span_attributes: Vec<(String, String)>,
+    duration_ns: u64,
+    #[serde(with = "status_code")]
+    status_code: StatusCode,
+    status_message: String,
+    #[serde(with = "span_events")]
+    events: Vec<SpanEvent>,
+    #[serde(with = "span_links")]
+    links: Vec<SpanLink>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "SpanEvent")]
+struct SpanEventDef {
+    timestamp_ns: i64,
+    name: String,
+    attributes: Vec<(String, String)>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "SpanLink")]
+struct SpanLinkDef {
+    trace_id: String,
+    span_id: String,
+    trace_state: String,
+    attributes: Vec<(String, String)>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "UsageRow")]
+struct UsageRowDef {
+    timestamp_ns: i64,
+    trace_id: String,
+    span_id: String,
+    tenant: String,
+    api_key_id: String,
+    agent: String,
+    workflow: String,
+    provider: String,
+    model: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    reasoning_tokens: u64,
+    cost_nano_usd: i64,
+    cost_unknown: bool,
+    latency_ns: u64,
+    time_to_first_token_ns: u64,
+    status: String,
+    error_type: String,
+}
+
+mod status_code {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::rows::StatusCode;
+
+    pub fn serialize<S: Serializer>(code: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(code.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<StatusCode, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(StatusCode::parse(&text))
+    }
+}
+
+mod span_events {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::SpanEventDef;
+    use crate::rows::SpanEvent;
+
+    struct Ref<'a>(&'a SpanEvent);
+
+    impl Serialize for Ref<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            SpanEventDef::serialize(self.0, serializer)
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Owned(#[serde(with = "SpanEventDef")] SpanEvent);
+
+    pub fn serialize<S: Serializer>(events: &[SpanEvent], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(events.iter().map(Ref))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SpanEvent>, D::Error> {
+        let owned = Vec::<Owned>::deserialize(deserializer)?;
+        Ok(owned.into_iter().map(|Owned(event)| event).collect())
+    }
+}
+
+mod span_links {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::SpanLinkDef;
+    use crate::rows::SpanLink;
+
+    struct Ref<'a>(&'a SpanLink);
+
+    impl Serialize for Ref<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            SpanLinkDef::serialize(self.0, serializer)
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Owned(#[serde(with = "SpanLinkDef")] SpanLink);
+
+    pub fn serialize<S: Serializer>(links: &[SpanLink], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(links.iter().map(Ref))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SpanLink>, D::Error> {
+        let owned = Vec::<Owned>::deserialize(deserializer)?;
+        Ok(owned.into_iter().map(|Owned(link)| link).collect())
+    }
+}
+
+fn encode_header(out: &mut Vec<u8>, kind: BatchKind, token: &str, rows: usize) -> Result<(), serde_json::Error> {
+    let header = Header { glassbox_spool: SPOOL_FORMAT_VERSION, kind: kind.as_str(), token, rows: rows as u64 };
+    serde_json::to_writer(&mut *out, &header)?;
+    out.push(b'\n');
+    Ok(())
+}
+
+fn encode_spans(token: &str, rows: &[SpanRow]) -> Result<Vec<u8>, SpoolError> {
+    let encode = || -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(rows.iter().map(approx_span_bytes).sum::<usize>() + 128);
+        encode_header(&mut out, BatchKind::Spans, token, rows.len())?;
+        for row in rows {
+            SpanRowDef::serialize(row, &mut serde_json::Serializer::new(&mut out))?;
+            out.push(b'\n');
+        }
+        Ok(out)
+    };
+    encode().map_err(|source| SpoolError::Encode { kind: "spans", source })
+}
+
+fn encode_usage(token: &str, rows: &[UsageRow]) -> Result<Vec<u8>, SpoolError> {
+    let encode = || -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(rows.iter().map(approx_usage_bytes).sum::<usize>() + 128);
+        encode_header(&mut out, BatchKind::Usage, token, rows.len())?;
+        for row in rows {
+            UsageRowDef::serialize(row, &mut serde_json::Serializer::new(&mut out))?;
+            out.push(b'\n');
+        }
+        Ok(out)
+    };
+    encode().map_err(|source| SpoolError::Encode { kind: "usage", source })
+}
+
+fn decode(path: &Path, kind: BatchKind, token: &str, text: &str) -> Result<SpooledBatch, SpoolError> {
+    let corrupt = |reason: String, source: Option<serde_json::Error>| SpoolError::Corrupt {
+        path: path.to_owned(),
+        reason,
+        source,
+    };
+    if !text.ends_with('\n') {
+        return Err(corrupt("the last line is unterminated".to_owned(), None));
+    }
+    let mut lines = text.lines();
+    let header_line = lines.next().ok_or_else(|| corrupt("the file is empty".to_owned(), None))?;
+    let header: Header<'_> =
+        serde_json::from_str(header_line).map_err(|error| corrupt("bad header".to_owned(), Some(error)))?;
+    if header.glassbox_spool != SPOOL_FORMAT_VERSION {
+        return Err(corrupt(format!("unknown format version {}", header.glassbox_spool), None));
+    }
+    if header.kind != kind.as_str() || header.token != token {
+        return Err(corrupt(
+            format!(
+                "the header says {}-{} but the file name says {}-{token}",
+                header.kind,
+                header.token,
+                kind.as_str()
+            ),
+            None,
+        ));
+    }
+    let expected = header.rows;
+    let row_error = |line: usize, error| corrupt(format!("row {line} does not parse"), Some(error));
+    let rows = match kind {
+        BatchKind::Spans => {
+            let mut rows = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(1 << 16));
+            for (index, line) in lines.enumerate() {
+                let mut deserializer = serde_json::Deserializer::from_str(line);
+                let row = SpanRowDef::deserialize(&mut deserializer)
+                    .and_then(|row| deserializer.end().map(|()| row))
+                    .map_err(|error| row_error(index + 1, error))?;
+                rows.push(row);
+            }
+            BatchRows::Spans(rows)
+        }
+        BatchKind::Usage => {
+            let mut rows = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(1 << 16));
+            for (index, line) in lines.enumerate() {
+                let mut deserializer = serde_json::Deserializer::from_str(line);
+                let row = UsageRowDef::deserialize(&mut deserializer)
+                    .and_then(|row| deserializer.end().map(|()| row))
+                    .map_err(|error| row_error(index + 1, error))?;
+                rows.push(row);
+            }
+            BatchRows::Usage(rows)
+        }
+    };
+    if rows.len() as u64 != expected {
+        return Err(corrupt(format!("the header promises {expected} rows, the file has {}", rows.len()), None));
+    }
+    Ok(SpooledBatch { token: token.to_owned(), rows })
+}
+
+/// Roughly how many bytes a span takes in the spool, without encoding it: for admission
+/// decisions on the overflow path, where encoding every row would cost too much.
+pub(crate) fn approx_span_bytes(row: &SpanRow) -> usize {
+    const FIXED: usize = 420; // key names, punctuation and numbers
+    let pairs =
+        |pairs: &[(String, String)]| pairs.iter().map(|(key, value)| key.len() + value.len() + 8).sum::<usize>();
+    FIXED
+        + row.trace_id.len()
+        + row.span_id.len()
+        + row.parent_span_id.len()
+        + row.trace_state.len()
+        + row.span_name.len()
+        + row.span_kind.len()
+        + row.service_name.len()
+        + pairs(&row.resource_attributes)
+        + row.scope_name.len()
+        + row.scope_version.len()
+        + pairs(&row.span_attributes)
+        + row.status_message.len()
+        + row.events.iter().map(|event| 60 + event.name.len() + pairs(&event.attributes)).sum::<usize>()
+        + row
+            .links
+            .iter()
+            .map(|link| {
+                70 + link.trace_id.len() + link.span_id.len() + link.trace_state.len() + pairs(&link.attributes)
+            })
+            .sum::<usize>()
+}
+
+/// Like [`approx_span_bytes`], for a usage row.
+pub(crate) fn approx_usage_bytes(row: &UsageRow) -> usize {
+    const FIXED: usize = 480;
+    FIXED
+        + row.trace_id.len()
+        + row.span_id.len()
+        + row.tenant.len()
+        + row.api_key_id.len()
+        + row.agent.len()
+        + row.workflow.len()
+        + row.provider.len()
+        + row.model.len()
+        + row.status.len()
+        + row.error_type.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(n: u32) -> SpanRow {
+        SpanRow {
+            timestamp_ns: 1_700_000_000_000_000_000 + i64::from(n),
+            trace_id: format!("{n:032x}"),
+            span_id: format!("{n:016x}"),
+            parent_span_id: String::new(),
+            trace_state: String::new(),
+            span_name: "chat gpt-4o \"quoted\"\nnewline ünïcode".to_owned(),
+            span_kind: "Client".to_owned(),
+            service_name: "glassbox".to_owned(),
+            resource_attributes: vec![("service.name".to_owned(), "glassbox".to_owned())],
+            scope_name: "glassbox".to_owned(),
+            scope_version: "0.1.0".to_owned(),
+            span_attributes: vec![("gen_ai.request.model".to_owned(), "gpt-4o".to_owned())],
+            duration_ns: 1_234,
+            status_code: StatusCode::Error,
+            status_message: "boom".to_owned(),
+            events: vec![SpanEvent {
+                timestamp_ns: 5,
+                name: "exception".to_owned(),
+                attributes: vec![("a".into(), "b".into())],
+            }],
+            links: vec![SpanLink {
+                trace_id: "t".into(),
+                span_id: "s".into(),
+                trace_state: String::new(),
+                attributes: vec![],
+            }],
+        }
+    }
+
+    fn usage(n: u32) -> UsageRow {
+        UsageRow {
+            timestamp_ns: 1,
+            trace_id: format!("{n:032x}"),
+            span_id: format!("{n:016x}"),
+            tenant: "acme".into(),
+            api_key_id: "key_1".into(),
+            agent: "support".into(),
+            workflow: String::new(),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            input_tokens: 10,
+            output_tokens: 20,
+            cached_input_tokens: 3,
+            reasoning_tokens: 4,
+            cost_nano_usd: -5,
+            cost_unknown: true,
+            latency_ns: u64::MAX,
+            time_to_first_token_ns: 7,
+            status: "error".into(),
+            error_type: "provider_timeout".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_both_kinds_and_counts_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let spans: Vec<SpanRow> = (0..3).map(span).collect();
+        let usage_rows: Vec<UsageRow> = (0..2).map(usage).collect();
+        let a = spool.write_spans("0001", &spans).unwrap();
+        let b = spool.write_usage("0002", &usage_rows).unwrap();
+        assert_eq!(spool.files(), 2);
+        assert_eq!(spool.bytes(), a.bytes + b.bytes);
+        assert_eq!(a.path, dir.path().join("spans-0001.jsonl"));
+
+        let entries = spool.list().unwrap();
+        assert_eq!(entries, vec![a.clone(), b.clone()]);
+        assert_eq!(spool.read(&a).unwrap(), SpooledBatch { token: "0001".into(), rows: BatchRows::Spans(spans) });
+        assert_eq!(spool.read(&b).unwrap(), SpooledBatch { token: "0002".into(), rows: BatchRows::Usage(usage_rows) });
+
+        // A reopened spool counts the same.
+        let reopened = Spool::open(dir.path(), u64::MAX).unwrap();
+        assert_eq!((reopened.files(), reopened.bytes()), (2, a.bytes + b.bytes));
+
+        spool.remove(&a).unwrap();
+        assert_eq!((spool.files(), spool.bytes()), (1, b.bytes));
+        spool.remove(&a).unwrap();
+        assert_eq!(spool.files(), 1);
+    }
+
+    #[test]
+    fn approximate_sizes_are_in_the_right_range() {
+        let row = span(1);
+        let exact = encode_spans("t", std::slice::from_ref(&row)).unwrap().len();
+        let approx = approx_span_bytes(&row);
+        assert!(approx * 2 > exact && approx < exact * 2, "approx {approx}, exact {exact}");
+        let row = usage(1);
+        let exact = encode_usage("t", std::slice::from_ref(&row)).unwrap().len();
+        let approx = approx_usage_bytes(&row);
+        assert!(approx * 2 > exact && approx < exact * 2, "approx {approx}, exact {exact}");
+    }
+
+    #[test]
+    fn refuses_writes_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = encode_spans("0001", &[span(1)]).unwrap().len() as u64;
+        let spool = Spool::open(dir.path(), one * 2 + 10).unwrap();
+        spool.write_spans("0001", &[span(1)]).unwrap();
+        spool.write_spans("0002", &[span(2)]).unwrap();
+        assert!(matches!(spool.write_spans("0003", &[span(3)]), Err(SpoolError::Full { .. })));
+        assert_eq!(spool.files(), 2);
+        assert!(!dir.path().join("spans-0003.jsonl").exists());
+    }
+
+    #[test]
+    fn corrupt_and_mismatched_files_are_reported_and_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let good = spool.write_spans("0001", &[span(1), span(2)]).unwrap();
+        let text = fs::read_to_string(&good.path).unwrap();
+        // Truncated: drop the last row.
+        let truncated: String = text.lines().take(2).map(|line| format!("{line}\n")).collect();
+        fs::write(dir.path().join("spans-0002.jsonl"), truncated).unwrap();
+        // Cut in the middle of a line.
+        fs::write(dir.path().join("spans-0003.jsonl"), &text[..text.len() - 7]).unwrap();
+        // Renamed: header token differs from the file name.
+        fs::write(dir.path().join("spans-0004.jsonl"), &text).unwrap();
+        fs::write(dir.path().join("usage-0005.jsonl"), "garbage\n").unwrap();
+        // Not ours: ignored entirely.
+        fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let entries = spool.list().unwrap();
+        assert_eq!(entries.len(), 5);
+        assert_eq!(spool.files(), 5);
+        assert!(spool.read(&entries[0]).is_ok());
+        for entry in &entries[1..] {
+            let error = spool.read(entry).unwrap_err();
+            assert!(matches!(error, SpoolError::Corrupt { .. }), "{entry:?}: {error:?}");
+            let aside = spool.set_aside(entry, &error).unwrap();
+            assert!(aside.exists());
+            assert!(aside.to_string_lossy().ends_with(".jsonl.corrupt"));
+        }
+        assert_eq!(spool.files(), 1);
+        assert_eq!(spool.bytes(), good.bytes);
+        assert_eq!(spool.list().unwrap(), vec![good]);
+    }
+
+    #[test]
+    fn leftover_temporaries_are_set_aside_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".tmp-spans-0009.jsonl"), "{\"glassbox_spool\":1,\"kind\":\"spans\"").unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        assert_eq!(spool.files(), 0);
+        assert!(spool.list().unwrap().is_empty());
+        assert!(dir.path().join("spans-0009.jsonl.partial").exists());
+        assert!(!dir.path().join(".tmp-spans-0009.jsonl").exists());
+    }
+
+    #[test]
+    fn rejects_tokens_that_cannot_name_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        for token in ["", "../x", "a/b", "a.b", &"x".repeat(65)] {
+            assert!(matches!(spool.write_spans(token, &[span(1)]), Err(SpoolError::BadToken { .. })), "{token}");
+        }
+        assert_eq!(spool.bytes(), 0);
+    }
+}

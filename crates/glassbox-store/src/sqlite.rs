@@ -1,0 +1,286 @@
+//! The embedded store: SQLite through rusqlite, the default when no ClickHouse is configured.
+//!
+//! The same logical tables as ClickHouse (`spans` in the OpenTelemetry Collector exporter's
+//! column layout, `usage`, `trace_index`) from the numbered files in `migrations/sqlite/`.
+//! rusqlite is blocking, so every call runs on Tokio's blocking pool: writes go through one
+//! write connection (SQLite has one writer at a time anyway), reads through a small pool of
+//! read connections that WAL mode lets run beside the writer. Other processes on the same
+//! file wait for each other through `busy_timeout`; every write transaction starts with
+//! `BEGIN IMMEDIATE`, so two servers migrating at once simply take turns.
+//!
+//! Deduplication: spans are keyed by `(TraceId, SpanId)` and usage rows by `SpanId`, and
+//! batches are written with `INSERT OR IGNORE`, so a retried batch adds nothing whatever its
+//! token; the trace index only counts spans the insert actually added.
+
+mod codec;
+mod read;
+mod schema;
+mod trace_index;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, ErrorCode};
+
+use crate::backend::{Backend, MigrationReport, StoreError, TraceReader};
+use crate::query::{
+    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+};
+use crate::rows::{SpanRow, UsageRow};
+
+pub use schema::MIGRATIONS;
+
+/// How long a connection waits for another connection's (or process's) write lock before
+/// the call fails as [`StoreError::Unavailable`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read connections kept open between calls; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Where the SQLite store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteSettings {
+    /// The database file; missing parent directories are created. Default
+    /// `.glassbox/glassbox.db`, relative to the working directory.
+    pub path: PathBuf,
+}
+
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        Self { path: PathBuf::from(".glassbox").join("glassbox.db") }
+    }
+}
+
+/// The SQLite backend. Cheap to clone: clones share the connections.
+#[derive(Clone)]
+pub struct SqliteBackend {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    writer: Mutex<Connection>,
+    /// `None` for an in-memory database, which exists only inside its one connection:
+    /// reads then share the write connection.
+    readers: Option<ReaderPool>,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.shared.readers.as_ref().map(|pool| pool.path.as_path());
+        formatter.debug_struct("SqliteBackend").field("path", &path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteBackend {
+    /// Opens (creating when missing) the database file in WAL mode. Does not migrate: call
+    /// [`Backend::migrate`] before writing.
+    pub async fn open(settings: SqliteSettings) -> Result<Self, StoreError> {
+        let path = settings.path;
+        run_blocking(move || {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|source| StoreError::Unavailable { source: Box::new(source) })?;
+            }
+            let writer = open_connection(&path, ConnectionRole::Writer)?;
+            let readers = ReaderPool { path, idle: Mutex::new(Vec::new()) };
+            Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), readers: Some(readers) }) })
+        })
+        .await
+    }
+
+    /// A private in-memory database, gone when the backend is dropped; for tests.
+    pub async fn open_in_memory() -> Result<Self, StoreError> {
+        run_blocking(|| {
+            let writer = Connection::open_in_memory().map_err(store_error)?;
+            configure(&writer, ConnectionRole::Writer)?;
+            Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), readers: None }) })
+        })
+        .await
+    }
+
+    /// Runs `work` on the blocking pool with the write connection.
+    async fn with_writer<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || {
+            let mut connection = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            work(&mut connection)
+        })
+        .await
+    }
+
+    /// Runs `work` on the blocking pool with a read connection.
+    async fn with_reader<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || match &shared.readers {
+            Some(pool) => {
+                let connection = pool.take()?;
+                let result = work(&connection);
+                pool.give_back(connection);
+                result
+            }
+            None => {
+                let connection = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                work(&connection)
+            }
+        })
+        .await
+    }
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match idle {
+            Some(connection) => Ok(connection),
+            None => open_connection(&self.path, ConnectionRole::Reader),
+        }
+    }
+
+    fn give_back(&self, connection: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(connection);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectionRole {
+    Writer,
+    Reader,
+}
+
+fn open_connection(path: &Path, role: ConnectionRole) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path).map_err(store_error)?;
+    configure(&connection, role)?;
+    Ok(connection)
+}
+
+fn configure(connection: &Connection, role: ConnectionRole) -> Result<(), StoreError> {
+    // The busy timeout first: switching to WAL takes a lock another process may hold.
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(store_error)?;
+    match role {
+        ConnectionRole::Writer => {
+            // WAL lets readers run beside the writer; the mode is stored in the file.
+            connection
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0))
+                .map_err(store_error)?;
+        }
+        ConnectionRole::Reader => connection.pragma_update(None, "query_only", true).map_err(store_error)?,
+    }
+    Ok(())
+}
+
+/// Runs blocking SQLite work on Tokio's blocking pool.
+async fn run_blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await.map_err(|source| StoreError::Unavailable { source: Box::new(source) })?
+}
+
+/// Locking, I/O and full-disk failures are worth retrying (and spooling meanwhile); anything
+/// else is the database refusing the request.
+fn store_error(error: rusqlite::Error) -> StoreError {
+    let retryable = matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::OutOfMemory
+                | ErrorCode::FileLockingProtocolFailed
+                | ErrorCode::ReadOnly
+                | ErrorCode::PermissionDenied
+        )
+    );
+    if retryable {
+        StoreError::Unavailable { source: Box::new(error) }
+    } else {
+        StoreError::Rejected { message: error.to_string(), source: Some(Box::new(error)) }
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        self.with_writer(|connection| schema::migrate(connection, MIGRATIONS)).await
+    }
+
+    async fn insert_spans(&self, rows: &[SpanRow], _dedup_token: &str) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = rows.to_vec();
+        self.with_writer(move |connection| write::insert_spans(connection, &rows)).await
+    }
+
+    async fn insert_usage(&self, rows: &[UsageRow], _dedup_token: &str) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = rows.to_vec();
+        self.with_writer(move |connection| write::insert_usage(connection, &rows)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_reader(|connection| {
+            connection.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)).map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TraceReader for SqliteBackend {
+    async fn list_traces(&self, filter: &TraceFilter, page: &PageRequest) -> Result<Page<TraceSummary>, StoreError> {
+        let query = read::TraceListQuery::new(filter, page)?;
+        self.with_reader(move |connection| query.run(connection)).await
+    }
+
+    async fn trace_spans(&self, trace_id: &str) -> Result<Vec<SpanRow>, StoreError> {
+        let trace_id = trace_id.to_owned();
+        self.with_reader(move |connection| read::trace_spans(connection, &trace_id)).await
+    }
+
+    async fn trace_usage(&self, trace_id: &str) -> Result<Vec<UsageRow>, StoreError> {
+        let trace_id = trace_id.to_owned();
+        self.with_reader(move |connection| read::trace_usage(connection, &trace_id)).await
+    }
+
+    async fn usage_by(&self, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError> {
+        let range = *range;
+        self.with_reader(move |connection| read::usage_by(connection, by, &range)).await
+    }
+
+    async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError> {
+        if bucket_secs == 0 {
+            return Err(StoreError::InvalidQuery { message: "the latency bucket must be at least one second".into() });
+        }
+        let range = *range;
+        self.with_reader(move |connection| read::latency(connection, by, &range, bucket_secs)).await
+    }
+}

@@ -1,0 +1,325 @@
+//! The read queries. Every value reaches SQL as a bound parameter; the only SQL assembled at
+//! run time is the trace list's `WHERE` clause, from the constant fragments below.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params, params_from_iter};
+
+use super::codec::{attributes_from_json, events_from_json, from_sql_int, links_from_json, to_sql_int};
+use super::store_error;
+use crate::backend::StoreError;
+use crate::query::{
+    Cursor, LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+};
+use crate::rows::{SpanRow, StatusCode, UsageRow};
+
+/// The largest page `list_traces` returns, whatever the request asks for.
+pub(super) const MAX_PAGE: u32 = 1000;
+
+const LIST_TRACES: &str = "SELECT t.TraceId, t.StartNs, t.EndNs, t.RootSpanName, t.Agent, t.Tenant, t.HasError, \
+     t.SpanCount, t.InputTokens, t.OutputTokens, t.CostNanoUsd FROM trace_index AS t WHERE 1 = 1";
+const FILTER_RANGE: &str = " AND t.StartNs >= ? AND t.StartNs < ?";
+const FILTER_AGENT: &str = " AND t.Agent = ?";
+const FILTER_HAS_ERROR: &str = " AND t.HasError = ?";
+const FILTER_TENANT: &str = " AND t.Tenant = ?";
+const FILTER_MODEL: &str =
+    " AND EXISTS (SELECT 1 FROM trace_index_models AS m WHERE m.TraceId = t.TraceId AND m.Model = ?)";
+const FILTER_MIN_DURATION: &str = " AND t.EndNs - t.StartNs >= ?";
+const FILTER_MIN_COST: &str = " AND t.CostNanoUsd >= ?";
+const FILTER_TRACE_ID: &str = " AND t.TraceId = ?";
+const AFTER_CURSOR: &str = " AND (t.StartNs, t.TraceId) < (?, ?)";
+const NEWEST_FIRST: &str = " ORDER BY t.StartNs DESC, t.TraceId DESC LIMIT ?";
+
+const SPAN_COLUMNS: &str = "SELECT Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, \
+     ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage, \
+     Events, Links FROM spans WHERE TraceId = ?1 ORDER BY Timestamp, SpanId";
+
+const USAGE_OF_TRACE: &str = "SELECT Timestamp, TraceId, SpanId, Tenant, ApiKeyId, Agent, Workflow, Provider, \
+     Model, InputTokens, OutputTokens, CachedInputTokens, ReasoningTokens, CostNanoUsd, CostUnknown, LatencyNs, \
+     TimeToFirstTokenNs, Status, ErrorType FROM usage WHERE TraceId = ?1 ORDER BY Timestamp, SpanId";
+
+/// One `usage_by` statement per grouping, differing only in the key expression.
+macro_rules! usage_by_sql {
+    ($key:literal) => {
+        concat!(
+            "SELECT ",
+            $key,
+            " AS GroupKey, COUNT(*), SUM(InputTokens), SUM(OutputTokens), SUM(CachedInputTokens), ",
+            "SUM(CostNanoUsd) AS Cost FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2 ",
+            "GROUP BY GroupKey ORDER BY Cost DESC, GroupKey ASC"
+        )
+    };
+}
+const USAGE_BY_AGENT: &str = usage_by_sql!("Agent");
+const USAGE_BY_MODEL: &str = usage_by_sql!("Model");
+const USAGE_BY_TENANT: &str = usage_by_sql!("Tenant");
+/// The UTC day, from the timestamp floored to whole days (also right before 1970).
+const USAGE_BY_DAY: &str = usage_by_sql!(
+    "date((Timestamp - ((Timestamp % 86400000000000) + 86400000000000) % 86400000000000) / 1000000000, 'unixepoch')"
+);
+
+const LATENCY_BY_AGENT: &str = "SELECT Agent, Timestamp, LatencyNs FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2";
+const LATENCY_BY_MODEL: &str = "SELECT Model, Timestamp, LatencyNs FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2";
+
+/// A validated `list_traces` call: SQL from constant fragments and its bound values.
+#[derive(Debug)]
+pub(super) struct TraceListQuery {
+    sql: String,
+    values: Vec<Value>,
+    limit: usize,
+}
+
+impl TraceListQuery {
+    pub fn new(filter: &TraceFilter, page: &PageRequest) -> Result<Self, StoreError> {
+        if page.limit == 0 {
+            return Err(StoreError::InvalidQuery { message: "the page limit must be at least 1".into() });
+        }
+        let limit = page.limit.min(MAX_PAGE);
+        let mut sql = String::from(LIST_TRACES);
+        let mut values = Vec::new();
+        if let Some(range) = filter.range {
+            sql.push_str(FILTER_RANGE);
+            values.extend([Value::Integer(range.from_ns), Value::Integer(range.to_ns)]);
+        }
+        let mut text_filter = |fragment: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                sql.push_str(fragment);
+                values.push(Value::Text(value.clone()));
+            }
+        };
+        text_filter(FILTER_AGENT, &filter.agent);
+        text_filter(FILTER_TENANT, &filter.tenant);
+        text_filter(FILTER_MODEL, &filter.model);
+        text_filter(FILTER_TRACE_ID, &filter.trace_id);
+        if let Some(has_error) = filter.has_error {
+            sql.push_str(FILTER_HAS_ERROR);
+            values.push(Value::Integer(i64::from(has_error)));
+        }
+        if let Some(min_duration_ns) = filter.min_duration_ns {
+            sql.push_str(FILTER_MIN_DURATION);
+            values.push(Value::Integer(to_sql_int(min_duration_ns)));
+        }
+        if let Some(min_cost) = filter.min_cost_nano_usd {
+            sql.push_str(FILTER_MIN_COST);
+            values.push(Value::Integer(min_cost));
+        }
+        if let Some(cursor) = &page.after {
+            sql.push_str(AFTER_CURSOR);
+            values.extend([Value::Integer(cursor.start_ns), Value::Text(cursor.trace_id.clone())]);
+        }
+        sql.push_str(NEWEST_FIRST);
+        // One row more than the page tells whether another page follows.
+        values.push(Value::Integer(i64::from(limit) + 1));
+        Ok(Self { sql, values, limit: limit as usize })
+    }
+
+    pub fn run(self, connection: &Connection) -> Result<Page<TraceSummary>, StoreError> {
+        let mut statement = connection.prepare_cached(&self.sql).map_err(store_error)?;
+        let mut items = statement
+            .query_map(params_from_iter(self.values.iter()), summary_from_row)
+            .map_err(store_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?;
+        let next = if items.len() > self.limit {
+            items.truncate(self.limit);
+            items.last().map(|last| Cursor { start_ns: last.start_ns, trace_id: last.trace_id.clone() })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<TraceSummary> {
+    Ok(TraceSummary {
+        trace_id: row.get(0)?,
+        start_ns: row.get(1)?,
+        end_ns: row.get(2)?,
+        root_span_name: row.get(3)?,
+        agent: row.get(4)?,
+        tenant: row.get(5)?,
+        has_error: row.get(6)?,
+        span_count: from_sql_int(row.get(7)?),
+        input_tokens: from_sql_int(row.get(8)?),
+        output_tokens: from_sql_int(row.get(9)?),
+        cost_nano_usd: row.get(10)?,
+    })
+}
+
+pub(super) fn trace_spans(connection: &Connection, trace_id: &str) -> Result<Vec<SpanRow>, StoreError> {
+    let mut statement = connection.prepare_cached(SPAN_COLUMNS).map_err(store_error)?;
+    let rows = statement.query_map([trace_id], span_from_row).map_err(store_error)?;
+    rows.map(|row| row.map_err(store_error).and_then(|row| row.decode())).collect()
+}
+
+/// A span row as read, before its JSON columns are decoded (which fails as `Rejected`).
+struct StoredSpan {
+    span: SpanRow,
+    resource_attributes: String,
+    span_attributes: String,
+    events: String,
+    links: String,
+}
+
+impl StoredSpan {
+    fn decode(mut self) -> Result<SpanRow, StoreError> {
+        let decode_error = |error: serde_json::Error| StoreError::Rejected {
+            message: format!("a stored span has a malformed JSON column: {error}"),
+            source: Some(Box::new(error)),
+        };
+        self.span.resource_attributes = attributes_from_json(&self.resource_attributes).map_err(decode_error)?;
+        self.span.span_attributes = attributes_from_json(&self.span_attributes).map_err(decode_error)?;
+        self.span.events = events_from_json(&self.events).map_err(decode_error)?;
+        self.span.links = links_from_json(&self.links).map_err(decode_error)?;
+        Ok(self.span)
+    }
+}
+
+fn span_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSpan> {
+    let status: String = row.get(13)?;
+    Ok(StoredSpan {
+        span: SpanRow {
+            timestamp_ns: row.get(0)?,
+            trace_id: row.get(1)?,
+            span_id: row.get(2)?,
+            parent_span_id: row.get(3)?,
+            trace_state: row.get(4)?,
+            span_name: row.get(5)?,
+            span_kind: row.get(6)?,
+            service_name: row.get(7)?,
+            resource_attributes: Vec::new(),
+            scope_name: row.get(9)?,
+            scope_version: row.get(10)?,
+            span_attributes: Vec::new(),
+            duration_ns: from_sql_int(row.get(12)?),
+            status_code: StatusCode::parse(&status),
+            status_message: row.get(14)?,
+            events: Vec::new(),
+            links: Vec::new(),
+        },
+        resource_attributes: row.get(8)?,
+        span_attributes: row.get(11)?,
+        events: row.get(15)?,
+        links: row.get(16)?,
+    })
+}
+
+pub(super) fn trace_usage(connection: &Connection, trace_id: &str) -> Result<Vec<UsageRow>, StoreError> {
+    let mut statement = connection.prepare_cached(USAGE_OF_TRACE).map_err(store_error)?;
+    let rows = statement.query_map([trace_id], usage_from_row).map_err(store_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
+}
+
+fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRow> {
+    Ok(UsageRow {
+        timestamp_ns: row.get(0)?,
+        trace_id: row.get(1)?,
+        span_id: row.get(2)?,
+        tenant: row.get(3)?,
+        api_key_id: row.get(4)?,
+        agent: row.get(5)?,
+        workflow: row.get(6)?,
+        provider: row.get(7)?,
+        model: row.get(8)?,
+        input_tokens: from_sql_int(row.get(9)?),
+        output_tokens: from_sql_int(row.get(10)?),
+        cached_input_tokens: from_sql_int(row.get(11)?),
+        reasoning_tokens: from_sql_int(row.get(12)?),
+        cost_nano_usd: row.get(13)?,
+        cost_unknown: row.get(14)?,
+        latency_ns: from_sql_int(row.get(15)?),
+        time_to_first_token_ns: from_sql_int(row.get(16)?),
+        status: row.get(17)?,
+        error_type: row.get(18)?,
+    })
+}
+
+pub(super) fn usage_by(connection: &Connection, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError> {
+    let sql = match by {
+        UsageBy::Agent => USAGE_BY_AGENT,
+        UsageBy::Model => USAGE_BY_MODEL,
+        UsageBy::Tenant => USAGE_BY_TENANT,
+        UsageBy::Day => USAGE_BY_DAY,
+    };
+    let mut statement = connection.prepare_cached(sql).map_err(store_error)?;
+    let rows = statement
+        .query_map(params![range.from_ns, range.to_ns], |row| {
+            Ok(UsageGroup {
+                key: row.get(0)?,
+                calls: from_sql_int(row.get(1)?),
+                input_tokens: from_sql_int(row.get(2)?),
+                output_tokens: from_sql_int(row.get(3)?),
+                cached_input_tokens: from_sql_int(row.get(4)?),
+                cost_nano_usd: row.get(5)?,
+            })
+        })
+        .map_err(store_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
+}
+
+/// Reads the calls' latencies and computes the percentiles here, exactly as
+/// [`LatencyRow`] defines them.
+pub(super) fn latency(
+    connection: &Connection,
+    by: LatencyBy,
+    range: &TimeRange,
+    bucket_secs: u32,
+) -> Result<Vec<LatencyRow>, StoreError> {
+    let sql = match by {
+        LatencyBy::Agent => LATENCY_BY_AGENT,
+        LatencyBy::Model => LATENCY_BY_MODEL,
+    };
+    let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
+    let mut groups: BTreeMap<(String, i64), Vec<u64>> = BTreeMap::new();
+    let mut statement = connection.prepare_cached(sql).map_err(store_error)?;
+    let mut rows = statement.query(params![range.from_ns, range.to_ns]).map_err(store_error)?;
+    while let Some(row) = rows.next().map_err(store_error)? {
+        let key: String = row.get(0).map_err(store_error)?;
+        let timestamp_ns: i64 = row.get(1).map_err(store_error)?;
+        let latency_ns: i64 = row.get(2).map_err(store_error)?;
+        let bucket_start_ns = timestamp_ns.div_euclid(bucket_ns) * bucket_ns;
+        groups.entry((key, bucket_start_ns)).or_default().push(from_sql_int(latency_ns));
+    }
+    Ok(groups
+        .into_iter()
+        .map(|((key, bucket_start_ns), mut latencies)| {
+            latencies.sort_unstable();
+            LatencyRow {
+                key,
+                bucket_start_ns,
+                calls: latencies.len() as u64,
+                p50_ms: nanos_to_ms(quantile_exact(&latencies, 0.50)),
+                p95_ms: nanos_to_ms(quantile_exact(&latencies, 0.95)),
+                p99_ms: nanos_to_ms(quantile_exact(&latencies, 0.99)),
+            }
+        })
+        .collect())
+}
+
+/// The p-quantile of ascending values: the value at index `min(n - 1, floor(p * n))`, with
+/// `p * n` computed in `f64` (ClickHouse's `quantileExact`).
+fn quantile_exact(ascending: &[u64], p: f64) -> u64 {
+    let index = ((p * ascending.len() as f64) as usize).min(ascending.len().saturating_sub(1));
+    ascending.get(index).copied().unwrap_or(0)
+}
+
+fn nanos_to_ms(nanos: u64) -> f64 {
+    nanos as f64 / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_exact_picks_floor_of_p_times_n() {
+        let values: Vec<u64> = (1..=20).collect();
+        assert_eq!(quantile_exact(&values, 0.50), 11);
+        assert_eq!(quantile_exact(&values, 0.95), 20);
+        assert_eq!(quantile_exact(&values, 0.99), 20);
+        assert_eq!(quantile_exact(&[7], 0.5), 7);
+        assert_eq!(quantile_exact(&[1, 2], 0.5), 2);
+        assert_eq!(quantile_exact(&[], 0.5), 0);
+    }
+}

@@ -1,0 +1,187 @@
+//! Batch inserts: spans (with their trace index rows, in the same transaction) and usage.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use super::codec::{attributes_to_json, events_to_json, links_to_json, to_sql_int};
+use super::store_error;
+use super::trace_index::{Earliest, TraceEntry, chat_model};
+use crate::backend::StoreError;
+use crate::rows::{SpanRow, UsageRow};
+
+const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, \
+     SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, \
+     StatusCode, StatusMessage, Events, Links) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+const INSERT_USAGE: &str = "INSERT OR IGNORE INTO usage (Timestamp, TraceId, SpanId, Tenant, ApiKeyId, Agent, \
+     Workflow, Provider, Model, InputTokens, OutputTokens, CachedInputTokens, ReasoningTokens, CostNanoUsd, \
+     CostUnknown, LatencyNs, TimeToFirstTokenNs, Status, ErrorType) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+
+const SELECT_TRACE_ENTRY: &str = "SELECT StartNs, EndNs, RootSpanName, RootSpanId, Agent, AgentTimestamp, \
+     AgentSpanId, Tenant, TenantTimestamp, TenantSpanId, HasError, SpanCount, InputTokens, OutputTokens, \
+     CostNanoUsd FROM trace_index WHERE TraceId = ?1";
+
+const UPSERT_TRACE_ENTRY: &str = "INSERT OR REPLACE INTO trace_index (TraceId, StartNs, EndNs, RootSpanName, \
+     RootSpanId, Agent, AgentTimestamp, AgentSpanId, Tenant, TenantTimestamp, TenantSpanId, HasError, SpanCount, \
+     InputTokens, OutputTokens, CostNanoUsd) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+
+const INSERT_TRACE_MODEL: &str = "INSERT OR IGNORE INTO trace_index_models (TraceId, Model) VALUES (?1, ?2)";
+
+/// Inserts the spans that are not stored yet and folds exactly those into their traces'
+/// index rows, all in one transaction: a batch is stored whole or not at all.
+pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Result<(), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
+    let mut entries: BTreeMap<&str, TraceEntry> = BTreeMap::new();
+    let mut models: BTreeSet<(&str, &str)> = BTreeSet::new();
+    {
+        let mut insert = transaction.prepare_cached(INSERT_SPAN).map_err(store_error)?;
+        for span in rows {
+            let added = insert
+                .execute(params![
+                    span.timestamp_ns,
+                    span.trace_id,
+                    span.span_id,
+                    span.parent_span_id,
+                    span.trace_state,
+                    span.span_name,
+                    span.span_kind,
+                    span.service_name,
+                    attributes_to_json(&span.resource_attributes).map_err(encode_error)?,
+                    span.scope_name,
+                    span.scope_version,
+                    attributes_to_json(&span.span_attributes).map_err(encode_error)?,
+                    to_sql_int(span.duration_ns),
+                    span.status_code.as_str(),
+                    span.status_message,
+                    events_to_json(&span.events).map_err(encode_error)?,
+                    links_to_json(&span.links).map_err(encode_error)?,
+                ])
+                .map_err(store_error)?;
+            if added == 0 {
+                continue;
+            }
+            let entry = TraceEntry::from_span(span);
+            let merged = match entries.remove(span.trace_id.as_str()) {
+                Some(earlier) => earlier.merge(entry),
+                None => entry,
+            };
+            entries.insert(&span.trace_id, merged);
+            if let Some(model) = chat_model(span) {
+                models.insert((&span.trace_id, model));
+            }
+        }
+    }
+    for (trace_id, entry) in entries {
+        let merged = match stored_entry(&transaction, trace_id)? {
+            Some(stored) => stored.merge(entry),
+            None => entry,
+        };
+        store_entry(&transaction, trace_id, &merged)?;
+    }
+    {
+        let mut insert_model = transaction.prepare_cached(INSERT_TRACE_MODEL).map_err(store_error)?;
+        for (trace_id, model) in models {
+            insert_model.execute(params![trace_id, model]).map_err(store_error)?;
+        }
+    }
+    transaction.commit().map_err(store_error)
+}
+
+pub(super) fn insert_usage(connection: &mut Connection, rows: &[UsageRow]) -> Result<(), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
+    {
+        let mut insert = transaction.prepare_cached(INSERT_USAGE).map_err(store_error)?;
+        for usage in rows {
+            insert
+                .execute(params![
+                    usage.timestamp_ns,
+                    usage.trace_id,
+                    usage.span_id,
+                    usage.tenant,
+                    usage.api_key_id,
+                    usage.agent,
+                    usage.workflow,
+                    usage.provider,
+                    usage.model,
+                    to_sql_int(usage.input_tokens),
+                    to_sql_int(usage.output_tokens),
+                    to_sql_int(usage.cached_input_tokens),
+                    to_sql_int(usage.reasoning_tokens),
+                    usage.cost_nano_usd,
+                    usage.cost_unknown,
+                    to_sql_int(usage.latency_ns),
+                    to_sql_int(usage.time_to_first_token_ns),
+                    usage.status,
+                    usage.error_type,
+                ])
+                .map_err(store_error)?;
+        }
+    }
+    transaction.commit().map_err(store_error)
+}
+
+fn stored_entry(transaction: &Transaction<'_>, trace_id: &str) -> Result<Option<TraceEntry>, StoreError> {
+    let mut select = transaction.prepare_cached(SELECT_TRACE_ENTRY).map_err(store_error)?;
+    select.query_row([trace_id], entry_from_row).optional().map_err(store_error)
+}
+
+fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<TraceEntry> {
+    // An empty stored value means no span carried one yet.
+    let earliest = |value: String, timestamp_ns: i64, span_id: String| {
+        (!value.is_empty()).then_some(Earliest { timestamp_ns, span_id, value })
+    };
+    Ok(TraceEntry {
+        start_ns: row.get(0)?,
+        end_ns: row.get(1)?,
+        root: Earliest { timestamp_ns: row.get(0)?, value: row.get(2)?, span_id: row.get(3)? },
+        agent: earliest(row.get(4)?, row.get(5)?, row.get(6)?),
+        tenant: earliest(row.get(7)?, row.get(8)?, row.get(9)?),
+        has_error: row.get(10)?,
+        span_count: row.get(11)?,
+        input_tokens: row.get(12)?,
+        output_tokens: row.get(13)?,
+        cost_nano_usd: row.get(14)?,
+    })
+}
+
+fn store_entry(transaction: &Transaction<'_>, trace_id: &str, entry: &TraceEntry) -> Result<(), StoreError> {
+    let unset = |earliest: &Option<Earliest>| match earliest {
+        Some(earliest) => (earliest.value.clone(), earliest.timestamp_ns, earliest.span_id.clone()),
+        None => (String::new(), 0, String::new()),
+    };
+    let (agent, agent_timestamp, agent_span_id) = unset(&entry.agent);
+    let (tenant, tenant_timestamp, tenant_span_id) = unset(&entry.tenant);
+    let mut upsert = transaction.prepare_cached(UPSERT_TRACE_ENTRY).map_err(store_error)?;
+    upsert
+        .execute(params![
+            trace_id,
+            entry.start_ns,
+            entry.end_ns,
+            entry.root.value,
+            entry.root.span_id,
+            agent,
+            agent_timestamp,
+            agent_span_id,
+            tenant,
+            tenant_timestamp,
+            tenant_span_id,
+            entry.has_error,
+            entry.span_count,
+            entry.input_tokens,
+            entry.output_tokens,
+            entry.cost_nano_usd,
+        ])
+        .map_err(store_error)?;
+    Ok(())
+}
+
+fn encode_error(error: serde_json::Error) -> StoreError {
+    StoreError::Rejected {
+        message: format!("span field could not be encoded as JSON: {error}"),
+        source: Some(Box::new(error)),
+    }
+}

@@ -1,0 +1,216 @@
+//! The shared scenarios against SQLite (a fresh temp file per test, and the in-memory
+//! variant), then what only SQLite has: migration locking between processes, an edited
+//! migration, reopening a file, WAL mode, concurrent readers and writers, and deduplication
+//! that holds whatever the token.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use glassbox_store::sqlite::{MIGRATIONS, SqliteBackend, SqliteSettings};
+use glassbox_store::{Backend, StoreError, TraceFilter, TraceReader, UsageBy};
+
+use crate::suite::{self, Dataset, Subject, assert_summaries_eq, everything, page_of};
+
+/// A new database file in a temp dir of its own, below directories that do not exist yet.
+async fn fresh_sqlite() -> Subject {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = open(&dir.path().join("nested").join(".glassbox").join("glassbox.db")).await;
+    Subject::new(Arc::new(backend), dir)
+}
+
+async fn open(path: &Path) -> SqliteBackend {
+    SqliteBackend::open(SqliteSettings { path: path.to_owned() }).await.expect("open sqlite")
+}
+
+conformance_tests!(fresh_sqlite().await);
+
+mod in_memory {
+    use super::*;
+
+    async fn fresh_in_memory() -> Subject {
+        Subject::new(Arc::new(SqliteBackend::open_in_memory().await.expect("open in memory")), ())
+    }
+
+    conformance_tests!(fresh_in_memory().await);
+}
+
+fn all_versions() -> Vec<u32> {
+    MIGRATIONS.iter().map(|migration| migration.version).collect()
+}
+
+#[tokio::test]
+async fn default_settings_point_into_dot_glassbox() {
+    assert_eq!(SqliteSettings::default().path, Path::new(".glassbox").join("glassbox.db"));
+}
+
+#[tokio::test]
+async fn a_fresh_file_gets_every_migration_in_wal_mode() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("a").join("b").join("glassbox.db");
+    let backend = open(&path).await;
+    let report = backend.migrate().await.expect("migrate");
+    assert_eq!(report.applied, all_versions());
+    assert!(report.already_applied.is_empty());
+    assert_eq!(backend.name(), "sqlite");
+
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    let mode: String = raw.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal mode");
+    assert_eq!(mode, "wal");
+    let mut statement =
+        raw.prepare("SELECT version, name, checksum, applied_at FROM glassbox_migrations").expect("sql");
+    let records: Vec<(u32, String, String, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(records.len(), MIGRATIONS.len());
+    for ((version, name, checksum, applied_at), migration) in records.iter().zip(MIGRATIONS) {
+        assert_eq!(
+            (*version, name.as_str(), checksum.clone()),
+            (migration.version, migration.name, migration.checksum())
+        );
+        assert!(applied_at.starts_with("20") && applied_at.ends_with('Z'), "{applied_at}");
+    }
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    let backend = open(&path).await;
+    backend.migrate().await.expect("migrate");
+    // What an edited file looks like from the database: the recorded checksum differs.
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    raw.execute("UPDATE glassbox_migrations SET checksum = ?1 WHERE version = 2", ["0".repeat(64)]).expect("edit");
+    match backend.migrate().await {
+        Err(StoreError::MigrationEdited { version, name, applied, current }) => {
+            assert_eq!((version, name.as_str(), applied), (2, "usage", "0".repeat(64)));
+            assert_eq!(current, MIGRATIONS[1].checksum());
+        }
+        other => panic!("expected MigrationEdited, got {other:?}"),
+    }
+    let count: i64 = raw.query_row("SELECT count(*) FROM glassbox_migrations", [], |row| row.get(0)).expect("count");
+    assert_eq!(count, MIGRATIONS.len() as i64);
+}
+
+/// Two servers starting at once on the same file: both succeed, each migration is applied
+/// exactly once, and neither sees a half-migrated schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_on_one_file_apply_each_version_once() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("glassbox.db");
+        let (first, second) = tokio::join!(open(&path), open(&path));
+        let (a, b) = tokio::join!(first.migrate(), second.migrate());
+        let (a, b) = (a.expect("first migrate"), b.expect("second migrate"));
+        let mut applied: Vec<u32> = a.applied.iter().chain(&b.applied).copied().collect();
+        applied.sort_unstable();
+        assert_eq!(applied, all_versions(), "round {round}: {a:?} {b:?}");
+        for report in [&a, &b] {
+            let mut seen: Vec<u32> = report.applied.iter().chain(&report.already_applied).copied().collect();
+            seen.sort_unstable();
+            assert_eq!(seen, all_versions(), "round {round}: {report:?}");
+        }
+        // Both work on the result.
+        let dataset = Dataset::standard();
+        let backend: Arc<dyn Backend> = Arc::new(first);
+        suite::insert(&backend, &dataset, "race").await;
+        let page = second.list_traces(&TraceFilter::default(), &page_of(1000)).await.expect("list");
+        assert_eq!(page.items.len(), dataset.trace_ids().len());
+    }
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_migrations() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    let dataset = Dataset::standard();
+    {
+        let backend = open(&path).await;
+        backend.migrate().await.expect("migrate");
+        suite::insert(&(Arc::new(backend) as Arc<dyn Backend>), &dataset, "before-reopen").await;
+    }
+    let backend = open(&path).await;
+    let report = backend.migrate().await.expect("migrate again");
+    assert!(report.applied.is_empty());
+    assert_eq!(report.already_applied, all_versions());
+    let page = backend.list_traces(&TraceFilter::default(), &page_of(1000)).await.expect("list");
+    assert_summaries_eq(&page.items, &dataset.expected_list(&TraceFilter::default()));
+    let groups = backend.usage_by(UsageBy::Model, &everything()).await.expect("usage_by");
+    assert_eq!(groups, dataset.expected_usage_by(UsageBy::Model, &everything()));
+}
+
+/// SQLite deduplicates by key, not only by token: a span or usage row stored once is never
+/// stored or counted again, whatever batch or token brings it back.
+#[tokio::test]
+async fn rows_are_deduplicated_by_key_whatever_the_token() {
+    let subject = fresh_sqlite().await;
+    suite::migrate(&subject.backend).await;
+    let dataset = Dataset::standard();
+    suite::insert(&subject.backend, &dataset, "first").await;
+    // Again under other tokens, in other batches, with duplicates inside one batch.
+    let doubled: Vec<_> = dataset.spans.iter().chain(&dataset.spans).cloned().collect();
+    subject.backend.insert_spans(&doubled, "doubled").await.expect("spans");
+    let doubled_usage: Vec<_> = dataset.usage.iter().chain(&dataset.usage).cloned().collect();
+    subject.backend.insert_usage(&doubled_usage, "doubled").await.expect("usage");
+    let page = subject.reader.list_traces(&TraceFilter::default(), &page_of(1000)).await.expect("list");
+    assert_summaries_eq(&page.items, &dataset.expected_list(&TraceFilter::default()));
+    let groups = subject.reader.usage_by(UsageBy::Agent, &everything()).await.expect("usage_by");
+    assert_eq!(groups, dataset.expected_usage_by(UsageBy::Agent, &everything()));
+
+    // A fresh store given only the doubled batch counts each span once too.
+    let fresh = fresh_sqlite().await;
+    suite::migrate(&fresh.backend).await;
+    fresh.backend.insert_spans(&doubled, "only-doubled").await.expect("spans");
+    let page = fresh.reader.list_traces(&TraceFilter::default(), &page_of(1000)).await.expect("list");
+    assert_summaries_eq(&page.items, &dataset.expected_list(&TraceFilter::default()));
+}
+
+/// Writers and readers at the same time, from several tasks and two backends on one file:
+/// nothing fails with "database is locked" and every row lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_and_readers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    let first = Arc::new(open(&path).await);
+    let second = Arc::new(open(&path).await);
+    first.migrate().await.expect("migrate");
+    let dataset = Dataset::generate(5, 64);
+    let trace_ids = dataset.trace_ids();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, trace_id) in trace_ids.iter().enumerate() {
+        let writer = if index % 2 == 0 { Arc::clone(&first) } else { Arc::clone(&second) };
+        let reader = if index % 2 == 0 { Arc::clone(&second) } else { Arc::clone(&first) };
+        let spans = dataset.spans_of(trace_id);
+        let usage = dataset.usage_of(trace_id);
+        tasks.spawn(async move {
+            writer.insert_spans(&spans, &format!("spans-{index}")).await.expect("spans");
+            writer.insert_usage(&usage, &format!("usage-{index}")).await.expect("usage");
+            reader.list_traces(&TraceFilter::default(), &page_of(10)).await.expect("list");
+            reader.usage_by(UsageBy::Tenant, &everything()).await.expect("usage_by");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    let page = first.list_traces(&TraceFilter::default(), &page_of(1000)).await.expect("list");
+    assert_summaries_eq(&page.items, &dataset.expected_list(&TraceFilter::default()));
+    let groups = second.usage_by(UsageBy::Day, &everything()).await.expect("usage_by");
+    assert_eq!(groups, dataset.expected_usage_by(UsageBy::Day, &everything()));
+}
+
+#[tokio::test]
+async fn an_unopenable_path_is_unavailable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The database path is an existing directory.
+    let error = SqliteBackend::open(SqliteSettings { path: dir.path().to_owned() }).await.expect_err("a directory");
+    assert!(error.is_retryable(), "{error:?}");
+}
+
+#[tokio::test]
+async fn writing_before_migrating_is_rejected() {
+    let backend = SqliteBackend::open_in_memory().await.expect("open");
+    let dataset = Dataset::standard();
+    let error = backend.insert_spans(&dataset.spans[..1], "too-early").await.expect_err("no tables yet");
+    assert!(matches!(error, StoreError::Rejected { .. }), "{error:?}");
+}

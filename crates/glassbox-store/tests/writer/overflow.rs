@@ -1,0 +1,176 @@
+//! A full queue spills to the spool instead of blocking or dropping; rows are dropped only when
+//! the spool is at its limit, and then counted.
+
+use std::time::Duration;
+
+use glassbox_store::writer::{TelemetryWriter, WriterConfig};
+
+use crate::support::{FakeBackend, config, ids, settle, span, spool_files, usage};
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_spills_to_the_spool_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new();
+    let config = WriterConfig { max_queued_rows: 10, batch_rows: 5, ..config(dir.path()) };
+    let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
+
+    // Nothing else runs between these calls (one thread, no await): the queue takes ten.
+    for n in 0..100 {
+        writer.write_span(span(n));
+    }
+    for n in 0..7 {
+        writer.write_usage(usage(n));
+    }
+    assert_eq!(writer.stats().queued_rows, 107, "accepted, none lost");
+    writer.flush().await;
+    let stats = writer.stats();
+    assert_eq!(stats.queued_rows, 0);
+    assert_eq!(stats.dropped_rows, 0);
+    assert_eq!(stats.written_rows, 10);
+    assert_eq!(stats.spooled_rows, 97);
+    assert!(stats.spool_files >= 97 / 5);
+
+    // The spilled rows reach the store by replay (every 5 s).
+    settle(6_000).await;
+    assert_eq!(backend.span_ids(), ids(0..100));
+    assert_eq!(backend.usage_ids(), ids(0..7));
+    assert_eq!(writer.stats().replayed_rows, 97);
+    assert!(spool_files(dir.path()).is_empty());
+    writer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn overflow_is_spilled_in_the_background_without_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new();
+    backend.state().delay = Duration::from_secs(3600);
+    let config = WriterConfig { max_queued_rows: 10, batch_rows: 5, ..config(dir.path()) };
+    let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
+    for n in 0..50 {
+        writer.write_span(span(n));
+    }
+    // The store hangs on the first batch; the spiller still runs.
+    settle(1_100).await;
+    let stats = writer.stats();
+    assert_eq!(stats.spooled_rows, 40);
+    assert_eq!(stats.dropped_rows, 0);
+    writer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rows_are_dropped_only_when_the_spool_is_full_and_then_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new();
+    backend.set_down(true);
+    let config = WriterConfig { spool_max_bytes: 8 * 1024, ..config(dir.path()) };
+    let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
+
+    for n in 0..200 {
+        writer.write_span(span(n));
+    }
+    writer.flush().await;
+    let stats = writer.stats();
+    assert_eq!(stats.queued_rows, 0);
+    assert_eq!(stats.written_rows, 0);
+    assert!(stats.spooled_rows > 0 && stats.dropped_rows > 0, "{stats:?}");
+    assert_eq!(stats.spooled_rows + stats.dropped_rows, 200, "every row accounted for");
+    assert!(stats.spool_bytes <= 8 * 1024);
+    let on_disk: u64 =
+        spool_files(dir.path()).iter().map(|name| std::fs::metadata(dir.path().join(name)).unwrap().len()).sum();
+    assert_eq!(on_disk, stats.spool_bytes);
+
+    // What was spooled arrives; what was dropped does not come back.
+    backend.set_down(false);
+    settle(5_000).await;
+    assert_eq!(backend.span_ids().len() as u64, stats.spooled_rows);
+    assert_eq!(writer.stats().replayed_rows, stats.spooled_rows);
+    assert_eq!(writer.stats().spool_bytes, 0);
+
+    // With room again, nothing more is dropped.
+    backend.set_down(true);
+    for n in 1000..1010 {
+        writer.write_span(span(n));
+    }
+    writer.flush().await;
+    assert_eq!(writer.stats().dropped_rows, stats.dropped_rows);
+    writer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_with_a_full_spool_drops_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new();
+    let config = WriterConfig { max_queued_rows: 10, spool_max_bytes: 2 * 1024, ..config(dir.path()) };
+    let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
+    for n in 0..100 {
+        writer.write_span(span(n));
+    }
+    let stats = writer.stats();
+    assert!(stats.dropped_rows > 50, "{stats:?}");
+    assert_eq!(stats.queued_rows + stats.dropped_rows, 100);
+    writer.flush().await;
+    let stats = writer.stats();
+    assert_eq!(stats.written_rows + stats.spooled_rows + stats.dropped_rows, 100);
+    assert_eq!(stats.written_rows, 10);
+    writer.shutdown().await;
+}
+
+/// Captures formatted log lines of the current thread.
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().map(str::to_owned).collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn losses_are_logged_at_error_level_but_not_once_per_row() {
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new();
+    backend.set_down(true);
+    let config = WriterConfig { spool_max_bytes: 16 * 1024, ..config(dir.path()) };
+    let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
+    for n in 0..300 {
+        writer.write_span(span(n));
+    }
+    writer.flush().await;
+    let stats = writer.stats();
+    assert!(stats.spooled_rows > 0 && stats.dropped_rows >= 200, "{stats:?}");
+
+    let lost: Vec<String> = logs.lines().into_iter().filter(|line| line.contains("TELEMETRY LOST")).collect();
+    // Many batches were lost within one LOSS_LOG_INTERVAL: one line says so, with the count.
+    assert_eq!(lost.len(), 1, "{lost:#?}");
+    assert!(lost[0].contains("ERROR"), "{}", lost[0]);
+    assert!(lost[0].contains("spool is full"), "the cause is in the line: {}", lost[0]);
+    assert!(lost[0].contains("total_dropped_rows=10 "), "{}", lost[0]);
+
+    // The losses folded into that interval are still said, at the latest at shutdown.
+    writer.shutdown().await;
+    let lost: Vec<String> = logs.lines().into_iter().filter(|line| line.contains("TELEMETRY LOST")).collect();
+    assert_eq!(lost.len(), 2, "{lost:#?}");
+    let rest = stats.dropped_rows - 10;
+    assert!(lost[1].contains(&format!("rows_since_last_log={rest} ")), "{}", lost[1]);
+}
