@@ -122,12 +122,15 @@ struct ServerProcess {
     url: String,
 }
 
+const PROVIDER_KEY: &str = "sk-fault-test-provider-key-9f8e7d6c5b4a";
+
 async fn start_server(config: &std::path::Path) -> ServerProcess {
     use tokio::io::AsyncBufReadExt as _;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_glassbox"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .env("FAULT_TEST_PROVIDER_KEY", PROVIDER_KEY)
         .env_remove("GLASSBOX_CLICKHOUSE_URL")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -177,6 +180,7 @@ fn spooled_rows(spool: &std::path::Path) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_replays_its_spool_exactly_once_after_restart() {
     const N: usize = 200;
+    let mock = glassbox_mockllm::MockLlm::start().await.unwrap();
     let mut fixture = ClickHouseFixture::start().await.expect("the ClickHouse fixture must start (run ./tests/run.sh)");
     let database = fixture.fresh_database().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -192,16 +196,19 @@ clickhouse_database = "{database}"
 spool_dir = "{spool}"
 flush_interval_ms = 100
 
-[models.mock]
-provider = "mock"
-model = "mock-echo"
+[models.main]
+provider = "openai"
+model = "spool-test-model"
+base_url = "{mock_url}"
+api_key_env = "FAULT_TEST_PROVIDER_KEY"
 
 [agents.echo]
 instructions = "Repeat."
-model = "mock"
+model = "main"
 "#,
             url = fixture.url(),
-            spool = spool.display()
+            spool = spool.display(),
+            mock_url = mock.openai_base_url(),
         ),
     )
     .unwrap();
@@ -229,6 +236,13 @@ model = "mock"
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(spooled, expected, "spooled (spans, usage) before the kill");
+    assert_eq!(mock.request_count(), N, "every request reached the provider with its key");
+    for entry in std::fs::read_dir(&spool).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(!text.contains(PROVIDER_KEY), "the provider key leaked into the spool file {}", path.display());
+        assert!(!text.to_lowercase().contains("bearer"), "an authorization header leaked into {}", path.display());
+    }
 
     server.child.start_kill().unwrap();
     let _ = server.child.wait().await;
@@ -255,5 +269,9 @@ model = "mock"
     let first_spans =
         count(&fixture.query_text(&format!("SELECT count() FROM {database}.spans WHERE TraceId = '{first}'")).await.unwrap());
     assert_eq!(first_spans, 3);
+    for table in ["spans", "usage"] {
+        let dump = fixture.query_text(&format!("SELECT * FROM {database}.{table} FORMAT TSV")).await.unwrap();
+        assert!(!dump.contains(PROVIDER_KEY), "the provider key leaked into {table}");
+    }
     restarted.child.start_kill().unwrap();
 }

@@ -77,3 +77,57 @@ fn the_example_config_is_valid_without_any_api_key() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("OPENAI_API_KEY is not set"), "says it falls back to the mock: {stderr}");
 }
+
+#[tokio::test]
+async fn a_client_disconnect_stops_the_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use glassbox_core::{Agent, FnTool, LanguageModel};
+    use glassbox_providers::MockModel;
+
+    let started = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicBool::new(false));
+    let (started_flag, finished_flag) = (Arc::clone(&started), Arc::clone(&finished));
+    let slow_tool = FnTool::new(
+        "slow_lookup",
+        "Takes a while",
+        json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
+        move |_| {
+            let (started, finished) = (Arc::clone(&started_flag), Arc::clone(&finished_flag));
+            async move {
+                started.store(true, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                finished.store(true, Ordering::SeqCst);
+                Ok(json!({"answer": 42}))
+            }
+        },
+    );
+    let model: Arc<dyn LanguageModel> = Arc::new(MockModel::new("mock-tool").unwrap());
+    let agent = Agent::builder("tooling", model).instructions("Use the tool.").tool(slow_tool).build().unwrap();
+    let app = glassbox_server::router(
+        glassbox_server::AgentRegistry::new([agent]),
+        glassbox_server::HttpOptions::default(),
+    );
+    let listener = glassbox_server::serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(glassbox_server::serve::serve(listener, app, std::future::pending(), Duration::from_secs(1)));
+
+    glassbox_providers::install_crypto_provider();
+    for route in ["generate", "stream"] {
+        started.store(false, Ordering::SeqCst);
+        finished.store(false, Ordering::SeqCst);
+        let client = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+        let request = client.post(format!("http://{addr}/api/agents/tooling/{route}")).json(&json!({"messages": "look it up"}));
+        // A stream's headers go out before the tool runs; the body is what times out.
+        let outcome = match request.send().await {
+            Ok(response) => response.bytes().await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        assert!(outcome.is_err(), "{route}: the client gives up before the tool finishes");
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(started.load(Ordering::SeqCst), "{route}: the run reached the tool");
+        assert!(!finished.load(Ordering::SeqCst), "{route}: the disconnect must cancel the running tool");
+    }
+}

@@ -42,6 +42,16 @@ parameters = {{ type = "object", properties = {{ city = {{ type = "string" }} }}
 instructions = "You are helpful."
 model = "main"
 tools = ["get_weather"]
+
+[agents.private]
+instructions = "You are discreet."
+model = "main"
+capture = "redacted"
+
+[agents.silent]
+instructions = "You keep nothing."
+model = "main"
+capture = "none"
 "#
     )
 }
@@ -279,4 +289,38 @@ async fn a_failed_model_call_is_an_error_span_with_its_type() {
     assert_eq!(http.status_code, glassbox_store::StatusCode::Error);
     assert_eq!(usage[0].status, "error");
     assert_eq!(usage[0].error_type, "provider_error");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_capture_policy_decides_what_prompts_and_completions_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let traced = spawn_traced(sqlite_store(&dir).await, dir.path().join("spool")).await;
+    let secret_input = "mail ada@example.com, card 4111 1111 1111 1111";
+    let mut traces = Vec::new();
+    for agent in ["assistant", "private", "silent"] {
+        traced.mock.push(Reply::Text("Noted: write to ada@example.com".into()));
+        let response = traced.app.post_json(&format!("/api/agents/{agent}/generate"), json!({"messages": secret_input})).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        traces.push(body["traceId"].as_str().unwrap().to_owned());
+    }
+    let (full, _) = wait_for_trace(&traced, &traces[0], 3, 1).await;
+    let chat = full.iter().find(|span| span.span_name == "chat test-model").unwrap();
+    assert!(chat.attribute("gen_ai.input.messages").unwrap().contains("ada@example.com"), "full keeps the prompt");
+    assert!(chat.attribute("gen_ai.output.messages").unwrap().contains("ada@example.com"), "full keeps the answer");
+
+    let (redacted, _) = wait_for_trace(&traced, &traces[1], 3, 1).await;
+    let chat = redacted.iter().find(|span| span.span_name == "chat test-model").unwrap();
+    let input = chat.attribute("gen_ai.input.messages").unwrap();
+    let output = chat.attribute("gen_ai.output.messages").unwrap();
+    assert!(input.contains("[EMAIL]") && input.contains("[CREDIT_CARD]"), "{input}");
+    assert!(output.contains("[EMAIL]"), "{output}");
+    let all = format!("{redacted:?}");
+    assert!(!all.contains("ada@example.com") && !all.contains("4111 1111 1111 1111"), "no raw PII: {all}");
+
+    let (silent, usage) = wait_for_trace(&traced, &traces[2], 3, 1).await;
+    assert!(silent.iter().all(|span| span.attribute("gen_ai.input.messages").is_none()
+        && span.attribute("gen_ai.output.messages").is_none()));
+    assert!(!format!("{silent:?}").contains("ada@example.com"));
+    assert!(usage[0].input_tokens > 0, "usage is kept whatever the policy");
 }
