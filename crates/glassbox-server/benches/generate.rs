@@ -5,6 +5,10 @@
 //! Run: `cargo bench -p glassbox-server --bench generate` (set `BENCH_SECONDS`,
 //! `BENCH_CONNECTIONS` to change the defaults of 10 s and 32 connections).
 //!
+//! Glassbox runs as `glassbox serve` does by default: every span and usage row goes to the
+//! embedded SQLite store through the telemetry writer (set `BENCH_TELEMETRY=off` to measure
+//! without it).
+//!
 //! Each component gets its own Tokio runtime, as if it were its own process: the mock (1
 //! thread), the target under test (2 threads) and the load generator (2 threads). On a
 //! 2-core machine they share the CPU, so compare the two targets' figures with each other,
@@ -62,6 +66,31 @@ async fn start_proxy(upstream: String) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve::serve(listener, app, std::future::pending(), Duration::from_secs(1)));
     addr
+}
+
+/// The store, writer and OpenTelemetry layer of `glassbox serve`, on a temporary SQLite file.
+async fn start_telemetry(dir: &std::path::Path) -> glassbox_server::telemetry::Telemetry {
+    use glassbox_store::Backend as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let backend = Arc::new(
+        glassbox_store::sqlite::SqliteBackend::open(glassbox_store::sqlite::SqliteSettings { path: dir.join("bench.db") })
+            .await
+            .unwrap(),
+    );
+    backend.migrate().await.unwrap();
+    let writer = glassbox_store::writer::TelemetryWriter::start(backend, glassbox_store::writer::WriterConfig::new(dir.join("spool")))
+        .await
+        .unwrap();
+    let telemetry = glassbox_server::telemetry::Telemetry::new(
+        "glassbox-bench",
+        Some(writer),
+        Arc::new(glassbox_server::telemetry::pricing_table(&[])),
+        None,
+    )
+    .unwrap();
+    tracing_subscriber::registry().with(glassbox_server::telemetry::layer(&telemetry)).init();
+    telemetry
 }
 
 async fn start_glassbox(mock_url: String) -> SocketAddr {
@@ -168,12 +197,18 @@ fn main() {
     let mock = mock_runtime.block_on(MockLlm::start()).unwrap();
     let mock_base = mock.openai_base_url();
     let proxy_addr = target_runtime.block_on(start_proxy(format!("{mock_base}/chat/completions")));
+    let telemetry_dir = tempfile::tempdir().unwrap();
+    let telemetry_on = std::env::var("BENCH_TELEMETRY").map_or(true, |value| value != "off");
+    let telemetry = telemetry_on.then(|| target_runtime.block_on(start_telemetry(telemetry_dir.path())));
     let glassbox_addr = target_runtime.block_on(start_glassbox(mock_base));
 
     let proxy_body = r#"{"model":"bench-model","messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"hello"}]}"#;
     let glassbox_body = r#"{"messages":"hello"}"#;
 
-    println!("generate benchmark: {connections} connections, {seconds} s per target after 1 s warm-up");
+    println!(
+        "generate benchmark: {connections} connections, {seconds} s per target after 1 s warm-up, telemetry {}",
+        if telemetry_on { "on (SQLite store)" } else { "off" }
+    );
     let floor = load_runtime.block_on(drive(format!("http://{proxy_addr}/v1/chat/completions"), proxy_body, connections, duration));
     let glassbox = load_runtime.block_on(drive(
         format!("http://{glassbox_addr}/api/agents/bench/generate"),
@@ -198,4 +233,14 @@ fn main() {
     println!("throughput ratio glassbox / floor: {:.1}%", 100.0 * glassbox.rps() / floor.rps());
     println!("added p50: {:+.3} ms", glassbox.percentile_ms(0.50) - floor.percentile_ms(0.50));
     println!("added p99: {:+.3} ms", glassbox.percentile_ms(0.99) - floor.percentile_ms(0.99));
+    if let Some(telemetry) = telemetry {
+        target_runtime.block_on(telemetry.flush());
+        if let Some(writer) = telemetry.writer() {
+            let stats = writer.stats();
+            println!(
+                "telemetry: {} rows written, {} spooled, {} dropped",
+                stats.written_rows, stats.spooled_rows, stats.dropped_rows
+            );
+        }
+    }
 }

@@ -97,3 +97,18 @@ pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
 pub fn parse_chunks(data: &[String]) -> Vec<Value> {
     data.iter().filter(|d| d.as_str() != "[DONE]").map(|d| serde_json::from_str(d).expect("chunk is JSON")).collect()
 }
+
+/// A weather service for HTTP tools: answers `{city, celsius: 21}` for the city it is asked
+/// about. Returns the tool's URL.
+pub async fn spawn_tool_server() -> String {
+    let app = axum::Router::new().route(
+        "/weather",
+        axum::routing::post(|axum::Json(args): axum::Json<Value>| async move {
+            axum::Json(serde_json::json!({"city": args["city"], "celsius": 21}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/weather")
+}

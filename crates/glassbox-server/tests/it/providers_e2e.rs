@@ -2,27 +2,13 @@
 //! clients: plain, streamed, multi-step tool calling with a config-declared HTTP tool,
 //! structured output, and every injected fault mapped to DESIGN.md's status.
 
-use axum::Json;
-use axum::routing::post;
 use glassbox_mockllm::{Fault, MockLlm, Reply, ScriptedToolCall};
 use glassbox_server::HttpOptions;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, parse_chunks, spawn_app_with, sse_data};
+use crate::helpers::{TestApp, parse_chunks, spawn_app_with, spawn_tool_server, sse_data};
 
 const PROVIDERS: [&str; 2] = ["openai", "anthropic"];
-
-/// A weather service for the HTTP tool: echoes the city it was asked about.
-async fn spawn_tool_server() -> String {
-    let app = axum::Router::new().route(
-        "/weather",
-        post(|Json(args): Json<Value>| async move { Json(json!({"city": args["city"], "celsius": 21})) }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/weather")
-}
 
 async fn spawn(mock: &MockLlm, provider: &str) -> TestApp {
     let tool_url = spawn_tool_server().await;

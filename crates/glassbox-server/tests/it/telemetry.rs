@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_with, spawn_tool_server};
 
 const PROVIDER_KEY: &str = "sk-test-provider-key-0123456789abcdef";
 
@@ -54,19 +54,6 @@ model = "main"
 capture = "none"
 "#
     )
-}
-
-async fn spawn_tool_server() -> String {
-    let app = axum::Router::new().route(
-        "/weather",
-        axum::routing::post(|axum::Json(args): axum::Json<Value>| async move {
-            axum::Json(json!({"city": args["city"], "celsius": 21}))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/weather")
 }
 
 struct Traced {
