@@ -68,16 +68,45 @@ async fn start_proxy(upstream: String) -> SocketAddr {
     addr
 }
 
+/// A store that accepts and discards rows: isolates the cost of producing telemetry from the
+/// cost of storing it (`BENCH_STORE=discard`).
+struct DiscardStore;
+
+#[async_trait::async_trait]
+impl glassbox_store::Backend for DiscardStore {
+    fn name(&self) -> &'static str {
+        "discard"
+    }
+    async fn migrate(&self) -> Result<glassbox_store::MigrationReport, glassbox_store::StoreError> {
+        Ok(glassbox_store::MigrationReport::default())
+    }
+    async fn insert_spans(&self, rows: &[glassbox_store::SpanRow], _: &str) -> Result<(), glassbox_store::StoreError> {
+        std::hint::black_box(rows);
+        Ok(())
+    }
+    async fn insert_usage(&self, rows: &[glassbox_store::UsageRow], _: &str) -> Result<(), glassbox_store::StoreError> {
+        std::hint::black_box(rows);
+        Ok(())
+    }
+    async fn ping(&self) -> Result<(), glassbox_store::StoreError> {
+        Ok(())
+    }
+}
+
 /// The store, writer and OpenTelemetry layer of `glassbox serve`, on a temporary SQLite file.
 async fn start_telemetry(dir: &std::path::Path) -> glassbox_server::telemetry::Telemetry {
     use glassbox_store::Backend as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let backend = Arc::new(
-        glassbox_store::sqlite::SqliteBackend::open(glassbox_store::sqlite::SqliteSettings { path: dir.join("bench.db") })
-            .await
-            .unwrap(),
-    );
+    let backend: Arc<dyn glassbox_store::Backend> = if std::env::var("BENCH_STORE").is_ok_and(|v| v == "discard") {
+        Arc::new(DiscardStore)
+    } else {
+        Arc::new(
+            glassbox_store::sqlite::SqliteBackend::open(glassbox_store::sqlite::SqliteSettings { path: dir.join("bench.db") })
+                .await
+                .unwrap(),
+        )
+    };
     backend.migrate().await.unwrap();
     let writer = glassbox_store::writer::TelemetryWriter::start(backend, glassbox_store::writer::WriterConfig::new(dir.join("spool")))
         .await
