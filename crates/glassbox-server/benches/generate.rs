@@ -95,7 +95,6 @@ impl glassbox_store::Backend for DiscardStore {
 
 /// The store, writer and OpenTelemetry layer of `glassbox serve`, on a temporary SQLite file.
 async fn start_telemetry(dir: &std::path::Path) -> glassbox_server::telemetry::Telemetry {
-    use glassbox_store::Backend as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let backend: Arc<dyn glassbox_store::Backend> = if std::env::var("BENCH_STORE").is_ok_and(|v| v == "discard") {
