@@ -753,6 +753,20 @@ async fn nothing_listens_means_unavailable() {
     assert!(matches!(backend.migrate().await, Err(StoreError::Unavailable { .. })));
 }
 
+mod runs {
+    use super::*;
+    use glassbox_store::RunStore;
+
+    async fn fresh_runs() -> (Arc<dyn Backend>, Arc<dyn RunStore>, ClickHouseFixture) {
+        let fixture = fixture().await;
+        let database = fixture.fresh_database().await.unwrap();
+        let backend = Arc::new(ClickHouseBackend::new(settings(&fixture, &database)).unwrap());
+        (backend.clone(), backend, fixture)
+    }
+
+    runs_scenarios!(fresh_runs().await);
+}
+
 #[test]
 fn settings_are_checked() {
     let bad = [
