@@ -81,7 +81,8 @@ impl RunView {
     fn from_record(record: RunRecord) -> Result<Self, RunError> {
         let corrupt = |message: String| RunError::Corrupt { run_id: record.run_id.clone(), message };
         let status = RunStatus::parse(&record.status).ok_or_else(|| corrupt(format!("status {:?}", record.status)))?;
-        let snapshot_json: Value = serde_json::from_str(&record.snapshot).map_err(|error| corrupt(error.to_string()))?;
+        let snapshot_json: Value =
+            serde_json::from_str(&record.snapshot).map_err(|error| corrupt(error.to_string()))?;
         let snapshot = RunSnapshot::from_json(&snapshot_json).map_err(corrupt)?;
         Ok(Self { record, status, snapshot })
     }
@@ -133,7 +134,11 @@ pub struct Started {
 }
 
 impl WorkflowHost {
-    pub fn new(workflows: impl IntoIterator<Item = Workflow>, store: Arc<dyn RunStore>, limits: WorkflowLimits) -> Self {
+    pub fn new(
+        workflows: impl IntoIterator<Item = Workflow>,
+        store: Arc<dyn RunStore>,
+        limits: WorkflowLimits,
+    ) -> Self {
         let mut list: Vec<Workflow> = Vec::new();
         let mut index = HashMap::new();
         for workflow in workflows {
@@ -247,7 +252,13 @@ impl WorkflowHost {
 
     /// Resumes a suspended run (from the store, so on any process) with data for one of its
     /// suspended steps.
-    pub async fn resume(&self, workflow_id: &str, run_id: &str, step: Option<String>, data: Value) -> Result<Started, RunError> {
+    pub async fn resume(
+        &self,
+        workflow_id: &str,
+        run_id: &str,
+        step: Option<String>,
+        data: Value,
+    ) -> Result<Started, RunError> {
         let workflow = self.workflow(workflow_id)?.clone();
         let view = self.get_run(workflow_id, run_id).await?;
         if view.status != RunStatus::Suspended || self.is_live(run_id) {
@@ -396,10 +407,7 @@ impl WorkflowHost {
                     message: "the run is already executing",
                 });
             }
-            live.insert(
-                run_id.clone(),
-                LiveRun { cancel: cancel_tx, done: done_rx.clone() },
-            );
+            live.insert(run_id.clone(), LiveRun { cancel: cancel_tx, done: done_rx.clone() });
         }
         let host = self.clone();
         let task = RunTask { host, workflow, record, input, snapshot, resume, events: events_tx, done: done_tx };
@@ -437,7 +445,10 @@ impl RunTask {
         };
         let writer = Arc::new(RecordWriter {
             store: Arc::clone(&inner.store),
-            state: tokio::sync::Mutex::new(WriterState { record: self.record, snapshot_version: self.snapshot.version }),
+            state: tokio::sync::Mutex::new(WriterState {
+                record: self.record,
+                snapshot_version: self.snapshot.version,
+            }),
             events: self.events.clone(),
         });
         let final_record = match permit {
@@ -529,7 +540,13 @@ impl RecordWriter {
         self.save(&mut state).await;
     }
 
-    async fn finish(&self, status: RunStatus, result: Option<Value>, error: Option<String>, snapshot: Option<RunSnapshot>) -> RunRecord {
+    async fn finish(
+        &self,
+        status: RunStatus,
+        result: Option<Value>,
+        error: Option<String>,
+        snapshot: Option<RunSnapshot>,
+    ) -> RunRecord {
         let mut state = self.state.lock().await;
         if let Some(snapshot) = snapshot.filter(|snapshot| snapshot.version >= state.snapshot_version) {
             state.snapshot_version = snapshot.version;

@@ -89,7 +89,9 @@ impl WorkflowApiError {
                 ),
                 RunError::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full", None),
                 RunError::Store(StoreError::InvalidQuery { .. }) => (StatusCode::BAD_REQUEST, "invalid_query", None),
-                RunError::Store(_) | RunError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
+                RunError::Store(_) | RunError::Corrupt { .. } => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
+                }
             },
         }
     }
@@ -133,7 +135,8 @@ fn describe(workflow: &Workflow) -> Value {
         .steps()
         .into_iter()
         .map(|step| {
-            let schema = |schema: Option<&glassbox_core::workflow::Schema>| schema.map(|schema| schema.source().clone());
+            let schema =
+                |schema: Option<&glassbox_core::workflow::Schema>| schema.map(|schema| schema.source().clone());
             (
                 step.id().to_owned(),
                 json!({
@@ -159,7 +162,9 @@ fn describe(workflow: &Workflow) -> Value {
 fn graph(node: &Node) -> Value {
     match node {
         Node::Step(step) => json!({ "type": "step", "id": step.id() }),
-        Node::Parallel(children) => json!({ "type": "parallel", "steps": children.iter().map(graph).collect::<Vec<_>>() }),
+        Node::Parallel(children) => {
+            json!({ "type": "parallel", "steps": children.iter().map(graph).collect::<Vec<_>>() })
+        }
         Node::Branch(arms) => {
             json!({ "type": "branch", "steps": arms.iter().map(|(_, child)| graph(child)).collect::<Vec<_>>() })
         }
@@ -505,10 +510,7 @@ async fn list_runs(
     for status in query.status.iter().flat_map(|text| text.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
         let known = RunStatus::parse(status).ok_or_else(|| WorkflowApiError::BadQuery {
             field: "status".to_owned(),
-            message: format!(
-                "unknown status {status:?}; one of {}",
-                RunStatus::ALL.map(RunStatus::as_str).join(", ")
-            ),
+            message: format!("unknown status {status:?}; one of {}", RunStatus::ALL.map(RunStatus::as_str).join(", ")),
         })?;
         statuses.push(known.as_str().to_owned());
     }
@@ -550,7 +552,7 @@ fn parse_time(field: &str, text: &str) -> Result<i64, WorkflowApiError> {
         message: format!("{field} {text:?} is not an RFC 3339 UTC time, a YYYY-MM-DD date or Unix milliseconds"),
     };
     if let Ok(millis) = text.parse::<i64>() {
-        return millis.checked_mul(1_000_000).ok_or_else(bad);
+        return Ok(millis.saturating_mul(1_000_000));
     }
     let (date, time) = match text.split_once('T') {
         Some((date, time)) => (date, Some(time)),
@@ -586,7 +588,8 @@ fn parse_time(field: &str, text: &str) -> Result<i64, WorkflowApiError> {
             nanos = padded.parse().map_err(|_| bad())?;
         }
     }
-    seconds.checked_mul(1_000_000_000).and_then(|ns| ns.checked_add(nanos)).ok_or_else(bad)
+    // Times past 2262 (the end of i64 nanoseconds) mean "forever".
+    Ok(seconds.saturating_mul(1_000_000_000).saturating_add(nanos))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
