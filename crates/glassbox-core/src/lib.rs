@@ -8,6 +8,7 @@ pub mod agent;
 pub mod model;
 pub mod pii;
 pub mod tool;
+pub mod workflow;
 
 pub use agent::{Agent, AgentBuilder, Capture, AgentChunk, AgentError, AgentOutput, AgentStream, GenerateOptions};
 pub use model::{
@@ -15,3 +16,4 @@ pub use model::{
     OutputSchema, ProviderError, TimeoutPhase, ToolCall, ToolSpec, Usage,
 };
 pub use tool::{FnTool, Tool, ToolError, ToolResult};
+pub use workflow::{RetryPolicy, RunStatus, Step, StepContext, StepError, Workflow};

@@ -10,6 +10,7 @@ pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod trace_context;
+pub mod workflow_host;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,11 +84,22 @@ impl Default for HttpOptions {
 /// The whole API as a router with its state applied, ready to serve or to nest into another
 /// app (`Router::new().nest("/glassbox", glassbox_server::router(..))`).
 pub fn router(agents: AgentRegistry, options: HttpOptions) -> Router {
+    build_router(agents, None, options)
+}
+
+/// [`router`] plus the workflow routes of `workflows`.
+pub fn router_with_workflows(agents: AgentRegistry, workflows: workflow_host::WorkflowHost, options: HttpOptions) -> Router {
+    build_router(agents, Some(workflows), options)
+}
+
+fn build_router(agents: AgentRegistry, workflows: Option<workflow_host::WorkflowHost>, options: HttpOptions) -> Router {
     let state = AppState { agents: Arc::new(agents) };
     let body_limit = options.body_limit;
-    Router::new()
-        .merge(api::agents::router())
-        .merge(api::health::router())
+    let mut routes = Router::new().merge(api::agents::router()).merge(api::health::router());
+    if let Some(workflows) = workflows {
+        routes = routes.merge(api::workflows::router(workflows));
+    }
+    routes
         .route_layer(middleware::from_fn(trace_context::name_route))
         .fallback(not_found)
         .with_state(state)

@@ -23,6 +23,7 @@ mod error;
 mod migrations;
 mod read;
 mod rows;
+mod runs;
 mod sql;
 
 use std::fmt;
@@ -40,6 +41,7 @@ use crate::query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
+use crate::runs::{RunFilter, RunRecord, RunStore};
 
 pub use migrations::{MIGRATIONS, MIGRATIONS_TABLE_SQL, render_sql};
 
@@ -58,6 +60,7 @@ pub enum Table {
     UsageDaily,
     LatencyMinute,
     Migrations,
+    WorkflowRuns,
 }
 
 impl Table {
@@ -69,6 +72,7 @@ impl Table {
             Self::UsageDaily => "usage_daily",
             Self::LatencyMinute => "latency_minute",
             Self::Migrations => "glassbox_migrations",
+            Self::WorkflowRuns => "workflow_runs",
         }
     }
 }
@@ -303,5 +307,21 @@ impl TraceReader for ClickHouseBackend {
 
     async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError> {
         read::latency(self, by, range, bucket_secs).await
+    }
+}
+
+#[async_trait]
+impl RunStore for ClickHouseBackend {
+    async fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        runs::save(self, run).await
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        runs::get(self, run_id).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        filter.check()?;
+        runs::list(self, filter).await
     }
 }

@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod pricing;
 pub mod query;
 pub mod rows;
+pub mod runs;
 pub mod spool;
 pub mod sqlite;
 pub mod writer;
@@ -22,3 +23,4 @@ pub use query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
 };
 pub use rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
+pub use runs::{RunFilter, RunRecord, RunStore};

@@ -14,6 +14,7 @@
 
 mod codec;
 mod read;
+mod runs;
 mod schema;
 mod trace_index;
 mod write;
@@ -30,6 +31,7 @@ use crate::query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
+use crate::runs::{RunFilter, RunRecord, RunStore};
 
 pub use schema::MIGRATIONS;
 
@@ -282,5 +284,24 @@ impl TraceReader for SqliteBackend {
         }
         let range = *range;
         self.with_reader(move |connection| read::latency(connection, by, &range, bucket_secs)).await
+    }
+}
+
+#[async_trait]
+impl RunStore for SqliteBackend {
+    async fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let run = run.clone();
+        self.with_writer(move |connection| runs::save(connection, &run)).await
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let run_id = run_id.to_owned();
+        self.with_reader(move |connection| runs::get(connection, &run_id)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        filter.check()?;
+        let filter = filter.clone();
+        self.with_reader(move |connection| runs::list(connection, &filter)).await
     }
 }

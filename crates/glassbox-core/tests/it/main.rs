@@ -5,3 +5,4 @@
 
 mod agent_loop;
 mod scripted;
+mod workflows;

@@ -4,3 +4,4 @@ pub mod agents;
 pub mod body;
 pub mod health;
 pub mod wire;
+pub mod workflows;

@@ -14,6 +14,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// A server the test spawned itself (a router built by hand).
+    pub fn from_parts(
+        addr: SocketAddr,
+        shutdown: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+    ) -> Self {
+        Self { addr, client: reqwest::Client::new(), shutdown: Some(shutdown), server }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

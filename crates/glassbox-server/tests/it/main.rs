@@ -11,3 +11,4 @@ mod lifecycle;
 mod otlp;
 mod providers_e2e;
 mod telemetry;
+mod workflows_api;

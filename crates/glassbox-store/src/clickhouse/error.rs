@@ -22,6 +22,9 @@ pub(crate) enum Operation {
     TraceUsage,
     UsageBy,
     Latency,
+    SaveRun,
+    GetRun,
+    ListRuns,
 }
 
 impl Operation {
@@ -36,6 +39,9 @@ impl Operation {
             Self::TraceUsage => "trace usage query",
             Self::UsageBy => "usage query",
             Self::Latency => "latency query",
+            Self::SaveRun => "workflow run insert",
+            Self::GetRun => "workflow run query",
+            Self::ListRuns => "workflow runs list query",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | `{on_cluster}`   | (empty)       | ` ON CLUSTER 'c'`                                                |
 //! | `{replicated}`   | (empty)       | `Replicated` (engine name prefix)                                |
 //! | `{replica_args}` | (empty)       | `'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'`   |
+//! | `{replica_args_comma}` | (empty) | `{replica_args}` followed by `, ` (before an engine argument) |
 //! | `{ttl_days}`     | `30`          | `30` (`span_ttl_days`)                                           |
 //!
 //! Checksums are taken over the file as embedded, before substitution, so changing the
@@ -39,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/clickhouse/0003_trace_index.sql"),
     },
     Migration { version: 4, name: "rollups", sql: include_str!("../../../../migrations/clickhouse/0004_rollups.sql") },
+    Migration {
+        version: 5,
+        name: "workflow_runs",
+        sql: include_str!("../../../../migrations/clickhouse/0005_workflow_runs.sql"),
+    },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";
@@ -95,6 +101,7 @@ fn placeholder(name: &str, settings: &ClickHouseSettings) -> Option<String> {
         "on_cluster" => cluster.map(|cluster| [" ON CLUSTER '", cluster, "'"].concat()).unwrap_or_default(),
         "replicated" => cluster.map(|_| "Replicated".to_owned()).unwrap_or_default(),
         "replica_args" => cluster.map(|_| REPLICA_ARGS.to_owned()).unwrap_or_default(),
+        "replica_args_comma" => cluster.map(|_| [REPLICA_ARGS, ", "].concat()).unwrap_or_default(),
         "ttl_days" => settings.span_ttl_days.to_string(),
         _ => return None,
     };
@@ -183,6 +190,6 @@ mod tests {
     #[test]
     fn versions_are_in_order() {
         let versions: Vec<u32> = MIGRATIONS.iter().map(|migration| migration.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
     }
 }

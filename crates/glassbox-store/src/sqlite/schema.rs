@@ -15,6 +15,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trace_index",
         sql: include_str!("../../../../migrations/sqlite/0003_trace_index.sql"),
     },
+    Migration {
+        version: 4,
+        name: "workflow_runs",
+        sql: include_str!("../../../../migrations/sqlite/0004_workflow_runs.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

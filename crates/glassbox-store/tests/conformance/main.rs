@@ -10,6 +10,8 @@
 
 #[macro_use]
 mod suite;
+#[macro_use]
+mod runs;
 
 mod clickhouse;
 mod sqlite;

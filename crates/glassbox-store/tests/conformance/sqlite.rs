@@ -24,6 +24,19 @@ async fn open(path: &Path) -> SqliteBackend {
 
 conformance_tests!(fresh_sqlite().await);
 
+mod runs {
+    use super::*;
+    use glassbox_store::RunStore;
+
+    async fn fresh_runs() -> (Arc<dyn Backend>, Arc<dyn RunStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backend = Arc::new(open(&dir.path().join("glassbox.db")).await);
+        (backend.clone(), backend, dir)
+    }
+
+    runs_scenarios!(fresh_runs().await);
+}
+
 mod in_memory {
     use super::*;
 
