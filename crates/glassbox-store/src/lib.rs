@@ -19,6 +19,7 @@ pub mod writer;
 
 pub use backend::{Backend, MigrationReport, StoreError, TraceReader};
 pub use query::{
-    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary, UsageBy,
+    UsageGroup,
 };
 pub use rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};

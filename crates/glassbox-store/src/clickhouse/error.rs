@@ -22,6 +22,7 @@ pub(crate) enum Operation {
     TraceUsage,
     UsageBy,
     Latency,
+    TraceStats,
 }
 
 impl Operation {
@@ -36,6 +37,7 @@ impl Operation {
             Self::TraceUsage => "trace usage query",
             Self::UsageBy => "usage query",
             Self::Latency => "latency query",
+            Self::TraceStats => "trace stats query",
         }
     }
 }
