@@ -27,10 +27,7 @@ pub struct DashboardConfig {
 
 pub(crate) fn dashboard(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<DashboardConfig> {
     let mut section = cx.section(field, DASHBOARD_KEYS)?;
-    let admin_token_env = match section.get("admin_token_env") {
-        Some(field) => Some(crate::build::env_name(cx, &field)),
-        None => None,
-    };
+    let admin_token_env = section.get("admin_token_env").map(|field| crate::build::env_name(cx, &field));
     let open_dev_mode = match section.get("open_dev_mode") {
         Some(field) => match field.node.get_ref() {
             DeValue::Boolean(value) => Some(*value),

@@ -21,7 +21,10 @@ fn token_variable_name_and_dev_mode_are_read() {
 #[test]
 fn a_token_instead_of_a_variable_name_is_refused_without_quoting_it() {
     let message = problem("[dashboard]\nadmin_token_env = \"s3cr3t-t0ken!\"\n");
-    assert!(message.starts_with("2:19: dashboard.admin_token_env: must be the name of an environment variable"), "{message}");
+    assert!(
+        message.starts_with("2:19: dashboard.admin_token_env: must be the name of an environment variable"),
+        "{message}"
+    );
     assert!(!message.contains("s3cr3t"), "{message}");
 }
 

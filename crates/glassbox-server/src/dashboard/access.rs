@@ -10,8 +10,8 @@
 //! a tenant-scoped viewer.
 
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use glassbox_config::DashboardConfig;
@@ -71,13 +71,17 @@ impl Access {
             .filter_map(|value| value.to_str().ok())
             .filter_map(|value| value.strip_prefix("Bearer "))
             .any(|token| constant_time_eq(&digest(token.trim()), expected));
-        bearer || session_cookie(headers).is_some_and(|value| constant_time_eq(value.as_bytes(), &cookie_value(expected).into_bytes()))
+        bearer
+            || session_cookie(headers)
+                .is_some_and(|value| constant_time_eq(value.as_bytes(), &cookie_value(expected).into_bytes()))
     }
 
     /// The cookie value the login form sets for `token`, when it is the admin token.
     pub fn login(&self, token: &str) -> Option<String> {
         match self {
-            Self::Token { digest: expected } if constant_time_eq(&digest(token), expected) => Some(cookie_value(expected)),
+            Self::Token { digest: expected } if constant_time_eq(&digest(token), expected) => {
+                Some(cookie_value(expected))
+            }
             _ => None,
         }
     }
@@ -191,7 +195,10 @@ mod tests {
         assert!(!cookie.contains("correct"));
         assert_eq!(access.login("wrong"), None);
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {COOKIE_NAME}={cookie}")).unwrap_or(HeaderValue::from_static("")));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=b; {COOKIE_NAME}={cookie}")).unwrap_or(HeaderValue::from_static("")),
+        );
         assert!(access.accepts(&headers));
         assert!(!Access::OpenDevelopment.accepts(&headers));
     }
@@ -199,7 +206,10 @@ mod tests {
     #[test]
     fn config_decides_the_mode() {
         let env = |name: &str| (name == "TOKEN").then(|| "t0ken".to_owned());
-        let config = |name: Option<&str>, open| DashboardConfig { admin_token_env: name.map(str::to_owned), open_dev_mode: open };
+        let config = |name: Option<&str>, open| DashboardConfig {
+            admin_token_env: name.map(str::to_owned),
+            open_dev_mode: open,
+        };
         assert!(matches!(Access::from_config(&config(Some("TOKEN"), true), &env), Access::Token { .. }));
         assert!(matches!(Access::from_config(&config(Some("UNSET"), true), &env), Access::OpenDevelopment));
         assert!(matches!(Access::from_config(&config(Some("UNSET"), false), &env), Access::Closed));

@@ -40,7 +40,8 @@ impl BarChart {
             .iter()
             .enumerate()
             .map(|(index, (bucket, value, label))| {
-                let height = if max > 0.0 { (value / max * HEIGHT).max(if *value > 0.0 { 1.0 } else { 0.0 }) } else { 0.0 };
+                let height =
+                    if max > 0.0 { (value / max * HEIGHT).max(if *value > 0.0 { 1.0 } else { 0.0 }) } else { 0.0 };
                 Bar {
                     x: round(index as f64 * slot + slot * 0.1),
                     y: round(HEIGHT - height),
@@ -108,12 +109,7 @@ impl LineChart {
                 Line { class, name, points }
             })
             .collect();
-        Self {
-            lines,
-            max_label: max_label(max),
-            first_label: x_label(x_range.0),
-            last_label: x_label(x_range.1),
-        }
+        Self { lines, max_label: max_label(max), first_label: x_label(x_range.0), last_label: x_label(x_range.1) }
     }
 }
 

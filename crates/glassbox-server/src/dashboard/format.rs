@@ -76,7 +76,10 @@ pub fn parse_utc(text: &str) -> Option<i64> {
         }
         std::str::from_utf8(slice).ok()?.parse().ok()
     };
-    if !(text.len() == 10 || text.len() == 16 || text.len() == 19) || bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') {
+    if !(text.len() == 10 || text.len() == 16 || text.len() == 19)
+        || bytes.get(4) != Some(&b'-')
+        || bytes.get(7) != Some(&b'-')
+    {
         return None;
     }
     let year = number(0..4)?;
@@ -190,7 +193,8 @@ mod tests {
         assert_eq!(input_time(t), "2026-11-28T19:46");
         assert_eq!(parse_utc("2026-11-28"), Some(20_785 * 86_400 * NANOS_PER_SEC));
         assert_eq!(parse_utc("2026-11-28 19:46:05"), Some(t + 5 * NANOS_PER_SEC));
-        for bad in ["", "2026-02-31", "2026-13-01", "20261128", "2026-11-28T25:00", "'; DROP TABLE", "2026-11-28T1:00"] {
+        for bad in ["", "2026-02-31", "2026-13-01", "20261128", "2026-11-28T25:00", "'; DROP TABLE", "2026-11-28T1:00"]
+        {
             assert_eq!(parse_utc(bad), None, "{bad}");
         }
     }

@@ -89,7 +89,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
 
 async fn stylesheet() -> Response {
     (
-        [(CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")), (CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))],
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+        ],
         STYLESHEET,
     )
         .into_response()
@@ -193,7 +196,10 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(dashboard): State<Dashboard>, form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>) -> Response {
+async fn login(
+    State(dashboard): State<Dashboard>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
     let Ok(Form(form)) = form else {
         return PageError::BadRequest("the login form needs a `token` field".into()).into_response();
     };

@@ -4,17 +4,17 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use glassbox_store::{LatencyBy, LatencyRow, PageRequest, TraceFilter, UsageBy, UsageGroup};
 
 use super::access::{Access, Viewer};
 use super::chart::{BarChart, LineChart};
-use super::params::{self, Bucket, PageQuery, TracesParams, Window, PRESETS};
+use super::params::{self, Bucket, PRESETS, PageQuery, TracesParams, Window};
 use super::waterfall::{self, SpanView, UsageView};
 use super::{Dashboard, PageError, format, render};
 
@@ -30,7 +30,9 @@ fn now_ns() -> i64 {
 }
 
 fn query_or_error(query: Result<Query<PageQuery>, QueryRejection>) -> Result<PageQuery, PageError> {
-    query.map(|Query(query)| query).map_err(|rejection| PageError::BadRequest(format!("the query string is malformed: {}", rejection.body_text())))
+    query
+        .map(|Query(query)| query)
+        .map_err(|rejection| PageError::BadRequest(format!("the query string is malformed: {}", rejection.body_text())))
 }
 
 /// What every page's frame shows: navigation, the store, the access mode, the range picker.
@@ -123,20 +125,29 @@ pub async fn overview(
         reader.usage_by(UsageBy::Model, &window.range),
     );
     let (stats, agents, models) = (stats?, agents?, models?);
-    let labels: Vec<String> = stats.buckets.iter().map(|bucket| bucket_label(window.bucket, bucket.bucket_start_ns)).collect();
+    let buckets = every_bucket(&stats.buckets, &window);
+    let labels: Vec<String> =
+        buckets.iter().map(|bucket| bucket_label(window.bucket, bucket.bucket_start_ns)).collect();
     let series = |f: &dyn Fn(&glassbox_store::TraceBucket) -> (f64, String)| -> Vec<(String, f64, String)> {
-        stats.buckets.iter().zip(&labels).map(|(bucket, label)| {
-            let (value, text) = f(bucket);
-            (label.clone(), value, text)
-        }).collect()
+        buckets
+            .iter()
+            .zip(&labels)
+            .map(|(bucket, label)| {
+                let (value, text) = f(bucket);
+                (label.clone(), value, text)
+            })
+            .collect()
     };
     let charts = vec![
         BarChart::new("Requests", &series(&|b| (b.traces as f64, b.traces.to_string()))),
         BarChart::new("Errors", &series(&|b| (b.error_traces as f64, b.error_traces.to_string()))),
-        BarChart::new("Tokens (input + output)", &series(&|b| {
-            let tokens = b.input_tokens + b.output_tokens;
-            (tokens as f64, tokens.to_string())
-        })),
+        BarChart::new(
+            "Tokens (input + output)",
+            &series(&|b| {
+                let tokens = b.input_tokens + b.output_tokens;
+                (tokens as f64, tokens.to_string())
+            }),
+        ),
         BarChart::new("Cost", &series(&|b| (b.cost_nano_usd as f64, format::usd(b.cost_nano_usd)))),
     ];
     let window_pairs = window.pairs();
@@ -157,11 +168,45 @@ pub async fn overview(
         output_tokens: stats.output_tokens,
         cost: format::usd(stats.cost_nano_usd),
         charts,
-        top_agents: agents.iter().take(TOP_N).map(|group| GroupView::new(group, traces_link("agent", &group.key))).collect(),
-        top_models: models.iter().take(TOP_N).map(|group| GroupView::new(group, traces_link("model", &group.key))).collect(),
+        top_agents: agents
+            .iter()
+            .take(TOP_N)
+            .map(|group| GroupView::new(group, traces_link("agent", &group.key)))
+            .collect(),
+        top_models: models
+            .iter()
+            .take(TOP_N)
+            .map(|group| GroupView::new(group, traces_link("model", &group.key)))
+            .collect(),
         window,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+/// The store returns only buckets with traces; the charts need every bucket of the window,
+/// empty ones as zeros, so the time axis is linear.
+fn every_bucket(found: &[glassbox_store::TraceBucket], window: &Window) -> Vec<glassbox_store::TraceBucket> {
+    let bucket_ns = i64::from(window.bucket.secs()) * 1_000_000_000;
+    let by_start: BTreeMap<i64, &glassbox_store::TraceBucket> =
+        found.iter().map(|bucket| (bucket.bucket_start_ns, bucket)).collect();
+    let first = window.range.from_ns.div_euclid(bucket_ns) * bucket_ns;
+    let mut buckets = Vec::new();
+    let mut start = first;
+    while start < window.range.to_ns {
+        buckets.push(by_start.get(&start).map_or(
+            glassbox_store::TraceBucket {
+                bucket_start_ns: start,
+                traces: 0,
+                error_traces: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_nano_usd: 0,
+            },
+            |bucket| (*bucket).clone(),
+        ));
+        start += bucket_ns;
+    }
+    buckets
 }
 
 // ----------------------------------------------------------------------------------------
@@ -236,7 +281,8 @@ pub async fn traces(
         params::link("/dashboard/traces", &pairs)
     });
     let first_href = filters.after.is_some().then(|| params::link("/dashboard/traces", &base_pairs));
-    let page = TracesPage { chrome: Chrome::new(&dashboard, &viewer, "traces"), window, filters, rows, next_href, first_href };
+    let page =
+        TracesPage { chrome: Chrome::new(&dashboard, &viewer, "traces"), window, filters, rows, next_href, first_href };
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -356,7 +402,10 @@ pub async fn cost(
     by_day.sort_by(|a, b| a.key.cmp(&b.key));
     let chart = BarChart::new(
         "Cost per day",
-        &by_day.iter().map(|group| (group.key.clone(), group.cost_nano_usd as f64, format::usd(group.cost_nano_usd))).collect::<Vec<_>>(),
+        &by_day
+            .iter()
+            .map(|group| (group.key.clone(), group.cost_nano_usd as f64, format::usd(group.cost_nano_usd)))
+            .collect::<Vec<_>>(),
     );
     let window_pairs = window.pairs();
     let tables = COST_GROUPINGS

@@ -6,13 +6,15 @@ use glassbox_store::query::Cursor;
 use glassbox_store::{TimeRange, TraceFilter};
 use serde::Deserialize;
 
-use super::format;
 use super::PageError;
+use super::format;
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 const NANOS_PER_DAY: i64 = 24 * NANOS_PER_HOUR;
 /// Longest free-text filter value (agent, tenant, model).
 const MAX_TEXT_FILTER: usize = 256;
+/// Most time buckets a page draws.
+const MAX_BUCKETS: i64 = 5_000;
 
 /// The ranges the range picker offers, with their length.
 pub const PRESETS: [(&str, &str, i64); 6] = [
@@ -122,6 +124,10 @@ impl Window {
         if bucket == Bucket::Hour && range.to_ns - range.from_ns > 92 * NANOS_PER_DAY {
             return Err(bad("bucket", "day for ranges longer than 92 days"));
         }
+        // Charts draw one bar per bucket: keep them drawable.
+        if (range.to_ns - range.from_ns) / (i64::from(bucket.secs()) * 1_000_000_000) > MAX_BUCKETS {
+            return Err(bad("from", &format!("at most {MAX_BUCKETS} buckets before `to`")));
+        }
         Ok(Self {
             range,
             preset,
@@ -200,7 +206,9 @@ impl TracesParams {
             None => None,
         };
         let min_cost_nano_usd = match set(&query.min_cost_usd) {
-            Some(text) => Some(format::parse_usd(text).ok_or_else(|| bad("min_cost_usd", "an amount in US dollars like 0.01"))?),
+            Some(text) => {
+                Some(format::parse_usd(text).ok_or_else(|| bad("min_cost_usd", "an amount in US dollars like 0.01"))?)
+            }
             None => None,
         };
         let trace_id = match set(&query.trace_id) {
@@ -325,6 +333,7 @@ mod tests {
             (vec![("from", "yesterday")], "from"),
             (vec![("from", "2026-11-02"), ("to", "2026-11-01")], "from"),
             (vec![("bucket", "minute")], "bucket"),
+            (vec![("from", "1000-01-01"), ("bucket", "day")], "from"),
         ] {
             match Window::parse(&query(&pairs), NOW) {
                 Err(PageError::BadRequest(message)) => assert!(message.contains(field), "{message}"),

@@ -139,7 +139,8 @@ fn attributes(pairs: &[(String, String)], skip: &[&str]) -> Vec<Attribute> {
 
 /// JSON is shown indented; anything else as it came.
 fn message_text(value: &str) -> Text {
-    let pretty = serde_json::from_str::<serde_json::Value>(value).ok().and_then(|json| serde_json::to_string_pretty(&json).ok());
+    let pretty =
+        serde_json::from_str::<serde_json::Value>(value).ok().and_then(|json| serde_json::to_string_pretty(&json).ok());
     Text::new(pretty.as_deref().unwrap_or(value), MAX_MESSAGE_CHARS)
 }
 
@@ -150,7 +151,10 @@ pub fn layout(spans: &[SpanRow], usage: &[UsageRow], start_ns: i64, end_ns: i64)
     let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut roots = Vec::new();
     for (index, span) in spans.iter().enumerate() {
-        if span.parent_span_id.is_empty() || span.parent_span_id == span.span_id || !ids.contains(span.parent_span_id.as_str()) {
+        if span.parent_span_id.is_empty()
+            || span.parent_span_id == span.span_id
+            || !ids.contains(span.parent_span_id.as_str())
+        {
             roots.push(index);
         } else {
             children.entry(span.parent_span_id.as_str()).or_default().push(index);
@@ -206,7 +210,9 @@ fn view(span: &SpanRow, depth: usize, start_ns: i64, total: f64, usage: Option<&
         attributes: attributes(&span.span_attributes, &skip),
         prompt: PROMPT_KEYS
             .iter()
-            .filter_map(|key| span.attribute(key).map(|value| Attribute { key: (*key).to_owned(), value: message_text(value) }))
+            .filter_map(|key| {
+                span.attribute(key).map(|value| Attribute { key: (*key).to_owned(), value: message_text(value) })
+            })
             .collect(),
         completion: span.attribute(COMPLETION_KEY).map(message_text),
         events: span
@@ -260,7 +266,8 @@ mod tests {
             span("y", "x", 2, 1),
         ];
         let rows = layout(&spans, &[], 0, 100);
-        let order: Vec<(&str, &str)> = rows.iter().map(|row| (row.span_id.as_str(), row.depth_class.as_str())).collect();
+        let order: Vec<(&str, &str)> =
+            rows.iter().map(|row| (row.span_id.as_str(), row.depth_class.as_str())).collect();
         assert_eq!(order, [("a", "d0"), ("b", "d1"), ("c", "d2"), ("d", "d1"), ("e", "d0"), ("x", "d0"), ("y", "d0")]);
         assert_eq!(rows[1].bar_x, 100.0);
         assert_eq!(rows[1].bar_width, 500.0);

@@ -33,7 +33,10 @@ fn expectations(app: &DashboardApp) -> serde_json::Value {
     let trace_id = &newest[0];
     let filter_agent = seed::AGENTS[0];
     let filter_count = expect.error_traces_by_agent[filter_agent];
-    assert!(filter_count > 0 && filter_count < expect.traces_by_agent[filter_agent], "the filter must narrow the table");
+    assert!(
+        filter_count > 0 && filter_count < expect.traces_by_agent[filter_agent],
+        "the filter must narrow the table"
+    );
     json!({
         "requests": expect.traces.to_string(),
         "error_rate": format::percent(expect.error_traces, expect.traces),
@@ -66,7 +69,8 @@ async fn run_in_chromium(kind: Kind, access: Access, token: Option<&str>) {
     let app = spawn_seeded(kind, 130, access).await;
     let scratch = tempfile::tempdir().expect("temp dir");
     let expect_file = scratch.path().join("expect.json");
-    std::fs::write(&expect_file, serde_json::to_vec_pretty(&expectations(&app)).expect("json")).expect("write expectations");
+    std::fs::write(&expect_file, serde_json::to_vec_pretty(&expectations(&app)).expect("json"))
+        .expect("write expectations");
     let shots = screenshots_dir(kind);
     let mut command = Command::new("node");
     command

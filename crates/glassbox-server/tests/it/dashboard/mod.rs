@@ -32,7 +32,6 @@ pub struct DashboardApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub expect: Expect,
-    pub kind: Kind,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _keep_alive: Box<dyn Any + Send>,
 }
@@ -66,15 +65,22 @@ async fn open_store(kind: Kind) -> (Arc<dyn Backend>, Arc<dyn TraceReader>, &'st
     match kind {
         Kind::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
-            let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.expect("sqlite"));
+            let backend = Arc::new(
+                SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.expect("sqlite"),
+            );
             (backend.clone(), backend, "sqlite", Box::new(dir))
         }
         Kind::ClickHouse => {
-            let fixture = ClickHouseFixture::start().await.expect("the ClickHouse fixture must start (run ./tests/run.sh)");
+            let fixture =
+                ClickHouseFixture::start().await.expect("the ClickHouse fixture must start (run ./tests/run.sh)");
             let database = fixture.fresh_database().await.expect("database");
             let backend = Arc::new(
-                ClickHouseBackend::new(ClickHouseSettings { url: fixture.url(), database, ..ClickHouseSettings::default() })
-                    .expect("clickhouse"),
+                ClickHouseBackend::new(ClickHouseSettings {
+                    url: fixture.url(),
+                    database,
+                    ..ClickHouseSettings::default()
+                })
+                .expect("clickhouse"),
             );
             (backend.clone(), backend, "clickhouse", Box::new(fixture))
         }
@@ -82,7 +88,8 @@ async fn open_store(kind: Kind) -> (Arc<dyn Backend>, Arc<dyn TraceReader>, &'st
 }
 
 pub fn now_ns() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos()).expect("ns")
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos())
+        .expect("ns")
 }
 
 /// `n_traces` traces over the last ~20 hours plus the hostile trace, served with `access`.
@@ -123,5 +130,5 @@ pub async fn spawn_seeded(kind: Kind, n_traces: u64, access: Access) -> Dashboar
         Duration::from_secs(1),
     ));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    DashboardApp { addr, client, expect, kind, shutdown: Some(shutdown_tx), _keep_alive: keep_alive }
+    DashboardApp { addr, client, expect, shutdown: Some(shutdown_tx), _keep_alive: keep_alive }
 }

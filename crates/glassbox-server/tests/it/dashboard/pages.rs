@@ -19,8 +19,13 @@ async fn figures_match_the_data(app: &DashboardApp) {
     assert_eq!(response.headers()["content-security-policy"], CONTENT_SECURITY_POLICY_VALUE);
     let body = response.text().await.unwrap();
     assert!(body.contains(&format!(r#"id="stat-requests">{}<"#, expect.traces)), "requests on the overview");
-    assert!(body.contains(&format!(r#"id="stat-cost">{}<"#, format::usd(expect.cost_nano_usd))), "cost on the overview");
-    assert!(body.contains(&format!(r#"id="stat-error-rate">{}<"#, format::percent(expect.error_traces, expect.traces))));
+    assert!(
+        body.contains(&format!(r#"id="stat-cost">{}<"#, format::usd(expect.cost_nano_usd))),
+        "cost on the overview"
+    );
+    assert!(
+        body.contains(&format!(r#"id="stat-error-rate">{}<"#, format::percent(expect.error_traces, expect.traces)))
+    );
     assert!(body.contains(&format!(r#"id="stat-p50">{}<"#, format::millis(expect.duration_quantile_ms(0.5)))), "p50");
     assert!(body.contains(&format!(r#"id="stat-p99">{}<"#, format::millis(expect.duration_quantile_ms(0.99)))), "p99");
     assert!(body.contains(&format!(r#"id="stat-tokens">{} / {}<"#, expect.input_tokens, expect.output_tokens)));
@@ -29,13 +34,17 @@ async fn figures_match_the_data(app: &DashboardApp) {
     let newest = expect.newest_first();
     let (status, body) = app.page("/dashboard/traces").await;
     assert_eq!(status, 200);
-    let listed: Vec<&str> = body.match_indices("data-trace-id=\"").map(|(at, m)| &body[at + m.len()..at + m.len() + 32]).collect();
+    let listed: Vec<&str> =
+        body.match_indices("data-trace-id=\"").map(|(at, m)| &body[at + m.len()..at + m.len() + 32]).collect();
     assert_eq!(listed, newest[..50].iter().map(String::as_str).collect::<Vec<_>>());
     let next = body.split("id=\"next-page\"").next().and_then(|head| head.rsplit("href=\"").next()).unwrap();
     let next = next.trim_end_matches(['"', ' ']).replace("&#38;", "&").replace("&amp;", "&");
     let (status, body) = app.page(&next).await;
     assert_eq!(status, 200, "{next}");
-    assert!(body.contains(&format!("data-trace-id=\"{}\"", newest[50])), "the next page starts after the first: {next}");
+    assert!(
+        body.contains(&format!("data-trace-id=\"{}\"", newest[50])),
+        "the next page starts after the first: {next}"
+    );
     assert!(!body.contains(&format!("data-trace-id=\"{}\"", newest[49])));
 
     // Filters: agent and status.
@@ -114,7 +123,10 @@ async fn assert_inert(app: &DashboardApp, path: &str) -> String {
 async fn a_hostile_corpus_renders_inert_on_every_page() {
     let app = spawn_seeded(Kind::Sqlite, 20, Access::with_token(ADMIN_TOKEN)).await;
     let body = assert_inert(&app, &format!("/dashboard/traces/{HOSTILE_TRACE_ID}")).await;
-    assert!(body.contains("&#60;script&#62;window.pwned=1") || body.contains("&lt;script&gt;window.pwned=1"), "the agent name is shown, escaped");
+    assert!(
+        body.contains("&#60;script&#62;window.pwned=1") || body.contains("&lt;script&gt;window.pwned=1"),
+        "the agent name is shown, escaped"
+    );
     assert!(body.contains("[redacted]"), "credential-like attributes are redacted");
     assert!(body.contains("more characters"), "200 KB values are cut");
     assert!(body.contains('\u{fffd}'), "invalid UTF-8 shows as replacement characters");
@@ -124,7 +136,9 @@ async fn a_hostile_corpus_renders_inert_on_every_page() {
     let body = assert_inert(&app, &format!("/dashboard/traces?agent={}", enc(HOSTILE_AGENT))).await;
     assert_eq!(body.matches("class=\"trace-row\"").count(), 1, "the hostile agent is a filter value like any other");
     // SQL in filters is a value: no match, no error.
-    for (key, value) in [("agent", HOSTILE_MODEL), ("tenant", HOSTILE_MODEL), ("model", HOSTILE_MODEL), ("tenant", HOSTILE_TENANT)] {
+    for (key, value) in
+        [("agent", HOSTILE_MODEL), ("tenant", HOSTILE_MODEL), ("model", HOSTILE_MODEL), ("tenant", HOSTILE_TENANT)]
+    {
         let body = assert_inert(&app, &format!("/dashboard/traces?{key}={}", enc(value))).await;
         if value == HOSTILE_TENANT {
             assert_eq!(body.matches("class=\"trace-row\"").count(), 1);
@@ -159,7 +173,11 @@ async fn bad_filters_answer_400_naming_the_filter_and_unknown_traces_404() {
     }
     let (status, _) = app.page("/dashboard/traces?agent=%FF%FE").await;
     assert!(status == 200 || status == 400, "invalid percent-encoded UTF-8 gives {status}");
-    for path in ["/dashboard/traces/ffffffffffffffffffffffffffffffff", "/dashboard/traces/%3Cscript%3E", "/dashboard/traces/x'%20OR%201=1"] {
+    for path in [
+        "/dashboard/traces/ffffffffffffffffffffffffffffffff",
+        "/dashboard/traces/%3Cscript%3E",
+        "/dashboard/traces/x'%20OR%201=1",
+    ] {
         let (status, body) = app.page(path).await;
         assert_eq!(status, 404, "{path}");
         assert!(!body.contains("<script>"));
@@ -169,7 +187,14 @@ async fn bad_filters_answer_400_naming_the_filter_and_unknown_traces_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_guards_every_page() {
     let app = spawn_seeded(Kind::Sqlite, 5, Access::with_token(ADMIN_TOKEN)).await;
-    for path in ["/dashboard", "/dashboard/traces", "/dashboard/cost", "/dashboard/cost.csv", "/dashboard/latency", &format!("/dashboard/traces/{HOSTILE_TRACE_ID}")] {
+    for path in [
+        "/dashboard",
+        "/dashboard/traces",
+        "/dashboard/cost",
+        "/dashboard/cost.csv",
+        "/dashboard/latency",
+        &format!("/dashboard/traces/{HOSTILE_TRACE_ID}"),
+    ] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 303, "{path} without a credential");
         assert_eq!(response.headers()["location"], "/dashboard/login");
@@ -180,9 +205,23 @@ async fn the_admin_token_guards_every_page() {
     let response = app.client.get(app.url("/dashboard/login")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("content-security-policy"));
-    let response = app.client.post(app.url("/dashboard/login")).header("content-type", "application/x-www-form-urlencoded").body("token=nope").send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/dashboard/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    let response = app.client.post(app.url("/dashboard/login")).header("content-type", "application/x-www-form-urlencoded").body(format!("token={}", enc(ADMIN_TOKEN))).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/dashboard/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", enc(ADMIN_TOKEN)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 303);
     let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
@@ -193,7 +232,8 @@ async fn the_admin_token_guards_every_page() {
     let body = response.text().await.unwrap();
     assert!(!body.contains(ADMIN_TOKEN));
     assert!(!body.contains("open-dev-mode"));
-    let response = app.client.get(app.url("/dashboard")).header("cookie", "glassbox_dashboard=forged").send().await.unwrap();
+    let response =
+        app.client.get(app.url("/dashboard")).header("cookie", "glassbox_dashboard=forged").send().await.unwrap();
     assert_eq!(response.status(), 303);
     let response = app.client.get(app.url("/dashboard/static/dashboard.css")).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -13,8 +13,11 @@ use glassbox_store::{SpanEvent, SpanRow, StatusCode, UsageRow};
 pub const AGENTS: [&str; 3] = ["support-bot", "research-assistant", "billing-agent"];
 pub const TENANTS: [&str; 4] = ["acme", "globex", "initech", "umbrella"];
 /// (model, provider, nano-USD per input token, per output token)
-pub const MODELS: [(&str, &str, i64, i64); 3] =
-    [("gpt-4o-mini", "openai", 150, 600), ("claude-3-5-haiku", "anthropic", 800, 4000), ("llama-3.1-8b", "openai", 50, 100)];
+pub const MODELS: [(&str, &str, i64, i64); 3] = [
+    ("gpt-4o-mini", "openai", 150, 600),
+    ("claude-3-5-haiku", "anthropic", 800, 4000),
+    ("llama-3.1-8b", "openai", 50, 100),
+];
 const MS: u64 = 1_000_000;
 
 /// The hostile trace's id and the strings it carries.
@@ -80,7 +83,15 @@ fn attrs(pairs: &[(&str, String)]) -> Vec<(String, String)> {
     pairs.iter().map(|(key, value)| ((*key).to_owned(), value.clone())).collect()
 }
 
-fn span(trace_id: &str, span_id: String, parent: &str, name: String, at: i64, duration: u64, attributes: Vec<(String, String)>) -> SpanRow {
+fn span(
+    trace_id: &str,
+    span_id: String,
+    parent: &str,
+    name: String,
+    at: i64,
+    duration: u64,
+    attributes: Vec<(String, String)>,
+) -> SpanRow {
     SpanRow {
         timestamp_ns: at,
         trace_id: trace_id.to_owned(),
@@ -122,7 +133,17 @@ pub fn trace(index: u64, now_ns: i64, spacing_ns: i64, expect: &mut Expect) -> T
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build(trace_id: &str, agent: &str, tenant: &str, start: i64, n_chats: u64, n_tools: u64, failed: bool, h: u64, expect: &mut Expect) -> TraceRows {
+fn build(
+    trace_id: &str,
+    agent: &str,
+    tenant: &str,
+    start: i64,
+    n_chats: u64,
+    n_tools: u64,
+    failed: bool,
+    h: u64,
+    expect: &mut Expect,
+) -> TraceRows {
     let root_id = format!("{:016x}", splitmix(h ^ 1));
     let mut spans = Vec::new();
     let mut usage = Vec::new();
@@ -131,8 +152,15 @@ fn build(trace_id: &str, agent: &str, tenant: &str, start: i64, n_chats: u64, n_
     // Input processors.
     for (step, name) in ["process_input normalize", "guardrail injection"].iter().enumerate() {
         let duration = 150_000 + (h >> (step * 4)) % 200_000;
-        spans.push(span(trace_id, format!("{:016x}", splitmix(h ^ (10 + step as u64))), &root_id, (*name).to_owned(), at, duration,
-            attrs(&[("glassbox.processor", (*name).to_owned()), ("glassbox.guardrail.decision", "allow".into())])));
+        spans.push(span(
+            trace_id,
+            format!("{:016x}", splitmix(h ^ (10 + step as u64))),
+            &root_id,
+            (*name).to_owned(),
+            at,
+            duration,
+            attrs(&[("glassbox.processor", (*name).to_owned()), ("glassbox.guardrail.decision", "allow".into())]),
+        ));
         at += i64::try_from(duration).unwrap_or(0);
     }
     for call in 0..n_chats {
@@ -140,22 +168,43 @@ fn build(trace_id: &str, agent: &str, tenant: &str, start: i64, n_chats: u64, n_
         let input_tokens = 100 + (h >> (call * 7)) % 900;
         let output_tokens = 20 + (h >> (call * 5 + 3)) % 300;
         let latency = (40 + (h >> (call * 3 + 11)) % 400) * MS;
-        let cost = i64::try_from(input_tokens).unwrap_or(0) * price_in + i64::try_from(output_tokens).unwrap_or(0) * price_out;
+        let cost =
+            i64::try_from(input_tokens).unwrap_or(0) * price_in + i64::try_from(output_tokens).unwrap_or(0) * price_out;
         let error = failed && call == n_chats - 1;
         let span_id = format!("{:016x}", splitmix(h ^ (100 + call)));
-        let mut chat = span(trace_id, span_id.clone(), &root_id, format!("chat {model}"), at, latency, attrs(&[
-            ("gen_ai.operation.name", "chat".into()),
-            ("gen_ai.provider.name", provider.into()),
-            ("gen_ai.request.model", model.into()),
-            ("gen_ai.response.model", model.into()),
-            ("gen_ai.usage.input_tokens", input_tokens.to_string()),
-            ("gen_ai.usage.output_tokens", output_tokens.to_string()),
-            ("glassbox.cost_usd", usd_text(cost)),
-            ("gen_ai.input.messages", format!(r#"[{{"role":"user","parts":[{{"type":"text","content":"question {call} for {agent}"}}]}}]"#)),
-            ("gen_ai.output.messages", format!(r#"[{{"role":"assistant","parts":[{{"type":"text","content":"answer {call}"}}]}}]"#)),
-        ]));
+        let mut chat = span(
+            trace_id,
+            span_id.clone(),
+            &root_id,
+            format!("chat {model}"),
+            at,
+            latency,
+            attrs(&[
+                ("gen_ai.operation.name", "chat".into()),
+                ("gen_ai.provider.name", provider.into()),
+                ("gen_ai.request.model", model.into()),
+                ("gen_ai.response.model", model.into()),
+                ("gen_ai.usage.input_tokens", input_tokens.to_string()),
+                ("gen_ai.usage.output_tokens", output_tokens.to_string()),
+                ("glassbox.cost_usd", usd_text(cost)),
+                (
+                    "gen_ai.input.messages",
+                    format!(
+                        r#"[{{"role":"user","parts":[{{"type":"text","content":"question {call} for {agent}"}}]}}]"#
+                    ),
+                ),
+                (
+                    "gen_ai.output.messages",
+                    format!(r#"[{{"role":"assistant","parts":[{{"type":"text","content":"answer {call}"}}]}}]"#),
+                ),
+            ]),
+        );
         chat.span_kind = "Client".into();
-        chat.events.push(SpanEvent { timestamp_ns: at + 1_000_000, name: "gen_ai.first_token".into(), attributes: Vec::new() });
+        chat.events.push(SpanEvent {
+            timestamp_ns: at + 1_000_000,
+            name: "gen_ai.first_token".into(),
+            attributes: Vec::new(),
+        });
         if error {
             chat.status_code = StatusCode::Error;
             chat.status_message = "provider timed out".into();
@@ -190,17 +239,32 @@ fn build(trace_id: &str, agent: &str, tenant: &str, start: i64, n_chats: u64, n_
         at += i64::try_from(latency).unwrap_or(0);
         if call < n_tools {
             let duration = (5 + (h >> (call + 30)) % 50) * MS;
-            spans.push(span(trace_id, format!("{:016x}", splitmix(h ^ (200 + call))), &root_id, "execute_tool search_docs".into(), at, duration,
-                attrs(&[("gen_ai.operation.name", "execute_tool".into()), ("gen_ai.tool.name", "search_docs".into())])));
+            spans.push(span(
+                trace_id,
+                format!("{:016x}", splitmix(h ^ (200 + call))),
+                &root_id,
+                "execute_tool search_docs".into(),
+                at,
+                duration,
+                attrs(&[("gen_ai.operation.name", "execute_tool".into()), ("gen_ai.tool.name", "search_docs".into())]),
+            ));
             at += i64::try_from(duration).unwrap_or(0);
         }
     }
     let end = at + 100_000;
-    let mut root = span(trace_id, root_id.clone(), "", format!("invoke_agent {agent}"), start, u64::try_from(end - start).unwrap_or(0), attrs(&[
-        ("gen_ai.operation.name", "invoke_agent".into()),
-        ("gen_ai.agent.name", agent.into()),
-        ("glassbox.tenant", tenant.into()),
-    ]));
+    let mut root = span(
+        trace_id,
+        root_id.clone(),
+        "",
+        format!("invoke_agent {agent}"),
+        start,
+        u64::try_from(end - start).unwrap_or(0),
+        attrs(&[
+            ("gen_ai.operation.name", "invoke_agent".into()),
+            ("gen_ai.agent.name", agent.into()),
+            ("glassbox.tenant", tenant.into()),
+        ]),
+    );
     if failed {
         root.status_code = StatusCode::Error;
     }
@@ -222,7 +286,17 @@ fn build(trace_id: &str, agent: &str, tenant: &str, start: i64, n_chats: u64, n_
 pub fn hostile(now_ns: i64, expect: &mut Expect) -> TraceRows {
     let invalid_utf8 = String::from_utf8_lossy(&[0x66, 0x6f, 0xff, 0xfe, 0xc3, 0x28, 0xe2, 0x82, 0x6f]).into_owned();
     let long = "A<b>".repeat(50_000);
-    let mut rows = build(HOSTILE_TRACE_ID, HOSTILE_AGENT, HOSTILE_TENANT, now_ns - 30 * 60_000_000_000, 1, 1, true, 0x5eed, expect);
+    let mut rows = build(
+        HOSTILE_TRACE_ID,
+        HOSTILE_AGENT,
+        HOSTILE_TENANT,
+        now_ns - 30 * 60_000_000_000,
+        1,
+        1,
+        true,
+        0x5eed,
+        expect,
+    );
     for span in &mut rows.spans {
         span.span_name = format!("{} </title><script>window.pwned=3</script>", span.span_name);
         span.span_attributes.push(("x.breakout".into(), "\" onmouseover=\"window.pwned=4\" x=\"".into()));
@@ -230,7 +304,8 @@ pub fn hostile(now_ns: i64, expect: &mut Expect) -> TraceRows {
         span.span_attributes.push(("x.invalid_utf8".into(), invalid_utf8.clone()));
         span.span_attributes.push(("x.controls".into(), "nul\u{0}bell\u{7}rtl\u{202e}txt.exe".into()));
         span.span_attributes.push(("<svg onload=window.pwned=5>".into(), "key is hostile".into()));
-        span.span_attributes.push(("http.request.header.authorization".into(), "Bearer sk-live-must-never-render".into()));
+        span.span_attributes
+            .push(("http.request.header.authorization".into(), "Bearer sk-live-must-never-render".into()));
         span.events.push(SpanEvent {
             timestamp_ns: span.timestamp_ns,
             name: "<iframe src=javascript:alert(6)>".into(),
