@@ -2,6 +2,7 @@
 //! engine, checked over HTTP (`pages`) and in real headless Chromium (`browser`).
 
 mod browser;
+mod grafana;
 mod pages;
 pub mod seed;
 
