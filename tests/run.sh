@@ -5,8 +5,8 @@
 #   ./tests/run.sh --setup-only install what the tests need, run nothing
 #
 # What it needs and installs when missing: cargo-nextest, a Python venv with chDB (the
-# ClickHouse fixture). Later suites add their own parts here (Chromium), so this stays the one
-# command.
+# ClickHouse fixture), Chromium and playwright-core (the dashboard's browser tests), so this
+# stays the one command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +45,17 @@ else
   echo "tests/run.sh: using the Python venv $GLASSBOX_VENV (ClickHouse fixture up to date)" >&2
 fi
 export GLASSBOX_PYTHON="$GLASSBOX_VENV/bin/python"
+
+# The dashboard's browser tests (crates/glassbox-server/tests/it/dashboard/browser.rs) drive
+# Debian's Chromium through playwright-core (tests/browser/package.json; no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "tests/run.sh: installing chromium" >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "tests/run.sh: installing playwright-core into tests/browser" >&2
+  npm ci --prefix tests/browser --no-audit --no-fund >&2
+fi
 if [ "${1:-}" = "--setup-only" ]; then
   exit 0
 fi

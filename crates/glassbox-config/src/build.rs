@@ -19,7 +19,7 @@ use crate::interpolate::is_env_name;
 use crate::reader::{Cx, Field, Section};
 use crate::schema::schema;
 
-const ROOT_KEYS: &[&str] = &["server", "store", "telemetry", "pricing", "models", "tools", "agents"];
+const ROOT_KEYS: &[&str] = &["server", "store", "telemetry", "pricing", "models", "tools", "agents", "dashboard"];
 const STORE_KEYS: &[&str] = &[
     "sqlite_path",
     "clickhouse_url",
@@ -87,6 +87,10 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         Some(field) => telemetry(cx, &field),
         None => Some(TelemetryConfig::default()),
     };
+    let dashboard = match root.get("dashboard") {
+        Some(field) => crate::dashboard::dashboard(cx, &field),
+        None => Some(crate::dashboard::DashboardConfig::default()),
+    };
     let pricing = match root.get("pricing") {
         Some(field) => pricing(cx, &field),
         None => Some(Vec::new()),
@@ -132,6 +136,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         store: store?,
         telemetry: telemetry?,
         pricing: pricing?,
+        dashboard: dashboard?,
         models: models.into_iter().collect::<Option<_>>()?,
         tools: tools.into_iter().collect::<Option<_>>()?,
         agents: agents.into_iter().collect::<Option<_>>()?,
@@ -649,7 +654,7 @@ fn http_url(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
 }
 
 /// The name (not the value) of an environment variable.
-fn env_name(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
+pub(crate) fn env_name(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
     let name = cx.string(field)?;
     if is_env_name(&name) {
         return Some(name);

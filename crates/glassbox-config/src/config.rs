@@ -12,6 +12,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `[[pricing]]` entries, in file order; they override the shipped prices.
     pub pricing: Vec<PricingConfig>,
+    /// `[dashboard]`: the dashboard's admin credential.
+    pub dashboard: crate::dashboard::DashboardConfig,
     pub models: Vec<ModelConfig>,
     pub tools: Vec<HttpToolConfig>,
     pub agents: Vec<AgentConfig>,

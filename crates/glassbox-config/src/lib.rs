@@ -105,6 +105,7 @@
 
 mod build;
 mod config;
+mod dashboard;
 mod diagnostics;
 mod interpolate;
 mod reader;
@@ -116,6 +117,7 @@ pub use config::{
     AgentConfig, CapturePolicy, ClickHouseConfig, Config, HttpMethod, HttpToolConfig, ModelConfig, OtlpConfig, OtlpProtocol,
     PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig,
 };
+pub use dashboard::DashboardConfig;
 pub use diagnostics::{ConfigError, Diagnostic, Diagnostics};
 
 /// Reads and validates the file at `path`, interpolating from the process environment.

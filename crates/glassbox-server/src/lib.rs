@@ -4,6 +4,7 @@
 //! entirely and call [`glassbox_core::Agent::generate`] from their own handlers.
 
 pub mod api;
+pub mod dashboard;
 pub mod error;
 pub mod runtime;
 pub mod serve;
@@ -109,6 +110,12 @@ fn build_router(agents: AgentRegistry, workflows: Option<workflow_host::Workflow
             next.run(request)
         }))
         .layer(middleware::from_fn(trace_context::layer))
+}
+
+/// [`router`] plus the dashboard at `/dashboard`. The dashboard sits outside the API's request
+/// tracing and body limits: page views are not agent traffic and must not fill the traces table.
+pub fn router_with_dashboard(agents: AgentRegistry, options: HttpOptions, dashboard: dashboard::Dashboard) -> Router {
+    router(agents, options).merge(dashboard::router(dashboard))
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

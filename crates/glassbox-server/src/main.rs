@@ -169,7 +169,22 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode
         let local = listener.local_addr().context("while reading the bound address")?;
         let agent_ids: Vec<&str> = agents.all().iter().map(|agent| agent.id()).collect();
         tracing::info!(agents = ?agent_ids, "glassbox listening on http://{local}");
-        let app = glassbox_server::router(agents, HttpOptions { body_limit: config.server.body_limit_bytes });
+        let dashboard = glassbox_server::dashboard::Dashboard {
+            reader: Arc::clone(&store.reader),
+            access: glassbox_server::dashboard::Access::from_config(&config.dashboard, &env_var),
+            store_name: store.backend.name(),
+        };
+        match dashboard.access {
+            glassbox_server::dashboard::Access::Token { .. } => tracing::info!("dashboard at http://{local}/dashboard"),
+            glassbox_server::dashboard::Access::OpenDevelopment => {
+                tracing::warn!("dashboard at http://{local}/dashboard is OPEN (open_dev_mode, no admin token)")
+            }
+            glassbox_server::dashboard::Access::Closed => {
+                tracing::warn!("dashboard closed: no admin token ([dashboard] admin_token_env names no set variable)")
+            }
+        }
+        let http_options = HttpOptions { body_limit: config.server.body_limit_bytes };
+        let app = glassbox_server::router_with_dashboard(agents, http_options, dashboard);
         let served = serve::serve(listener, app, serve::shutdown_signal(), config.server.shutdown_grace).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
         telemetry.shutdown().await;

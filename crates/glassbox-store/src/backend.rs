@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::query::{LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup};
+use crate::query::{LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup};
 use crate::rows::{SpanRow, UsageRow};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -85,4 +85,8 @@ pub trait TraceReader: Send + Sync + 'static {
     async fn usage_by(&self, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError>;
     /// Latency percentiles of model calls per group and time bucket.
     async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError>;
+    /// Traces started in `range`: counts, errors, tokens, cost and duration percentiles, in
+    /// total and per bucket of `bucket_secs` (see [`TraceStats`]). A bucket of 0 is
+    /// `InvalidQuery`.
+    async fn trace_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError>;
 }

@@ -38,7 +38,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::backend::{Backend, MigrationReport, StoreError, TraceReader};
 use crate::query::{
-    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
 use crate::runs::{RunFilter, RunRecord, RunStore};
@@ -307,6 +307,10 @@ impl TraceReader for ClickHouseBackend {
 
     async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError> {
         read::latency(self, by, range, bucket_secs).await
+    }
+
+    async fn trace_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError> {
+        read::trace_stats(self, range, bucket_secs).await
     }
 }
 

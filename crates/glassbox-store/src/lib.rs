@@ -20,7 +20,8 @@ pub mod writer;
 
 pub use backend::{Backend, MigrationReport, StoreError, TraceReader};
 pub use query::{
-    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary, UsageBy,
+    UsageGroup,
 };
 pub use rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 pub use runs::{RunFilter, RunRecord, RunStore};

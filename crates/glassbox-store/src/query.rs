@@ -102,3 +102,34 @@ pub struct LatencyRow {
     pub p95_ms: f64,
     pub p99_ms: f64,
 }
+
+/// The traces started in a range, counted per time bucket and in total (the dashboard's
+/// overview). Every backend computes it identically from the trace index:
+/// - a trace belongs to the range and to the bucket of its start (`TraceSummary::start_ns`),
+///   `bucket_start_ns = floor(start_ns / bucket_ns) * bucket_ns`;
+/// - only buckets with at least one trace are returned, ordered by start;
+/// - the duration percentiles are over `end_ns - start_ns` of every trace in the range, with
+///   `LatencyRow`'s definition (`quantileExact`, no interpolation), in milliseconds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TraceStats {
+    pub traces: u64,
+    pub error_traces: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_nano_usd: i64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub buckets: Vec<TraceBucket>,
+}
+
+/// One time bucket of [`TraceStats`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceBucket {
+    pub bucket_start_ns: i64,
+    pub traces: u64,
+    pub error_traces: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_nano_usd: i64,
+}

@@ -28,7 +28,7 @@ use rusqlite::{Connection, ErrorCode};
 
 use crate::backend::{Backend, MigrationReport, StoreError, TraceReader};
 use crate::query::{
-    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
 use crate::runs::{RunFilter, RunRecord, RunStore};
@@ -284,6 +284,14 @@ impl TraceReader for SqliteBackend {
         }
         let range = *range;
         self.with_reader(move |connection| read::latency(connection, by, &range, bucket_secs)).await
+    }
+
+    async fn trace_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError> {
+        if bucket_secs == 0 {
+            return Err(StoreError::InvalidQuery { message: "the stats bucket must be at least one second".into() });
+        }
+        let range = *range;
+        self.with_reader(move |connection| read::trace_stats(connection, &range, bucket_secs)).await
     }
 }
 

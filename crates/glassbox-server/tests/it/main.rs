@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents_api;
+mod dashboard;
 mod errors;
 mod faults;
 mod helpers;

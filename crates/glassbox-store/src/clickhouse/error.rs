@@ -25,6 +25,7 @@ pub(crate) enum Operation {
     SaveRun,
     GetRun,
     ListRuns,
+    TraceStats,
 }
 
 impl Operation {
@@ -42,6 +43,7 @@ impl Operation {
             Self::SaveRun => "workflow run insert",
             Self::GetRun => "workflow run query",
             Self::ListRuns => "workflow runs list query",
+            Self::TraceStats => "trace stats query",
         }
     }
 }

@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use crate::backend::StoreError;
 use crate::query::{
-    Cursor, LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+    Cursor, LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary,
+    UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
 
@@ -321,6 +322,82 @@ ORDER BY group_key ASC, bucket_start_ns ASC",
             calls: row.calls,
         })
         .collect())
+}
+
+/// One finished row per trace whose start is in the range (see the module doc for why the
+/// candidate ids come from a partition-pruned subquery first). Placeholders: from, to, from, to.
+const TRACES_IN_RANGE: &str = "(SELECT
+        toUnixTimestamp64Nano(min(Start)) AS start_ns,
+        toUnixTimestamp64Nano(max(End)) - start_ns AS duration_ns,
+        max(HasError) AS has_error,
+        sum(InputTokens) AS input_tokens,
+        sum(OutputTokens) AS output_tokens,
+        sum(CostNanoUsd) AS cost_nano_usd
+    FROM trace_index
+    WHERE TraceId IN (SELECT TraceId FROM trace_index
+        WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))
+    GROUP BY TraceId
+    HAVING start_ns >= ? AND start_ns < ?)";
+
+#[derive(Row, Deserialize)]
+struct TraceBucketFetch {
+    bucket_start_ns: i64,
+    traces: u64,
+    error_traces: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_nano_usd: i64,
+}
+
+pub(super) async fn trace_stats(
+    backend: &ClickHouseBackend,
+    range: &TimeRange,
+    bucket_secs: u32,
+) -> Result<TraceStats, StoreError> {
+    if bucket_secs == 0 {
+        return Err(StoreError::InvalidQuery { message: "the stats bucket must be at least one second".into() });
+    }
+    let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
+    let range_values = || -> [Value; 4] {
+        [range.from_ns.into(), range.to_ns.into(), range.from_ns.into(), range.to_ns.into()]
+    };
+    let mut buckets_sql = Sql::new("");
+    buckets_sql.bind(
+        "SELECT start_ns - positiveModulo(start_ns, toInt64(?)) AS bucket_start_ns,
+    count() AS traces,
+    toUInt64(countIf(has_error = 1)) AS error_traces,
+    toUInt64(sum(input_tokens)) AS input_tokens,
+    toUInt64(sum(output_tokens)) AS output_tokens,
+    toInt64(sum(cost_nano_usd)) AS cost_nano_usd
+FROM ",
+        [bucket_ns.into()],
+    );
+    buckets_sql.bind(TRACES_IN_RANGE, range_values());
+    buckets_sql.push(" GROUP BY bucket_start_ns ORDER BY bucket_start_ns");
+    let mut quantiles_sql = Sql::new("SELECT quantilesExact(0.5, 0.95, 0.99)(duration_ns) FROM ");
+    quantiles_sql.bind(TRACES_IN_RANGE, range_values());
+
+    let client = &backend.inner.client;
+    let buckets = backend.timed(Operation::TraceStats, buckets_sql.query(client).fetch_all::<TraceBucketFetch>()).await?;
+    let quantiles = backend.timed(Operation::TraceStats, quantiles_sql.query(client).fetch_one::<Vec<i64>>()).await?;
+    let millis = |index: usize| quantiles.get(index).map_or(0.0, |&ns| ns.max(0) as f64 / 1_000_000.0);
+    let mut stats = TraceStats { p50_ms: millis(0), p95_ms: millis(1), p99_ms: millis(2), ..TraceStats::default() };
+    for bucket in buckets {
+        stats.traces += bucket.traces;
+        stats.error_traces += bucket.error_traces;
+        stats.input_tokens = stats.input_tokens.wrapping_add(bucket.input_tokens);
+        stats.output_tokens = stats.output_tokens.wrapping_add(bucket.output_tokens);
+        stats.cost_nano_usd = stats.cost_nano_usd.wrapping_add(bucket.cost_nano_usd);
+        stats.buckets.push(TraceBucket {
+            bucket_start_ns: bucket.bucket_start_ns,
+            traces: bucket.traces,
+            error_traces: bucket.error_traces,
+            input_tokens: bucket.input_tokens,
+            output_tokens: bucket.output_tokens,
+            cost_nano_usd: bucket.cost_nano_usd,
+        });
+    }
+    Ok(stats)
 }
 
 #[cfg(test)]

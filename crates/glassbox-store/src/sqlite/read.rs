@@ -10,7 +10,8 @@ use super::codec::{attributes_from_json, events_from_json, from_sql_int, links_f
 use super::store_error;
 use crate::backend::StoreError;
 use crate::query::{
-    Cursor, LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
+    Cursor, LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary,
+    UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, StatusCode, UsageRow};
 
@@ -295,6 +296,56 @@ pub(super) fn latency(
             }
         })
         .collect())
+}
+
+const TRACE_STATS: &str = "SELECT StartNs, EndNs - StartNs, HasError, InputTokens, OutputTokens, CostNanoUsd \
+     FROM trace_index WHERE StartNs >= ?1 AND StartNs < ?2";
+
+/// Reads one row per trace of the range and aggregates here, exactly as [`TraceStats`]
+/// defines it (the percentiles need the sorted durations anyway).
+pub(super) fn trace_stats(connection: &Connection, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError> {
+    let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
+    let mut stats = TraceStats::default();
+    let mut buckets: BTreeMap<i64, TraceBucket> = BTreeMap::new();
+    let mut durations: Vec<u64> = Vec::new();
+    let mut statement = connection.prepare_cached(TRACE_STATS).map_err(store_error)?;
+    let mut rows = statement.query(params![range.from_ns, range.to_ns]).map_err(store_error)?;
+    while let Some(row) = rows.next().map_err(store_error)? {
+        let start_ns: i64 = row.get(0).map_err(store_error)?;
+        let duration_ns: i64 = row.get(1).map_err(store_error)?;
+        let has_error: bool = row.get(2).map_err(store_error)?;
+        let input_tokens = from_sql_int(row.get(3).map_err(store_error)?);
+        let output_tokens = from_sql_int(row.get(4).map_err(store_error)?);
+        let cost_nano_usd: i64 = row.get(5).map_err(store_error)?;
+        let bucket_start_ns = start_ns.div_euclid(bucket_ns) * bucket_ns;
+        let bucket = buckets.entry(bucket_start_ns).or_insert(TraceBucket {
+            bucket_start_ns,
+            traces: 0,
+            error_traces: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_nano_usd: 0,
+        });
+        bucket.traces += 1;
+        bucket.error_traces += u64::from(has_error);
+        bucket.input_tokens = bucket.input_tokens.wrapping_add(input_tokens);
+        bucket.output_tokens = bucket.output_tokens.wrapping_add(output_tokens);
+        bucket.cost_nano_usd = bucket.cost_nano_usd.wrapping_add(cost_nano_usd);
+        durations.push(u64::try_from(duration_ns).unwrap_or(0));
+    }
+    for bucket in buckets.values() {
+        stats.traces += bucket.traces;
+        stats.error_traces += bucket.error_traces;
+        stats.input_tokens = stats.input_tokens.wrapping_add(bucket.input_tokens);
+        stats.output_tokens = stats.output_tokens.wrapping_add(bucket.output_tokens);
+        stats.cost_nano_usd = stats.cost_nano_usd.wrapping_add(bucket.cost_nano_usd);
+    }
+    durations.sort_unstable();
+    stats.p50_ms = nanos_to_ms(quantile_exact(&durations, 0.50));
+    stats.p95_ms = nanos_to_ms(quantile_exact(&durations, 0.95));
+    stats.p99_ms = nanos_to_ms(quantile_exact(&durations, 0.99));
+    stats.buckets = buckets.into_values().collect();
+    Ok(stats)
 }
 
 /// The p-quantile of ascending values: the value at index `min(n - 1, floor(p * n))`, with

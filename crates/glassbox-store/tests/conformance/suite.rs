@@ -48,7 +48,7 @@ use std::sync::Arc;
 use glassbox_store::query::Cursor;
 use glassbox_store::{
     Backend, LatencyBy, LatencyRow, PageRequest, SpanEvent, SpanLink, SpanRow, StatusCode, StoreError, TimeRange,
-    TraceFilter, TraceReader, TraceSummary, UsageBy, UsageGroup, UsageRow,
+    TraceBucket, TraceFilter, TraceReader, TraceStats, TraceSummary, UsageBy, UsageGroup, UsageRow,
 };
 
 /// One backend under test, as the scenarios take it.
@@ -81,6 +81,7 @@ macro_rules! conformance_tests {
             page_limit_is_capped_at_1000,
             usage_grouping_by_agent_model_tenant_day,
             latency_percentiles,
+            trace_stats_per_bucket_and_total,
             dedup_token_makes_retries_idempotent,
             hostile_strings_round_trip,
         );
@@ -532,6 +533,75 @@ pub async fn latency_percentiles(backend: Arc<dyn Backend>, reader: Arc<dyn Trac
         p99_ms: 20.0,
     }];
     assert_latency_eq(&rows, &expected, "1..=20 ms");
+}
+
+/// `trace_stats` equals what the reference computes from the expected trace list: per
+/// bucket of the trace's start, and in total with exact duration percentiles.
+pub async fn trace_stats_per_bucket_and_total(backend: Arc<dyn Backend>, reader: Arc<dyn TraceReader>) {
+    migrate(&backend).await;
+    let dataset = Dataset::standard();
+    insert(&backend, &dataset, "stats").await;
+    let ranges = [
+        everything(),
+        TimeRange { from_ns: BASE_NS + DAY_NS / 2, to_ns: BASE_NS + 2 * DAY_NS + 7 * HOUR_NS },
+        TimeRange { from_ns: BASE_NS - 2 * DAY_NS, to_ns: BASE_NS - DAY_NS },
+    ];
+    for range in ranges {
+        for bucket_secs in [3_600_u32, 6 * 3_600, 86_400] {
+            let filter = TraceFilter { range: Some(range), ..TraceFilter::default() };
+            let expected = expected_trace_stats(&dataset.expected_list(&filter), bucket_secs);
+            let actual = reader.trace_stats(&range, bucket_secs).await.expect("trace stats");
+            assert_eq!(actual, expected, "range {range:?}, bucket {bucket_secs}s");
+        }
+    }
+    let stats = reader.trace_stats(&everything(), 86_400).await.expect("trace stats");
+    assert_eq!(stats.traces, 48);
+    assert!(stats.error_traces > 0 && stats.buckets.len() == 3, "{stats:?}");
+    let zero = reader.trace_stats(&everything(), 0).await;
+    assert!(matches!(zero, Err(StoreError::InvalidQuery { .. })), "{zero:?}");
+}
+
+/// The reference for `trace_stats`, from the expected summaries.
+fn expected_trace_stats(summaries: &[TraceSummary], bucket_secs: u32) -> TraceStats {
+    let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
+    let mut buckets: BTreeMap<i64, TraceBucket> = BTreeMap::new();
+    let mut durations: Vec<u64> = Vec::new();
+    let mut stats = TraceStats::default();
+    for summary in summaries {
+        let bucket_start_ns = summary.start_ns.div_euclid(bucket_ns) * bucket_ns;
+        let bucket = buckets.entry(bucket_start_ns).or_insert(TraceBucket {
+            bucket_start_ns,
+            traces: 0,
+            error_traces: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_nano_usd: 0,
+        });
+        bucket.traces += 1;
+        bucket.error_traces += u64::from(summary.has_error);
+        bucket.input_tokens += summary.input_tokens;
+        bucket.output_tokens += summary.output_tokens;
+        bucket.cost_nano_usd += summary.cost_nano_usd;
+        stats.traces += 1;
+        stats.error_traces += u64::from(summary.has_error);
+        stats.input_tokens += summary.input_tokens;
+        stats.output_tokens += summary.output_tokens;
+        stats.cost_nano_usd += summary.cost_nano_usd;
+        durations.push((summary.end_ns - summary.start_ns) as u64);
+    }
+    durations.sort_unstable();
+    let quantile = |p: f64| {
+        if durations.is_empty() {
+            return 0.0;
+        }
+        let index = ((p * durations.len() as f64) as usize).min(durations.len() - 1);
+        durations[index] as f64 / 1_000_000.0
+    };
+    stats.p50_ms = quantile(0.5);
+    stats.p95_ms = quantile(0.95);
+    stats.p99_ms = quantile(0.99);
+    stats.buckets = buckets.into_values().collect();
+    stats
 }
 
 pub async fn dedup_token_makes_retries_idempotent(backend: Arc<dyn Backend>, reader: Arc<dyn TraceReader>) {
