@@ -5,6 +5,8 @@
 
 pub mod api;
 pub mod error;
+pub mod logging;
+pub mod metrics;
 pub mod runtime;
 pub mod serve;
 pub mod store;
@@ -84,10 +86,14 @@ impl Default for HttpOptions {
 /// app (`Router::new().nest("/glassbox", glassbox_server::router(..))`).
 pub fn router(agents: AgentRegistry, options: HttpOptions) -> Router {
     let state = AppState { agents: Arc::new(agents) };
+    metrics::install();
     let body_limit = options.body_limit;
     Router::new()
         .merge(api::agents::router())
         .merge(api::health::router())
+        .merge(api::openai::router())
+        .merge(api::openapi::router())
+        .merge(metrics::router())
         .route_layer(middleware::from_fn(trace_context::name_route))
         .fallback(not_found)
         .with_state(state)
@@ -96,7 +102,10 @@ pub fn router(agents: AgentRegistry, options: HttpOptions) -> Router {
             request.extensions_mut().insert(BodyLimit(body_limit));
             next.run(request)
         }))
+        .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(trace_context::layer))
+        // Outermost, so errors of every layer under `/v1/` answer in OpenAI's shape.
+        .layer(middleware::from_fn(api::openai::error_shape))
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -3,4 +3,6 @@
 pub mod agents;
 pub mod body;
 pub mod health;
+pub mod openai;
+pub mod openapi;
 pub mod wire;
