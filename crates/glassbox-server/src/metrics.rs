@@ -21,13 +21,13 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use glassbox_store::UsageRow;
 use glassbox_store::writer::{TelemetryWriter, WriterStats};
 use http_body::Frame;
@@ -129,7 +129,8 @@ pub async fn render() -> Response {
     refresh_writer_gauges();
     handle.run_upkeep();
     let text = handle.render();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text).into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
+        .into_response()
 }
 
 /// Writers whose stats `/metrics` reports (normally the one of `glassbox serve`).
@@ -204,7 +205,10 @@ fn method_label(method: &Method) -> &'static str {
 /// scanner cannot blow up the label set.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status();
@@ -250,7 +254,10 @@ impl http_body::Body for TimedBody {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -281,9 +288,10 @@ where
     S: tracing::Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
     use tracing_subscriber::Layer as _;
-    let targets = crate::telemetry::TRACED_TARGETS
-        .iter()
-        .fold(tracing_subscriber::filter::Targets::new(), |targets, target| targets.with_target(*target, tracing::Level::INFO));
+    let targets =
+        crate::telemetry::TRACED_TARGETS.iter().fold(tracing_subscriber::filter::Targets::new(), |targets, target| {
+            targets.with_target(*target, tracing::Level::INFO)
+        });
     OverheadLayer.with_filter(targets)
 }
 
@@ -312,7 +320,11 @@ where
         let Some(span) = ctx.span(id) else { return };
         match attrs.metadata().name() {
             "http_request" => {
-                span.extensions_mut().insert(RequestTiming { started: Instant::now(), route: None, provider_wait: Duration::ZERO });
+                span.extensions_mut().insert(RequestTiming {
+                    started: Instant::now(),
+                    route: None,
+                    provider_wait: Duration::ZERO,
+                });
             }
             "chat" => span.extensions_mut().insert(ChatStarted(Instant::now())),
             _ => {}

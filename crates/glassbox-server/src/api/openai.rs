@@ -165,8 +165,9 @@ fn options(request: &mut ChatCompletionRequest) -> Result<GenerateOptions, ApiEr
                 Some(schema @ (Value::Object(_) | Value::Bool(_))) => Some(schema.clone()),
                 _ => {
                     return Err(ApiError::InvalidBody {
-                        message: "invalid request body: response_format.json_schema.schema: expected a JSON schema object"
-                            .to_owned(),
+                        message:
+                            "invalid request body: response_format.json_schema.schema: expected a JSON schema object"
+                                .to_owned(),
                         field: Some("response_format.json_schema.schema".to_owned()),
                     });
                 }

@@ -45,12 +45,19 @@ fn the_compose_file_validates_with_every_profile() {
     assert_eq!(mounts, 4, "collector config, Prometheus config, Grafana provisioning and dashboards:\n{resolved}");
     assert!(resolved.contains("dashboards/grafana:/var/lib/grafana/dashboards"), "{resolved}");
     // Without a profile only ClickHouse and Glassbox start.
-    for (service, profile) in
-        [("clickhouse", None), ("glassbox", None), ("otel-collector", Some("otel")), ("prometheus", Some("grafana")), ("grafana", Some("grafana"))]
-    {
+    for (service, profile) in [
+        ("clickhouse", None),
+        ("glassbox", None),
+        ("otel-collector", Some("otel")),
+        ("prometheus", Some("grafana")),
+        ("grafana", Some("grafana")),
+    ] {
         let block = service_block(&resolved, service);
         match profile {
-            Some(profile) => assert!(block.contains(&format!("profiles:\n    - {profile}\n")), "{service} needs profile {profile}:\n{block}"),
+            Some(profile) => assert!(
+                block.contains(&format!("profiles:\n    - {profile}\n")),
+                "{service} needs profile {profile}:\n{block}"
+            ),
             None => assert!(!block.contains("profiles:"), "{service} starts by default:\n{block}"),
         }
     }
@@ -105,8 +112,11 @@ fn the_dockerfile_builds_in_stages_and_runs_unprivileged() {
     assert!(stages[0].contains(" AS build") && stages[1].contains(" AS runtime"), "{stages:?}");
     let runtime = dockerfile.split(stages[1]).nth(1).unwrap();
     assert!(runtime.contains("COPY --from=build"), "the runtime stage takes only the binary from the build");
-    let user = runtime.lines().filter_map(|line| line.strip_prefix("USER ")).last().expect("the runtime stage sets USER");
+    let user = runtime.lines().rev().find_map(|line| line.strip_prefix("USER ")).expect("the runtime stage sets USER");
     assert!(!["root", "0"].contains(&user.trim()), "runs as {user}");
     let dockerignore = std::fs::read_to_string(repo_path(".dockerignore")).unwrap();
-    assert!(dockerignore.lines().any(|line| line.trim_matches('/') == "target"), "the build context leaves out target/");
+    assert!(
+        dockerignore.lines().any(|line| line.trim_matches('/') == "target"),
+        "the build context leaves out target/"
+    );
 }

@@ -143,7 +143,8 @@ async fn metrics_pass_promtool_and_count_the_traffic_sent() {
     assert_eq!(delta(&requests(GENERATE, "POST", 404)), 1.0);
     assert_eq!(delta(&requests(GENERATE, "POST", 400)), 1.0);
     assert_eq!(delta(&requests("unmatched", "GET", 404)), 1.0);
-    let duration_count = |route: &str| format!("glassbox_http_request_duration_seconds_count{{route=\"{route}\",method=\"POST\"}}");
+    let duration_count =
+        |route: &str| format!("glassbox_http_request_duration_seconds_count{{route=\"{route}\",method=\"POST\"}}");
     assert_eq!(delta(&duration_count(GENERATE)), 5.0);
     assert_eq!(delta(&duration_count(STREAM)), 1.0);
     assert_eq!(delta(&duration_count(CHAT)), 2.0);
@@ -162,7 +163,8 @@ async fn metrics_pass_promtool_and_count_the_traffic_sent() {
     assert!(waited >= 6.0 * provider_wait.as_secs_f64(), "provider time {waited}");
 
     // Overhead: one observation per request, and the provider's 300 ms per call taken out.
-    let overhead_route = |route: &str, what: &str| delta(&format!("glassbox_pipeline_overhead_seconds_{what}{{route=\"{route}\"}}"));
+    let overhead_route =
+        |route: &str, what: &str| delta(&format!("glassbox_pipeline_overhead_seconds_{what}{{route=\"{route}\"}}"));
     assert_eq!(overhead_route(GENERATE, "count"), 5.0);
     assert_eq!(overhead_route(STREAM, "count"), 1.0);
     assert_eq!(overhead_route(CHAT, "count"), 2.0);

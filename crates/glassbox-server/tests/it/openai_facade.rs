@@ -96,7 +96,10 @@ async fn the_openai_sdk_calls_an_agent_plain_and_streamed_and_leaves_its_traces(
     assert_eq!(completion["usage"]["total_tokens"], row.input_tokens + row.output_tokens);
     let request = &traced.mock.requests()[0];
     let sent = format!("{:?}", request);
-    assert!(sent.contains("Be brief.") && sent.contains("plain call"), "system and user messages reach the model: {sent}");
+    assert!(
+        sent.contains("Be brief.") && sent.contains("plain call"),
+        "system and user messages reach the model: {sent}"
+    );
 
     // Streamed with include_usage: role first, text deltas, the finish, then the usage chunk.
     let streamed = &out["streamed"];
@@ -114,8 +117,10 @@ async fn the_openai_sdk_calls_an_agent_plain_and_streamed_and_leaves_its_traces(
         .filter_map(|chunk| chunk["choices"].get(0).and_then(|choice| choice["delta"]["content"].as_str()))
         .collect();
     assert_eq!(text, "Streamed answer, with usage.");
-    let finishes: Vec<&Value> =
-        chunks.iter().filter(|chunk| chunk["choices"].get(0).is_some_and(|choice| !choice["finish_reason"].is_null())).collect();
+    let finishes: Vec<&Value> = chunks
+        .iter()
+        .filter(|chunk| chunk["choices"].get(0).is_some_and(|choice| !choice["finish_reason"].is_null()))
+        .collect();
     assert_eq!(finishes.len(), 1, "one chunk carries the finish reason");
     assert_eq!(finishes[0]["choices"][0]["finish_reason"], "stop");
     let (last, before) = chunks.split_last().unwrap();
@@ -190,7 +195,9 @@ async fn facade_errors_answer_in_openais_shape() {
     let app = spawn_app(&format!("{BASE_CONFIG}{FACADE_CONFIG}")).await;
     let chat = "/v1/chat/completions";
 
-    let body = expect_openai_error(app.post_raw(chat, "{not json").await, 400, "invalid_request_error", "malformed_json").await;
+    let body =
+        expect_openai_error(app.post_raw(chat, "{not json").await, 400, "invalid_request_error", "malformed_json")
+            .await;
     assert!(body["error"]["param"].is_null());
     let body = expect_openai_error(
         app.post_json(chat, json!({"model": "echo", "messages": "hi"})).await,
@@ -200,8 +207,13 @@ async fn facade_errors_answer_in_openais_shape() {
     )
     .await;
     assert_eq!(body["error"]["param"], "messages");
-    let body =
-        expect_openai_error(app.post_json(chat, json!({"messages": []})).await, 400, "invalid_request_error", "invalid_body").await;
+    let body = expect_openai_error(
+        app.post_json(chat, json!({"messages": []})).await,
+        400,
+        "invalid_request_error",
+        "invalid_body",
+    )
+    .await;
     assert!(body["error"]["message"].as_str().unwrap().contains("model"), "{body}");
     let body = expect_openai_error(
         app.post_json(chat, json!({"model": "echo", "messages": []})).await,
@@ -212,8 +224,11 @@ async fn facade_errors_answer_in_openais_shape() {
     .await;
     assert_eq!(body["error"]["param"], "messages");
     let body = expect_openai_error(
-        app.post_json(chat, json!({"model": "echo", "messages": [{"role": "tool", "content": "42", "tool_call_id": "c"}]}))
-            .await,
+        app.post_json(
+            chat,
+            json!({"model": "echo", "messages": [{"role": "tool", "content": "42", "tool_call_id": "c"}]}),
+        )
+        .await,
         400,
         "invalid_request_error",
         "invalid_body",
@@ -221,7 +236,11 @@ async fn facade_errors_answer_in_openais_shape() {
     .await;
     assert_eq!(body["error"]["param"], "messages[0].role");
     let body = expect_openai_error(
-        app.post_json(chat, json!({"model": "echo", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})).await,
+        app.post_json(
+            chat,
+            json!({"model": "echo", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+        )
+        .await,
         400,
         "invalid_request_error",
         "invalid_body",
@@ -235,8 +254,13 @@ async fn facade_errors_answer_in_openais_shape() {
         "agent_not_found",
     )
     .await;
-    expect_openai_error(app.client.get(app.url("/v1/nope")).send().await.unwrap(), 404, "not_found_error", "route_not_found")
-        .await;
+    expect_openai_error(
+        app.client.get(app.url("/v1/nope")).send().await.unwrap(),
+        404,
+        "not_found_error",
+        "route_not_found",
+    )
+    .await;
     let body = expect_openai_error(
         app.post_json(chat, json!({"model": "broken", "messages": [{"role": "user", "content": "hi"}]})).await,
         502,
@@ -247,7 +271,11 @@ async fn facade_errors_answer_in_openais_shape() {
     assert!(body["error"]["message"].as_str().unwrap().contains("model call failed"), "{body}");
     // A stream that fails before any output answers with the status, not a 200 stream.
     expect_openai_error(
-        app.post_json(chat, json!({"model": "broken", "stream": true, "messages": [{"role": "user", "content": "hi"}]})).await,
+        app.post_json(
+            chat,
+            json!({"model": "broken", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await,
         502,
         "api_error",
         "provider_error",
@@ -268,7 +296,8 @@ async fn an_oversized_body_is_a_413_in_openais_shape() {
     let app = spawn_app_with(BASE_CONFIG, options, &|_| None).await;
     let big = "x".repeat(1024);
     let body = expect_openai_error(
-        app.post_json("/v1/chat/completions", json!({"model": "echo", "messages": [{"role": "user", "content": big}]})).await,
+        app.post_json("/v1/chat/completions", json!({"model": "echo", "messages": [{"role": "user", "content": big}]}))
+            .await,
         413,
         "invalid_request_error",
         "body_too_large",
@@ -295,7 +324,11 @@ async fn a_stream_failing_after_output_ends_with_an_error_event_and_done() {
     assert_eq!(last["error"]["type"], "api_error", "{last}");
     assert!(last["error"]["code"].as_str().is_some_and(|code| code.starts_with("provider")), "{last}");
     assert!(before.iter().all(|event| event["object"] == "chat.completion.chunk"), "{before:#?}");
-    assert!(before.iter().any(|event| event["choices"][0]["delta"]["content"].as_str().is_some_and(|text| !text.is_empty())));
+    assert!(
+        before
+            .iter()
+            .any(|event| event["choices"][0]["delta"]["content"].as_str().is_some_and(|text| !text.is_empty()))
+    );
 }
 
 #[tokio::test]

@@ -22,8 +22,9 @@ fn served_routes() -> BTreeMap<String, BTreeSet<String>> {
     let debug = format!("{router:?}");
     // Only the path router: the fallback router holds axum's own catch-all entries.
     let path_router = debug.split("fallback_router:").next().unwrap_or_default();
-    let endpoints = regex::Regex::new(r"RouteId\((\d+)\): (MethodRouter\(MethodRouter \{.*?allow_header: ([^}]*?) \}\)|Route)")
-        .unwrap();
+    let endpoints =
+        regex::Regex::new(r"RouteId\((\d+)\): (MethodRouter\(MethodRouter \{.*?allow_header: ([^}]*?) \}\)|Route)")
+            .unwrap();
     let allow = regex::Regex::new(r#"Bytes\(b"([^"]*)"\)"#).unwrap();
     let paths = regex::Regex::new(r#"RouteId\((\d+)\): "([^"]+)""#).unwrap();
     let mut methods_by_id = BTreeMap::new();
@@ -65,7 +66,9 @@ fn documented_routes(spec: &Value) -> BTreeMap<String, BTreeSet<String>> {
                 .as_object()
                 .unwrap()
                 .keys()
-                .filter(|key| ["get", "put", "post", "delete", "options", "head", "patch", "trace"].contains(&key.as_str()))
+                .filter(|key| {
+                    ["get", "put", "post", "delete", "options", "head", "patch", "trace"].contains(&key.as_str())
+                })
                 .map(|method| method.to_uppercase())
                 .collect();
             (path.clone(), methods)
@@ -106,7 +109,10 @@ async fn every_route_is_documented_and_the_spec_is_valid_openapi_3_1() {
     }
     for (path, methods) in &documented {
         for method in methods {
-            if !served.get(path).is_some_and(|served_methods| served_methods.contains(method) || served_methods.contains("ANY")) {
+            if !served
+                .get(path)
+                .is_some_and(|served_methods| served_methods.contains(method) || served_methods.contains("ANY"))
+            {
                 problems.push(format!("{method} {path} is documented but not served"));
             }
         }
