@@ -544,8 +544,9 @@ pub fn openai_error(body: &Value, status: StatusCode) -> OpenAiErrorBody {
 /// The largest error body rewritten; error bodies are a few hundred bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Middleware for everything under `/v1/`: an error response in Glassbox's shape is rewritten
-/// into OpenAI's, keeping its status and headers (`Retry-After`, `traceparent`). Installed
+/// Middleware for everything under `/v1/`: an error response in Glassbox's shape (or axum's
+/// own plain-text errors) is rewritten into OpenAI's, keeping its status and headers
+/// (`Retry-After`, `traceparent`, `Allow`). Installed
 /// outside every other layer, so errors of auth, rate limits and budgets are rewritten too.
 pub async fn error_shape(request: Request, next: Next) -> Response {
     let is_facade = request.uri().path().starts_with("/v1/");
@@ -559,9 +560,6 @@ pub async fn error_shape(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/json"));
-    if !is_json {
-        return response;
-    }
     let (mut parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_ERROR_BODY).await {
         Ok(bytes) => bytes,
@@ -570,7 +568,18 @@ pub async fn error_shape(request: Request, next: Next) -> Response {
             Bytes::new()
         }
     };
-    let original: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let original: Value = if is_json {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    } else {
+        // A plain-text or empty error of axum itself (405 Method Not Allowed, ...): its text, or
+        // the status's reason, becomes the message.
+        let text = String::from_utf8_lossy(&bytes);
+        let message = match text.trim() {
+            "" => status.canonical_reason().unwrap_or("request failed").to_owned(),
+            text => text.to_owned(),
+        };
+        json!({ "error": message })
+    };
     // Already OpenAI-shaped (an object under `error`): leave it.
     if original.get("error").is_some_and(Value::is_object) {
         return Response::from_parts(parts, Body::from(bytes));

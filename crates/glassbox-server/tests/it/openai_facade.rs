@@ -261,6 +261,13 @@ async fn facade_errors_answer_in_openais_shape() {
         "route_not_found",
     )
     .await;
+    // axum's own 405 (an empty body) is rewritten too, keeping its Allow header.
+    let response = app.client.get(app.url(chat)).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "Method Not Allowed");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
     let body = expect_openai_error(
         app.post_json(chat, json!({"model": "broken", "messages": [{"role": "user", "content": "hi"}]})).await,
         502,

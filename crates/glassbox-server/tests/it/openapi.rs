@@ -136,3 +136,24 @@ async fn every_route_is_documented_and_the_spec_is_valid_openapi_3_1() {
     let verdict = run_python("validate_openapi.py", &[file.to_str().unwrap()]).await;
     assert_eq!(verdict.trim(), "valid 3.1.0");
 }
+
+#[tokio::test]
+async fn the_docs_page_lists_every_documented_operation() {
+    let app = spawn_app(BASE_CONFIG).await;
+    let spec: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let response = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = response.text().await.unwrap();
+    assert!(page.starts_with("<!doctype html>") && page.ends_with("</html>"));
+    for (path, methods) in documented_routes(&spec) {
+        for method in methods {
+            let anchor = format!("id=\"{}-{path}\"", method.to_lowercase());
+            assert!(page.contains(&anchor), "{method} {path} missing from /docs");
+        }
+    }
+    for name in spec["components"]["schemas"].as_object().unwrap().keys() {
+        assert!(page.contains(&format!("id=\"schema-{name}\"")), "schema {name} missing from /docs");
+    }
+    assert!(!page.contains("<script"), "a static page");
+}
