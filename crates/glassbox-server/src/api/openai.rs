@@ -399,6 +399,9 @@ pub async fn chat_completions(
     let agent = state.agents.get(&agent_id).ok_or_else(|| ApiError::AgentNotFound { agent_id: agent_id.clone() })?;
     let options = options(&mut request)?;
     let messages = core_messages(std::mem::take(&mut request.messages))?;
+    // The run itself is the native routes' call, `agent.generate` / `agent.stream` with the
+    // same options; whatever wraps those calls in `agents::generate` and `agents::stream`
+    // (the pipeline's stages) wraps these too.
     let id = format!("chatcmpl-{}", trace.trace_id_hex());
     let created = unix_seconds();
     if !request.stream {
