@@ -3,7 +3,7 @@
 Usage: openai_client.py BASE_URL MODEL
 
 Makes a plain call, a streamed call with `stream_options.include_usage`, a streamed call
-without it, lists the models and calls an unknown model; prints one JSON object with what
+without it, lists the models, retrieves one and calls an unknown model; prints one JSON object with what
 the SDK returned (the Rust test `openai_facade` checks it). Exits non-zero if the SDK raises
 where it should not.
 """
@@ -53,6 +53,7 @@ def main():
     out["streamed_no_usage"] = {"chunks": [chunk.model_dump(mode="json") for chunk in stream]}
 
     out["models"] = [entry.model_dump(mode="json") for entry in client.models.list()]
+    out["model"] = client.models.retrieve(model).model_dump(mode="json")
 
     try:
         client.chat.completions.create(model="no-such-agent", messages=[{"role": "user", "content": "hi"}])

@@ -34,7 +34,10 @@ use crate::error::ApiError;
 use crate::trace_context::TraceContext;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/chat/completions", post(chat_completions)).route("/v1/models", get(list_models))
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{model}", get(get_model))
 }
 
 /// `POST /v1/chat/completions`. Fields of OpenAI's request that an agent decides for itself
@@ -371,6 +374,26 @@ pub async fn list_models(State(state): State<AppState>) -> Response {
         .map(|agent| ModelEntry { id: agent.id(), object: "model", created, owned_by: "glassbox" })
         .collect();
     Json(ModelList { object: "list", data }).into_response()
+}
+
+/// One agent as an OpenAI model.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model}",
+    tag = "openai",
+    params(("model" = String, Path, description = "The agent id")),
+    responses(
+        (status = 200, description = "The agent, as a model", body = ModelEntry),
+        (status = 404, description = "Unknown agent", body = OpenAiErrorBody),
+    )
+)]
+pub async fn get_model(
+    State(state): State<AppState>,
+    axum::extract::Path(model): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let agent = state.agents.get(&model).ok_or(ApiError::AgentNotFound { agent_id: model })?;
+    Ok(Json(ModelEntry { id: agent.id(), object: "model", created: started_at(), owned_by: "glassbox" })
+        .into_response())
 }
 
 /// Runs an agent, OpenAI style. With `stream: true` the answer is a stream of

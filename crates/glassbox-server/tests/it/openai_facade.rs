@@ -146,6 +146,7 @@ async fn the_openai_sdk_calls_an_agent_plain_and_streamed_and_leaves_its_traces(
     assert_eq!(models[0]["id"], "assistant");
     assert_eq!(models[0]["object"], "model");
     assert_eq!(models[0]["owned_by"], "glassbox");
+    assert_eq!(out["model"], models[0], "GET /v1/models/{{model}} answers the same entry");
 
     // An unknown agent is the SDK's NotFoundError, with OpenAI's error body.
     let unknown = &out["unknown_model"];
@@ -249,6 +250,13 @@ async fn facade_errors_answer_in_openais_shape() {
     assert_eq!(body["error"]["param"], "messages[0].content[0].type");
     expect_openai_error(
         app.post_json(chat, json!({"model": "nobody", "messages": [{"role": "user", "content": "hi"}]})).await,
+        404,
+        "not_found_error",
+        "agent_not_found",
+    )
+    .await;
+    expect_openai_error(
+        app.client.get(app.url("/v1/models/nobody")).send().await.unwrap(),
         404,
         "not_found_error",
         "agent_not_found",
