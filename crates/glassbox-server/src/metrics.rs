@@ -15,6 +15,12 @@
 //! - `glassbox_pipeline_overhead_seconds`: the request's time minus the time its model calls
 //!   took, measured by the [`layer`] on the request and `chat` spans.
 //! - `glassbox_telemetry_*`: the telemetry writer's [`WriterStats`], read at each scrape.
+//!
+//! New families are added where their numbers are known, with a `describe_*!` line in
+//! `describe()` so `/metrics` explains them: budgets, for instance, belong to the budget code
+//! (`gauge!("glassbox_budget_spent_usd", "tenant" => .., "period" => ..).set(..)` next to
+//! `glassbox_budget_limit_usd`, and `counter!("glassbox_budget_rejections_total", ..)` where a
+//! 402 is answered).
 
 use std::pin::Pin;
 use std::sync::{Mutex, OnceLock, PoisonError};
