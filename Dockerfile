@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# Stage 1 (build): compiles the `glassbox` binary in release mode. The dependency layer is
-# cached separately from the sources, so a code change rebuilds only the workspace crates.
+# Stage 1 (build): compiles the `glassbox` binary in release mode. The cargo registry and
+# target/ are BuildKit cache mounts that outlive the build, so a code change recompiles only
+# the workspace crates; .dockerignore keeps the host's target/ out of the context.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .

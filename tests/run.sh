@@ -5,8 +5,10 @@
 #   ./tests/run.sh --setup-only install what the tests need, run nothing
 #
 # What it needs and installs when missing: cargo-nextest, a Python venv with chDB (the
-# ClickHouse fixture), Chromium and playwright-core (the dashboard's browser tests), so this
-# stays the one command.
+# ClickHouse fixture) and the Python clients of tests/python/ (the official `openai` SDK,
+# `openapi-spec-validator`), Chromium and playwright-core (the dashboard's browser tests), and
+# Debian's `prometheus` (promtool) and `docker-compose` (the compose file's validation), so
+# this stays the one command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +46,19 @@ if [ "$(cat "$ch_stamp" 2>/dev/null)" != "$ch_hash" ] \
 else
   echo "tests/run.sh: using the Python venv $GLASSBOX_VENV (ClickHouse fixture up to date)" >&2
 fi
+# The Python clients the server tests drive (tests/python/): installed with their
+# dependencies, again only when their requirements changed.
+py_requirements=tests/python/requirements.txt
+py_stamp="$GLASSBOX_VENV/.glassbox-clients.sha256"
+py_hash="$(sha256sum "$py_requirements" | cut -d' ' -f1)"
+if [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_hash" ] \
+  || ! "$GLASSBOX_VENV/bin/python" -c 'import openai, openapi_spec_validator, yaml' >/dev/null 2>&1; then
+  echo "tests/run.sh: installing $py_requirements into $GLASSBOX_VENV" >&2
+  rm -f "$py_stamp"
+  "$GLASSBOX_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -r "$py_requirements" >&2
+  "$GLASSBOX_VENV/bin/python" -c 'import openai, openapi_spec_validator, yaml'
+  echo "$py_hash" >"$py_stamp"
+fi
 export GLASSBOX_PYTHON="$GLASSBOX_VENV/bin/python"
 
 # The dashboard's browser tests (crates/glassbox-server/tests/it/dashboard/browser.rs) drive
@@ -55,6 +70,17 @@ fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "tests/run.sh: installing playwright-core into tests/browser" >&2
   npm ci --prefix tests/browser --no-audit --no-fund >&2
+fi
+# Debian packages: promtool checks /metrics and the Prometheus config; docker-compose
+# validates docker-compose.yml (`config` needs no Docker engine).
+missing_debs=()
+command -v promtool >/dev/null 2>&1 || missing_debs+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || missing_debs+=(docker-compose)
+if [ "${#missing_debs[@]}" -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing_debs[*]} (apt-get)" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" >&2
 fi
 if [ "${1:-}" = "--setup-only" ]; then
   exit 0

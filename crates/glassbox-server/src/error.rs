@@ -27,12 +27,17 @@ pub enum ApiError {
     Agent(#[from] AgentError),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: String,
-    code: &'a str,
+/// The error body of every route outside `/v1/`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// A stable machine-readable code (`invalid_body`, `agent_not_found`, `provider_timeout`, ...).
+    pub code: &'a str,
+    /// More about it, such as `{field}` naming the offending field of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
 }
 
 impl ApiError {

@@ -6,6 +6,8 @@
 pub mod api;
 pub mod dashboard;
 pub mod error;
+pub mod logging;
+pub mod metrics;
 pub mod runtime;
 pub mod serve;
 pub mod store;
@@ -95,8 +97,14 @@ pub fn router_with_workflows(agents: AgentRegistry, workflows: workflow_host::Wo
 
 fn build_router(agents: AgentRegistry, workflows: Option<workflow_host::WorkflowHost>, options: HttpOptions) -> Router {
     let state = AppState { agents: Arc::new(agents) };
+    metrics::install();
     let body_limit = options.body_limit;
-    let mut routes = Router::new().merge(api::agents::router()).merge(api::health::router());
+    let mut routes = Router::new()
+        .merge(api::agents::router())
+        .merge(api::health::router())
+        .merge(api::openai::router())
+        .merge(api::openapi::router())
+        .merge(metrics::router());
     if let Some(workflows) = workflows {
         routes = routes.merge(api::workflows::router(workflows));
     }
@@ -109,7 +117,10 @@ fn build_router(agents: AgentRegistry, workflows: Option<workflow_host::Workflow
             request.extensions_mut().insert(BodyLimit(body_limit));
             next.run(request)
         }))
+        .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(trace_context::layer))
+        // Outermost, so errors of every layer under `/v1/` answer in OpenAI's shape.
+        .layer(middleware::from_fn(api::openai::error_shape))
 }
 
 /// [`router`] plus the dashboard at `/dashboard`. The dashboard sits outside the API's request

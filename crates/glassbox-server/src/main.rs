@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use glassbox_config::Config;
+use glassbox_server::logging::{self, LogFormat};
 use glassbox_server::telemetry::{OtlpTarget, Telemetry};
 use glassbox_server::{AgentRegistry, HttpOptions, runtime, serve, store};
 use glassbox_store::writer::{TelemetryWriter, WriterConfig};
@@ -19,8 +20,26 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 #[derive(Parser)]
 #[command(name = "glassbox", version, about = "Observability-first agent platform")]
 struct Cli {
+    /// Log lines as human-readable text or as JSON objects, one per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, env = "GLASSBOX_LOG_FORMAT")]
+    log_format: LogFormatArg,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for glassbox_server::logging::LogFormat {
+    fn from(format: LogFormatArg) -> Self {
+        match format {
+            LogFormatArg::Text => Self::Text,
+            LogFormatArg::Json => Self::Json,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -51,10 +70,11 @@ fn env_filter() -> EnvFilter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format.into();
     let result = match cli.command {
-        Command::Serve { config, listen } => run_serve(&config, listen),
+        Command::Serve { config, listen } => run_serve(&config, listen, log_format),
         Command::Check { config } => run_check(&config),
-        Command::Migrate { config } => run_migrate(&config),
+        Command::Migrate { config } => run_migrate(&config, log_format),
     };
     match result {
         Ok(code) => code,
@@ -111,8 +131,8 @@ fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_migrate(path: &Path) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt().with_env_filter(env_filter()).with_writer(std::io::stderr).init();
+fn run_migrate(path: &Path, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::registry().with(logging::fmt_layer(log_format).with_filter(env_filter())).init();
     let Some((config, _agents, _notices)) = load(path)? else { return Ok(ExitCode::FAILURE) };
     runtime()?.block_on(async move {
         let store = store::open(&config.store, &env_var).await.context("while opening the store")?;
@@ -134,7 +154,7 @@ fn otlp_target(config: &Config) -> Option<OtlpTarget> {
     }
 }
 
-fn run_serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+fn run_serve(path: &Path, listen: Option<SocketAddr>, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     let Some((config, agents, notices)) = load(path)? else {
         eprintln!("refusing to serve an invalid config");
         return Ok(ExitCode::FAILURE);
@@ -156,9 +176,14 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode
         )
         .context("while setting up OpenTelemetry")?;
         tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(env_filter()))
+            .with(logging::TraceIdLayer)
+            .with(logging::fmt_layer(log_format).with_filter(env_filter()))
             .with(glassbox_server::telemetry::layer(&telemetry))
+            .with(glassbox_server::metrics::layer())
             .init();
+        if let Some(writer) = telemetry.writer() {
+            glassbox_server::metrics::watch_writer(writer);
+        }
         tracing::info!(applied = ?report.applied, "store: {}", store.description);
         for notice in &notices {
             tracing::warn!("{}", notice.0);

@@ -156,6 +156,7 @@ impl SpanProcessor for StoreSpanProcessor {
     fn on_end(&self, span: SpanData) {
         let (row, usage) = span_row(span, &self.service_name, &self.pricing);
         if let Some(usage) = usage {
+            crate::metrics::record_usage(&usage);
             self.writer.write_usage(usage);
         }
         self.writer.write_span(row);

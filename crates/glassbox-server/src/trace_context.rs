@@ -149,6 +149,7 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         http.route = tracing::field::Empty,
         url.path = %request.uri().path(),
         http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
     if parent.span().span_context().is_valid() {
@@ -157,6 +158,8 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     let context =
         TraceContext::from_span(&span).unwrap_or_else(|| TraceContext::from_traceparent(request.headers().get("traceparent")));
     request.extensions_mut().insert(context);
+    // For log lines: every line inside the request carries its trace id (see `logging`).
+    span.record("trace_id", context.trace_id_hex().as_str());
 
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();

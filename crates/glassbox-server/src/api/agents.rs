@@ -28,18 +28,21 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An agent as `GET /api/agents` describes it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct AgentDescription<'a> {
+pub struct AgentDescription<'a> {
     id: &'a str,
     name: &'a str,
     description: &'a str,
     instructions: &'a str,
     provider: &'a str,
     model_id: &'a str,
+    /// Keyed by tool id: `{id, description, inputSchema}`.
+    #[schema(value_type = Object)]
     tools: ToolMap<'a>,
     max_steps: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     output_schema: Option<&'a Value>,
 }
 
@@ -60,7 +63,7 @@ impl<'a> AgentDescription<'a> {
 }
 
 /// Mastra lists tools as an object keyed by tool id.
-struct ToolMap<'a>(&'a Agent);
+pub struct ToolMap<'a>(&'a Agent);
 
 impl Serialize for ToolMap<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -89,11 +92,29 @@ impl Serialize for AgentMap<'_> {
     }
 }
 
-async fn list_agents(State(state): State<AppState>) -> Response {
+/// Every agent, as an object keyed by agent id in config order.
+#[utoipa::path(
+    get,
+    path = "/api/agents",
+    tag = "agents",
+    responses((status = 200, description = "Agents keyed by id", body = std::collections::HashMap<String, AgentDescription>))
+)]
+pub async fn list_agents(State(state): State<AppState>) -> Response {
     Json(AgentMap(state.agents.all())).into_response()
 }
 
-async fn get_agent(State(state): State<AppState>, Path(agent_id): Path<String>) -> Result<Response, ApiError> {
+/// One agent.
+#[utoipa::path(
+    get,
+    path = "/api/agents/{agent_id}",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    responses(
+        (status = 200, description = "The agent", body = AgentDescription),
+        (status = 404, description = "Unknown agent", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn get_agent(State(state): State<AppState>, Path(agent_id): Path<String>) -> Result<Response, ApiError> {
     let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
     Ok(Json(AgentDescription::new(agent)).into_response())
 }
@@ -106,7 +127,23 @@ fn options(body: &mut GenerateBody) -> GenerateOptions {
     }
 }
 
-async fn generate(
+/// Runs the agent to completion and answers its result.
+#[utoipa::path(
+    post,
+    path = "/api/agents/{agent_id}/generate",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    request_body = GenerateBody,
+    responses(
+        (status = 200, description = "The run's result", body = GenerateResponse),
+        (status = 400, description = "Malformed or invalid body (the field is named)", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown agent", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
+        (status = 502, description = "The model provider failed", body = crate::error::ErrorBody),
+        (status = 504, description = "The model provider timed out", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn generate(
     State(state): State<AppState>,
     Path(agent_id): Path<String>,
     Extension(trace): Extension<TraceContext>,
@@ -122,7 +159,24 @@ async fn generate(
 /// Streams the run as server-sent events. The first chunk is awaited before the response
 /// starts, so a run that fails before any output (a provider error, say) still answers with
 /// the right status and the JSON error shape; later errors become an `error` chunk.
-async fn stream(
+#[utoipa::path(
+    post,
+    path = "/api/agents/{agent_id}/stream",
+    tag = "agents",
+    params(("agent_id" = String, Path, description = "The agent id")),
+    request_body = GenerateBody,
+    responses(
+        (status = 200, description = "Server-sent events: `data: {type, runId, from, payload}` chunks (`text-delta`, \
+            `tool-call`, `tool-result`, `step-finish`, `finish`, `error`), then `data: [DONE]`",
+            content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed or invalid body (the field is named)", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown agent", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
+        (status = 502, description = "The model provider failed before any output", body = crate::error::ErrorBody),
+        (status = 504, description = "The model provider timed out before any output", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn stream(
     State(state): State<AppState>,
     Path(agent_id): Path<String>,
     Extension(trace): Extension<TraceContext>,

@@ -3,5 +3,7 @@
 pub mod agents;
 pub mod body;
 pub mod health;
+pub mod openai;
+pub mod openapi;
 pub mod wire;
 pub mod workflows;

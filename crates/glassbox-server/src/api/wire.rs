@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `POST /api/agents/{agentId}/generate` and `/stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateBody {
+    /// A string (one user message), or an array of strings and `{role, content}` objects.
+    #[schema(value_type = serde_json::Value)]
     pub messages: InputMessages,
     /// Recorded on the trace as `gen_ai.conversation.id`; Glassbox keeps no conversation
     /// memory yet.
@@ -23,8 +25,10 @@ pub struct GenerateBody {
     pub max_steps: Option<u32>,
     /// A JSON schema the answer must match.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub output: Option<SchemaObject>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub request_context: Option<Value>,
 }
 
@@ -170,7 +174,7 @@ enum ContentPart {
     Text { text: String },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WireUsage {
     pub input_tokens: u64,
@@ -192,13 +196,14 @@ impl From<Usage> for WireUsage {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WireToolCall<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub tool_call_id: &'a str,
     pub tool_name: &'a str,
+    #[schema(value_type = Object)]
     pub args: &'a Value,
 }
 
@@ -208,14 +213,16 @@ impl<'a> From<&'a ToolCall> for WireToolCall<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WireToolResult<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub tool_call_id: &'a str,
     pub tool_name: &'a str,
+    #[schema(value_type = Object)]
     pub args: &'a Value,
+    #[schema(value_type = serde_json::Value)]
     pub result: &'a Value,
     pub is_error: bool,
 }
@@ -234,11 +241,12 @@ impl<'a> From<&'a ToolResult> for WireToolResult<'a> {
 }
 
 /// The answer of `generate`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateResponse<'a> {
     pub text: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub object: Option<&'a Value>,
     pub tool_calls: Vec<WireToolCall<'a>>,
     pub tool_results: Vec<WireToolResult<'a>>,

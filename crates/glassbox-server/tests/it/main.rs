@@ -6,9 +6,14 @@
 mod agents_api;
 mod dashboard;
 mod errors;
+mod container;
 mod faults;
 mod helpers;
 mod lifecycle;
+mod logs;
+mod metrics;
+mod openai_facade;
+mod openapi;
 mod otlp;
 mod providers_e2e;
 mod telemetry;

@@ -56,15 +56,15 @@ capture = "none"
     )
 }
 
-struct Traced {
-    app: TestApp,
-    mock: MockLlm,
-    telemetry: Telemetry,
-    store: Store,
+pub(crate) struct Traced {
+    pub(crate) app: TestApp,
+    pub(crate) mock: MockLlm,
+    pub(crate) telemetry: Telemetry,
+    pub(crate) store: Store,
     _subscriber: tracing::subscriber::DefaultGuard,
 }
 
-async fn spawn_traced(store: Store, spool_dir: std::path::PathBuf) -> Traced {
+pub(crate) async fn spawn_traced(store: Store, spool_dir: std::path::PathBuf) -> Traced {
     store.backend.migrate().await.expect("migrations apply");
     let mut writer_config = WriterConfig::new(spool_dir);
     writer_config.flush_interval = Duration::from_millis(100);
@@ -81,7 +81,13 @@ async fn spawn_traced(store: Store, spool_dir: std::path::PathBuf) -> Traced {
     let telemetry = Telemetry::new("glassbox-test", Some(writer), pricing, None).unwrap();
     // A thread-local subscriber: these tests run on a current-thread runtime, so the server's
     // tasks share this thread.
-    let subscriber = tracing_subscriber::registry().with(telemetry::layer(&telemetry)).set_default();
+    let subscriber = tracing_subscriber::registry()
+        .with(telemetry::layer(&telemetry))
+        .with(glassbox_server::metrics::layer())
+        .set_default();
+    if let Some(writer) = telemetry.writer() {
+        glassbox_server::metrics::watch_writer(writer);
+    }
     let mock = MockLlm::start().await.unwrap();
     let base = mock.openai_base_url();
     let env = move |name: &str| match name {
@@ -94,7 +100,7 @@ async fn spawn_traced(store: Store, spool_dir: std::path::PathBuf) -> Traced {
 }
 
 /// Waits (flushing) until the trace has `n_spans` spans and `n_usage` usage rows.
-async fn wait_for_trace(traced: &Traced, trace_id: &str, n_spans: usize, n_usage: usize) -> (Vec<SpanRow>, Vec<UsageRow>) {
+pub(crate) async fn wait_for_trace(traced: &Traced, trace_id: &str, n_spans: usize, n_usage: usize) -> (Vec<SpanRow>, Vec<UsageRow>) {
     for _ in 0..100 {
         traced.telemetry.flush().await;
         let spans = traced.store.reader.trace_spans(trace_id).await.unwrap();
@@ -108,7 +114,7 @@ async fn wait_for_trace(traced: &Traced, trace_id: &str, n_spans: usize, n_usage
     panic!("trace {trace_id} incomplete: {:#?}", spans.iter().map(|s| &s.span_name).collect::<Vec<_>>());
 }
 
-fn one<'a>(spans: &'a [SpanRow], name: &str) -> &'a SpanRow {
+pub(crate) fn one<'a>(spans: &'a [SpanRow], name: &str) -> &'a SpanRow {
     let found: Vec<&SpanRow> = spans.iter().filter(|span| span.span_name == name).collect();
     assert_eq!(found.len(), 1, "exactly one {name}: {:#?}", spans.iter().map(|s| &s.span_name).collect::<Vec<_>>());
     found[0]
@@ -189,7 +195,7 @@ async fn no_credentials_in(traced: &Traced, trace_id: &str) {
     assert!(!all.to_lowercase().contains("authorization"), "an authorization header leaked into spans");
 }
 
-async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+pub(crate) async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
     let path = dir.path().join("glassbox.db");
     let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: path.clone() }).await.unwrap());
     Store { backend: backend.clone(), reader: backend, description: path.display().to_string() }
