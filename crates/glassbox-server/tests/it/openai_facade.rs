@@ -142,7 +142,8 @@ async fn the_openai_sdk_calls_an_agent_plain_and_streamed_and_leaves_its_traces(
 
     // The models are the agents.
     let models = out["models"].as_array().unwrap();
-    assert_eq!(models.len(), 1);
+    let ids: Vec<&str> = models.iter().map(|model| model["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["assistant", "private", "silent"], "every agent of the config, in its order");
     assert_eq!(models[0]["id"], "assistant");
     assert_eq!(models[0]["object"], "model");
     assert_eq!(models[0]["owned_by"], "glassbox");
