@@ -8,6 +8,7 @@
 //!   (merged) row per trace for the traces list;
 //! - `usage_daily` (SummingMergeTree) and `latency_minute` (AggregatingMergeTree with
 //!   `quantilesState`): dashboard rollups filled from `usage` by materialized views;
+//! - `api_keys`: keys made by `glassbox keys create` (their SHA-256, never the key);
 //! - `glassbox_migrations`: what has been applied, with checksums.
 //!
 //! Idempotent writes: every insert carries `insert_deduplication_token`, and every table has
@@ -20,6 +21,7 @@
 //! values (`Query::bind`), never spliced into the SQL text.
 
 mod error;
+mod keys;
 mod migrations;
 mod read;
 mod rows;
@@ -58,6 +60,7 @@ pub enum Table {
     UsageDaily,
     LatencyMinute,
     Migrations,
+    ApiKeys,
 }
 
 impl Table {
@@ -69,6 +72,7 @@ impl Table {
             Self::UsageDaily => "usage_daily",
             Self::LatencyMinute => "latency_minute",
             Self::Migrations => "glassbox_migrations",
+            Self::ApiKeys => "api_keys",
         }
     }
 }

@@ -22,6 +22,9 @@ pub(crate) enum Operation {
     TraceUsage,
     UsageBy,
     Latency,
+    InsertKey,
+    ListKeys,
+    UsageByKey,
 }
 
 impl Operation {
@@ -36,6 +39,9 @@ impl Operation {
             Self::TraceUsage => "trace usage query",
             Self::UsageBy => "usage query",
             Self::Latency => "latency query",
+            Self::InsertKey => "insert into api_keys",
+            Self::ListKeys => "api keys query",
+            Self::UsageByKey => "usage by key query",
         }
     }
 }
