@@ -3,6 +3,7 @@
 //! Library users get two ways in: nest [`router`] into their own axum app, or skip HTTP
 //! entirely and call [`glassbox_core::Agent::generate`] from their own handlers.
 
+pub mod access;
 pub mod api;
 pub mod error;
 pub mod runtime;
@@ -66,6 +67,8 @@ impl AgentRegistry {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub agents: Arc<AgentRegistry>,
+    /// Keys, rate limits and budgets; `access.is_open()` is the open development mode.
+    pub access: Arc<access::Access>,
 }
 
 /// Options of the HTTP layer.
@@ -83,10 +86,16 @@ impl Default for HttpOptions {
 /// The whole API as a router with its state applied, ready to serve or to nest into another
 /// app (`Router::new().nest("/glassbox", glassbox_server::router(..))`).
 pub fn router(agents: AgentRegistry, options: HttpOptions) -> Router {
-    let state = AppState { agents: Arc::new(agents) };
+    router_with_access(agents, options, Arc::new(access::Access::open()))
+}
+
+/// [`router`] with API keys, rate limits and budgets ([`access::Access::load`]).
+pub fn router_with_access(agents: AgentRegistry, options: HttpOptions, access: Arc<access::Access>) -> Router {
+    let state = AppState { agents: Arc::new(agents), access };
     let body_limit = options.body_limit;
     Router::new()
-        .merge(api::agents::router())
+        .merge(access::protect(api::agents::router(), &state))
+        .merge(access::protect(api::budgets::router(), &state))
         .merge(api::health::router())
         .route_layer(middleware::from_fn(trace_context::name_route))
         .fallback(not_found)

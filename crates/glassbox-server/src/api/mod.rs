@@ -2,5 +2,6 @@
 
 pub mod agents;
 pub mod body;
+pub mod budgets;
 pub mod health;
 pub mod wire;
