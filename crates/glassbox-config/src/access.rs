@@ -137,7 +137,10 @@ fn key(cx: &mut Cx<'_>, field: &Field<'_>, agent_ids: &[&str]) -> Option<KeyConf
         let text = non_empty_string(cx, &tenant)?;
         let valid = text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !valid {
-            cx.error(tenant.offset(), format!("{}: invalid tenant id {text:?} (use letters, digits, \"_\", \".\" and \"-\")", tenant.path));
+            cx.error(
+                tenant.offset(),
+                format!("{}: invalid tenant id {text:?} (use letters, digits, \"_\", \".\" and \"-\")", tenant.path),
+            );
             return None;
         }
         Some(text)
@@ -195,7 +198,10 @@ fn id_list(cx: &mut Cx<'_>, field: &Field<'_>, known: Option<&[&str]>, what: &st
             continue;
         };
         if let Some(known) = known.filter(|known| !known.contains(&id.as_str())) {
-            cx.error(element.offset(), format!("{}: unknown {what} {id:?} ({})", element.path, known_list(known, &format!("{what}s"))));
+            cx.error(
+                element.offset(),
+                format!("{}: unknown {what} {id:?} ({})", element.path, known_list(known, &format!("{what}s"))),
+            );
             ok = false;
         } else if ids.contains(&id) {
             cx.error(element.offset(), format!("{}: {what} {id:?} is listed more than once", element.path));

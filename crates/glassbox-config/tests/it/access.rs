@@ -65,10 +65,7 @@ fn a_key_needs_a_tenant_and_exactly_one_secret() {
         problem(&format!("{BASE}\n[keys.k]\nkey_env = \"K\"\n")),
         "10:7: keys.k: missing required key \"tenant\""
     );
-    assert_eq!(
-        problem(&format!("{BASE}\n[keys.k]\ntenant = \"t\"\n")),
-        "10:7: keys.k: missing key_env or key_sha256"
-    );
+    assert_eq!(problem(&format!("{BASE}\n[keys.k]\ntenant = \"t\"\n")), "10:7: keys.k: missing key_env or key_sha256");
     assert_eq!(
         problem(&format!("{BASE}\n[keys.k]\ntenant = \"t\"\nkey_env = \"K\"\nkey_sha256 = \"{HASH}\"\n")),
         "12:1: keys.k: set key_env or key_sha256, not both"

@@ -25,9 +25,7 @@ const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,10 +386,7 @@ pub struct Budgets {
 impl Budgets {
     /// Settles one model call's usage row against its tenant and key.
     pub fn settle(&self, row: &UsageRow) {
-        let amount = Amount {
-            tokens: row.input_tokens.saturating_add(row.output_tokens),
-            nano_usd: row.cost_nano_usd,
-        };
+        let amount = Amount { tokens: row.input_tokens.saturating_add(row.output_tokens), nano_usd: row.cost_nano_usd };
         let now = now_ns();
         if !row.api_key_id.is_empty()
             && let Some(scope) = self.keys.get(&row.api_key_id)
@@ -450,7 +445,10 @@ mod tests {
         assert_eq!(rfc3339(dec.from_ns), "2025-12-01T00:00:00Z");
         assert_eq!(rfc3339(dec.to_ns), "2026-01-01T00:00:00Z");
         let day = Period::Day.bounds(20_254 * DAY + 3_600 * NANOS_PER_SECOND);
-        assert_eq!((rfc3339(day.from_ns), rfc3339(day.to_ns)), ("2025-06-15T00:00:00Z".into(), "2025-06-16T00:00:00Z".into()));
+        assert_eq!(
+            (rfc3339(day.from_ns), rfc3339(day.to_ns)),
+            ("2025-06-15T00:00:00Z".into(), "2025-06-16T00:00:00Z".into())
+        );
     }
 
     fn scope(limits: Limits) -> Arc<Scope> {
@@ -465,7 +463,10 @@ mod tests {
         let second = reserve(&[&tenant], Amount { tokens: 60, nano_usd: 0 }, now).unwrap();
         // 120 reserved >= 100: the next request waits for the in-flight ones.
         let refusal = reserve(&[&tenant], Amount { tokens: 1, nano_usd: 0 }, now).unwrap_err();
-        assert_eq!((refusal.period, refusal.metric, refusal.limit, refusal.used), (Period::Day, Metric::Tokens, 100, 0));
+        assert_eq!(
+            (refusal.period, refusal.metric, refusal.limit, refusal.used),
+            (Period::Day, Metric::Tokens, 100, 0)
+        );
         assert_eq!(refusal.reset_ns, Period::Day.bounds(now).to_ns);
         drop((first, second));
         tenant.settle(now, Amount { tokens: 99, nano_usd: 0 }, now);

@@ -110,6 +110,27 @@ impl Caller {
         }
     }
 
+    /// 403 unless the caller may use `agent_id`: for routes that name the agent elsewhere than
+    /// in an `agent_id` path parameter (the OpenAI facade's `model`, say).
+    pub fn ensure_agent(&self, agent_id: &str) -> Result<(), ApiError> {
+        match self {
+            Self::Key(key) if !key.may_use_agent(agent_id) => {
+                Err(ApiError::Forbidden { resource: "agent", id: agent_id.to_owned(), key_id: key.id.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// 403 unless the caller may run `workflow_id`.
+    pub fn ensure_workflow(&self, workflow_id: &str) -> Result<(), ApiError> {
+        match self {
+            Self::Key(key) if !key.may_use_workflow(workflow_id) => {
+                Err(ApiError::Forbidden { resource: "workflow", id: workflow_id.to_owned(), key_id: key.id.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Puts the tenant and key id on the run, so its spans and usage rows carry them.
     pub fn label(&self, options: &mut GenerateOptions) {
         if let Self::Key(key) = self {
@@ -178,13 +199,16 @@ impl Access {
         let mut budgets = Budgets::default();
         for tenant in tenants {
             let limits = Limits::from_config(&tenant.budget);
-            budgets.tenants.insert(tenant.id.clone(), Arc::new(Scope::new(ScopeKind::Tenant, tenant.id.clone(), limits)));
+            budgets
+                .tenants
+                .insert(tenant.id.clone(), Arc::new(Scope::new(ScopeKind::Tenant, tenant.id.clone(), limits)));
         }
         let tenant_ids = keys.iter().map(|key| &key.tenant).chain(stored.iter().map(|key| &key.tenant));
         for tenant in tenant_ids {
-            budgets.tenants.entry(tenant.clone()).or_insert_with(|| {
-                Arc::new(Scope::new(ScopeKind::Tenant, tenant.clone(), Limits::default()))
-            });
+            budgets
+                .tenants
+                .entry(tenant.clone())
+                .or_insert_with(|| Arc::new(Scope::new(ScopeKind::Tenant, tenant.clone(), Limits::default())));
         }
         let tenant_rate = |tenant: &str| tenants.iter().find(|t| t.id == tenant).and_then(|t| t.rate_limit);
         let mut access = Self { by_hash: HashMap::new(), keys: Vec::new(), budgets, pricing };
@@ -345,7 +369,12 @@ impl Access {
 
     /// Holds the run's estimated cost against the caller's budgets until the returned
     /// reservation is dropped; 402 when a budget of the current period is spent.
-    pub fn reserve(&self, caller: &Caller, agent: &Agent, messages: &[Message]) -> Result<Option<Reservation>, ApiError> {
+    pub fn reserve(
+        &self,
+        caller: &Caller,
+        agent: &Agent,
+        messages: &[Message],
+    ) -> Result<Option<Reservation>, ApiError> {
         let Caller::Key(key) = caller else { return Ok(None) };
         let scopes: Vec<&Arc<Scope>> = std::iter::once(&key.key_budget)
             .chain(key.tenant_budget.iter())

@@ -67,10 +67,7 @@ mod tests {
         let hash = sha256(&key);
         assert_eq!(parse_sha256(&hex(&hash)), Some(hash));
         assert_eq!(parse_sha256(&hex(&hash).to_uppercase()), Some(hash));
-        assert_eq!(
-            hex(&sha256("test")),
-            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-        );
+        assert_eq!(hex(&sha256("test")), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
         assert_eq!(parse_sha256("zz"), None);
     }
 }

@@ -27,7 +27,11 @@ fn limits_json(limits: &Limits) -> Value {
     })
 }
 
-fn period_json((range, used): (glassbox_store::TimeRange, Amount), token_limit: Option<u64>, usd_limit: Option<i64>) -> Value {
+fn period_json(
+    (range, used): (glassbox_store::TimeRange, Amount),
+    token_limit: Option<u64>,
+    usd_limit: Option<i64>,
+) -> Value {
     json!({
         "start": rfc3339(range.from_ns),
         "resetAt": rfc3339(range.to_ns),

@@ -220,7 +220,9 @@ fn trace_id(response: &reqwest::Response) -> String {
 #[tokio::test(flavor = "current_thread")]
 async fn without_keys_the_server_is_open_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn(&config_without_keys(), &StoreKind::Sqlite(dir.path().join("glassbox.db")), dir.path().join("spool")).await;
+    let app =
+        spawn(&config_without_keys(), &StoreKind::Sqlite(dir.path().join("glassbox.db")), dir.path().join("spool"))
+            .await;
     assert!(app.access.is_open());
     let response = app.generate(None, "echo").await;
     assert_eq!(response.status(), 200);
@@ -553,18 +555,25 @@ async fn concurrent_requests_overshoot_a_tight_budget_by_less_than_the_reservati
     let reader = Arc::clone(&app.reader);
     app.stop().await;
     let stored = reader
-        .usage_by(glassbox_store::UsageBy::Tenant, &glassbox_server::access::budget::Period::Day.bounds(
-            glassbox_server::access::budget::now_ns(),
-        ))
+        .usage_by(
+            glassbox_store::UsageBy::Tenant,
+            &glassbox_server::access::budget::Period::Day.bounds(glassbox_server::access::budget::now_ns()),
+        )
         .await
         .unwrap();
     let stored_tokens = stored[0].input_tokens + stored[0].output_tokens;
     assert_eq!(stored_tokens, used, "settlement agrees with the usage rows");
-    eprintln!("budget {LIMIT} tokens: {waves} waves of {CONCURRENCY}, admitted {admitted}, refused {refused}, used {used}, one reservation {estimate}");
+    eprintln!(
+        "budget {LIMIT} tokens: {waves} waves of {CONCURRENCY}, admitted {admitted}, refused {refused}, used {used}, one reservation {estimate}"
+    );
     assert!(refused > 0 && admitted > 0);
     assert!(used >= LIMIT, "the budget was used up: {used} of {LIMIT}");
     let in_flight_reservations = CONCURRENCY as u64 * estimate;
-    assert!(used - LIMIT <= in_flight_reservations, "overshoot {} > in-flight reservations {in_flight_reservations}", used - LIMIT);
+    assert!(
+        used - LIMIT <= in_flight_reservations,
+        "overshoot {} > in-flight reservations {in_flight_reservations}",
+        used - LIMIT
+    );
     assert!(used - LIMIT < estimate, "overshoot {} is below one reservation ({estimate})", used - LIMIT);
 }
 
@@ -586,8 +595,11 @@ async fn keys_create_prints_a_key_once_and_stores_only_its_hash() {
     // No keys in the config: the store's key is the only one.
     let text = config_without_keys();
     let config_path = dir.path().join("glassbox.toml");
-    std::fs::write(&config_path, format!("[store]\nsqlite_path = {:?}\nspool_dir = {:?}\n{text}", db, dir.path().join("spool")))
-        .unwrap();
+    std::fs::write(
+        &config_path,
+        format!("[store]\nsqlite_path = {:?}\nspool_dir = {:?}\n{text}", db, dir.path().join("spool")),
+    )
+    .unwrap();
     let output = glassbox(&["keys", "create", "--tenant", "beta", "--agents", "echo"], &config_path).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
@@ -605,7 +617,10 @@ async fn keys_create_prints_a_key_once_and_stores_only_its_hash() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].tenant, "beta");
     assert_eq!(stored[0].agents.as_deref(), Some(&["echo".to_owned()][..]));
-    assert_eq!(stored[0].key_sha256, glassbox_server::access::secret::hex(&glassbox_server::access::secret::sha256(&key)));
+    assert_eq!(
+        stored[0].key_sha256,
+        glassbox_server::access::secret::hex(&glassbox_server::access::secret::sha256(&key))
+    );
 
     let app = spawn(&text, &store, dir.path().join("spool")).await;
     assert!(!app.access.is_open(), "a stored key ends open mode");
