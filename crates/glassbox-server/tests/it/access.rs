@@ -636,3 +636,20 @@ async fn keys_create_prints_a_key_once_and_stores_only_its_hash() {
     let bytes = String::from_utf8_lossy(&std::fs::read(&db).unwrap()).into_owned();
     assert!(!bytes.contains(&key), "the key itself is not in the store");
 }
+
+/// A stream releases its reservation when it ends; its usage is settled like a generate's and
+/// stays within the estimate.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stream_releases_its_reservation_when_it_ends_and_is_settled() {
+    let (app, _dir) = sqlite_app("[tenants.acme]\ndaily_tokens = 100000\n").await;
+    let response = app.call(Some(OPS_KEY), "slow", "stream", json!({"messages": "hi"})).await;
+    assert_eq!(response.status(), 200);
+    let agent = app.agents.get("slow").unwrap();
+    let estimate = app.access.estimate(agent, &[glassbox_core::Message::user("hi")]).tokens;
+    assert!(response.text().await.unwrap().contains("[DONE]"));
+    let after: Value = app.get(Some(OPS_KEY), "/api/budgets").await.json().await.unwrap();
+    assert_eq!(after["tenants"][0]["reserved"]["tokens"], 0, "{after}");
+    let used = after["tenants"][0]["day"]["usedTokens"].as_u64().unwrap();
+    assert!(used > 0 && used <= estimate, "settled {used}, estimated {estimate}");
+    app.stop().await;
+}
