@@ -653,3 +653,33 @@ async fn a_stream_releases_its_reservation_when_it_ends_and_is_settled() {
     assert!(used > 0 && used <= estimate, "settled {used}, estimated {estimate}");
     app.stop().await;
 }
+
+/// While a run is in flight its estimate is held against the tenant's and key's budgets.
+#[tokio::test(flavor = "current_thread")]
+async fn a_run_in_flight_holds_its_estimate() {
+    let text = config("[tenants.acme]\ndaily_tokens = 100000\n")
+        .replace("key_env = \"OPS_KEY\"", "key_env = \"OPS_KEY\"\ndaily_tokens = 100000");
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn(&text, &StoreKind::Sqlite(dir.path().join("glassbox.db")), dir.path().join("spool")).await;
+    let agent = app.agents.get("slow").unwrap();
+    let estimate = app.access.estimate(agent, &[glassbox_core::Message::user("hello there")]).tokens;
+    let watch = async {
+        // The slow model answers after 150 ms; look until the reservation shows.
+        for _ in 0..100 {
+            let budgets: Value = app.get(Some(OPS_KEY), "/api/budgets").await.json().await.unwrap();
+            let reserved = budgets["tenants"][0]["reserved"]["tokens"].as_u64().unwrap();
+            if reserved > 0 {
+                return (reserved, budgets["keys"][1]["reserved"]["tokens"].as_u64().unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("no reservation seen while the run was in flight");
+    };
+    let (response, (tenant_reserved, key_reserved)) = tokio::join!(app.generate(Some(OPS_KEY), "slow"), watch);
+    assert_eq!(response.status(), 200);
+    assert_eq!((tenant_reserved, key_reserved), (estimate, estimate));
+    let after: Value = app.get(Some(OPS_KEY), "/api/budgets").await.json().await.unwrap();
+    assert_eq!(after["tenants"][0]["reserved"]["tokens"], 0);
+    assert_eq!(after["keys"][1]["reserved"]["tokens"], 0);
+    app.stop().await;
+}
