@@ -19,7 +19,8 @@ use crate::interpolate::is_env_name;
 use crate::reader::{Cx, Field, Section};
 use crate::schema::schema;
 
-const ROOT_KEYS: &[&str] = &["server", "store", "telemetry", "pricing", "models", "tools", "agents", "dashboard"];
+const ROOT_KEYS: &[&str] =
+    &["server", "store", "telemetry", "pricing", "models", "tools", "agents", "dashboard", "tenants", "keys"];
 const STORE_KEYS: &[&str] = &[
     "sqlite_path",
     "clickhouse_url",
@@ -99,6 +100,8 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
     let model_fields = root.get("models").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let tool_fields = root.get("tools").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let agent_fields = root.get("agents").and_then(|field| cx.entries(&field)).unwrap_or_default();
+    let tenant_fields = root.get("tenants").and_then(|field| cx.entries(&field)).unwrap_or_default();
+    let key_fields = root.get("keys").and_then(|field| cx.entries(&field)).unwrap_or_default();
     root.finish(cx);
 
     // References are checked against every declared id, even of entries with problems, so that
@@ -128,10 +131,16 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         agents.push(agent(cx, field, &model_ids, &tool_ids));
     }
 
+    let agent_ids: Vec<&str> = agent_fields.iter().map(|field| field.key).collect();
+    let tenants = crate::access::tenants(cx, &tenant_fields);
+    let keys = crate::access::keys(cx, &key_fields, &agent_ids);
+
     if cx.n_problems() > 0 {
         return None;
     }
     Some(Config {
+        tenants: tenants?,
+        keys: keys?,
         server: server?,
         store: store?,
         telemetry: telemetry?,
@@ -671,7 +680,7 @@ pub(crate) fn env_name(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
     None
 }
 
-fn non_empty_string(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
+pub(crate) fn non_empty_string(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<String> {
     let text = cx.string(field)?;
     if text.trim().is_empty() {
         cx.error(field.offset(), format!("{}: must not be empty", field.path));
@@ -691,7 +700,7 @@ fn millis(cx: &mut Cx<'_>, section: &mut Section<'_>, key: &str, default_ms: u64
 }
 
 /// Model and agent ids: `^[A-Za-z0-9_.-]+$`.
-fn check_id(cx: &mut Cx<'_>, field: &Field<'_>, what: &str) {
+pub(crate) fn check_id(cx: &mut Cx<'_>, field: &Field<'_>, what: &str) {
     let is_valid =
         !field.key.is_empty() && field.key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !is_valid {
@@ -721,6 +730,6 @@ fn check_tool_id(cx: &mut Cx<'_>, field: &Field<'_>) {
 }
 
 /// `known: a, b` (or `no <what> declared`) for "unknown ..." messages.
-fn known_list(ids: &[&str], what: &str) -> String {
+pub(crate) fn known_list(ids: &[&str], what: &str) -> String {
     if ids.is_empty() { format!("no {what} declared") } else { format!("known: {}", ids.join(", ")) }
 }

@@ -17,6 +17,10 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub tools: Vec<HttpToolConfig>,
     pub agents: Vec<AgentConfig>,
+    /// `[tenants.<id>]`, in file order.
+    pub tenants: Vec<crate::access::TenantConfig>,
+    /// `[keys.<id>]`, in file order.
+    pub keys: Vec<crate::access::KeyConfig>,
 }
 
 impl Config {

@@ -78,6 +78,9 @@
 //! cached_input_per_million = 0.075  # optional; default: the input price
 //! ```
 //!
+//! `[tenants.<id>]` and `[keys.<id>]` (API keys, rate limits, budgets) are described in the
+//! `access` module.
+//!
 //! Unknown keys are errors everywhere (except inside `headers`, `parameters` and
 //! `output_schema`, whose keys are the user's). Models, tools and agents keep file order.
 //!
@@ -103,6 +106,7 @@
 //! `agents.assistant.model: unknown model "gtp" (known: gpt, mock)`. Header values, URLs and
 //! `api_key_env` values are never quoted in messages: they may hold secrets.
 
+mod access;
 mod build;
 mod config;
 mod dashboard;
@@ -118,6 +122,7 @@ pub use config::{
     PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig,
 };
 pub use dashboard::DashboardConfig;
+pub use access::{BudgetConfig, KeyConfig, KeySecret, RateLimitConfig, TenantConfig};
 pub use diagnostics::{ConfigError, Diagnostic, Diagnostics};
 
 /// Reads and validates the file at `path`, interpolating from the process environment.

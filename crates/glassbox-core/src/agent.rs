@@ -116,6 +116,29 @@ pub struct GenerateOptions {
     pub output_schema: Option<Value>,
     /// The caller's conversation (thread) id, recorded as `gen_ai.conversation.id`.
     pub conversation_id: Option<String>,
+    /// Who pays for the run, recorded as `glassbox.tenant` on the run's and every model call's
+    /// span, so each usage row carries it.
+    pub tenant: Option<String>,
+    /// The id (never the key) of the API key that asked, recorded as `glassbox.api_key_id`.
+    pub api_key_id: Option<String>,
+}
+
+/// The caller labels of one run that every model call's span carries.
+#[derive(Debug, Clone, Default)]
+struct RunLabels {
+    tenant: Option<String>,
+    api_key_id: Option<String>,
+}
+
+impl RunLabels {
+    fn record(&self, span: &tracing::Span) {
+        if let Some(tenant) = &self.tenant {
+            span.record("glassbox.tenant", tenant.as_str());
+        }
+        if let Some(api_key_id) = &self.api_key_id {
+            span.record("glassbox.api_key_id", api_key_id.as_str());
+        }
+    }
 }
 
 struct RegisteredTool {
@@ -311,6 +334,9 @@ impl Agent {
     pub fn output_schema(&self) -> Option<&Value> {
         self.inner.output_schema.as_ref().map(|compiled| &compiled.schema.schema)
     }
+    pub fn max_output_tokens(&self) -> Option<u32> {
+        self.inner.max_output_tokens
+    }
 
     /// Runs the agent to completion with non-streamed model calls.
     pub async fn generate(&self, messages: Vec<Message>, options: GenerateOptions) -> Result<AgentOutput, AgentError> {
@@ -346,7 +372,10 @@ impl Agent {
             gen_ai.usage.output_tokens = tracing::field::Empty,
             gen_ai.response.finish_reasons = tracing::field::Empty,
             glassbox.streaming = streaming,
+            glassbox.tenant = tracing::field::Empty,
+            glassbox.api_key_id = tracing::field::Empty,
         );
+        RunLabels { tenant: options.tenant.clone(), api_key_id: options.api_key_id.clone() }.record(&span);
         if let Some(conversation_id) = &options.conversation_id {
             span.record("gen_ai.conversation.id", conversation_id.as_str());
         }
@@ -393,6 +422,7 @@ fn run_loop(
         if input.is_empty() {
             Err(AgentError::EmptyConversation)?;
         }
+        let labels = RunLabels { tenant: options.tenant, api_key_id: options.api_key_id };
         let output_schema = match options.output_schema {
             Some(schema) => Some(Arc::new(CompiledSchema::compile(&schema_name(&agent.id), schema)?)),
             None => agent.output_schema.clone(),
@@ -420,7 +450,7 @@ fn run_loop(
         let (mut text, mut finish_reason) = loop {
             step += 1;
             model_calls += 1;
-            let chat = chat_span(&agent, &request);
+            let chat = chat_span(&agent, &request, &labels);
             let started = std::time::Instant::now();
             let response = if streaming {
                 let mut events = match agent.model.stream(&request).instrument(chat.clone()).await {
@@ -497,7 +527,7 @@ fn run_loop(
                         compiled.schema.schema
                     )));
                     model_calls += 1;
-                    let chat = chat_span(&agent, &request);
+                    let chat = chat_span(&agent, &request, &labels);
                     let repaired = match agent.model.generate(&request).instrument(chat.clone()).await {
                         Ok(response) => response,
                         Err(error) => Err(chat_failed(&chat, error))?,
@@ -595,7 +625,7 @@ async fn run_tool(agent: &AgentInner, call: &ToolCall) -> ToolResult {
 }
 
 /// The `chat {model}` span of one model call, child of the current `invoke_agent`.
-fn chat_span(agent: &AgentInner, request: &ModelRequest) -> tracing::Span {
+fn chat_span(agent: &AgentInner, request: &ModelRequest, labels: &RunLabels) -> tracing::Span {
     let model = agent.model.model_name();
     let span = tracing::info_span!(
         "chat",
@@ -619,7 +649,10 @@ fn chat_span(agent: &AgentInner, request: &ModelRequest) -> tracing::Span {
         glassbox.time_to_first_token_ms = tracing::field::Empty,
         gen_ai.input.messages = tracing::field::Empty,
         gen_ai.output.messages = tracing::field::Empty,
+        glassbox.tenant = tracing::field::Empty,
+        glassbox.api_key_id = tracing::field::Empty,
     );
+    labels.record(&span);
     if let Some(temperature) = request.temperature {
         span.record("gen_ai.request.temperature", f64::from(temperature));
     }

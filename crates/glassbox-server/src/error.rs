@@ -25,6 +25,14 @@ pub enum ApiError {
     RouteNotFound { method: String, path: String },
     #[error(transparent)]
     Agent(#[from] AgentError),
+    #[error("unauthorized: {reason}")]
+    Unauthorized { reason: &'static str },
+    #[error("API key {key_id} may not use {resource} \"{id}\"")]
+    Forbidden { resource: &'static str, id: String, key_id: String },
+    #[error("rate limit exceeded: retry in {} s", .0.reset_secs)]
+    RateLimited(crate::access::rate::RateState),
+    #[error("{} budget of {} \"{}\" is spent for this {}", .0.metric.as_str(), .0.scope.as_str(), .0.id, .0.period.as_str())]
+    BudgetExhausted(Box<crate::access::budget::BudgetRefusal>),
 }
 
 /// The error body of every route outside `/v1/`.
@@ -46,6 +54,10 @@ impl ApiError {
             Self::InvalidBody { .. } | Self::MalformedJson { .. } | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::AgentNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BudgetExhausted(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Agent(error) => match error {
                 AgentError::InvalidOutputSchema { .. } | AgentError::EmptyConversation => StatusCode::BAD_REQUEST,
                 AgentError::Provider(ProviderError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
@@ -64,6 +76,10 @@ impl ApiError {
             Self::AgentNotFound { .. } => "agent_not_found",
             Self::RouteNotFound { .. } => "route_not_found",
             Self::Agent(error) => error.kind(),
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::RateLimited(_) => "rate_limited",
+            Self::BudgetExhausted(_) => "budget_exhausted",
         }
     }
 
@@ -95,6 +111,13 @@ impl ApiError {
                 Some(serde_json::json!({ "providerRetryAfterSeconds": after.as_secs_f64() }))
             }
             Self::Agent(AgentError::StructuredOutput { text, .. }) => Some(serde_json::json!({ "text": text })),
+            Self::Forbidden { resource, id, key_id } => {
+                Some(serde_json::json!({ "resource": resource, "id": id, "keyId": key_id }))
+            }
+            Self::RateLimited(state) => Some(serde_json::json!({
+                "limit": state.limit, "remaining": state.remaining, "retryAfterSeconds": state.reset_secs,
+            })),
+            Self::BudgetExhausted(refusal) => Some(budget_details(refusal)),
             _ => None,
         }
     }
@@ -112,8 +135,38 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %crate::error::chain(&self), code = self.code(), "request failed");
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        match &self {
+            Self::Unauthorized { .. } => {
+                response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            }
+            Self::RateLimited(state) => {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(state.reset_secs));
+                crate::access::rate_limit_headers(response.headers_mut(), state);
+            }
+            _ => {}
+        }
+        response
     }
+}
+
+/// The limit, the usage and the reset time of a spent budget; dollars as numbers of USD.
+fn budget_details(refusal: &crate::access::budget::BudgetRefusal) -> Value {
+    use crate::access::budget::{Metric, rfc3339};
+    let amount = |value: i128| match refusal.metric {
+        Metric::Tokens => serde_json::json!(value),
+        Metric::Usd => serde_json::json!(value as f64 / 1e9),
+    };
+    serde_json::json!({
+        "scope": refusal.scope.as_str(),
+        "id": refusal.id,
+        "period": refusal.period.as_str(),
+        "metric": refusal.metric.as_str(),
+        "limit": amount(refusal.limit),
+        "used": amount(refusal.used),
+        "resetAt": rfc3339(refusal.reset_ns),
+        "resetInSeconds": ((refusal.reset_ns - refusal.now_ns).max(0) as u64).div_ceil(1_000_000_000),
+    })
 }
 
 /// Formats an error with its whole cause chain, for log lines.

@@ -3,6 +3,7 @@
 //! Library users get two ways in: nest [`router`] into their own axum app, or skip HTTP
 //! entirely and call [`glassbox_core::Agent::generate`] from their own handlers.
 
+pub mod access;
 pub mod api;
 pub mod dashboard;
 pub mod error;
@@ -70,6 +71,8 @@ impl AgentRegistry {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub agents: Arc<AgentRegistry>,
+    /// Keys, rate limits and budgets; `access.is_open()` is the open development mode.
+    pub access: Arc<access::Access>,
 }
 
 /// Options of the HTTP layer.
@@ -87,28 +90,50 @@ impl Default for HttpOptions {
 /// The whole API as a router with its state applied, ready to serve or to nest into another
 /// app (`Router::new().nest("/glassbox", glassbox_server::router(..))`).
 pub fn router(agents: AgentRegistry, options: HttpOptions) -> Router {
-    build_router(agents, None, options)
+    build_router(agents, options, RouterParts::default())
+}
+
+/// [`router`] with API keys, rate limits and budgets ([`access::Access::load`]).
+pub fn router_with_access(agents: AgentRegistry, options: HttpOptions, access: Arc<access::Access>) -> Router {
+    build_router(agents, options, RouterParts { access: Some(access), ..RouterParts::default() })
 }
 
 /// [`router`] plus the workflow routes of `workflows`.
 pub fn router_with_workflows(agents: AgentRegistry, workflows: workflow_host::WorkflowHost, options: HttpOptions) -> Router {
-    build_router(agents, Some(workflows), options)
+    build_router(agents, options, RouterParts { workflows: Some(workflows), ..RouterParts::default() })
 }
 
-fn build_router(agents: AgentRegistry, workflows: Option<workflow_host::WorkflowHost>, options: HttpOptions) -> Router {
-    let state = AppState { agents: Arc::new(agents) };
+/// [`router`] plus the dashboard at `/dashboard`.
+pub fn router_with_dashboard(agents: AgentRegistry, options: HttpOptions, dashboard: dashboard::Dashboard) -> Router {
+    build_router(agents, options, RouterParts { dashboard: Some(dashboard), ..RouterParts::default() })
+}
+
+/// The optional parts of a server beyond its agents; `glassbox serve` uses them all.
+#[derive(Default)]
+pub struct RouterParts {
+    /// Keys, rate limits and budgets; `None` is open development mode.
+    pub access: Option<Arc<access::Access>>,
+    pub workflows: Option<workflow_host::WorkflowHost>,
+    pub dashboard: Option<dashboard::Dashboard>,
+}
+
+/// The whole server: the API with its layers, and the dashboard beside it.
+pub fn build_router(agents: AgentRegistry, options: HttpOptions, parts: RouterParts) -> Router {
+    let access = parts.access.unwrap_or_else(|| Arc::new(access::Access::open()));
+    let state = AppState { agents: Arc::new(agents), access };
     metrics::install();
     let body_limit = options.body_limit;
     let mut routes = Router::new()
-        .merge(api::agents::router())
+        .merge(access::protect(api::agents::router(), &state))
+        .merge(access::protect(api::budgets::router(), &state))
+        .merge(access::protect(api::openai::router(), &state))
         .merge(api::health::router())
-        .merge(api::openai::router())
         .merge(api::openapi::router())
         .merge(metrics::router());
-    if let Some(workflows) = workflows {
-        routes = routes.merge(api::workflows::router(workflows));
+    if let Some(workflows) = parts.workflows {
+        routes = routes.merge(access::protect(api::workflows::router(workflows), &state));
     }
-    routes
+    let api = routes
         .route_layer(middleware::from_fn(trace_context::name_route))
         .fallback(not_found)
         .with_state(state)
@@ -120,13 +145,13 @@ fn build_router(agents: AgentRegistry, workflows: Option<workflow_host::Workflow
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(trace_context::layer))
         // Outermost, so errors of every layer under `/v1/` answer in OpenAI's shape.
-        .layer(middleware::from_fn(api::openai::error_shape))
-}
-
-/// [`router`] plus the dashboard at `/dashboard`. The dashboard sits outside the API's request
-/// tracing and body limits: page views are not agent traffic and must not fill the traces table.
-pub fn router_with_dashboard(agents: AgentRegistry, options: HttpOptions, dashboard: dashboard::Dashboard) -> Router {
-    router(agents, options).merge(dashboard::router(dashboard))
+        .layer(middleware::from_fn(api::openai::error_shape));
+    // The dashboard sits outside the API's request tracing and body limits: page views are not
+    // agent traffic and must not fill the traces table.
+    match parts.dashboard {
+        Some(dashboard) => api.merge(dashboard::router(dashboard)),
+        None => api,
+    }
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use glassbox_config::Config;
 use glassbox_server::logging::{self, LogFormat};
 use glassbox_server::telemetry::{OtlpTarget, Telemetry};
+use glassbox_server::access::Access;
 use glassbox_server::{AgentRegistry, HttpOptions, runtime, serve, store};
 use glassbox_store::writer::{TelemetryWriter, WriterConfig};
 use tracing_subscriber::EnvFilter;
@@ -62,6 +63,113 @@ enum Command {
         #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
         config: PathBuf,
     },
+    /// Manage API keys kept in the store.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for a tenant; prints the key once (only its SHA-256 is stored).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// Agents the key may call, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        agents: Option<Vec<String>>,
+        /// Workflows the key may run, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        workflows: Option<Vec<String>>,
+        #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
+        config: PathBuf,
+    },
+    /// List the stored keys (ids, tenants and agents; never the keys).
+    List {
+        #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+mod keys {
+    //! `glassbox keys create` and `glassbox keys list`.
+
+    use std::io::Write as _;
+    use std::process::ExitCode;
+
+    use anyhow::Context as _;
+    use glassbox_server::access::secret;
+    use glassbox_store::StoredKey;
+
+    use super::{KeysCommand, env_var, load, runtime};
+
+    pub(super) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
+        match command {
+            KeysCommand::Create { tenant, agents, workflows, config } => create(tenant, agents, workflows, &config),
+            KeysCommand::List { config } => list(&config),
+        }
+    }
+
+    fn valid_id(text: &str) -> bool {
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    }
+
+    fn create(
+        tenant: String,
+        agents: Option<Vec<String>>,
+        workflows: Option<Vec<String>>,
+        config_path: &std::path::Path,
+    ) -> anyhow::Result<ExitCode> {
+        let Some((config, _agents, _notices)) = load(config_path)? else { return Ok(ExitCode::FAILURE) };
+        if !valid_id(&tenant) {
+            anyhow::bail!("--tenant {tenant:?}: use letters, digits, \"_\", \".\" and \"-\"");
+        }
+        for agent in agents.iter().flatten() {
+            if config.agent(agent).is_none() {
+                let known: Vec<&str> = config.agents.iter().map(|agent| agent.id.as_str()).collect();
+                anyhow::bail!("--agents: unknown agent {agent:?} (known: {})", known.join(", "));
+            }
+        }
+        let (key, id) = secret::generate().context("while generating the key")?;
+        let stored = StoredKey {
+            id: id.clone(),
+            tenant: tenant.clone(),
+            key_sha256: secret::hex(&secret::sha256(&key)),
+            agents,
+            workflows,
+            created_ns: glassbox_server::access::budget::now_ns(),
+        };
+        runtime()?.block_on(async {
+            let store = glassbox_server::store::open(&config.store, &env_var).await.context("while opening the store")?;
+            store.backend.migrate().await.with_context(|| format!("while migrating {}", store.description))?;
+            let key_store = glassbox_server::store::open_key_store(&config.store, &env_var).await.context("while opening the store")?;
+            key_store.insert_key(&stored).await.with_context(|| format!("while storing the key in {}", store.description))?;
+            anyhow::Ok(())
+        })?;
+        eprintln!("created API key {id} for tenant {tenant}; it is shown once, store it now (restart running servers to pick it up)");
+        // The one place the key is ever shown: stdout, so it can be piped into a secret store.
+        writeln!(std::io::stdout().lock(), "{key}").context("while printing the key")?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn list(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
+        let Some((config, _agents, _notices)) = load(config_path)? else { return Ok(ExitCode::FAILURE) };
+        let keys = runtime()?.block_on(async {
+            let store = glassbox_server::store::open(&config.store, &env_var).await.context("while opening the store")?;
+            store.backend.migrate().await.with_context(|| format!("while migrating {}", store.description))?;
+            let key_store = glassbox_server::store::open_key_store(&config.store, &env_var).await.context("while opening the store")?;
+            key_store.list_keys().await.context("while reading the keys")
+        })?;
+        let mut out = std::io::stdout().lock();
+        for key in config.keys.iter().map(|key| (key.id.clone(), key.tenant.clone(), key.agents.clone(), "config")) {
+            writeln!(out, "{}\t{}\t{}\t{}", key.0, key.1, key.2.map_or("*".to_owned(), |a| a.join(",")), key.3)?;
+        }
+        for key in keys {
+            writeln!(out, "{}\t{}\t{}\tstore", key.id, key.tenant, key.agents.map_or("*".to_owned(), |a| a.join(",")))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 fn env_filter() -> EnvFilter {
@@ -75,6 +183,7 @@ fn main() -> ExitCode {
         Command::Serve { config, listen } => run_serve(&config, listen, log_format),
         Command::Check { config } => run_check(&config),
         Command::Migrate { config } => run_migrate(&config, log_format),
+        Command::Keys { command } => keys::run(command),
     };
     match result {
         Ok(code) => code,
@@ -168,13 +277,20 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>, log_format: LogFormat) -> 
         let writer = TelemetryWriter::start(Arc::clone(&store.backend), writer_config)
             .await
             .context("while starting the telemetry writer")?;
-        let telemetry = Telemetry::new(
-            &config.telemetry.service_name,
-            Some(writer),
-            Arc::new(glassbox_server::telemetry::pricing_table(&config.pricing)),
-            otlp_target(&config),
-        )
-        .context("while setting up OpenTelemetry")?;
+        let pricing = Arc::new(glassbox_server::telemetry::pricing_table(&config.pricing));
+        let telemetry =
+            Telemetry::new(&config.telemetry.service_name, Some(writer), Arc::clone(&pricing), otlp_target(&config))
+                .context("while setting up OpenTelemetry")?;
+        let key_store = store::open_key_store(&config.store, &env_var).await.context("while opening the key store")?;
+        // Keys from the config and the store; budgets rebuilt from the store's usage rows and
+        // settled from every new usage row.
+        let access = Arc::new(
+            Access::load(&config, key_store.as_ref(), &env_var, pricing)
+                .await
+                .context("while loading API keys and budgets")?,
+        );
+        let settling = Arc::clone(&access);
+        telemetry.observe_usage(Arc::new(move |row| settling.settle(row)));
         tracing_subscriber::registry()
             .with(logging::TraceIdLayer)
             .with(logging::fmt_layer(log_format).with_filter(env_filter()))
@@ -188,28 +304,47 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>, log_format: LogFormat) -> 
         for notice in &notices {
             tracing::warn!("{}", notice.0);
         }
+        if access.is_open() {
+            tracing::warn!(
+                "no API keys configured ([keys] in the config or `glassbox keys create`): open development mode, \
+                 every request is accepted without a key"
+            );
+        } else {
+            tracing::info!(keys = access.keys().len(), "API keys required");
+        }
 
         let addr = listen.unwrap_or(config.server.listen);
         let listener = serve::bind(addr).await.with_context(|| format!("while binding {addr}"))?;
         let local = listener.local_addr().context("while reading the bound address")?;
         let agent_ids: Vec<&str> = agents.all().iter().map(|agent| agent.id()).collect();
         tracing::info!(agents = ?agent_ids, "glassbox listening on http://{local}");
+        // Without an admin token the dashboard is open only in open development mode (no API
+        // keys anywhere), and its pages say so.
+        let dashboard_access = match glassbox_server::dashboard::Access::from_config(&config.dashboard, &env_var) {
+            glassbox_server::dashboard::Access::Closed if access.is_open() => {
+                glassbox_server::dashboard::Access::OpenDevelopment
+            }
+            other => other,
+        };
         let dashboard = glassbox_server::dashboard::Dashboard {
             reader: Arc::clone(&store.reader),
-            access: glassbox_server::dashboard::Access::from_config(&config.dashboard, &env_var),
+            access: dashboard_access,
             store_name: store.backend.name(),
         };
         match dashboard.access {
             glassbox_server::dashboard::Access::Token { .. } => tracing::info!("dashboard at http://{local}/dashboard"),
             glassbox_server::dashboard::Access::OpenDevelopment => {
-                tracing::warn!("dashboard at http://{local}/dashboard is OPEN (open_dev_mode, no admin token)")
+                tracing::warn!("dashboard at http://{local}/dashboard is OPEN (open development mode, no admin token)")
             }
             glassbox_server::dashboard::Access::Closed => {
                 tracing::warn!("dashboard closed: no admin token ([dashboard] admin_token_env names no set variable)")
             }
         }
-        let http_options = HttpOptions { body_limit: config.server.body_limit_bytes };
-        let app = glassbox_server::router_with_dashboard(agents, http_options, dashboard);
+        let app = glassbox_server::build_router(
+            agents,
+            HttpOptions { body_limit: config.server.body_limit_bytes },
+            glassbox_server::RouterParts { access: Some(access), workflows: None, dashboard: Some(dashboard) },
+        );
         let served = serve::serve(listener, app, serve::shutdown_signal(), config.server.shutdown_grace).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
         telemetry.shutdown().await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use glassbox_config::{ClickHouseConfig, StoreConfig};
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
-use glassbox_store::{Backend, StoreError, TraceReader};
+use glassbox_store::{Backend, KeyStore, StoreError, TraceReader};
 
 /// An open store: the same object behind both traits.
 #[derive(Clone)]
@@ -62,5 +62,14 @@ pub async fn open(config: &StoreConfig, env: &dyn Fn(&str) -> Option<String>) ->
             let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: config.sqlite_path.clone() }).await?);
             Ok(Store { backend: backend.clone(), reader: backend, description })
         }
+    }
+}
+
+/// The API keys and spend per tenant and key of the configured store (the same database as
+/// [`open`], through a handle of its own). Does not migrate.
+pub async fn open_key_store(config: &StoreConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<dyn KeyStore>, StoreError> {
+    match clickhouse_settings(config, env) {
+        Some(settings) => Ok(Arc::new(ClickHouseBackend::new(settings)?)),
+        None => Ok(Arc::new(SqliteBackend::open(SqliteSettings { path: config.sqlite_path.clone() }).await?)),
     }
 }

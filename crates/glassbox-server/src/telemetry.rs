@@ -8,7 +8,7 @@
 //! retries and spools to disk, and never drops a row while the spool has room.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glassbox_store::pricing::{PricingTable, TokenCounts};
@@ -55,10 +55,14 @@ pub enum TelemetryError {
     },
 }
 
+/// Called with every usage row as it is made (budget settlement, `crate::access`).
+pub type UsageObserver = Arc<dyn Fn(&UsageRow) + Send + Sync>;
+
 /// The tracer provider and the writer behind it. Shut it down to flush both.
 pub struct Telemetry {
     provider: SdkTracerProvider,
     writer: Option<TelemetryWriter>,
+    usage_observer: Arc<OnceLock<UsageObserver>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -77,11 +81,13 @@ impl Telemetry {
     ) -> Result<Self, TelemetryError> {
         let resource = Resource::builder().with_service_name(service_name.to_owned()).build();
         let mut builder = SdkTracerProvider::builder().with_resource(resource);
+        let usage_observer = Arc::new(OnceLock::new());
         if let Some(writer) = &writer {
             builder = builder.with_span_processor(StoreSpanProcessor {
                 writer: writer.clone(),
                 pricing,
                 service_name: service_name.to_owned(),
+                usage_observer: Arc::clone(&usage_observer),
             });
         }
         if let Some(target) = otlp {
@@ -108,7 +114,14 @@ impl Telemetry {
             .map_err(|source| TelemetryError::Otlp { source })?;
             builder = builder.with_batch_exporter(exporter);
         }
-        Ok(Self { provider: builder.build(), writer })
+        Ok(Self { provider: builder.build(), writer, usage_observer })
+    }
+
+    /// Hands every usage row the store writer gets to `observer` too (once per pipeline; a
+    /// second call is ignored and answers `false`). Only usage rows of a pipeline with a
+    /// writer are observed.
+    pub fn observe_usage(&self, observer: UsageObserver) -> bool {
+        self.usage_observer.set(observer).is_ok()
     }
 
     pub fn tracer(&self) -> SdkTracer {
@@ -143,11 +156,17 @@ impl Telemetry {
 }
 
 /// Hands every finished span to the store writer, deriving a usage row from `chat` spans.
-#[derive(Debug)]
 struct StoreSpanProcessor {
     writer: TelemetryWriter,
     pricing: Arc<PricingTable>,
     service_name: String,
+    usage_observer: Arc<OnceLock<UsageObserver>>,
+}
+
+impl std::fmt::Debug for StoreSpanProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSpanProcessor").field("service_name", &self.service_name).finish_non_exhaustive()
+    }
 }
 
 impl SpanProcessor for StoreSpanProcessor {
@@ -157,6 +176,9 @@ impl SpanProcessor for StoreSpanProcessor {
         let (row, usage) = span_row(span, &self.service_name, &self.pricing);
         if let Some(usage) = usage {
             crate::metrics::record_usage(&usage);
+            if let Some(observer) = self.usage_observer.get() {
+                observer(&usage);
+            }
             self.writer.write_usage(usage);
         }
         self.writer.write_span(row);

@@ -8,6 +8,7 @@
 //!   (merged) row per trace for the traces list;
 //! - `usage_daily` (SummingMergeTree) and `latency_minute` (AggregatingMergeTree with
 //!   `quantilesState`): dashboard rollups filled from `usage` by materialized views;
+//! - `api_keys`: keys made by `glassbox keys create` (their SHA-256, never the key);
 //! - `glassbox_migrations`: what has been applied, with checksums.
 //!
 //! Idempotent writes: every insert carries `insert_deduplication_token`, and every table has
@@ -20,6 +21,7 @@
 //! values (`Query::bind`), never spliced into the SQL text.
 
 mod error;
+mod keys;
 mod migrations;
 mod read;
 mod rows;
@@ -61,6 +63,7 @@ pub enum Table {
     LatencyMinute,
     Migrations,
     WorkflowRuns,
+    ApiKeys,
 }
 
 impl Table {
@@ -73,6 +76,7 @@ impl Table {
             Self::LatencyMinute => "latency_minute",
             Self::Migrations => "glassbox_migrations",
             Self::WorkflowRuns => "workflow_runs",
+            Self::ApiKeys => "api_keys",
         }
     }
 }

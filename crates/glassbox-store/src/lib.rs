@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod clickhouse;
+pub mod keys;
 pub mod migrate;
 pub mod pricing;
 pub mod query;
@@ -18,6 +19,7 @@ pub mod spool;
 pub mod sqlite;
 pub mod writer;
 
+pub use keys::{KeyStore, KeyUsage, StoredKey};
 pub use backend::{Backend, MigrationReport, StoreError, TraceReader};
 pub use query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary, UsageBy,

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod dashboard;
+mod access;
 mod interpolation;
 mod many_problems;
 mod problems;

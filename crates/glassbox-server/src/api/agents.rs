@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::body::JsonBody;
 use super::wire::{GenerateBody, GenerateResponse, StreamChunk, WireToolCall, WireToolResult, WireUsage};
 use crate::AppState;
+use crate::access::Caller;
 use crate::error::ApiError;
 use crate::trace_context::TraceContext;
 
@@ -119,12 +120,15 @@ pub async fn get_agent(State(state): State<AppState>, Path(agent_id): Path<Strin
     Ok(Json(AgentDescription::new(agent)).into_response())
 }
 
-fn options(body: &mut GenerateBody) -> GenerateOptions {
-    GenerateOptions {
+fn options(body: &mut GenerateBody, caller: &Caller) -> GenerateOptions {
+    let mut options = GenerateOptions {
         max_steps: body.max_steps,
         output_schema: body.output.take().map(|schema| schema.0),
         conversation_id: body.thread_id.take(),
-    }
+        ..GenerateOptions::default()
+    };
+    caller.label(&mut options);
+    options
 }
 
 /// Runs the agent to completion and answers its result.
@@ -147,10 +151,13 @@ pub async fn generate(
     State(state): State<AppState>,
     Path(agent_id): Path<String>,
     Extension(trace): Extension<TraceContext>,
+    caller: Caller,
     JsonBody(mut body): JsonBody<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
-    let options = options(&mut body);
+    let options = options(&mut body, &caller);
+    // Held until the run ends; actual usage is settled from its usage rows.
+    let _reservation = state.access.reserve(&caller, agent, &body.messages.0)?;
     let output = agent.generate(body.messages.0, options).await?;
     let trace_id = trace.trace_id_hex();
     Ok(Json(GenerateResponse::new(&output, &trace_id)).into_response())
@@ -180,10 +187,12 @@ pub async fn stream(
     State(state): State<AppState>,
     Path(agent_id): Path<String>,
     Extension(trace): Extension<TraceContext>,
+    caller: Caller,
     JsonBody(mut body): JsonBody<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
-    let options = options(&mut body);
+    let options = options(&mut body, &caller);
+    let reservation = state.access.reserve(&caller, agent, &body.messages.0)?;
     let mut chunks = agent.stream(body.messages.0, options);
     let first = match chunks.next().await {
         Some(Ok(chunk)) => chunk,
@@ -191,7 +200,11 @@ pub async fn stream(
         None => return Err(ApiError::Agent(AgentError::Provider(glassbox_core::ProviderError::StreamInterrupted { source: None }))),
     };
     let run_id = trace.trace_id_hex();
-    let events = futures::stream::once(async move { Ok(first) }).chain(chunks);
+    // The reservation lives as long as the stream: until the run ends or the client leaves.
+    let events = futures::stream::once(async move { Ok(first) }).chain(chunks).map(move |chunk| {
+        let _held = &reservation;
+        chunk
+    });
     Ok(Sse::new(sse_events(events, run_id)).into_response())
 }
 

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod body;
+pub mod budgets;
 pub mod health;
 pub mod openai;
 pub mod openapi;

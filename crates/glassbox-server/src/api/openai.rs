@@ -30,6 +30,7 @@ use utoipa::ToSchema;
 
 use super::body::JsonBody;
 use crate::AppState;
+use crate::access::Caller;
 use crate::error::ApiError;
 use crate::trace_context::TraceContext;
 
@@ -178,7 +179,7 @@ fn options(request: &mut ChatCompletionRequest) -> Result<GenerateOptions, ApiEr
         }
         _ => None,
     };
-    Ok(GenerateOptions { max_steps: None, output_schema, conversation_id: request.user.take() })
+    Ok(GenerateOptions { output_schema, conversation_id: request.user.take(), ..GenerateOptions::default() })
 }
 
 /// OpenAI's finish reasons. The agent ran its tools itself, so a run never ends waiting for
@@ -365,12 +366,13 @@ pub struct OpenAiError {
     tag = "openai",
     responses((status = 200, description = "The agents, as models", body = ModelList))
 )]
-pub async fn list_models(State(state): State<AppState>) -> Response {
+pub async fn list_models(State(state): State<AppState>, caller: Caller) -> Response {
     let created = started_at();
     let data = state
         .agents
         .all()
         .iter()
+        .filter(|agent| caller.ensure_agent(agent.id()).is_ok())
         .map(|agent| ModelEntry { id: agent.id(), object: "model", created, owned_by: "glassbox" })
         .collect();
     Json(ModelList { object: "list", data }).into_response()
@@ -389,8 +391,10 @@ pub async fn list_models(State(state): State<AppState>) -> Response {
 )]
 pub async fn get_model(
     State(state): State<AppState>,
+    caller: Caller,
     axum::extract::Path(model): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
+    caller.ensure_agent(&model)?;
     let agent = state.agents.get(&model).ok_or(ApiError::AgentNotFound { agent_id: model })?;
     Ok(Json(ModelEntry { id: agent.id(), object: "model", created: started_at(), owned_by: "glassbox" })
         .into_response())
@@ -416,12 +420,18 @@ pub async fn get_model(
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
+    caller: Caller,
     JsonBody(mut request): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let agent_id = std::mem::take(&mut request.model);
+    // The agent is named in the body, not the path, so the key's agent list is checked here.
+    caller.ensure_agent(&agent_id)?;
     let agent = state.agents.get(&agent_id).ok_or_else(|| ApiError::AgentNotFound { agent_id: agent_id.clone() })?;
-    let options = options(&mut request)?;
+    let mut options = options(&mut request)?;
+    caller.label(&mut options);
     let messages = core_messages(std::mem::take(&mut request.messages))?;
+    // Held until the run ends (for a stream: until it ends or the client leaves).
+    let reservation = state.access.reserve(&caller, agent, &messages)?;
     // The run itself is the native routes' call, `agent.generate` / `agent.stream` with the
     // same options; whatever wraps those calls in `agents::generate` and `agents::stream`
     // (the pipeline's stages) wraps these too.
@@ -458,7 +468,10 @@ pub async fn chat_completions(
         }
     };
     let include_usage = request.stream_options.is_some_and(|options| options.include_usage);
-    let chunks = futures::stream::once(async move { Ok(first) }).chain(chunks);
+    let chunks = futures::stream::once(async move { Ok(first) }).chain(chunks).map(move |chunk| {
+        let _held = &reservation;
+        chunk
+    });
     let encoder = ChunkEncoder { id, created, model: agent_id, include_usage };
     Ok(Sse::new(sse_events(chunks, encoder)).into_response())
 }

@@ -26,6 +26,9 @@ pub(crate) enum Operation {
     GetRun,
     ListRuns,
     TraceStats,
+    InsertKey,
+    ListKeys,
+    UsageByKey,
 }
 
 impl Operation {
@@ -44,6 +47,9 @@ impl Operation {
             Self::GetRun => "workflow run query",
             Self::ListRuns => "workflow runs list query",
             Self::TraceStats => "trace stats query",
+            Self::InsertKey => "insert into api_keys",
+            Self::ListKeys => "api keys query",
+            Self::UsageByKey => "usage by key query",
         }
     }
 }

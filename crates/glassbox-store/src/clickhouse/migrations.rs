@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "workflow_runs",
         sql: include_str!("../../../../migrations/clickhouse/0005_workflow_runs.sql"),
     },
+    Migration { version: 6, name: "api_keys", sql: include_str!("../../../../migrations/clickhouse/0006_api_keys.sql") },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";
@@ -190,6 +191,7 @@ mod tests {
     #[test]
     fn versions_are_in_order() {
         let versions: Vec<u32> = MIGRATIONS.iter().map(|migration| migration.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4, 5]);
+        let expected: Vec<u32> = (1..=MIGRATIONS.len() as u32).collect();
+        assert_eq!(versions, expected, "numbered 1, 2, 3, ... without gaps");
     }
 }

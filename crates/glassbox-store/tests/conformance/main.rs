@@ -5,6 +5,7 @@
 //! - `sqlite`: the scenarios against SQLite (a temp file, and in memory), plus SQLite-only
 //!   tests (migration locking and edits, reopening, concurrent use).
 //! - `clickhouse`: the scenarios against ClickHouse.
+//! - `keys`: the `KeyStore` scenarios (API keys, spend per tenant and key), on both backends.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,4 +15,5 @@ mod suite;
 mod runs;
 
 mod clickhouse;
+mod keys;
 mod sqlite;
