@@ -52,7 +52,19 @@ fn scope_json(scope: &Scope, snapshot: ScopeSnapshot) -> Value {
     })
 }
 
-async fn budgets(State(state): State<AppState>, caller: Caller) -> Json<Value> {
+/// Each tenant's and key's usage this UTC day and month against its limits, with the
+/// reservations of runs in flight. A key sees its own tenant only.
+#[utoipa::path(
+    get,
+    path = "/api/budgets",
+    tag = "budgets",
+    responses(
+        (status = 200, description = "`{tenants: [{id, limits, day, month, reserved, keys: [...]}]}`; amounts in \
+            tokens and USD, periods with `start`, `resetAt`, `used*` and `remaining*`", body = Object),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn budgets(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let now = now_ns();
     let visible = |tenant: &str| caller.tenant().is_none_or(|own| own == tenant);
     let budgets = state.access.budgets();

@@ -50,6 +50,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(openai::chat_completions))
         .routes(routes!(openai::list_models))
         .routes(routes!(openai::get_model))
+        .routes(routes!(super::budgets::budgets))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(crate::metrics::render))
