@@ -24,6 +24,26 @@ pub enum PiiKind {
 }
 
 impl PiiKind {
+    pub const ALL: [PiiKind; 7] =
+        [Self::Email, Self::Phone, Self::CreditCard, Self::Iban, Self::UsSsn, Self::IpAddress, Self::Secret];
+
+    /// The name used in configuration and reasons: `email`, `phone`, `credit_card`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Phone => "phone",
+            Self::CreditCard => "credit_card",
+            Self::Iban => "iban",
+            Self::UsSsn => "us_ssn",
+            Self::IpAddress => "ip_address",
+            Self::Secret => "secret",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     /// The placeholder that replaces a match: `[EMAIL]`, `[PHONE]`, ...
     pub fn placeholder(self) -> &'static str {
         match self {
@@ -143,8 +163,13 @@ pub struct PiiMatch {
 
 /// Every non-overlapping match, in text order; earlier detectors win overlaps.
 pub fn detect(text: &str) -> Vec<PiiMatch> {
+    detect_kinds(text, &PiiKind::ALL)
+}
+
+/// Like [`detect`], with only the detectors of `kinds`.
+pub fn detect_kinds(text: &str, kinds: &[PiiKind]) -> Vec<PiiMatch> {
     let mut found: Vec<PiiMatch> = Vec::new();
-    for detector in DETECTORS.iter() {
+    for detector in DETECTORS.iter().filter(|detector| kinds.contains(&detector.kind)) {
         for candidate in detector.pattern.find_iter(text) {
             if !(detector.check)(candidate.as_str()) {
                 continue;
@@ -176,6 +201,63 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// How a match is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedactionMode {
+    /// `[EMAIL]`, `[CREDIT_CARD]`, ...
+    #[default]
+    Placeholder,
+    /// Letters and digits become `*` except the last four (`****-****-****-1111`); separators
+    /// stay, so the shape remains readable. Secrets are masked entirely.
+    Mask,
+    /// `[EMAIL:1f2e3d4c5b6a]`: the first 12 hex digits of the value's SHA-256, so the same value
+    /// can be correlated across requests without being readable. (Unsalted: low-entropy values
+    /// such as phone numbers can be brute-forced from the hash; use placeholders for those when
+    /// that matters.)
+    Hash,
+}
+
+/// The text with `matches` (from [`detect`]) replaced according to `mode`.
+pub fn replace_matches(text: &str, matches: &[PiiMatch], mode: RedactionMode) -> String {
+    use sha2::Digest as _;
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for m in matches {
+        out.push_str(&text[last..m.start]);
+        let value = &text[m.start..m.end];
+        match mode {
+            RedactionMode::Placeholder => out.push_str(m.kind.placeholder()),
+            RedactionMode::Mask => {
+                let n_alnum = value.chars().filter(|c| c.is_alphanumeric()).count();
+                let keep = if m.kind == PiiKind::Secret { 0 } else { 4.min(n_alnum / 2) };
+                let mut seen = 0;
+                for c in value.chars() {
+                    if c.is_alphanumeric() {
+                        seen += 1;
+                        out.push(if seen > n_alnum - keep { c } else { '*' });
+                    } else {
+                        out.push(c);
+                    }
+                }
+            }
+            RedactionMode::Hash => {
+                let digest = sha2::Sha256::digest(value.as_bytes());
+                let placeholder = m.kind.placeholder();
+                out.push_str(&placeholder[..placeholder.len() - 1]);
+                out.push(':');
+                for byte in &digest[..6] {
+                    out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+                    out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+                }
+                out.push(']');
+            }
+        }
+        last = m.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +286,21 @@ mod tests {
         for text in ["order 12 of 40", "ssn 000-12-3456", "version 1.2.3", "hello world", "iban GB00 WEST ABCD EFGH IJKL"] {
             assert_eq!(redact(text), text, "{text}");
         }
+    }
+
+    #[test]
+    fn mask_and_hash_modes() {
+        let text = "card 4111-1111-1111-1111, mail ada@example.com, key sk-proj-abcdefghijklmnop1234";
+        let matches = detect(text);
+        assert_eq!(
+            replace_matches(text, &matches, RedactionMode::Mask),
+            "card ****-****-****-1111, mail ***@******e.com, key **-****-********************"
+        );
+        let hashed = replace_matches(text, &matches, RedactionMode::Hash);
+        assert!(hashed.starts_with("card [CREDIT_CARD:"), "{hashed}");
+        assert!(!hashed.contains("4111") && !hashed.contains("ada@") && !hashed.contains("abcdefgh"), "{hashed}");
+        assert_eq!(hashed, replace_matches(text, &matches, RedactionMode::Hash), "hashes are stable");
+        assert_eq!(detect_kinds(text, &[PiiKind::Email]).len(), 1);
     }
 
     #[test]
