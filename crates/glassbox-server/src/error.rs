@@ -45,7 +45,8 @@ impl ApiError {
                 AgentError::InvalidOutputSchema { .. } | AgentError::EmptyConversation => StatusCode::BAD_REQUEST,
                 AgentError::Provider(ProviderError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
                 AgentError::Provider(_) | AgentError::StructuredOutput { .. } => StatusCode::BAD_GATEWAY,
-                AgentError::InvalidTool { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                AgentError::InvalidTool { .. } | AgentError::InvalidBudget { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                AgentError::Blocked(_) => StatusCode::UNPROCESSABLE_ENTITY,
             },
         }
     }
@@ -90,6 +91,9 @@ impl ApiError {
                 Some(serde_json::json!({ "providerRetryAfterSeconds": after.as_secs_f64() }))
             }
             Self::Agent(AgentError::StructuredOutput { text, .. }) => Some(serde_json::json!({ "text": text })),
+            Self::Agent(AgentError::Blocked(tripwire)) => {
+                Some(serde_json::json!({ "tripwire": { "reason": tripwire.reason, "processorId": tripwire.processor_id } }))
+            }
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod error;
+pub mod pipeline;
 pub mod runtime;
 pub mod serve;
 pub mod store;

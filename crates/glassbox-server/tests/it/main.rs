@@ -9,5 +9,6 @@ mod faults;
 mod helpers;
 mod lifecycle;
 mod otlp;
+mod pipeline;
 mod providers_e2e;
 mod telemetry;
