@@ -127,6 +127,10 @@ fn score_plain(text: &str, score: &mut InjectionScore) {
     let compiled = &*COMPILED;
     let mut first_trigger = [usize::MAX; PATTERNS.len()];
     for found in compiled.triggers.find_overlapping_iter(text) {
+        // Triggers start words: "act" in "contact" is not one.
+        if found.start() > 0 && text.as_bytes()[found.start() - 1].is_ascii_alphanumeric() {
+            continue;
+        }
         // A pattern may begin a few words before its trigger ("do anything now", "[system]").
         let mut start = found.start().saturating_sub(TRIGGER_SLACK);
         while !text.is_char_boundary(start) {

@@ -161,7 +161,9 @@ impl Processor for Normalizer {
         self.strategy
     }
     fn process(&self, text: &mut String, _stage: Stage) -> Verdict {
-        if is_clean_ascii(text) {
+        // ASCII text is normalized in one pass and compared; the clean-text check would be a
+        // second pass over the same bytes.
+        if !text.is_ascii() && is_clean_ascii(text) {
             return Verdict::Pass;
         }
         let (normalized, removed) = normalize(text);
