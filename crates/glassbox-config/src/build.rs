@@ -61,6 +61,11 @@ const AGENT_KEYS: &[&str] = &[
     "max_output_tokens",
     "output_schema",
     "capture",
+    // The request pipeline: crate::pipeline.
+    "processors",
+    "guardrails",
+    "budget",
+    "on_block",
 ];
 
 /// Timeouts are whole milliseconds from 1 ms to one day.
@@ -548,6 +553,7 @@ fn agent(cx: &mut Cx<'_>, agent_field: &Field<'_>, model_ids: &[&str], tool_ids:
         }),
         None => Some(CapturePolicy::default()),
     };
+    let pipeline = crate::pipeline::agent_pipeline(cx, &mut section, model_ids);
     section.finish(cx);
 
     Some(AgentConfig {
@@ -562,6 +568,7 @@ fn agent(cx: &mut Cx<'_>, agent_field: &Field<'_>, model_ids: &[&str], tool_ids:
         max_output_tokens: max_output_tokens?,
         output_schema: output_schema?,
         capture: capture?,
+        pipeline: pipeline?,
     })
 }
 

@@ -292,4 +292,6 @@ pub struct AgentConfig {
     pub output_schema: Option<serde_json::Value>,
     /// What of prompts and completions this agent's traces keep.
     pub capture: CapturePolicy,
+    /// Processors, guardrails, per-request budget and block answer ([`crate::pipeline`]).
+    pub pipeline: crate::pipeline::PipelineConfig,
 }

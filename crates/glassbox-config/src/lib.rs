@@ -52,6 +52,8 @@
 //! max_output_tokens = 1024          # optional, >= 1
 //! output_schema = { type = "object" }  # optional: a valid JSON schema for structured output
 //! capture = "full"                  # prompts/completions in traces: full | redacted | none
+//! processors = [{ type = "pii" }]   # input processors, guardrails, budget, on_block:
+//!                                   #   see the `pipeline` module
 //!
 //! [store]                           # optional: the embedded SQLite store unless clickhouse_url
 //! sqlite_path = ".glassbox/glassbox.db"
@@ -112,6 +114,7 @@ mod config;
 mod dashboard;
 mod diagnostics;
 mod interpolate;
+pub mod pipeline;
 mod reader;
 mod schema;
 

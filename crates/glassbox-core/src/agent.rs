@@ -17,10 +17,12 @@ use futures::{Stream, StreamExt, future::join_all};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::budget::{Budget, CostModel};
 use crate::model::{
     FinishReason, LanguageModel, Message, ModelEvent, ModelRequest, ModelResponse, OutputSchema,
     ProviderError, ToolCall, ToolSpec, Usage,
 };
+use crate::pipeline::{self, OnBlock, PipelineStep, Stage, TokenCounter, Tripwire};
 use crate::tool::{Tool, ToolError, ToolResult};
 
 /// The default step limit when neither the agent nor the request sets one.
@@ -41,6 +43,12 @@ pub enum AgentError {
     InvalidTool { tool: String, message: String },
     #[error("no messages to send: the conversation must contain at least one message")]
     EmptyConversation,
+    /// A processor, guardrail or budget blocked the run and the agent answers blocks with an
+    /// error ([`OnBlock::Error`]).
+    #[error("blocked by {}: {}", .0.processor_id, .0.reason)]
+    Blocked(Tripwire),
+    #[error("invalid budget: {message}")]
+    InvalidBudget { message: String },
 }
 
 impl AgentError {
@@ -52,6 +60,8 @@ impl AgentError {
             Self::InvalidOutputSchema { .. } => "invalid_output_schema",
             Self::InvalidTool { .. } => "invalid_tool",
             Self::EmptyConversation => "empty_conversation",
+            Self::Blocked(_) => "blocked",
+            Self::InvalidBudget { .. } => "invalid_budget",
         }
     }
 }
@@ -69,6 +79,9 @@ pub struct AgentOutput {
     pub finish_reason: FinishReason,
     /// Model calls made, including a structured-output repair.
     pub model_calls: u32,
+    /// Set when a processor, guardrail or budget blocked the run (`finish_reason` is then
+    /// [`FinishReason::Tripwire`] and `text` is empty).
+    pub tripwire: Option<Tripwire>,
 }
 
 /// One piece of a streamed run, in order.
@@ -79,6 +92,9 @@ pub enum AgentChunk {
     ToolResult(ToolResult),
     /// One model call finished; `usage` is that call's.
     StepFinish { step: u32, usage: Usage, finish_reason: FinishReason },
+    /// A processor, guardrail or budget blocked the run: no text and no model call follow;
+    /// only the [`AgentChunk::Finish`] carrying the same tripwire.
+    Tripwire(Tripwire),
     /// The run finished; always the last chunk of a successful run.
     Finish(AgentOutput),
 }
@@ -172,6 +188,12 @@ struct AgentInner {
     max_output_tokens: Option<u32>,
     output_schema: Option<Arc<CompiledSchema>>,
     capture: Capture,
+    input_steps: Vec<PipelineStep>,
+    output_steps: Vec<PipelineStep>,
+    on_block: OnBlock,
+    budget: Budget,
+    cost_model: Option<Arc<dyn CostModel>>,
+    token_counter: TokenCounter,
 }
 
 /// An agent: instructions, a model and tools. Cheap to clone; clones share everything.
@@ -203,9 +225,42 @@ pub struct AgentBuilder {
     max_output_tokens: Option<u32>,
     output_schema: Option<Value>,
     capture: Capture,
+    input_steps: Vec<PipelineStep>,
+    output_steps: Vec<PipelineStep>,
+    on_block: OnBlock,
+    budget: Budget,
+    cost_model: Option<Arc<dyn CostModel>>,
 }
 
 impl AgentBuilder {
+    /// Appends an input processor or guardrail: it sees every caller message, in order, before
+    /// the first model call.
+    pub fn input_step(mut self, step: impl Into<PipelineStep>) -> Self {
+        self.input_steps.push(step.into());
+        self
+    }
+    /// Appends an output processor or guardrail: it sees every model answer before the answer
+    /// reaches the caller or the trace. With output steps, a stream delivers each step's text
+    /// once it has been checked rather than token by token.
+    pub fn output_step(mut self, step: impl Into<PipelineStep>) -> Self {
+        self.output_steps.push(step.into());
+        self
+    }
+    /// Whether a block finishes the run with a tripwire (default) or fails it.
+    pub fn on_block(mut self, on_block: OnBlock) -> Self {
+        self.on_block = on_block;
+        self
+    }
+    /// Token and cost limits for each run. A cost limit needs [`AgentBuilder::cost_model`].
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+    /// Prices this agent's model calls for the cost budget.
+    pub fn cost_model(mut self, cost_model: Arc<dyn CostModel>) -> Self {
+        self.cost_model = Some(cost_model);
+        self
+    }
     /// What this agent's spans record of prompts and completions (default: everything).
     pub fn capture(mut self, capture: Capture) -> Self {
         self.capture = capture;
@@ -267,6 +322,13 @@ impl AgentBuilder {
             Some(schema) => Some(Arc::new(CompiledSchema::compile(&schema_name(&self.id), schema)?)),
             None => None,
         };
+        if self.budget.max_cost_usd.is_some() && self.cost_model.is_none() {
+            return Err(AgentError::InvalidBudget { message: "a cost limit needs a cost model to price calls".into() });
+        }
+        let token_counter = TokenCounter::for_model(self.model.model_name());
+        if self.budget.max_input_tokens.is_some() {
+            token_counter.warm();
+        }
         Ok(Agent {
             inner: Arc::new(AgentInner {
                 name: self.name.unwrap_or_else(|| self.id.clone()),
@@ -281,6 +343,12 @@ impl AgentBuilder {
                 max_output_tokens: self.max_output_tokens,
                 output_schema,
                 capture: self.capture,
+                input_steps: self.input_steps,
+                output_steps: self.output_steps,
+                on_block: self.on_block,
+                budget: self.budget,
+                cost_model: self.cost_model,
+                token_counter,
             }),
         })
     }
@@ -307,6 +375,11 @@ impl Agent {
             max_output_tokens: None,
             output_schema: None,
             capture: Capture::default(),
+            input_steps: Vec::new(),
+            output_steps: Vec::new(),
+            on_block: OnBlock::default(),
+            budget: Budget::default(),
+            cost_model: None,
         }
     }
 
@@ -374,6 +447,8 @@ impl Agent {
             glassbox.streaming = streaming,
             glassbox.tenant = tracing::field::Empty,
             glassbox.api_key_id = tracing::field::Empty,
+            glassbox.tripwire.processor = tracing::field::Empty,
+            glassbox.tripwire.reason = tracing::field::Empty,
         );
         RunLabels { tenant: options.tenant.clone(), api_key_id: options.api_key_id.clone() }.record(&span);
         if let Some(conversation_id) = &options.conversation_id {
@@ -405,10 +480,56 @@ impl Stream for InSpan {
                 this.span.record("gen_ai.usage.output_tokens", otel_int(output.usage.output_tokens));
                 this.span.record("gen_ai.response.finish_reasons", output.finish_reason.as_str());
             }
+            std::task::Poll::Ready(Some(Ok(AgentChunk::Tripwire(tripwire))))
+            | std::task::Poll::Ready(Some(Err(AgentError::Blocked(tripwire)))) => {
+                this.span.record("glassbox.tripwire.processor", tripwire.processor_id.as_str());
+                this.span.record("glassbox.tripwire.reason", tripwire.reason.as_str());
+                if let std::task::Poll::Ready(Some(Err(error))) = &polled {
+                    record_error(&this.span, error.kind(), error);
+                }
+            }
             std::task::Poll::Ready(Some(Err(error))) => record_error(&this.span, error.kind(), error),
             _ => {}
         }
         polled
+    }
+}
+
+/// The text a processor sees and may change in a caller's message.
+fn message_text_mut(message: &mut Message) -> &mut String {
+    match message {
+        Message::System { text } | Message::User { text } | Message::Assistant { text, .. } => text,
+        Message::Tool { content, .. } => content,
+    }
+}
+
+/// The `glassbox.budget` span event of one budget decision.
+fn record_budget(limit: &str, decision: &str, reason: &str) {
+    tracing::info!(
+        glassbox.processor = limit,
+        glassbox.processor.stage = "budget",
+        glassbox.guardrail.decision = decision,
+        glassbox.processor.reason = reason,
+        "glassbox.budget"
+    );
+}
+
+fn blocked_output(
+    tripwire: Tripwire,
+    tool_calls: Vec<ToolCall>,
+    tool_results: Vec<ToolResult>,
+    usage: Usage,
+    model_calls: u32,
+) -> AgentOutput {
+    AgentOutput {
+        text: String::new(),
+        object: None,
+        tool_calls,
+        tool_results,
+        usage,
+        finish_reason: FinishReason::Tripwire,
+        model_calls,
+        tripwire: Some(tripwire),
     }
 }
 
@@ -423,6 +544,19 @@ fn run_loop(
             Err(AgentError::EmptyConversation)?;
         }
         let labels = RunLabels { tenant: options.tenant, api_key_id: options.api_key_id };
+        let mut input = input;
+        if !agent.input_steps.is_empty() {
+            let mut texts: Vec<&mut String> = input.iter_mut().map(message_text_mut).collect();
+            if let Some(tripwire) = pipeline::run_steps(&agent.input_steps, &mut texts, Stage::Input).await {
+                if agent.on_block == OnBlock::Error {
+                    Err(AgentError::Blocked(tripwire))?;
+                    return;
+                }
+                yield AgentChunk::Tripwire(tripwire.clone());
+                yield AgentChunk::Finish(blocked_output(tripwire, Vec::new(), Vec::new(), Usage::default(), 0));
+                return;
+            }
+        }
         let output_schema = match options.output_schema {
             Some(schema) => Some(Arc::new(CompiledSchema::compile(&schema_name(&agent.id), schema)?)),
             None => agent.output_schema.clone(),
@@ -442,7 +576,30 @@ fn run_loop(
             output_schema: output_schema.as_ref().map(|compiled| compiled.schema.clone()),
         };
 
+        if let Some(limit) = agent.budget.max_input_tokens {
+            match crate::budget::input_tokens_over(agent.token_counter, &request.messages, &request.tools, limit) {
+                Some(count) => {
+                    let tripwire = Tripwire {
+                        reason: format!("the input is {count} tokens, over the budget of {limit}"),
+                        processor_id: "budget.max_input_tokens".to_owned(),
+                    };
+                    record_budget("budget.max_input_tokens", "block", &tripwire.reason);
+                    if agent.on_block == OnBlock::Error {
+                        Err(AgentError::Blocked(tripwire))?;
+                        return;
+                    }
+                    yield AgentChunk::Tripwire(tripwire.clone());
+                    yield AgentChunk::Finish(blocked_output(tripwire, Vec::new(), Vec::new(), Usage::default(), 0));
+                    return;
+                }
+                None => record_budget("budget.max_input_tokens", "pass", ""),
+            }
+        }
+
+        let buffer_text = !agent.output_steps.is_empty();
         let mut usage = Usage::default();
+        let mut cost_usd = 0.0_f64;
+        let mut said = String::new();
         let mut tool_calls = Vec::new();
         let mut tool_results = Vec::new();
         let mut model_calls = 0_u32;
@@ -452,7 +609,7 @@ fn run_loop(
             model_calls += 1;
             let chat = chat_span(&agent, &request, &labels);
             let started = std::time::Instant::now();
-            let response = if streaming {
+            let mut response = if streaming {
                 let mut events = match agent.model.stream(&request).instrument(chat.clone()).await {
                     Ok(events) => events,
                     Err(error) => Err(chat_failed(&chat, error))?,
@@ -469,8 +626,9 @@ fn run_loop(
                         chat.record("glassbox.time_to_first_token_ms", started.elapsed().as_secs_f64() * 1000.0);
                     }
                     match event {
-                        ModelEvent::TextDelta(delta) => yield AgentChunk::TextDelta(delta),
-                        ModelEvent::ToolCallDelta { .. } => {}
+                        // With output steps, text is held back until the step's answer is checked.
+                        ModelEvent::TextDelta(delta) if !buffer_text => yield AgentChunk::TextDelta(delta),
+                        ModelEvent::TextDelta(_) | ModelEvent::ToolCallDelta { .. } => {}
                         ModelEvent::Finish(response) => finished = Some(response),
                     }
                 }
@@ -484,14 +642,53 @@ fn run_loop(
                     Err(error) => Err(chat_failed(&chat, error))?,
                 }
             };
+            usage += response.usage;
+            if let Some(cost_model) = &agent.cost_model {
+                cost_usd += cost_model.cost_usd(agent.model.provider(), &response.model, &response.usage).unwrap_or(0.0);
+            }
+            if buffer_text && !response.text.is_empty() {
+                let stage = Stage::Output { final_answer: response.tool_calls.is_empty() };
+                let blocked = pipeline::run_steps(&agent.output_steps, &mut [&mut response.text], stage).await;
+                if let Some(tripwire) = blocked {
+                    // The blocked answer reaches neither the caller nor the trace.
+                    response.text = format!("[blocked by {}]", tripwire.processor_id);
+                    response.tool_calls.clear();
+                    record_response(&chat, agent.capture, &response);
+                    drop(chat);
+                    if agent.on_block == OnBlock::Error {
+                        Err(AgentError::Blocked(tripwire))?;
+                        return;
+                    }
+                    yield AgentChunk::StepFinish { step, usage: response.usage, finish_reason: FinishReason::Tripwire };
+                    yield AgentChunk::Tripwire(tripwire.clone());
+                    yield AgentChunk::Finish(blocked_output(tripwire, tool_calls, tool_results, usage, model_calls));
+                    return;
+                }
+                if streaming {
+                    yield AgentChunk::TextDelta(response.text.clone());
+                }
+            }
             record_response(&chat, agent.capture, &response);
             drop(chat);
             let ModelResponse { text, tool_calls: step_calls, usage: step_usage, finish_reason, .. } = response;
-            usage += step_usage;
             yield AgentChunk::StepFinish { step, usage: step_usage, finish_reason: finish_reason.clone() };
+            if !text.is_empty() {
+                if !said.is_empty() {
+                    said.push('\n');
+                }
+                said.push_str(&text);
+            }
 
             if step_calls.is_empty() {
                 break (text, finish_reason);
+            }
+            // The next call would spend more: stop before running the tools it would answer.
+            if !agent.budget.is_unlimited() {
+                if let Some(reason) = crate::budget::spent(&agent.budget, &usage, cost_usd) {
+                    record_budget("budget.run", "exceeded", &reason);
+                    break (std::mem::take(&mut said), FinishReason::BudgetExceeded);
+                }
+                record_budget("budget.run", "pass", "");
             }
             for call in &step_calls {
                 yield AgentChunk::ToolCall(call.clone());
@@ -515,41 +712,66 @@ fn run_loop(
         };
 
         let mut object = None;
-        if let Some(compiled) = &output_schema {
+        if let Some(compiled) = &output_schema
+            && finish_reason != FinishReason::BudgetExceeded
+        {
             match check_structured(&compiled.validator, &text) {
                 Ok(value) => object = Some(value),
                 Err(problem) => {
-                    tracing::debug!(%problem, "structured output invalid; asking the model to repair it");
-                    request.messages.push(Message::assistant(text.clone()));
-                    request.messages.push(Message::user(format!(
-                        "Your previous answer was not valid: {problem}. Reply again with only a JSON value \
-                         that matches this JSON schema, and nothing else:\n{}",
-                        compiled.schema.schema
-                    )));
-                    model_calls += 1;
-                    let chat = chat_span(&agent, &request, &labels);
-                    let repaired = match agent.model.generate(&request).instrument(chat.clone()).await {
-                        Ok(response) => response,
-                        Err(error) => Err(chat_failed(&chat, error))?,
-                    };
-                    record_response(&chat, agent.capture, &repaired);
-                    drop(chat);
-                    usage += repaired.usage;
-                    step += 1;
-                    yield AgentChunk::StepFinish { step, usage: repaired.usage, finish_reason: repaired.finish_reason.clone() };
-                    match check_structured(&compiled.validator, &repaired.text) {
-                        Ok(value) => {
-                            object = Some(value);
-                            text = repaired.text;
-                            finish_reason = repaired.finish_reason;
+                    let spent = if agent.budget.is_unlimited() { None } else { crate::budget::spent(&agent.budget, &usage, cost_usd) };
+                    if let Some(reason) = spent {
+                        record_budget("budget.run", "exceeded", &reason);
+                        finish_reason = FinishReason::BudgetExceeded;
+                    } else {
+                        tracing::debug!(%problem, "structured output invalid; asking the model to repair it");
+                        request.messages.push(Message::assistant(text.clone()));
+                        request.messages.push(Message::user(format!(
+                            "Your previous answer was not valid: {problem}. Reply again with only a JSON value \
+                             that matches this JSON schema, and nothing else:\n{}",
+                            compiled.schema.schema
+                        )));
+                        model_calls += 1;
+                        let chat = chat_span(&agent, &request, &labels);
+                        let mut repaired = match agent.model.generate(&request).instrument(chat.clone()).await {
+                            Ok(response) => response,
+                            Err(error) => Err(chat_failed(&chat, error))?,
+                        };
+                        usage += repaired.usage;
+                        step += 1;
+                        if buffer_text && !repaired.text.is_empty() {
+                            let stage = Stage::Output { final_answer: true };
+                            if let Some(tripwire) = pipeline::run_steps(&agent.output_steps, &mut [&mut repaired.text], stage).await {
+                                repaired.text = format!("[blocked by {}]", tripwire.processor_id);
+                                record_response(&chat, agent.capture, &repaired);
+                                drop(chat);
+                                if agent.on_block == OnBlock::Error {
+                                    Err(AgentError::Blocked(tripwire))?;
+                                    return;
+                                }
+                                yield AgentChunk::Tripwire(tripwire.clone());
+                                yield AgentChunk::Finish(blocked_output(tripwire, tool_calls, tool_results, usage, model_calls));
+                                return;
+                            }
                         }
-                        Err(message) => Err(AgentError::StructuredOutput { message, text: repaired.text })?,
+                        record_response(&chat, agent.capture, &repaired);
+                        drop(chat);
+                        yield AgentChunk::StepFinish { step, usage: repaired.usage, finish_reason: repaired.finish_reason.clone() };
+                        match check_structured(&compiled.validator, &repaired.text) {
+                            Ok(value) => {
+                                object = Some(value);
+                                text = repaired.text;
+                                finish_reason = repaired.finish_reason;
+                            }
+                            Err(message) => Err(AgentError::StructuredOutput { message, text: repaired.text })?,
+                        }
                     }
                 }
             }
         }
 
-        yield AgentChunk::Finish(AgentOutput { text, object, tool_calls, tool_results, usage, finish_reason, model_calls });
+        yield AgentChunk::Finish(AgentOutput {
+            text, object, tool_calls, tool_results, usage, finish_reason, model_calls, tripwire: None,
+        });
     }
 }
 
@@ -562,7 +784,7 @@ fn check_structured(validator: &jsonschema::Validator, text: &str) -> Result<Val
     if problems.is_empty() { Ok(value) } else { Err(problems.join("; ")) }
 }
 
-fn strip_code_fence(text: &str) -> &str {
+pub(crate) fn strip_code_fence(text: &str) -> &str {
     let Some(rest) = text.strip_prefix("```") else { return text };
     let rest = rest.strip_prefix("json").unwrap_or(rest);
     rest.strip_suffix("```").unwrap_or(rest).trim()

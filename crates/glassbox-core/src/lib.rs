@@ -5,12 +5,16 @@
 //! providers depend on it, never the other way round.
 
 pub mod agent;
+pub mod budget;
 pub mod model;
 pub mod pii;
+pub mod pipeline;
 pub mod tool;
 pub mod workflow;
 
 pub use agent::{Agent, AgentBuilder, Capture, AgentChunk, AgentError, AgentOutput, AgentStream, GenerateOptions};
+pub use budget::{Budget, CostModel};
+pub use pipeline::{AsyncProcessor, OnBlock, PipelineStep, Processor, Stage, Strategy, Tripwire, Verdict};
 pub use model::{
     FinishReason, LanguageModel, Message, ModelEvent, ModelRequest, ModelResponse, ModelStream,
     OutputSchema, ProviderError, TimeoutPhase, ToolCall, ToolSpec, Usage,

@@ -113,6 +113,10 @@ pub enum FinishReason {
     ContentFilter,
     /// The agent loop hit its step limit while the model still wanted tools.
     MaxSteps,
+    /// A processor or guardrail blocked the run (see the output's tripwire).
+    Tripwire,
+    /// The run's token or cost budget was spent; the text is what was produced until then.
+    BudgetExceeded,
     /// Anything else a provider reports, verbatim.
     Other(String),
 }
@@ -126,6 +130,8 @@ impl FinishReason {
             Self::ToolCalls => "tool-calls",
             Self::ContentFilter => "content-filter",
             Self::MaxSteps => "max-steps",
+            Self::Tripwire => "tripwire",
+            Self::BudgetExceeded => "budget_exceeded",
             Self::Other(other) => other,
         }
     }

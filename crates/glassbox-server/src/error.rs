@@ -62,7 +62,8 @@ impl ApiError {
                 AgentError::InvalidOutputSchema { .. } | AgentError::EmptyConversation => StatusCode::BAD_REQUEST,
                 AgentError::Provider(ProviderError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
                 AgentError::Provider(_) | AgentError::StructuredOutput { .. } => StatusCode::BAD_GATEWAY,
-                AgentError::InvalidTool { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                AgentError::InvalidTool { .. } | AgentError::InvalidBudget { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                AgentError::Blocked(_) => StatusCode::UNPROCESSABLE_ENTITY,
             },
         }
     }
@@ -118,6 +119,9 @@ impl ApiError {
                 "limit": state.limit, "remaining": state.remaining, "retryAfterSeconds": state.reset_secs,
             })),
             Self::BudgetExhausted(refusal) => Some(budget_details(refusal)),
+            Self::Agent(AgentError::Blocked(tripwire)) => {
+                Some(serde_json::json!({ "tripwire": { "reason": tripwire.reason, "processorId": tripwire.processor_id } }))
+            }
             _ => None,
         }
     }

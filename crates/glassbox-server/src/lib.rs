@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod pipeline;
 pub mod runtime;
 pub mod serve;
 pub mod store;

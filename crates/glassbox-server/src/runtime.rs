@@ -64,6 +64,7 @@ pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(A
         }
     }
 
+    let pricing = Arc::new(crate::telemetry::pricing_table(&config.pricing));
     let mut registry = AgentRegistry::default();
     for agent_config in &config.agents {
         // A missing model or tool was already reported above (or by config validation).
@@ -92,6 +93,13 @@ pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(A
             CapturePolicy::Redacted => Capture::Redacted,
             CapturePolicy::None => Capture::None,
         });
+        builder = match crate::pipeline::apply(builder, agent_config, model.as_ref(), &models, &pricing) {
+            Ok(builder) => builder,
+            Err(problem) => {
+                problems.push(format!("agents.{}.{problem}", agent_config.id));
+                continue;
+            }
+        };
         match builder.build() {
             Ok(agent) => registry.insert(agent),
             Err(error) => problems.push(format!("agents.{}: {error}", agent_config.id)),

@@ -5,6 +5,7 @@
 //! - `many_problems`: several problems in one file, all reported, in file order
 //! - `interpolation`: `${VAR}`, defaults, escapes, unset variables
 //! - `schemas`: tool parameters and output schemas
+//! - `pipeline`: agents' processors, guardrails, budgets and `on_block`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +13,7 @@ mod dashboard;
 mod access;
 mod interpolation;
 mod many_problems;
+mod pipeline;
 mod problems;
 mod schemas;
 mod valid;

@@ -152,6 +152,7 @@ fn full_file_round_trip() {
                 },
             })),
             capture: glassbox_config::CapturePolicy::Full,
+            pipeline: Default::default(),
         }]
     );
 

@@ -181,6 +181,7 @@ async fn streaming_yields_deltas_tool_events_and_a_final_chunk() {
             AgentChunk::ToolResult(_) => "tool-result",
             AgentChunk::StepFinish { .. } => "step",
             AgentChunk::Finish(_) => "finish",
+            AgentChunk::Tripwire(_) => "tripwire",
         })
         .collect();
     assert_eq!(kinds, ["step", "tool-call", "tool-result", "text", "text", "text", "step", "finish"]);

@@ -14,7 +14,7 @@ use serde::ser::SerializeMap;
 use serde_json::{Value, json};
 
 use super::body::JsonBody;
-use super::wire::{GenerateBody, GenerateResponse, StreamChunk, WireToolCall, WireToolResult, WireUsage};
+use super::wire::{GenerateBody, GenerateResponse, StreamChunk, WireToolCall, WireToolResult, WireTripwire, WireUsage};
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::ApiError;
@@ -216,9 +216,9 @@ fn sse_events(
     let mut failed = false;
     chunks
         .take_while(move |chunk| {
-            // Nothing follows an error: the run is over.
+            // Nothing follows an error or a tripwire: the run is over.
             let keep = !failed;
-            failed |= chunk.is_err();
+            failed |= matches!(chunk, Err(_) | Ok(AgentChunk::Tripwire(_)));
             futures::future::ready(keep)
         })
         .map(move |chunk| Ok(chunk_event(chunk, &run_id)))
@@ -235,6 +235,7 @@ fn chunk_event(chunk: Result<AgentChunk, AgentError>, run_id: &str) -> Event {
             run_id,
             json!({ "step": step, "stepResult": { "reason": finish_reason.as_str() }, "output": { "usage": WireUsage::from(usage) } }),
         ),
+        Ok(AgentChunk::Tripwire(tripwire)) => encode("tripwire", run_id, WireTripwire::from(&tripwire)),
         Ok(AgentChunk::Finish(output)) => encode(
             "finish",
             run_id,

@@ -186,8 +186,9 @@ fn options(request: &mut ChatCompletionRequest) -> Result<GenerateOptions, ApiEr
 /// the caller's tool results: a step limit reached mid-tools reads as `length`.
 fn finish_reason(reason: &FinishReason) -> &'static str {
     match reason {
-        FinishReason::Length | FinishReason::MaxSteps => "length",
-        FinishReason::ContentFilter => "content_filter",
+        FinishReason::Length | FinishReason::MaxSteps | FinishReason::BudgetExceeded => "length",
+        // A processor or guardrail blocked the request: OpenAI's nearest reason.
+        FinishReason::ContentFilter | FinishReason::Tripwire => "content_filter",
         FinishReason::ToolCalls => "tool_calls",
         FinishReason::Stop | FinishReason::Other(_) => "stop",
     }
@@ -545,7 +546,13 @@ fn sse_events(
                     }
                     Some(events)
                 }
-                Ok(AgentChunk::ToolCall(_) | AgentChunk::ToolResult(_) | AgentChunk::StepFinish { .. }) => None,
+                // A tripwire ends the run; its finish chunk says `content_filter`.
+                Ok(
+                    AgentChunk::ToolCall(_)
+                    | AgentChunk::ToolResult(_)
+                    | AgentChunk::StepFinish { .. }
+                    | AgentChunk::Tripwire(_),
+                ) => None,
                 Err(error) => {
                     tracing::warn!(error = %crate::error::chain(&error), "stream failed after output began");
                     Some(vec![event(&openai_error(&ApiError::Agent(error).body(), StatusCode::BAD_GATEWAY))])

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use glassbox_core::{AgentOutput, Message, ToolCall, ToolResult, Usage};
+use glassbox_core::{AgentOutput, Message, ToolCall, ToolResult, Tripwire, Usage};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -253,6 +253,23 @@ pub struct GenerateResponse<'a> {
     pub usage: WireUsage,
     pub finish_reason: &'a str,
     pub trace_id: &'a str,
+    /// Set when a processor, guardrail or budget blocked the request (Mastra's convention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tripwire: Option<WireTripwire<'a>>,
+}
+
+/// `{reason, processorId}`: why a request was blocked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WireTripwire<'a> {
+    pub reason: &'a str,
+    pub processor_id: &'a str,
+}
+
+impl<'a> From<&'a Tripwire> for WireTripwire<'a> {
+    fn from(tripwire: &'a Tripwire) -> Self {
+        Self { reason: &tripwire.reason, processor_id: &tripwire.processor_id }
+    }
 }
 
 impl<'a> GenerateResponse<'a> {
@@ -265,6 +282,7 @@ impl<'a> GenerateResponse<'a> {
             usage: output.usage.into(),
             finish_reason: output.finish_reason.as_str(),
             trace_id,
+            tripwire: output.tripwire.as_ref().map(WireTripwire::from),
         }
     }
 }

@@ -16,6 +16,7 @@ mod metrics;
 mod openai_facade;
 mod openapi;
 mod otlp;
+mod pipeline;
 mod providers_e2e;
 mod telemetry;
 mod workflows_api;
