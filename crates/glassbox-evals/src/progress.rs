@@ -87,7 +87,7 @@ impl Progress for ConsoleProgress {
             eprintln!("eval {suite}: case {} FAILED", case.id);
         }
         let step = (total / 10).max(1);
-        if done % step == 0 || done == total {
+        if done.is_multiple_of(step) || done == total {
             eprintln!("eval {suite}: {done}/{total} cases done, {failed} failed");
         }
     }

@@ -20,6 +20,7 @@
 //! values (`Query::bind`), never spliced into the SQL text.
 
 mod error;
+mod evals;
 mod migrations;
 mod read;
 mod rows;
@@ -58,6 +59,9 @@ pub enum Table {
     UsageDaily,
     LatencyMinute,
     Migrations,
+    EvalRuns,
+    EvalResults,
+    EvalScores,
 }
 
 impl Table {
@@ -69,6 +73,9 @@ impl Table {
             Self::UsageDaily => "usage_daily",
             Self::LatencyMinute => "latency_minute",
             Self::Migrations => "glassbox_migrations",
+            Self::EvalRuns => "eval_runs",
+            Self::EvalResults => "eval_results",
+            Self::EvalScores => "eval_scores",
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod clickhouse;
+pub mod evals;
 pub mod migrate;
 pub mod pricing;
 pub mod query;
@@ -18,6 +19,7 @@ pub mod sqlite;
 pub mod writer;
 
 pub use backend::{Backend, MigrationReport, StoreError, TraceReader};
+pub use evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore};
 pub use query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceSummary, UsageBy, UsageGroup,
 };

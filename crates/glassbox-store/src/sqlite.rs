@@ -13,6 +13,7 @@
 //! token; the trace index only counts spans the insert actually added.
 
 mod codec;
+mod evals;
 mod read;
 mod schema;
 mod trace_index;

@@ -22,6 +22,8 @@ pub(crate) enum Operation {
     TraceUsage,
     UsageBy,
     Latency,
+    InsertEvals,
+    ReadEvals,
 }
 
 impl Operation {
@@ -36,6 +38,8 @@ impl Operation {
             Self::TraceUsage => "trace usage query",
             Self::UsageBy => "usage query",
             Self::Latency => "latency query",
+            Self::InsertEvals => "insert of eval results",
+            Self::ReadEvals => "eval results query",
         }
     }
 }

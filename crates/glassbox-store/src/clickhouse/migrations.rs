@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/clickhouse/0003_trace_index.sql"),
     },
     Migration { version: 4, name: "rollups", sql: include_str!("../../../../migrations/clickhouse/0004_rollups.sql") },
+    Migration { version: 5, name: "evals", sql: include_str!("../../../../migrations/clickhouse/0005_evals.sql") },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";

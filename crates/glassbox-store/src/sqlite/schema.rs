@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trace_index",
         sql: include_str!("../../../../migrations/sqlite/0003_trace_index.sql"),
     },
+    Migration { version: 4, name: "evals", sql: include_str!("../../../../migrations/sqlite/0004_evals.sql") },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (
