@@ -19,7 +19,7 @@ use crate::interpolate::is_env_name;
 use crate::reader::{Cx, Field, Section};
 use crate::schema::schema;
 
-const ROOT_KEYS: &[&str] = &["server", "store", "telemetry", "pricing", "models", "tools", "agents"];
+const ROOT_KEYS: &[&str] = &["server", "store", "telemetry", "pricing", "models", "tools", "agents", "online_evals"];
 const STORE_KEYS: &[&str] = &[
     "sqlite_path",
     "clickhouse_url",
@@ -95,6 +95,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
     let model_fields = root.get("models").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let tool_fields = root.get("tools").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let agent_fields = root.get("agents").and_then(|field| cx.entries(&field)).unwrap_or_default();
+    let online_evals_field = root.get("online_evals");
     root.finish(cx);
 
     // References are checked against every declared id, even of entries with problems, so that
@@ -124,6 +125,12 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         agents.push(agent(cx, field, &model_ids, &tool_ids));
     }
 
+    let agent_ids: Vec<&str> = agent_fields.iter().map(|field| field.key).collect();
+    let online_evals = match &online_evals_field {
+        Some(field) => crate::online_evals::online_evals(cx, field, &agent_ids),
+        None => Some(Vec::new()),
+    };
+
     if cx.n_problems() > 0 {
         return None;
     }
@@ -135,6 +142,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         models: models.into_iter().collect::<Option<_>>()?,
         tools: tools.into_iter().collect::<Option<_>>()?,
         agents: agents.into_iter().collect::<Option<_>>()?,
+        online_evals: online_evals?,
     })
 }
 

@@ -15,6 +15,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub tools: Vec<HttpToolConfig>,
     pub agents: Vec<AgentConfig>,
+    /// `[online_evals.<agent>]`: scorers run after an agent's requests.
+    pub online_evals: Vec<crate::online_evals::OnlineEvalConfig>,
 }
 
 impl Config {

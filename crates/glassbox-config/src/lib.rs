@@ -107,6 +107,7 @@ mod build;
 mod config;
 mod diagnostics;
 mod interpolate;
+mod online_evals;
 mod reader;
 mod schema;
 
@@ -117,6 +118,7 @@ pub use config::{
     PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig,
 };
 pub use diagnostics::{ConfigError, Diagnostic, Diagnostics};
+pub use online_evals::OnlineEvalConfig;
 
 /// Reads and validates the file at `path`, interpolating from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

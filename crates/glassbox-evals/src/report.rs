@@ -96,6 +96,8 @@ pub enum ReportError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{path} has no report of suite {suite}")]
+    NoSuite { path: String, suite: String },
     #[error("{path} is a report of format {found}; this version reads format {REPORT_FORMAT}")]
     Format { path: String, found: u32 },
 }
@@ -118,6 +120,21 @@ impl Report {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ReportError::Read { path: path.display().to_string(), source })?;
         Self::from_json(&text, &path.display().to_string())
+    }
+
+    /// The report of `suite` in a JSON file holding one report or an array of them (what
+    /// `--json` writes for several suites).
+    pub fn load_for_suite(path: &std::path::Path, suite: &str) -> Result<Self, ReportError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read { path: origin.clone(), source })?;
+        if text.trim_start().starts_with('[') {
+            let reports: Vec<Value> =
+                serde_json::from_str(&text).map_err(|source| ReportError::Parse { path: origin.clone(), source })?;
+            let found = reports.into_iter().find(|report| report.get("suite").and_then(Value::as_str) == Some(suite));
+            let Some(found) = found else { return Err(ReportError::NoSuite { path: origin, suite: suite.to_owned() }) };
+            return Self::from_json(&found.to_string(), &origin);
+        }
+        Self::from_json(&text, &origin)
     }
 
     /// Why one case failed, in a few lines: the run's error, or each failing scorer's reason.

@@ -168,7 +168,7 @@ pub async fn run_suite(
         return Err(RunError::NoBaseline { suite: suite.name.clone() });
     }
     let baseline = match &baseline_path {
-        Some(path) => Some(Report::load(path).map_err(|source| RunError::Baseline { suite: suite.name.clone(), source })?),
+        Some(path) => Some(Report::load_for_suite(path, &suite.name).map_err(|source| RunError::Baseline { suite: suite.name.clone(), source })?),
         None => None,
     };
 

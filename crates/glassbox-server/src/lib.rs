@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod error;
+pub mod evals;
 pub mod runtime;
 pub mod serve;
 pub mod store;
@@ -97,6 +98,19 @@ pub fn router(agents: AgentRegistry, options: HttpOptions) -> Router {
             next.run(request)
         }))
         .layer(middleware::from_fn(trace_context::layer))
+}
+
+/// [`router`] with online evals: sampled `generate` requests are scored after the response.
+pub fn router_with_evals(
+    agents: AgentRegistry,
+    options: HttpOptions,
+    online_evals: Option<Arc<glassbox_evals::online::OnlineEvals>>,
+) -> Router {
+    let app = router(agents, options);
+    match online_evals {
+        Some(online_evals) => app.layer(axum::Extension(online_evals)),
+        None => app,
+    }
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

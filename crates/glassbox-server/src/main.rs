@@ -38,6 +38,11 @@ enum Command {
         #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
         config: PathBuf,
     },
+    /// Run or record eval suites (exit code 0: gate passed, 1: gate failed, 2: broken suite).
+    Eval {
+        #[command(subcommand)]
+        command: glassbox_server::evals::EvalCommand,
+    },
     /// Apply the store's migrations and exit.
     Migrate {
         #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Command::Serve { config, listen } => run_serve(&config, listen),
         Command::Check { config } => run_check(&config),
         Command::Migrate { config } => run_migrate(&config),
+        Command::Eval { command } => Ok(glassbox_server::evals::command(command)),
     };
     match result {
         Ok(code) => code,
@@ -169,7 +175,13 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode
         let local = listener.local_addr().context("while reading the bound address")?;
         let agent_ids: Vec<&str> = agents.all().iter().map(|agent| agent.id()).collect();
         tracing::info!(agents = ?agent_ids, "glassbox listening on http://{local}");
-        let app = glassbox_server::router(agents, HttpOptions { body_limit: config.server.body_limit_bytes });
+        let online_evals = glassbox_server::evals::online_evals(&config, Some(Arc::clone(&store.evals)), &env_var)
+            .map_err(|problems| anyhow::anyhow!("invalid online evals:\n{}", problems.join("\n")))?;
+        let app = glassbox_server::router_with_evals(
+            agents,
+            HttpOptions { body_limit: config.server.body_limit_bytes },
+            online_evals,
+        );
         let served = serve::serve(listener, app, serve::shutdown_signal(), config.server.shutdown_grace).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
         telemetry.shutdown().await;

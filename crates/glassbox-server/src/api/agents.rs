@@ -110,12 +110,20 @@ async fn generate(
     State(state): State<AppState>,
     Path(agent_id): Path<String>,
     Extension(trace): Extension<TraceContext>,
+    online_evals: Option<Extension<std::sync::Arc<glassbox_evals::online::OnlineEvals>>>,
     JsonBody(mut body): JsonBody<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
     let options = options(&mut body);
-    let output = agent.generate(body.messages.0, options).await?;
     let trace_id = trace.trace_id_hex();
+    // Online evals: decided by trace id before the run, so unsampled requests pay nothing.
+    let online = online_evals.map(|Extension(online)| online).filter(|online| online.sampled(agent.id(), &trace_id));
+    let input = online.as_ref().map(|_| crate::evals::last_user_text(&body.messages.0));
+    let started = std::time::Instant::now();
+    let output = agent.generate(body.messages.0, options).await?;
+    if let (Some(online), Some(input)) = (online, input) {
+        crate::evals::spawn_online(online, agent, &trace, input, &output, started.elapsed());
+    }
     Ok(Json(GenerateResponse::new(&output, &trace_id)).into_response())
 }
 
