@@ -5,6 +5,7 @@
 
 mod agents_api;
 mod errors;
+mod evals;
 mod faults;
 mod helpers;
 mod lifecycle;
