@@ -12,4 +12,5 @@
 mod suite;
 
 mod clickhouse;
+mod evals;
 mod sqlite;
