@@ -5,6 +5,8 @@
 //! - `replay`: record a suite against the mock provider, replay it, miss with a diff.
 //! - `reports`: JSON round trip, JUnit validated against the JUnit schema, Markdown.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod judge;
 mod replay;
 mod reports;
