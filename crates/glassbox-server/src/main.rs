@@ -1,4 +1,4 @@
-//! The `glassbox` command: `serve`, `check` and `migrate`.
+//! The `glassbox` command: `serve`, `check`, `migrate` and `eval`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,6 +104,12 @@ fn load(path: &Path) -> anyhow::Result<Option<(Config, AgentRegistry, Vec<runtim
 
 fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
     let Some((config, _agents, notices)) = load(path)? else { return Ok(ExitCode::FAILURE) };
+    if let Err(problems) = glassbox_server::evals::online_evals(&config, None, &env_var) {
+        for problem in &problems {
+            eprintln!("{}: {problem}", path.display());
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     for notice in &notices {
         eprintln!("note: {}", notice.0);
     }
