@@ -10,6 +10,7 @@
 
 mod interpolation;
 mod many_problems;
+mod online_evals;
 mod problems;
 mod schemas;
 mod valid;
