@@ -355,6 +355,19 @@ pub fn spawn_online(
     output: &AgentOutput,
     latency: Duration,
 ) {
+    spawn_online_in(&tracing::Span::current(), online, agent, trace, input, output, latency);
+}
+
+/// [`spawn_online`] with an explicit request span (a stream finishes outside the handler).
+pub fn spawn_online_in(
+    request_span: &tracing::Span,
+    online: Arc<OnlineEvals>,
+    agent: &Agent,
+    trace: &TraceContext,
+    input: String,
+    output: &AgentOutput,
+    latency: Duration,
+) {
     let request = ScoredRequest {
         agent: agent.id().to_owned(),
         trace_id: hex(&trace.trace_id),
@@ -373,7 +386,7 @@ pub fn spawn_online(
             metadata: serde_json::Value::Null,
         },
     };
-    let parent = tracing::Span::current().context();
+    let parent = request_span.context();
     let span = tracing::info_span!("online_evals", otel.name = "online_evals", gen_ai.agent.name = %request.agent);
     let _ = span.set_parent(parent);
     tokio::spawn(online.evaluate(request).instrument(span));

@@ -134,11 +134,26 @@ async fn stream(
     State(state): State<AppState>,
     Path(agent_id): Path<String>,
     Extension(trace): Extension<TraceContext>,
+    online_evals: Option<Extension<std::sync::Arc<glassbox_evals::online::OnlineEvals>>>,
     JsonBody(mut body): JsonBody<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
     let options = options(&mut body);
-    let mut chunks = agent.stream(body.messages.0, options);
+    let online = online_evals
+        .map(|Extension(online)| online)
+        .filter(|online| online.sampled(agent.id(), &trace.trace_id_hex()))
+        .map(|online| (online, crate::evals::last_user_text(&body.messages.0), tracing::Span::current(), agent.clone()));
+    let started = std::time::Instant::now();
+    let chunks = agent.stream(body.messages.0, options);
+    // Online evals score the finished run; the stream's consumer never waits for them.
+    let mut online = online;
+    let mut chunks: glassbox_core::AgentStream = Box::pin(chunks.inspect(move |chunk| {
+        if let Ok(AgentChunk::Finish(output)) = chunk
+            && let Some((evals, input, span, agent)) = online.take()
+        {
+            crate::evals::spawn_online_in(&span, evals, &agent, &trace, input, output, started.elapsed());
+        }
+    }));
     let first = match chunks.next().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(error)) => return Err(error.into()),

@@ -139,6 +139,29 @@ async fn online_scores_reach_the_store_and_the_trace_without_touching_the_reques
     let panicked = evaluation_spans.iter().find(|span| span.span_name == "evaluation panics").unwrap();
     assert_eq!(panicked.attribute("error.type"), Some("scorer_error"));
     assert_eq!(panicked.attribute("gen_ai.evaluation.score.value"), None);
+
+    // A streamed run is scored too, once it finished.
+    mock.push(Reply::Text("Rain in Oslo.".into()));
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/api/agents/assistant/stream"))
+        .json(&json!({ "messages": "weather in Oslo?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let traceparent = response.headers()["traceparent"].to_str().unwrap().to_owned();
+    let stream_trace = traceparent.split('-').nth(1).unwrap().to_owned();
+    assert!(response.text().await.unwrap().contains("Rain in Oslo."));
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = store.evals.eval_scores(&stream_trace).await.unwrap();
+        if rows.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    assert!(rows.iter().any(|row| row.scorer == "contains" && row.passed));
     telemetry.shutdown().await;
     mock.shutdown().await;
 }
