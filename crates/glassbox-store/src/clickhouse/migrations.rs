@@ -184,6 +184,6 @@ mod tests {
     #[test]
     fn versions_are_in_order() {
         let versions: Vec<u32> = MIGRATIONS.iter().map(|migration| migration.version).collect();
-        assert_eq!(versions, [1, 2, 3, 4]);
+        assert_eq!(versions, [1, 2, 3, 4, 5]);
     }
 }
