@@ -59,6 +59,14 @@ if [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_hash" ] \
   "$GLASSBOX_VENV/bin/python" -c 'import openai, openapi_spec_validator, yaml'
   echo "$py_hash" >"$py_stamp"
 fi
+# The JUnit XML validator (tests/junit/: the `xmlschema` package and the JUnit schema) that
+# the eval tests check `glassbox eval run --junit` output with; same venv.
+if ! "$GLASSBOX_VENV/bin/python" -c 'import xmlschema' >/dev/null 2>&1; then
+  echo "tests/run.sh: installing tests/junit/requirements.txt into $GLASSBOX_VENV" >&2
+  "$GLASSBOX_VENV/bin/python" -m pip install --disable-pip-version-check --no-input --no-deps \
+    -r tests/junit/requirements.txt >&2
+  "$GLASSBOX_VENV/bin/python" -c 'import xmlschema'
+fi
 export GLASSBOX_PYTHON="$GLASSBOX_VENV/bin/python"
 
 # The dashboard's browser tests (crates/glassbox-server/tests/it/dashboard/browser.rs) drive
@@ -91,3 +99,5 @@ fi
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+# The shipped eval suites, replayed from their recordings: no network, no API key.
+cargo run --quiet --locked --bin glassbox -- eval run evals/ --no-store

@@ -19,8 +19,10 @@ use crate::interpolate::is_env_name;
 use crate::reader::{Cx, Field, Section};
 use crate::schema::schema;
 
-const ROOT_KEYS: &[&str] =
-    &["server", "store", "telemetry", "pricing", "models", "tools", "agents", "dashboard", "tenants", "keys"];
+const ROOT_KEYS: &[&str] = &[
+    "server", "store", "telemetry", "pricing", "models", "tools", "agents", "dashboard", "tenants", "keys",
+    "online_evals",
+];
 const STORE_KEYS: &[&str] = &[
     "sqlite_path",
     "clickhouse_url",
@@ -107,6 +109,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
     let agent_fields = root.get("agents").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let tenant_fields = root.get("tenants").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let key_fields = root.get("keys").and_then(|field| cx.entries(&field)).unwrap_or_default();
+    let online_evals_field = root.get("online_evals");
     root.finish(cx);
 
     // References are checked against every declared id, even of entries with problems, so that
@@ -139,6 +142,10 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
     let agent_ids: Vec<&str> = agent_fields.iter().map(|field| field.key).collect();
     let tenants = crate::access::tenants(cx, &tenant_fields);
     let keys = crate::access::keys(cx, &key_fields, &agent_ids);
+    let online_evals = match &online_evals_field {
+        Some(field) => crate::online_evals::online_evals(cx, field, &agent_ids),
+        None => Some(Vec::new()),
+    };
 
     if cx.n_problems() > 0 {
         return None;
@@ -154,6 +161,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         models: models.into_iter().collect::<Option<_>>()?,
         tools: tools.into_iter().collect::<Option<_>>()?,
         agents: agents.into_iter().collect::<Option<_>>()?,
+        online_evals: online_evals?,
     })
 }
 

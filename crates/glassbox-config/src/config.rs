@@ -21,6 +21,8 @@ pub struct Config {
     pub tenants: Vec<crate::access::TenantConfig>,
     /// `[keys.<id>]`, in file order.
     pub keys: Vec<crate::access::KeyConfig>,
+    /// `[online_evals.<agent>]`: scorers run after an agent's requests.
+    pub online_evals: Vec<crate::online_evals::OnlineEvalConfig>,
 }
 
 impl Config {

@@ -115,6 +115,7 @@ mod dashboard;
 mod diagnostics;
 mod interpolate;
 pub mod pipeline;
+mod online_evals;
 mod reader;
 mod schema;
 
@@ -127,6 +128,7 @@ pub use config::{
 pub use dashboard::DashboardConfig;
 pub use access::{BudgetConfig, KeyConfig, KeySecret, RateLimitConfig, TenantConfig};
 pub use diagnostics::{ConfigError, Diagnostic, Diagnostics};
+pub use online_evals::OnlineEvalConfig;
 
 /// Reads and validates the file at `path`, interpolating from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -9,7 +9,7 @@ use toml::de::DeValue;
 use crate::reader::{Cx, Field, fields_of, kind_of};
 
 /// Where one JSON value of the converted schema came from.
-struct Origin {
+pub(crate) struct Origin {
     /// JSON pointer of the value inside the schema (`/properties/city`).
     pointer: String,
     /// The dotted TOML path that names it in messages.
@@ -107,7 +107,7 @@ fn locate<'o>(origins: &'o [Origin], pointer: &str) -> Option<&'o Origin> {
         .max_by_key(|origin| origin.pointer.len())
 }
 
-fn to_json(cx: &mut Cx<'_>, field: &Field<'_>, pointer: String, origins: &mut Vec<Origin>) -> Option<Value> {
+pub(crate) fn to_json(cx: &mut Cx<'_>, field: &Field<'_>, pointer: String, origins: &mut Vec<Origin>) -> Option<Value> {
     origins.push(Origin { pointer: pointer.clone(), path: field.path.clone(), offset: field.offset() });
     match field.node.get_ref() {
         DeValue::String(text) => cx.interpolate(&field.path, field.node, text).map(Value::String),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod evals;
 pub mod runtime;
 pub mod serve;
 pub mod store;
@@ -116,6 +117,8 @@ pub struct RouterParts {
     pub access: Option<Arc<access::Access>>,
     pub workflows: Option<workflow_host::WorkflowHost>,
     pub dashboard: Option<dashboard::Dashboard>,
+    /// Scorers run after agents' requests (`[online_evals.<agent>]`).
+    pub online_evals: Option<Arc<glassbox_evals::online::OnlineEvals>>,
 }
 
 /// The whole server: the API with its layers, and the dashboard beside it.
@@ -147,12 +150,25 @@ pub fn build_router(agents: AgentRegistry, options: HttpOptions, parts: RouterPa
         .layer(middleware::from_fn(trace_context::layer))
         // Outermost, so errors of every layer under `/v1/` answer in OpenAI's shape.
         .layer(middleware::from_fn(api::openai::error_shape));
+    let api = match parts.online_evals {
+        Some(online_evals) => api.layer(axum::Extension(online_evals)),
+        None => api,
+    };
     // The dashboard sits outside the API's request tracing and body limits: page views are not
     // agent traffic and must not fill the traces table.
     match parts.dashboard {
         Some(dashboard) => api.merge(dashboard::router(dashboard)),
         None => api,
     }
+}
+
+/// [`router`] with online evals: sampled `generate` requests are scored after the response.
+pub fn router_with_evals(
+    agents: AgentRegistry,
+    options: HttpOptions,
+    online_evals: Option<Arc<glassbox_evals::online::OnlineEvals>>,
+) -> Router {
+    build_router(agents, options, RouterParts { online_evals, ..RouterParts::default() })
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -1,4 +1,4 @@
-//! The `glassbox` command: `serve`, `check` and `migrate`.
+//! The `glassbox` command: `serve`, `check`, `migrate` and `eval`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,11 @@ enum Command {
     Check {
         #[arg(long, default_value = "glassbox.toml", env = "GLASSBOX_CONFIG")]
         config: PathBuf,
+    },
+    /// Run or record eval suites (exit code 0: gate passed, 1: gate failed, 2: broken suite).
+    Eval {
+        #[command(subcommand)]
+        command: glassbox_server::evals::EvalCommand,
     },
     /// Apply the store's migrations and exit.
     Migrate {
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
         Command::Check { config } => run_check(&config),
         Command::Migrate { config } => run_migrate(&config, log_format),
         Command::Keys { command } => keys::run(command),
+        Command::Eval { command } => Ok(glassbox_server::evals::command(command)),
     };
     match result {
         Ok(code) => code,
@@ -227,6 +233,12 @@ fn load(path: &Path) -> anyhow::Result<Option<(Config, AgentRegistry, Vec<runtim
 
 fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
     let Some((config, _agents, notices)) = load(path)? else { return Ok(ExitCode::FAILURE) };
+    if let Err(problems) = glassbox_server::evals::online_evals(&config, None, &env_var) {
+        for problem in &problems {
+            eprintln!("{}: {problem}", path.display());
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     for notice in &notices {
         eprintln!("note: {}", notice.0);
     }
@@ -318,6 +330,8 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>, log_format: LogFormat) -> 
         let local = listener.local_addr().context("while reading the bound address")?;
         let agent_ids: Vec<&str> = agents.all().iter().map(|agent| agent.id()).collect();
         tracing::info!(agents = ?agent_ids, "glassbox listening on http://{local}");
+        let online_evals = glassbox_server::evals::online_evals(&config, Some(Arc::clone(&store.evals)), &env_var)
+            .map_err(|problems| anyhow::anyhow!("invalid online evals:\n{}", problems.join("\n")))?;
         // Without an admin token the dashboard is open only in open development mode (no API
         // keys anywhere), and its pages say so.
         let dashboard_access = match glassbox_server::dashboard::Access::from_config(&config.dashboard, &env_var) {
@@ -343,7 +357,12 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>, log_format: LogFormat) -> 
         let app = glassbox_server::build_router(
             agents,
             HttpOptions { body_limit: config.server.body_limit_bytes },
-            glassbox_server::RouterParts { access: Some(access), workflows: None, dashboard: Some(dashboard) },
+            glassbox_server::RouterParts {
+                access: Some(access),
+                workflows: None,
+                dashboard: Some(dashboard),
+                online_evals,
+            },
         );
         let served = serve::serve(listener, app, serve::shutdown_signal(), config.server.shutdown_grace).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled.

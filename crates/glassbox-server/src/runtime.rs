@@ -27,8 +27,40 @@ pub struct BuildError {
     pub problems: Vec<String>,
 }
 
+/// Wraps every model and tool as it is built; evals record or replay calls through this.
+pub trait Wrap {
+    fn model(&self, model: Arc<dyn LanguageModel>) -> Arc<dyn LanguageModel>;
+    fn tool(&self, tool: Arc<dyn glassbox_core::Tool>) -> Arc<dyn glassbox_core::Tool>;
+}
+
+struct NoWrap;
+
+impl Wrap for NoWrap {
+    fn model(&self, model: Arc<dyn LanguageModel>) -> Arc<dyn LanguageModel> {
+        model
+    }
+    fn tool(&self, tool: Arc<dyn glassbox_core::Tool>) -> Arc<dyn glassbox_core::Tool> {
+        tool
+    }
+}
+
 /// Builds every agent of `config`. `env` looks up environment variables (API keys).
 pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(AgentRegistry, Vec<Notice>), BuildError> {
+    build_wrapped(config, env, &NoWrap)
+}
+
+/// The model `id` of `config`, with the same key and fallback rules as `build`.
+pub fn model(config: &Config, id: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<dyn LanguageModel>, String> {
+    let model_config = config.model(id).ok_or_else(|| format!("unknown model {id:?}"))?;
+    resolve_model(config, model_config, env, &mut Vec::new())
+}
+
+/// [`build`], with every model and tool passed through `wrap`.
+pub fn build_wrapped(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    wrap: &dyn Wrap,
+) -> Result<(AgentRegistry, Vec<Notice>), BuildError> {
     let mut problems = Vec::new();
     let mut notices = Vec::new();
 
@@ -36,13 +68,13 @@ pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(A
     for model_config in &config.models {
         match resolve_model(config, model_config, env, &mut notices) {
             Ok(model) => {
-                models.insert(&model_config.id, model);
+                models.insert(&model_config.id, wrap.model(model));
             }
             Err(problem) => problems.push(format!("models.{}: {problem}", model_config.id)),
         }
     }
 
-    let mut tools: HashMap<&str, Arc<HttpTool>> = HashMap::new();
+    let mut tools: HashMap<&str, Arc<dyn glassbox_core::Tool>> = HashMap::new();
     for tool_config in &config.tools {
         let spec = ToolSpec {
             name: tool_config.id.clone(),
@@ -58,7 +90,7 @@ pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(A
         };
         match HttpTool::new(spec, tool_config.url.clone(), method, tool_config.timeout, tool_config.headers.clone()) {
             Ok(tool) => {
-                tools.insert(&tool_config.id, Arc::new(tool));
+                tools.insert(&tool_config.id, wrap.tool(Arc::new(tool)));
             }
             Err(error) => problems.push(format!("tools.{}: {}", tool_config.id, crate::error::chain(&error))),
         }
@@ -76,7 +108,7 @@ pub fn build(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<(A
             .max_steps(agent_config.max_steps);
         for tool_id in &agent_config.tools {
             if let Some(tool) = tools.get(tool_id.as_str()) {
-                builder = builder.shared_tool(Arc::clone(tool) as Arc<dyn glassbox_core::Tool>);
+                builder = builder.shared_tool(Arc::clone(tool));
             }
         }
         if let Some(temperature) = agent_config.temperature {

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use glassbox_config::{ClickHouseConfig, StoreConfig};
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
-use glassbox_store::{Backend, KeyStore, StoreError, TraceReader};
+use glassbox_store::{Backend, EvalStore, KeyStore, StoreError, TraceReader};
 
 /// An open store: the same object behind both traits.
 #[derive(Clone)]
 pub struct Store {
     pub backend: Arc<dyn Backend>,
     pub reader: Arc<dyn TraceReader>,
+    /// Eval suite runs and online scores.
+    pub evals: Arc<dyn EvalStore>,
     /// Where it lives, for log lines: a file path or a URL with the database.
     pub description: String,
 }
@@ -55,12 +57,12 @@ pub async fn open(config: &StoreConfig, env: &dyn Fn(&str) -> Option<String>) ->
         Some(settings) => {
             let description = format!("clickhouse {} database {}", settings.url, settings.database);
             let backend = Arc::new(ClickHouseBackend::new(settings)?);
-            Ok(Store { backend: backend.clone(), reader: backend, description })
+            Ok(Store { backend: backend.clone(), reader: backend.clone(), evals: backend, description })
         }
         None => {
             let description = format!("sqlite {}", config.sqlite_path.display());
             let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: config.sqlite_path.clone() }).await?);
-            Ok(Store { backend: backend.clone(), reader: backend, description })
+            Ok(Store { backend: backend.clone(), reader: backend.clone(), evals: backend, description })
         }
     }
 }

@@ -350,7 +350,8 @@ pub fn pricing_table(entries: &[glassbox_config::PricingConfig]) -> PricingTable
 
 /// The crates whose spans make up Glassbox's traces; the OpenTelemetry layer takes their
 /// `INFO` spans whatever `RUST_LOG` says, so quieting the logs never loses telemetry.
-pub const TRACED_TARGETS: [&str; 4] = ["glassbox_core", "glassbox_providers", "glassbox_server", "glassbox_store"];
+pub const TRACED_TARGETS: [&str; 5] =
+    ["glassbox_core", "glassbox_providers", "glassbox_server", "glassbox_store", "glassbox_evals"];
 
 /// The `tracing` layer that turns spans into OpenTelemetry spans for `telemetry`.
 pub fn layer<S>(telemetry: &Telemetry) -> impl tracing_subscriber::Layer<S> + Send + Sync

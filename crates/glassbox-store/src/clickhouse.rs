@@ -22,6 +22,7 @@
 
 mod error;
 mod keys;
+mod evals;
 mod migrations;
 mod read;
 mod rows;
@@ -64,6 +65,9 @@ pub enum Table {
     Migrations,
     WorkflowRuns,
     ApiKeys,
+    EvalRuns,
+    EvalResults,
+    EvalScores,
 }
 
 impl Table {
@@ -77,6 +81,9 @@ impl Table {
             Self::Migrations => "glassbox_migrations",
             Self::WorkflowRuns => "workflow_runs",
             Self::ApiKeys => "api_keys",
+            Self::EvalRuns => "eval_runs",
+            Self::EvalResults => "eval_results",
+            Self::EvalScores => "eval_scores",
         }
     }
 }

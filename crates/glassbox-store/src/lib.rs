@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod clickhouse;
 pub mod keys;
+pub mod evals;
 pub mod migrate;
 pub mod pricing;
 pub mod query;
@@ -21,6 +22,7 @@ pub mod writer;
 
 pub use keys::{KeyStore, KeyUsage, StoredKey};
 pub use backend::{Backend, MigrationReport, StoreError, TraceReader};
+pub use evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore};
 pub use query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary, UsageBy,
     UsageGroup,

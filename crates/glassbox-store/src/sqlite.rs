@@ -14,6 +14,7 @@
 
 mod codec;
 mod keys;
+mod evals;
 mod read;
 mod runs;
 mod schema;

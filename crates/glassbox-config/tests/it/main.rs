@@ -14,6 +14,7 @@ mod access;
 mod interpolation;
 mod many_problems;
 mod pipeline;
+mod online_evals;
 mod problems;
 mod schemas;
 mod valid;

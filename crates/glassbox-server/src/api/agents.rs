@@ -152,14 +152,22 @@ pub async fn generate(
     Path(agent_id): Path<String>,
     Extension(trace): Extension<TraceContext>,
     caller: Caller,
+    online_evals: Option<Extension<std::sync::Arc<glassbox_evals::online::OnlineEvals>>>,
     JsonBody(mut body): JsonBody<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
     let options = options(&mut body, &caller);
     // Held until the run ends; actual usage is settled from its usage rows.
     let _reservation = state.access.reserve(&caller, agent, &body.messages.0)?;
-    let output = agent.generate(body.messages.0, options).await?;
     let trace_id = trace.trace_id_hex();
+    // Online evals: decided by trace id before the run, so unsampled requests pay nothing.
+    let online = online_evals.map(|Extension(online)| online).filter(|online| online.sampled(agent.id(), &trace_id));
+    let input = online.as_ref().map(|_| crate::evals::last_user_text(&body.messages.0));
+    let started = std::time::Instant::now();
+    let output = agent.generate(body.messages.0, options).await?;
+    if let (Some(online), Some(input)) = (online, input) {
+        crate::evals::spawn_online(online, agent, &trace, input, &output, started.elapsed());
+    }
     Ok(Json(GenerateResponse::new(&output, &trace_id)).into_response())
 }
 
@@ -188,12 +196,27 @@ pub async fn stream(
     Path(agent_id): Path<String>,
     Extension(trace): Extension<TraceContext>,
     caller: Caller,
+    online_evals: Option<Extension<std::sync::Arc<glassbox_evals::online::OnlineEvals>>>,
     JsonBody(mut body): JsonBody<GenerateBody>,
 ) -> Result<Response, ApiError> {
     let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
     let options = options(&mut body, &caller);
     let reservation = state.access.reserve(&caller, agent, &body.messages.0)?;
-    let mut chunks = agent.stream(body.messages.0, options);
+    let online = online_evals
+        .map(|Extension(online)| online)
+        .filter(|online| online.sampled(agent.id(), &trace.trace_id_hex()))
+        .map(|online| (online, crate::evals::last_user_text(&body.messages.0), tracing::Span::current(), agent.clone()));
+    let started = std::time::Instant::now();
+    let chunks = agent.stream(body.messages.0, options);
+    // Online evals score the finished run; the stream's consumer never waits for them.
+    let mut online = online;
+    let mut chunks: glassbox_core::AgentStream = Box::pin(chunks.inspect(move |chunk| {
+        if let Ok(AgentChunk::Finish(output)) = chunk
+            && let Some((evals, input, span, agent)) = online.take()
+        {
+            crate::evals::spawn_online_in(&span, evals, &agent, &trace, input, output, started.elapsed());
+        }
+    }));
     let first = match chunks.next().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(error)) => return Err(error.into()),

@@ -8,6 +8,7 @@ mod agents_api;
 mod dashboard;
 mod errors;
 mod container;
+mod evals;
 mod faults;
 mod helpers;
 mod lifecycle;

@@ -389,7 +389,7 @@ async fn http_protobuf_shutdown_exports_what_is_pending() {
 async fn store_and_otlp_together(protocol: Protocol) {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.unwrap());
-    let store = Store { backend: backend.clone(), reader: backend, description: String::from("test") };
+    let store = Store { backend: backend.clone(), reader: backend.clone(), evals: backend, description: String::from("test") };
     store.backend.migrate().await.unwrap();
     let mut writer_config = WriterConfig::new(dir.path().join("spool"));
     writer_config.flush_interval = Duration::from_millis(100);

@@ -67,7 +67,7 @@ async fn spawn_traced() -> Traced {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("glassbox.db");
     let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: path.clone() }).await.unwrap());
-    let store = Store { backend: backend.clone(), reader: backend, description: path.display().to_string() };
+    let store = Store { backend: backend.clone(), reader: backend.clone(), evals: backend, description: path.display().to_string() };
     store.backend.migrate().await.unwrap();
     let mut writer_config = WriterConfig::new(dir.path().join("spool"));
     writer_config.flush_interval = Duration::from_millis(100);

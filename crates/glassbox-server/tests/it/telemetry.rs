@@ -198,7 +198,7 @@ async fn no_credentials_in(traced: &Traced, trace_id: &str) {
 pub(crate) async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
     let path = dir.path().join("glassbox.db");
     let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: path.clone() }).await.unwrap());
-    Store { backend: backend.clone(), reader: backend, description: path.display().to_string() }
+    Store { backend: backend.clone(), reader: backend.clone(), evals: backend, description: path.display().to_string() }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -228,7 +228,7 @@ async fn clickhouse_keeps_every_span_and_usage_row_of_generate_and_stream() {
         ClickHouseBackend::new(ClickHouseSettings { url: fixture.url(), database: database.clone(), ..ClickHouseSettings::default() })
             .unwrap(),
     );
-    let store = Store { backend: backend.clone(), reader: backend, description: database.clone() };
+    let store = Store { backend: backend.clone(), reader: backend.clone(), evals: backend, description: database.clone() };
     let dir = tempfile::tempdir().unwrap();
     let traced = spawn_traced(store, dir.path().join("spool")).await;
     two_calls_and_a_tool(&traced, "generate").await;

@@ -29,6 +29,8 @@ pub(crate) enum Operation {
     InsertKey,
     ListKeys,
     UsageByKey,
+    InsertEvals,
+    ReadEvals,
 }
 
 impl Operation {
@@ -50,6 +52,8 @@ impl Operation {
             Self::InsertKey => "insert into api_keys",
             Self::ListKeys => "api keys query",
             Self::UsageByKey => "usage by key query",
+            Self::InsertEvals => "insert of eval results",
+            Self::ReadEvals => "eval results query",
         }
     }
 }

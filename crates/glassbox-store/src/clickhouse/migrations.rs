@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/clickhouse/0005_workflow_runs.sql"),
     },
     Migration { version: 6, name: "api_keys", sql: include_str!("../../../../migrations/clickhouse/0006_api_keys.sql") },
+    Migration { version: 7, name: "evals", sql: include_str!("../../../../migrations/clickhouse/0007_evals.sql") },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/sqlite/0004_workflow_runs.sql"),
     },
     Migration { version: 5, name: "api_keys", sql: include_str!("../../../../migrations/sqlite/0005_api_keys.sql") },
+    Migration { version: 6, name: "evals", sql: include_str!("../../../../migrations/sqlite/0006_evals.sql") },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

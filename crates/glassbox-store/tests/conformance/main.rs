@@ -16,4 +16,5 @@ mod runs;
 
 mod clickhouse;
 mod keys;
+mod evals;
 mod sqlite;

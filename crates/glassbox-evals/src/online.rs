@@ -1,0 +1,212 @@
+//! Online evals: scorers attached to an agent that score sampled production requests after
+//! the response is on its way.
+//!
+//! Sampling is decided by the trace id alone (its low 64 bits against the rate), so every
+//! replica makes the same choice for one trace and a test can predict it. Scoring runs in a
+//! future the server spawns: it never delays or fails the request. A scorer that errors,
+//! panics or overruns its timeout gives an errored score. Each score becomes an
+//! `evaluation {scorer}` span (child of whatever span the future runs in, which the server
+//! links to the request's trace) with `gen_ai.evaluation.*` attributes, and a row in the
+//! store's `eval_scores`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use glassbox_core::LanguageModel;
+use glassbox_store::pricing::{PricingTable, TokenCounts};
+use glassbox_store::{EvalScoreRow, EvalStore};
+use serde_json::Value;
+
+use crate::scorer::{ConfiguredScorer, ScoreInput};
+use crate::scorers::{ScorerSpec, SpecError};
+
+/// One agent's online scorers.
+#[derive(Debug, Clone)]
+pub struct AgentEvals {
+    pub sample_rate: f64,
+    pub timeout: Duration,
+    pub scorers: Vec<ConfiguredScorer>,
+}
+
+impl AgentEvals {
+    /// Builds the scorers from their tables (as in glassbox.toml).
+    pub fn from_tables(
+        sample_rate: f64,
+        timeout: Duration,
+        tables: &[Value],
+        models: &dyn Fn(&str) -> Option<Arc<dyn LanguageModel>>,
+    ) -> Result<Self, SpecError> {
+        let mut scorers = Vec::with_capacity(tables.len());
+        for (idx, table) in tables.iter().enumerate() {
+            let position = format!("#{}", idx + 1);
+            let spec = ScorerSpec::from_json(table, &position)?;
+            scorers.push(spec.build(&position, models)?);
+        }
+        Ok(Self { sample_rate, timeout, scorers })
+    }
+}
+
+/// Every agent's online scorers, and where their results go.
+pub struct OnlineEvals {
+    agents: HashMap<String, AgentEvals>,
+    store: Option<Arc<dyn EvalStore>>,
+    pricing: Arc<PricingTable>,
+}
+
+impl std::fmt::Debug for OnlineEvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnlineEvals").field("agents", &self.agents.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+/// What the server knows of one finished request, for scoring.
+#[derive(Debug, Clone)]
+pub struct ScoredRequest {
+    pub agent: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub provider: String,
+    pub model: String,
+    pub input: ScoreInput,
+}
+
+/// Stores get a few tries: a score is telemetry, and losing telemetry is a bug.
+const STORE_ATTEMPTS: u32 = 3;
+
+impl OnlineEvals {
+    pub fn new(agents: HashMap<String, AgentEvals>, store: Option<Arc<dyn EvalStore>>, pricing: Arc<PricingTable>) -> Self {
+        Self { agents, store, pricing }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    /// Whether this request of `agent` is scored: the low 64 bits of the trace id (hex)
+    /// against the agent's sample rate. Cheap; call it before building a [`ScoredRequest`].
+    pub fn sampled(&self, agent: &str, trace_id: &str) -> bool {
+        let Some(evals) = self.agents.get(agent) else { return false };
+        sampled(trace_id, evals.sample_rate)
+    }
+
+    /// Scores one request and stores the results. The caller spawns this, inside a span that
+    /// belongs to the request's trace.
+    pub async fn evaluate(self: Arc<Self>, mut request: ScoredRequest) {
+        let Some(evals) = self.agents.get(&request.agent) else { return };
+        if request.input.cost_usd.is_none() {
+            let usage = request.input.usage;
+            let cost = self.pricing.cost(
+                &request.provider,
+                &request.model,
+                TokenCounts {
+                    input: usage.input_tokens,
+                    output: usage.output_tokens,
+                    cached_input: usage.cached_input_tokens,
+                    reasoning: usage.reasoning_tokens,
+                },
+            );
+            request.input.cost_usd = (!cost.unknown).then_some(cost.nano_usd as f64 / 1e9);
+        }
+        let mut rows = Vec::with_capacity(evals.scorers.len());
+        for scorer in &evals.scorers {
+            let span = tracing::info_span!(
+                "evaluation",
+                otel.name = %format_args!("evaluation {}", scorer.name),
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+                "error.type" = tracing::field::Empty,
+                gen_ai.operation.name = "evaluation",
+                gen_ai.agent.name = %request.agent,
+                gen_ai.evaluation.name = %scorer.name,
+                gen_ai.evaluation.score.value = tracing::field::Empty,
+                gen_ai.evaluation.score.label = tracing::field::Empty,
+                gen_ai.evaluation.explanation = tracing::field::Empty,
+                glassbox.evaluation.threshold = scorer.threshold,
+                glassbox.evaluation.scored_span_id = %request.span_id,
+            );
+            let outcome = {
+                use tracing::Instrument as _;
+                scorer.score(&request.input, evals.timeout).instrument(span.clone()).await
+            };
+            if let Some(value) = outcome.value {
+                span.record("gen_ai.evaluation.score.value", value);
+            }
+            span.record("gen_ai.evaluation.score.label", if outcome.passed { "pass" } else { "fail" });
+            span.record("gen_ai.evaluation.explanation", outcome.reason.as_str());
+            if let Some(error) = &outcome.error {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_description", error.as_str());
+                span.record("error.type", "scorer_error");
+            }
+            drop(span);
+            rows.push(EvalScoreRow {
+                timestamp_ns: now_ns(),
+                trace_id: request.trace_id.clone(),
+                span_id: request.span_id.clone(),
+                agent: request.agent.clone(),
+                scorer: scorer.name.clone(),
+                score: outcome.value,
+                passed: outcome.passed,
+                reason: outcome.reason,
+                error: outcome.error.unwrap_or_default(),
+            });
+        }
+        let Some(store) = &self.store else { return };
+        for attempt in 1..=STORE_ATTEMPTS {
+            match store.insert_eval_scores(&rows).await {
+                Ok(()) => return,
+                Err(error) if attempt < STORE_ATTEMPTS && error.is_retryable() => {
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(error) => {
+                    tracing::error!(
+                        trace_id = %request.trace_id,
+                        n_scores = rows.len(),
+                        error = %crate::error_chain(&error),
+                        "could not store online eval scores (they remain on the trace's evaluation spans)"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The sampling decision: the trace id's low 64 bits, as a fraction of 2^64, below `rate`.
+/// A malformed id is sampled by rate 1.0 only.
+pub fn sampled(trace_id: &str, rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    if rate <= 0.0 {
+        return false;
+    }
+    let low = trace_id.len().checked_sub(16).map(|start| &trace_id[start..]);
+    match low.and_then(|hex| u64::from_str_radix(hex, 16).ok()) {
+        Some(bits) => (bits as f64 / 18_446_744_073_709_551_616.0) < rate,
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sampled;
+
+    #[test]
+    fn sampling_is_by_trace_id_and_rate() {
+        assert!(sampled("00000000000000000000000000000000", 0.01));
+        assert!(!sampled("0000000000000000ffffffffffffffff", 0.99));
+        assert!(sampled("0000000000000000ffffffffffffffff", 1.0));
+        assert!(!sampled("00000000000000000000000000000000", 0.0));
+        let ids: Vec<String> = (0..1000u64).map(|i| format!("{:032x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect();
+        let n = ids.iter().filter(|id| sampled(id, 0.25)).count();
+        assert!((200..300).contains(&n), "{n} of 1000 sampled at 0.25");
+        // The same id always gets the same answer.
+        assert_eq!(ids.iter().filter(|id| sampled(id, 0.25)).count(), n);
+    }
+}

@@ -1,0 +1,71 @@
+//! Eval results: suite runs (`eval_runs`, one row per run, and `eval_results`, one row per
+//! case and scorer) and online scores (`eval_scores`, one row per scorer on a sampled
+//! request, keyed by trace and span). Both backends implement [`EvalStore`].
+
+use async_trait::async_trait;
+
+use crate::backend::StoreError;
+
+/// One run of an eval suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalRunRow {
+    pub run_id: String,
+    pub suite: String,
+    /// `agent assistant`.
+    pub target: String,
+    /// `replay`, `record` or `live`.
+    pub mode: String,
+    pub started_at_ns: i64,
+    pub duration_ms: f64,
+    pub total: u64,
+    pub passed: u64,
+    pub errored: u64,
+    pub pass_rate: f64,
+    pub gate_passed: bool,
+}
+
+/// One scorer's verdict on one case of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalResultRow {
+    pub run_id: String,
+    pub case_id: String,
+    pub scorer: String,
+    /// `None` when the scorer (or the case's run) errored.
+    pub score: Option<f64>,
+    pub passed: bool,
+    pub reason: String,
+    /// Empty unless the scorer or the run errored.
+    pub error: String,
+    pub latency_ms: f64,
+}
+
+/// One online scorer's verdict on one production request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalScoreRow {
+    pub timestamp_ns: i64,
+    pub trace_id: String,
+    /// The span whose output was scored (the request's).
+    pub span_id: String,
+    pub agent: String,
+    pub scorer: String,
+    pub score: Option<f64>,
+    pub passed: bool,
+    pub reason: String,
+    /// Empty unless the scorer errored, panicked or timed out.
+    pub error: String,
+}
+
+/// Where eval results go; every backend answers identically.
+#[async_trait]
+pub trait EvalStore: Send + Sync + 'static {
+    /// Writes a run and its results. Writing the same run again adds nothing.
+    async fn insert_eval_run(&self, run: &EvalRunRow, results: &[EvalResultRow]) -> Result<(), StoreError>;
+    /// Writes online scores; rows already written (same trace, span, scorer) are ignored.
+    async fn insert_eval_scores(&self, rows: &[EvalScoreRow]) -> Result<(), StoreError>;
+    /// The latest runs, newest first, of one suite or of all.
+    async fn eval_runs(&self, suite: Option<&str>, limit: u32) -> Result<Vec<EvalRunRow>, StoreError>;
+    /// The results of one run, by case then scorer.
+    async fn eval_results(&self, run_id: &str) -> Result<Vec<EvalResultRow>, StoreError>;
+    /// The online scores of one trace, by scorer.
+    async fn eval_scores(&self, trace_id: &str) -> Result<Vec<EvalScoreRow>, StoreError>;
+}

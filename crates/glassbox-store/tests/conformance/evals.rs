@@ -1,0 +1,105 @@
+//! `EvalStore` on both backends: runs with their results and online scores round-trip, a
+//! repeated write adds nothing, and reads filter by suite, run and trace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
+use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
+use glassbox_store::{Backend, EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore};
+use glassbox_testkit::ClickHouseFixture;
+
+fn run(run_id: &str, suite: &str, started_at_ns: i64) -> EvalRunRow {
+    EvalRunRow {
+        run_id: run_id.to_owned(),
+        suite: suite.to_owned(),
+        target: "agent assistant".to_owned(),
+        mode: "replay".to_owned(),
+        started_at_ns,
+        duration_ms: 12.5,
+        total: 2,
+        passed: 1,
+        errored: 1,
+        pass_rate: 0.5,
+        gate_passed: false,
+    }
+}
+
+fn result(run_id: &str, case_id: &str, scorer: &str, score: Option<f64>) -> EvalResultRow {
+    EvalResultRow {
+        run_id: run_id.to_owned(),
+        case_id: case_id.to_owned(),
+        scorer: scorer.to_owned(),
+        score,
+        passed: score == Some(1.0),
+        reason: "it's \"quoted\"; DROP TABLE x; -- ünïcode".to_owned(),
+        error: if score.is_none() { "the run failed".to_owned() } else { String::new() },
+        latency_ms: 3.25,
+    }
+}
+
+fn score(trace_id: &str, scorer: &str, value: Option<f64>) -> EvalScoreRow {
+    EvalScoreRow {
+        timestamp_ns: 1_750_000_000_000_000_000,
+        trace_id: trace_id.to_owned(),
+        span_id: "00f067aa0ba902b7".to_owned(),
+        agent: "assistant".to_owned(),
+        scorer: scorer.to_owned(),
+        score: value,
+        passed: value.is_some_and(|value| value >= 0.5),
+        reason: "because".to_owned(),
+        error: if value.is_none() { "scorer panicked: boom".to_owned() } else { String::new() },
+    }
+}
+
+async fn scenario(backend: Arc<dyn Backend>, store: Arc<dyn EvalStore>) {
+    backend.migrate().await.unwrap();
+    assert!(store.eval_runs(None, 10).await.unwrap().is_empty());
+
+    let results = vec![result("r1", "c1", "contains", Some(1.0)), result("r1", "c2", "contains", None)];
+    store.insert_eval_run(&run("r1", "assistant", 1_000), &results).await.unwrap();
+    // A retried write adds nothing.
+    store.insert_eval_run(&run("r1", "assistant", 1_000), &results).await.unwrap();
+    store.insert_eval_run(&run("r2", "extractor", 2_000), &[result("r2", "c1", "valid_json", Some(1.0))]).await.unwrap();
+
+    let all = store.eval_runs(None, 10).await.unwrap();
+    assert_eq!(all.iter().map(|run| run.run_id.as_str()).collect::<Vec<_>>(), ["r2", "r1"], "newest first");
+    assert_eq!(all[1], run("r1", "assistant", 1_000));
+    let assistant = store.eval_runs(Some("assistant"), 10).await.unwrap();
+    assert_eq!(assistant.len(), 1);
+    assert_eq!(store.eval_runs(None, 1).await.unwrap().len(), 1);
+    assert_eq!(store.eval_results("r1").await.unwrap(), results);
+    assert!(store.eval_results("nope").await.unwrap().is_empty());
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let scores = vec![score(trace, "contains", Some(1.0)), score(trace, "panics", None)];
+    store.insert_eval_scores(&scores).await.unwrap();
+    store.insert_eval_scores(&scores).await.unwrap();
+    store.insert_eval_scores(&[score("other", "contains", Some(0.0))]).await.unwrap();
+    assert_eq!(store.eval_scores(trace).await.unwrap(), scores);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_eval_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: dir.path().join("evals.db") }).await.unwrap());
+    scenario(backend.clone(), backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_eval_store() {
+    let fixture = match ClickHouseFixture::start().await {
+        Ok(fixture) => fixture,
+        Err(error) => panic!("the ClickHouse test fixture must start (never skipped): {error}"),
+    };
+    let database = format!("evals_{:016x}", fastrand::u64(..));
+    let settings = ClickHouseSettings {
+        url: fixture.url(),
+        database,
+        request_timeout: Duration::from_secs(20),
+        ..ClickHouseSettings::default()
+    };
+    let backend = Arc::new(ClickHouseBackend::new(settings).unwrap());
+    scenario(backend.clone(), backend).await;
+    drop(fixture);
+}
