@@ -33,6 +33,9 @@ const context = await chromium.launchPersistentContext(profile, {
 const problems = [];
 let passed = 0;
 const page = context.pages()[0] ?? await context.newPage();
+// A loaded CI machine (2 cores, parallel builds) can be slow; a hung page still fails.
+page.setDefaultTimeout(60_000);
+page.setDefaultNavigationTimeout(60_000);
 page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warning') problems.push(`console ${msg.type()}: ${msg.text()}`); });
 page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
 page.on('dialog', async (dialog) => { problems.push(`dialog opened: ${dialog.message()}`); await dialog.dismiss(); });

@@ -346,7 +346,9 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>, log_format: LogFormat) -> 
             store_name: store.backend.name(),
         };
         match dashboard.access {
-            glassbox_server::dashboard::Access::Token { .. } => tracing::info!("dashboard at http://{local}/dashboard"),
+            glassbox_server::dashboard::Access::Token { .. } | glassbox_server::dashboard::Access::Resolver(_) => {
+                tracing::info!("dashboard at http://{local}/dashboard")
+            }
             glassbox_server::dashboard::Access::OpenDevelopment => {
                 tracing::warn!("dashboard at http://{local}/dashboard is OPEN (open development mode, no admin token)")
             }

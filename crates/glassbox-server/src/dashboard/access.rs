@@ -9,6 +9,8 @@
 //! [`Viewer::forced_tenant`] to their queries, and pages that cannot yet filter by tenant refuse
 //! a tenant-scoped viewer.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
@@ -34,6 +36,14 @@ pub enum Access {
     OpenDevelopment,
     /// No token configured: every page answers 403 and says how to configure one.
     Closed,
+    /// Credentials checked by another part of the server (API keys scoped to a tenant): it
+    /// maps a request's headers to a viewer, or refuses with `None`.
+    Resolver(Arc<dyn ResolveViewer>),
+}
+
+/// Maps a request's credentials to a [`Viewer`]; the hook for tenant-scoped keys.
+pub trait ResolveViewer: Send + Sync + 'static {
+    fn resolve(&self, headers: &HeaderMap) -> Option<Viewer>;
 }
 
 impl std::fmt::Debug for Access {
@@ -42,6 +52,7 @@ impl std::fmt::Debug for Access {
             Self::Token { .. } => "Access::Token",
             Self::OpenDevelopment => "Access::OpenDevelopment",
             Self::Closed => "Access::Closed",
+            Self::Resolver(_) => "Access::Resolver",
         })
     }
 }
@@ -163,6 +174,10 @@ pub async fn require_viewer(State(dashboard): State<Dashboard>, mut request: Req
             )
             .into_response();
         }
+        Access::Resolver(resolver) => match resolver.resolve(request.headers()) {
+            Some(viewer) => viewer,
+            None => return PageError::Unauthorized.into_response(),
+        },
         access @ Access::Token { .. } => {
             if !access.accepts(request.headers()) {
                 if request.headers().contains_key(AUTHORIZATION) {

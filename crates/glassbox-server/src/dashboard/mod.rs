@@ -32,7 +32,7 @@ use axum::routing::get;
 use glassbox_store::{StoreError, TraceReader};
 use serde::Deserialize;
 
-pub use access::{Access, Scope, Viewer};
+pub use access::{Access, ResolveViewer, Scope, Viewer};
 
 /// The policy of every dashboard response: same-origin styles and forms, `data:` images (the
 /// empty favicon), no scripts, no framing.

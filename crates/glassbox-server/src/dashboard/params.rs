@@ -89,7 +89,10 @@ impl Window {
     pub fn parse(query: &PageQuery, now_ns: i64) -> Result<Self, PageError> {
         let from = set(&query.from);
         let to = set(&query.to);
-        let (range, preset, label) = if from.is_some() || to.is_some() {
+        // A preset wins over `from`/`to`: the form always sends both, and `range=` (custom)
+        // selects the explicit times.
+        let custom = set(&query.range).is_none() && (from.is_some() || to.is_some());
+        let (range, preset, label) = if custom {
             let to_ns = match to {
                 Some(text) => format::parse_utc(text).ok_or_else(|| bad("to", "a UTC time like 2026-11-28T19:00"))?,
                 None => now_ns,

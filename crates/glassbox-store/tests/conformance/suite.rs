@@ -424,6 +424,17 @@ pub async fn cursor_pagination_visits_every_trace_once(backend: Arc<dyn Backend>
         TraceFilter::default(),
         TraceFilter { tenant: Some(TENANTS[0].into()), ..TraceFilter::default() },
         TraceFilter { has_error: Some(false), ..TraceFilter::default() },
+        // Time ranges: a backend may search them in windows from the end (ClickHouse does).
+        TraceFilter { range: Some(everything()), ..TraceFilter::default() },
+        TraceFilter {
+            range: Some(TimeRange { from_ns: BASE_NS + HOUR_NS, to_ns: BASE_NS + 2 * DAY_NS + 20 * HOUR_NS }),
+            ..TraceFilter::default()
+        },
+        TraceFilter {
+            range: Some(TimeRange { from_ns: BASE_NS, to_ns: BASE_NS + 3 * DAY_NS }),
+            tenant: Some(TENANTS[1].into()),
+            ..TraceFilter::default()
+        },
     ];
     for filter in &filters {
         let expected = trace_ids_of(&dataset.expected_list(filter));
