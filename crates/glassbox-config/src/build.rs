@@ -19,7 +19,7 @@ use crate::interpolate::is_env_name;
 use crate::reader::{Cx, Field, Section};
 use crate::schema::schema;
 
-const ROOT_KEYS: &[&str] = &["server", "store", "telemetry", "pricing", "models", "tools", "agents"];
+const ROOT_KEYS: &[&str] = &["server", "store", "telemetry", "pricing", "models", "tools", "agents", "workflows"];
 const STORE_KEYS: &[&str] = &[
     "sqlite_path",
     "clickhouse_url",
@@ -95,6 +95,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
     let model_fields = root.get("models").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let tool_fields = root.get("tools").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let agent_fields = root.get("agents").and_then(|field| cx.entries(&field)).unwrap_or_default();
+    let workflow_fields = root.get("workflows").and_then(|field| cx.entries(&field)).unwrap_or_default();
     root.finish(cx);
 
     // References are checked against every declared id, even of entries with problems, so that
@@ -124,6 +125,17 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         agents.push(agent(cx, field, &model_ids, &tool_ids));
     }
 
+    let agent_refs: Vec<(&str, Option<&serde_json::Value>)> = agent_fields
+        .iter()
+        .zip(&agents)
+        .map(|(field, agent)| (field.key, agent.as_ref().and_then(|agent| agent.output_schema.as_ref())))
+        .collect();
+    let mut workflows = Vec::new();
+    for field in &workflow_fields {
+        check_id(cx, field, "workflow");
+        workflows.push(crate::workflows::workflow(cx, field, &agent_refs, &tool_ids));
+    }
+
     if cx.n_problems() > 0 {
         return None;
     }
@@ -135,6 +147,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         models: models.into_iter().collect::<Option<_>>()?,
         tools: tools.into_iter().collect::<Option<_>>()?,
         agents: agents.into_iter().collect::<Option<_>>()?,
+        workflows: workflows.into_iter().collect::<Option<_>>()?,
     })
 }
 

@@ -15,6 +15,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub tools: Vec<HttpToolConfig>,
     pub agents: Vec<AgentConfig>,
+    /// `[workflows.<id>]`, in file order.
+    pub workflows: Vec<crate::workflows::WorkflowConfig>,
 }
 
 impl Config {

@@ -78,6 +78,8 @@
 //! cached_input_per_million = 0.075  # optional; default: the input price
 //! ```
 //!
+//! Workflows (`[workflows.<id>]` with `[[workflows.<id>.steps]]`): see [`workflows`].
+//!
 //! Unknown keys are errors everywhere (except inside `headers`, `parameters` and
 //! `output_schema`, whose keys are the user's). Models, tools and agents keep file order.
 //!
@@ -109,6 +111,7 @@ mod diagnostics;
 mod interpolate;
 mod reader;
 mod schema;
+pub mod workflows;
 
 use std::path::Path;
 
@@ -117,6 +120,7 @@ pub use config::{
     PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig,
 };
 pub use diagnostics::{ConfigError, Diagnostic, Diagnostics};
+pub use workflows::{WorkflowConfig, WorkflowStepConfig, WorkflowStepKind};
 
 /// Reads and validates the file at `path`, interpolating from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

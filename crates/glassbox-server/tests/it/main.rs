@@ -12,3 +12,4 @@ mod otlp;
 mod providers_e2e;
 mod telemetry;
 mod workflows_api;
+mod workflows_faults;
