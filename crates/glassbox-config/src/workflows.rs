@@ -333,7 +333,7 @@ fn step(
                 Some(input_field) => value(cx, &input_field, &mut references),
                 None => Some(Value::Object(serde_json::Map::new())),
             };
-            Some(WorkflowStepKind::Tool { tool: tool?, input: input? })
+            tool.zip(input).map(|(tool, input)| WorkflowStepKind::Tool { tool, input })
         }
         ["agent"] => {
             let agent = section.get("agent").and_then(|agent_field| {
@@ -354,12 +354,12 @@ fn step(
                     }
                 }
             });
-            Some(WorkflowStepKind::Agent { agent: agent?, prompt: prompt? })
+            agent.zip(prompt).map(|(agent, prompt)| WorkflowStepKind::Agent { agent, prompt })
         }
         ["template"] => {
             let template =
                 section.get("template").and_then(|template_field| value(cx, &template_field, &mut references));
-            Some(WorkflowStepKind::Template { template: template? })
+            template.map(|template| WorkflowStepKind::Template { template })
         }
         ["suspend"] => {
             let payload = section.get("suspend").and_then(|payload_field| value(cx, &payload_field, &mut references));
@@ -367,13 +367,17 @@ fn step(
                 Some(schema_field) => crate::schema::schema(cx, &schema_field, false).map(Some),
                 None => Some(None),
             };
-            Some(WorkflowStepKind::Suspend { payload: payload?, resume_schema: resume_schema? })
+            payload.zip(resume_schema).map(|(payload, resume_schema)| WorkflowStepKind::Suspend { payload, resume_schema })
         }
         [] => {
             cx.error(field.offset(), format!("{path}: a step needs one of tool, agent, template or suspend"));
             None
         }
         several => {
+            for kind in several {
+                // Taken, so they are not reported again as unknown keys.
+                let _ = section.get(kind);
+            }
             cx.error(field.offset(), format!("{path}: a step has exactly one kind, found {}", several.join(" and ")));
             None
         }

@@ -13,6 +13,7 @@ mod many_problems;
 mod problems;
 mod schemas;
 mod valid;
+mod workflows;
 
 use glassbox_config::{Config, ConfigError, parse};
 
