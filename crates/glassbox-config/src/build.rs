@@ -21,7 +21,7 @@ use crate::schema::schema;
 
 const ROOT_KEYS: &[&str] = &[
     "server", "store", "telemetry", "pricing", "models", "tools", "agents", "dashboard", "tenants", "keys",
-    "online_evals",
+    "online_evals", "workflows",
 ];
 const STORE_KEYS: &[&str] = &[
     "sqlite_path",
@@ -110,6 +110,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
     let tenant_fields = root.get("tenants").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let key_fields = root.get("keys").and_then(|field| cx.entries(&field)).unwrap_or_default();
     let online_evals_field = root.get("online_evals");
+    let workflow_fields = root.get("workflows").and_then(|field| cx.entries(&field)).unwrap_or_default();
     root.finish(cx);
 
     // References are checked against every declared id, even of entries with problems, so that
@@ -146,6 +147,16 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         Some(field) => crate::online_evals::online_evals(cx, field, &agent_ids),
         None => Some(Vec::new()),
     };
+    let agent_refs: Vec<(&str, Option<&serde_json::Value>)> = agent_fields
+        .iter()
+        .zip(&agents)
+        .map(|(field, agent)| (field.key, agent.as_ref().and_then(|agent| agent.output_schema.as_ref())))
+        .collect();
+    let mut workflows = Vec::new();
+    for field in &workflow_fields {
+        check_id(cx, field, "workflow");
+        workflows.push(crate::workflows::workflow(cx, field, &agent_refs, &tool_ids));
+    }
 
     if cx.n_problems() > 0 {
         return None;
@@ -162,6 +173,7 @@ pub(crate) fn build(cx: &mut Cx<'_>, document: &DeTable<'_>) -> Option<Config> {
         tools: tools.into_iter().collect::<Option<_>>()?,
         agents: agents.into_iter().collect::<Option<_>>()?,
         online_evals: online_evals?,
+        workflows: workflows.into_iter().collect::<Option<_>>()?,
     })
 }
 

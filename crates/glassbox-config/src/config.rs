@@ -23,6 +23,8 @@ pub struct Config {
     pub keys: Vec<crate::access::KeyConfig>,
     /// `[online_evals.<agent>]`: scorers run after an agent's requests.
     pub online_evals: Vec<crate::online_evals::OnlineEvalConfig>,
+    /// `[workflows.<id>]`, in file order.
+    pub workflows: Vec<crate::workflows::WorkflowConfig>,
 }
 
 impl Config {

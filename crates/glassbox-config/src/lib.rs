@@ -82,6 +82,7 @@
 //!
 //! `[tenants.<id>]` and `[keys.<id>]` (API keys, rate limits, budgets) are described in the
 //! `access` module.
+//! Workflows (`[workflows.<id>]` with `[[workflows.<id>.steps]]`): see [`workflows`].
 //!
 //! Unknown keys are errors everywhere (except inside `headers`, `parameters` and
 //! `output_schema`, whose keys are the user's). Models, tools and agents keep file order.
@@ -118,6 +119,7 @@ pub mod pipeline;
 mod online_evals;
 mod reader;
 mod schema;
+pub mod workflows;
 
 use std::path::Path;
 
@@ -129,6 +131,7 @@ pub use dashboard::DashboardConfig;
 pub use access::{BudgetConfig, KeyConfig, KeySecret, RateLimitConfig, TenantConfig};
 pub use diagnostics::{ConfigError, Diagnostic, Diagnostics};
 pub use online_evals::OnlineEvalConfig;
+pub use workflows::{WorkflowConfig, WorkflowStepConfig, WorkflowStepKind};
 
 /// Reads and validates the file at `path`, interpolating from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -239,6 +239,11 @@ impl<'a> Section<'a> {
         Some(field.clone())
     }
 
+    /// Whether the table has `key`, without taking it.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|(field, _)| field.key == key)
+    }
+
     pub(crate) fn require(&mut self, cx: &mut Cx<'_>, key: &str) -> Option<Field<'a>> {
         let field = self.get(key);
         if field.is_none() {

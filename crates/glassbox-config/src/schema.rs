@@ -17,6 +17,13 @@ pub(crate) struct Origin {
     offset: usize,
 }
 
+/// Converts any TOML value to JSON (strings interpolated), without schema checks.
+pub(crate) fn value(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<Value> {
+    let n_problems = cx.n_problems();
+    let json = to_json(cx, field, String::new(), &mut Vec::new());
+    json.filter(|_| cx.n_problems() == n_problems)
+}
+
 /// Converts `field` to JSON and checks it is a valid schema. `require_object` additionally
 /// demands `type = "object"` at the root (tool parameters).
 pub(crate) fn schema(cx: &mut Cx<'_>, field: &Field<'_>, require_object: bool) -> Option<Value> {

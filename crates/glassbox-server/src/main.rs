@@ -52,6 +52,8 @@ enum Command {
         /// Overrides `server.listen` of the config.
         #[arg(long, env = "GLASSBOX_LISTEN")]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        workflow_limits: WorkflowLimitArgs,
     },
     /// Validate the config and print every problem with its position.
     Check {
@@ -126,7 +128,7 @@ mod keys {
         workflows: Option<Vec<String>>,
         config_path: &std::path::Path,
     ) -> anyhow::Result<ExitCode> {
-        let Some((config, _agents, _notices)) = load(config_path)? else { return Ok(ExitCode::FAILURE) };
+        let Some((config, _agents, _notices, _workflows)) = load(config_path)? else { return Ok(ExitCode::FAILURE) };
         if !valid_id(&tenant) {
             anyhow::bail!("--tenant {tenant:?}: use letters, digits, \"_\", \".\" and \"-\"");
         }
@@ -159,7 +161,7 @@ mod keys {
     }
 
     fn list(config_path: &std::path::Path) -> anyhow::Result<ExitCode> {
-        let Some((config, _agents, _notices)) = load(config_path)? else { return Ok(ExitCode::FAILURE) };
+        let Some((config, _agents, _notices, _workflows)) = load(config_path)? else { return Ok(ExitCode::FAILURE) };
         let keys = runtime()?.block_on(async {
             let store = glassbox_server::store::open(&config.store, &env_var).await.context("while opening the store")?;
             store.backend.migrate().await.with_context(|| format!("while migrating {}", store.description))?;
@@ -177,6 +179,20 @@ mod keys {
     }
 }
 
+/// Background execution of workflow runs.
+#[derive(clap::Args)]
+struct WorkflowLimitArgs {
+    /// Workflow runs executing at once; more wait in the queue.
+    #[arg(long, default_value_t = 32, env = "GLASSBOX_WORKFLOW_CONCURRENCY")]
+    workflow_concurrency: usize,
+    /// Workflow runs waiting for a slot before starts are refused (503).
+    #[arg(long, default_value_t = 1024, env = "GLASSBOX_WORKFLOW_QUEUE")]
+    workflow_queue: usize,
+    /// How long start-async and resume-async wait before answering 202 with the run id.
+    #[arg(long, default_value_t = 30, env = "GLASSBOX_WORKFLOW_WAIT_SECS")]
+    workflow_wait_secs: u64,
+}
+
 fn env_filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
@@ -185,7 +201,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format.into();
     let result = match cli.command {
-        Command::Serve { config, listen } => run_serve(&config, listen, log_format),
+        Command::Serve { config, listen, workflow_limits } => run_serve(&config, listen, log_format, &workflow_limits),
         Command::Check { config } => run_check(&config),
         Command::Migrate { config } => run_migrate(&config, log_format),
         Command::Keys { command } => keys::run(command),
@@ -209,7 +225,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Loads and validates the config and builds the agents, printing every problem found.
-fn load(path: &Path) -> anyhow::Result<Option<(Config, AgentRegistry, Vec<runtime::Notice>)>> {
+type Loaded = (Config, AgentRegistry, Vec<runtime::Notice>, Vec<glassbox_core::Workflow>);
+
+fn load(path: &Path) -> anyhow::Result<Option<Loaded>> {
     let config = match glassbox_config::load(path) {
         Ok(config) => config,
         Err(glassbox_config::ConfigError::Invalid(diagnostics)) => {
@@ -219,8 +237,10 @@ fn load(path: &Path) -> anyhow::Result<Option<(Config, AgentRegistry, Vec<runtim
         }
         Err(error) => return Err(error).with_context(|| format!("while loading {}", path.display())),
     };
-    match runtime::build(&config, &env_var) {
-        Ok((agents, notices)) => Ok(Some((config, agents, notices))),
+    match runtime::build(&config, &env_var)
+        .and_then(|(agents, notices)| Ok((glassbox_server::workflow_config::build(&config, &agents)?, agents, notices)))
+    {
+        Ok((workflows, agents, notices)) => Ok(Some((config, agents, notices, workflows))),
         Err(error) => {
             for problem in &error.problems {
                 eprintln!("{}: {problem}", path.display());
@@ -232,7 +252,7 @@ fn load(path: &Path) -> anyhow::Result<Option<(Config, AgentRegistry, Vec<runtim
 }
 
 fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
-    let Some((config, _agents, notices)) = load(path)? else { return Ok(ExitCode::FAILURE) };
+    let Some((config, _agents, notices, workflows)) = load(path)? else { return Ok(ExitCode::FAILURE) };
     if let Err(problems) = glassbox_server::evals::online_evals(&config, None, &env_var) {
         for problem in &problems {
             eprintln!("{}: {problem}", path.display());
@@ -243,18 +263,19 @@ fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("note: {}", notice.0);
     }
     eprintln!(
-        "{}: ok ({} models, {} tools, {} agents)",
+        "{}: ok ({} models, {} tools, {} agents, {} workflows)",
         path.display(),
         config.models.len(),
         config.tools.len(),
-        config.agents.len()
+        config.agents.len(),
+        workflows.len()
     );
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_migrate(path: &Path, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     tracing_subscriber::registry().with(logging::fmt_layer(log_format).with_filter(env_filter())).init();
-    let Some((config, _agents, _notices)) = load(path)? else { return Ok(ExitCode::FAILURE) };
+    let Some((config, _agents, _notices, _workflows)) = load(path)? else { return Ok(ExitCode::FAILURE) };
     runtime()?.block_on(async move {
         let store = store::open(&config.store, &env_var).await.context("while opening the store")?;
         let report = store.backend.migrate().await.with_context(|| format!("while migrating {}", store.description))?;
@@ -275,8 +296,13 @@ fn otlp_target(config: &Config) -> Option<OtlpTarget> {
     }
 }
 
-fn run_serve(path: &Path, listen: Option<SocketAddr>, log_format: LogFormat) -> anyhow::Result<ExitCode> {
-    let Some((config, agents, notices)) = load(path)? else {
+fn run_serve(
+    path: &Path,
+    listen: Option<SocketAddr>,
+    log_format: LogFormat,
+    limits: &WorkflowLimitArgs,
+) -> anyhow::Result<ExitCode> {
+    let Some((config, agents, notices, workflows)) = load(path)? else {
         eprintln!("refusing to serve an invalid config");
         return Ok(ExitCode::FAILURE);
     };
@@ -356,12 +382,25 @@ fn run_serve(path: &Path, listen: Option<SocketAddr>, log_format: LogFormat) -> 
                 tracing::warn!("dashboard closed: no admin token ([dashboard] admin_token_env names no set variable)")
             }
         }
+        let run_store = glassbox_server::workflow_host::open_run_store(&config.store, &env_var)
+            .await
+            .context("while opening the workflow run store")?;
+        let limits = glassbox_server::workflow_host::WorkflowLimits {
+            max_concurrent_runs: limits.workflow_concurrency,
+            queue_capacity: limits.workflow_queue,
+            wait_timeout: std::time::Duration::from_secs(limits.workflow_wait_secs),
+        };
+        let workflow_host = glassbox_server::workflow_host::WorkflowHost::new(workflows, run_store, limits);
+        // Runs a crash or a kill left `running` continue from their last completed step.
+        let continued = workflow_host.recover().await.context("while continuing interrupted workflow runs")?;
+        let workflow_ids: Vec<&str> = workflow_host.workflows().iter().map(|workflow| workflow.id()).collect();
+        tracing::info!(workflows = ?workflow_ids, continued = continued.len(), "workflows ready");
         let app = glassbox_server::build_router(
             agents,
             HttpOptions { body_limit: config.server.body_limit_bytes },
             glassbox_server::RouterParts {
                 access: Some(access),
-                workflows: None,
+                workflows: Some(workflow_host),
                 dashboard: Some(dashboard),
                 online_evals,
             },

@@ -589,6 +589,20 @@ impl RunObserver for RecordWriter {
     }
 }
 
+/// Opens the configured store as a run store (the same database the telemetry goes to).
+pub async fn open_run_store(
+    config: &glassbox_config::StoreConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn RunStore>, StoreError> {
+    match crate::store::clickhouse_settings(config, env) {
+        Some(settings) => Ok(Arc::new(glassbox_store::clickhouse::ClickHouseBackend::new(settings)?)),
+        None => {
+            let settings = glassbox_store::sqlite::SqliteSettings { path: config.sqlite_path.clone() };
+            Ok(Arc::new(glassbox_store::sqlite::SqliteBackend::open(settings).await?))
+        }
+    }
+}
+
 pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -18,6 +18,7 @@ mod online_evals;
 mod problems;
 mod schemas;
 mod valid;
+mod workflows;
 
 use glassbox_config::{Config, ConfigError, parse};
 

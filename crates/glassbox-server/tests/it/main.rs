@@ -21,3 +21,4 @@ mod pipeline;
 mod providers_e2e;
 mod telemetry;
 mod workflows_api;
+mod workflows_faults;
