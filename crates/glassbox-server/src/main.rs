@@ -391,10 +391,28 @@ fn run_serve(
             wait_timeout: std::time::Duration::from_secs(limits.workflow_wait_secs),
         };
         let workflow_host = glassbox_server::workflow_host::WorkflowHost::new(workflows, run_store, limits);
-        // Runs a crash or a kill left `running` continue from their last completed step.
-        let continued = workflow_host.recover().await.context("while continuing interrupted workflow runs")?;
+        // Runs a crash or a kill left `running` continue from their last completed step. In the
+        // background, retried while the store is unreachable: agents keep serving meanwhile.
         let workflow_ids: Vec<&str> = workflow_host.workflows().iter().map(|workflow| workflow.id()).collect();
-        tracing::info!(workflows = ?workflow_ids, continued = continued.len(), "workflows ready");
+        tracing::info!(workflows = ?workflow_ids, "workflows ready");
+        let recovering = workflow_host.clone();
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_millis(500);
+            loop {
+                match recovering.recover().await {
+                    Ok(continued) => {
+                        tracing::info!(continued = continued.len(), "continued interrupted workflow runs");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %glassbox_server::error::chain(&error), retry_in = ?delay,
+                            "cannot continue interrupted workflow runs yet");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                    }
+                }
+            }
+        });
         let app = glassbox_server::build_router(
             agents,
             HttpOptions { body_limit: config.server.body_limit_bytes },

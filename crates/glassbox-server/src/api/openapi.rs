@@ -33,6 +33,8 @@ pub use crate::error::ErrorBody;
     tags(
         (name = "agents", description = "Agents, in the shapes of Mastra's server"),
         (name = "openai", description = "OpenAI-compatible facade: `model` is an agent id"),
+        (name = "workflows", description = "Workflows and their runs, in the shapes of Mastra's server (served when \
+                                            the server has workflows)"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     ),
     components(schemas(ErrorBody))
@@ -58,10 +60,32 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(docs))
 }
 
+/// Every documented workflow route. Their handlers carry their own state (the workflow host),
+/// so they are listed on a router of that state and merged into the document in [`spec`].
+fn documented_workflows() -> OpenApiRouter<crate::workflow_host::WorkflowHost> {
+    use crate::api::workflows;
+    OpenApiRouter::new()
+        .routes(routes!(workflows::list_workflows))
+        .routes(routes!(workflows::get_workflow))
+        .routes(routes!(workflows::create_run))
+        .routes(routes!(workflows::start))
+        .routes(routes!(workflows::start_async))
+        .routes(routes!(workflows::stream))
+        .routes(routes!(workflows::resume))
+        .routes(routes!(workflows::resume_async))
+        .routes(routes!(workflows::list_runs))
+        .routes(routes!(workflows::get_run))
+        .routes(routes!(workflows::cancel))
+}
+
 /// The OpenAPI document, built once.
 pub fn spec() -> &'static utoipa::openapi::OpenApi {
     static SPEC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    SPEC.get_or_init(|| documented().split_for_parts().1)
+    SPEC.get_or_init(|| {
+        let mut spec = documented().split_for_parts().1;
+        spec.merge(documented_workflows().split_for_parts().1);
+        spec
+    })
 }
 
 pub fn router() -> Router<AppState> {

@@ -181,13 +181,37 @@ fn graph(node: &Node) -> Value {
     }
 }
 
-async fn list_workflows(State(host): State<WorkflowHost>) -> Json<Value> {
+/// Every workflow, as an object keyed by workflow id.
+#[utoipa::path(
+    get,
+    path = "/api/workflows",
+    tag = "workflows",
+    responses(
+        (status = 200, description = "Workflows keyed by id: `{id, name, description, inputSchema, steps, stepGraph}`", body = Object),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn list_workflows(State(host): State<WorkflowHost>) -> Json<Value> {
     let all: Map<String, Value> =
         host.workflows().iter().map(|workflow| (workflow.id().to_owned(), describe(workflow))).collect();
     Json(Value::Object(all))
 }
 
-async fn get_workflow(State(host): State<WorkflowHost>, Path(workflow_id): Path<String>) -> Answer {
+/// One workflow: its input schema, its steps with their schemas, and its step graph.
+#[utoipa::path(
+    get,
+    path = "/api/workflows/{workflow_id}",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+    ),
+    responses(
+        (status = 200, description = "The workflow: `{id, name, description, inputSchema, steps, stepGraph}`", body = Object),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn get_workflow(State(host): State<WorkflowHost>, Path(workflow_id): Path<String>) -> Answer {
     Ok(Json(describe(host.workflow(&workflow_id)?)).into_response())
 }
 
@@ -256,9 +280,10 @@ fn run_json(view: &RunView) -> Value {
     body
 }
 
+/// `?runId=`: the id of the run to create, start or resume.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RunQuery {
+pub struct RunQuery {
     run_id: Option<String>,
 }
 
@@ -276,25 +301,32 @@ fn run_query(query: Result<Query<RunQuery>, QueryRejection>) -> Result<Option<St
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The body of start, start-async and stream.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct StartBody {
+pub struct StartBody {
+    /// The workflow's input; checked against its input schema.
     #[serde(default)]
+    #[schema(value_type = Object)]
     input_data: Value,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of resume and resume-async.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ResumeBody {
+pub struct ResumeBody {
+    /// The suspended step to resume: its id, or the path of ids to a nested step.
     step: Option<StepName>,
+    /// The resume data; checked against the step's resume schema.
     #[serde(default)]
+    #[schema(value_type = Object)]
     resume_data: Value,
 }
 
 /// Mastra's clients send a step id, or the path of ids to a nested step; the last is ours.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum StepName {
+pub enum StepName {
     One(String),
     Path(Vec<String>),
 }
@@ -323,7 +355,24 @@ fn start_body(body: Result<Bytes, BytesRejection>, limit: Option<Extension<BodyL
     super::body::parse(&bytes)
 }
 
-async fn create_run(
+/// Creates a run without starting it.
+#[utoipa::path(
+    post,
+    path = "/api/workflows/{workflow_id}/create-run",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent"),
+    ),
+    responses(
+        (status = 200, description = "`{runId}`", body = Object),
+        (status = 400, description = "Invalid `runId` (`details.field`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
+        (status = 409, description = "A run with this id exists", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn create_run(
     State(host): State<WorkflowHost>,
     Path(workflow_id): Path<String>,
     query: Result<Query<RunQuery>, QueryRejection>,
@@ -333,7 +382,27 @@ async fn create_run(
     Ok(Json(json!({ "runId": view.record.run_id })).into_response())
 }
 
-async fn start(
+/// Starts a run in the background and answers at once.
+#[utoipa::path(
+    post,
+    path = "/api/workflows/{workflow_id}/start",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent"),
+    ),
+    request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{message, runId}`", body = Object),
+        (status = 400, description = "Malformed body, input not matching the input schema, or invalid `runId` (`details.field`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
+        (status = 409, description = "The run exists and is not startable (`details.status`)", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
+        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn start(
     State(host): State<WorkflowHost>,
     Path(workflow_id): Path<String>,
     query: Result<Query<RunQuery>, QueryRejection>,
@@ -374,7 +443,28 @@ fn accepted(run_id: &str, limit: Duration) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
-async fn start_async(
+/// Starts a run and waits for it to finish or suspend, up to the wait timeout.
+#[utoipa::path(
+    post,
+    path = "/api/workflows/{workflow_id}/start-async",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent"),
+    ),
+    request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The run: `{runId, workflowId, status, createdAt, updatedAt, inputData, steps, suspended, result?, error?}`", body = Object),
+        (status = 202, description = "The run did not finish within the wait timeout and goes on in the background: `{runId, status, message}`", body = Object),
+        (status = 400, description = "Malformed body, input not matching the input schema, or invalid `runId` (`details.field`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
+        (status = 409, description = "The run exists and is not startable (`details.status`)", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
+        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn start_async(
     State(host): State<WorkflowHost>,
     Path(workflow_id): Path<String>,
     query: Result<Query<RunQuery>, QueryRejection>,
@@ -387,7 +477,28 @@ async fn start_async(
     Ok(wait(&host, started).await)
 }
 
-async fn stream(
+/// Starts a run and streams its events as server-sent events until it finishes or suspends.
+#[utoipa::path(
+    post,
+    path = "/api/workflows/{workflow_id}/stream",
+    tag = "workflows",
+    operation_id = "stream_workflow",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent"),
+    ),
+    request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Server-sent events: `data: {type, runId, from, payload}` (`step-start`, `step-result`, `suspended`, `finish`), then `data: [DONE]`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed body, input not matching the input schema, or invalid `runId` (`details.field`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
+        (status = 409, description = "The run exists and is not startable (`details.status`)", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
+        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn stream(
     State(host): State<WorkflowHost>,
     Path(workflow_id): Path<String>,
     query: Result<Query<RunQuery>, QueryRejection>,
@@ -465,7 +576,27 @@ async fn resume_started(
     Ok(host.resume(workflow_id, &run_id, step, body.resume_data).await?)
 }
 
-async fn resume(
+/// Resumes a suspended run in the background and answers at once.
+#[utoipa::path(
+    post,
+    path = "/api/workflows/{workflow_id}/resume",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("runId" = String, Query, description = "The id of the suspended run to resume"),
+    ),
+    request_body(content = ResumeBody, description = "`{step, resumeData}`; `step` may be omitted when one step is suspended", content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{message, runId}`", body = Object),
+        (status = 400, description = "Missing `runId`, malformed body, resume data not matching the step's resume schema, or a step that is not suspended (`details.field`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow or run", body = crate::error::ErrorBody),
+        (status = 409, description = "The run is not suspended (`details.status`)", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
+        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn resume(
     State(host): State<WorkflowHost>,
     Path(workflow_id): Path<String>,
     query: Result<Query<RunQuery>, QueryRejection>,
@@ -475,7 +606,28 @@ async fn resume(
     Ok(Json(json!({ "message": "Workflow run resumed", "runId": started.run_id })).into_response())
 }
 
-async fn resume_async(
+/// Resumes a suspended run and waits for it to finish or suspend again, up to the wait timeout.
+#[utoipa::path(
+    post,
+    path = "/api/workflows/{workflow_id}/resume-async",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("runId" = String, Query, description = "The id of the suspended run to resume"),
+    ),
+    request_body(content = ResumeBody, description = "`{step, resumeData}`; `step` may be omitted when one step is suspended", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The run: `{runId, workflowId, status, createdAt, updatedAt, inputData, steps, suspended, result?, error?}`", body = Object),
+        (status = 202, description = "The run did not finish within the wait timeout and goes on in the background: `{runId, status, message}`", body = Object),
+        (status = 400, description = "Missing `runId`, malformed body, resume data not matching the step's resume schema, or a step that is not suspended (`details.field`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow or run", body = crate::error::ErrorBody),
+        (status = 409, description = "The run is not suspended (`details.status`)", body = crate::error::ErrorBody),
+        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
+        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn resume_async(
     State(host): State<WorkflowHost>,
     Path(workflow_id): Path<String>,
     query: Result<Query<RunQuery>, QueryRejection>,
@@ -485,9 +637,10 @@ async fn resume_async(
     Ok(wait(&host, started).await)
 }
 
+/// The filters of the run list.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RunsQuery {
+pub struct RunsQuery {
     /// One status or several, comma-separated.
     status: Option<String>,
     /// RFC 3339 (`2025-06-01T00:00:00Z`), a date (`2025-06-01`) or Unix milliseconds.
@@ -496,7 +649,26 @@ struct RunsQuery {
     limit: Option<u32>,
 }
 
-async fn list_runs(
+/// The workflow's runs, newest first, filtered by status and creation time.
+#[utoipa::path(
+    get,
+    path = "/api/workflows/{workflow_id}/runs",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("status" = Option<String>, Query, description = "One status or several, comma-separated (`running,suspended`)"),
+        ("fromDate" = Option<String>, Query, description = "Created at or after: RFC 3339 UTC, `YYYY-MM-DD` or Unix milliseconds"),
+        ("toDate" = Option<String>, Query, description = "Created before: RFC 3339 UTC, `YYYY-MM-DD` or Unix milliseconds"),
+        ("limit" = Option<u32>, Query, description = "At most this many runs (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "`{runs: [run], total}`", body = Object),
+        (status = 400, description = "Invalid query (`details.field`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn list_runs(
     State(host): State<WorkflowHost>,
     Path(workflow_id): Path<String>,
     query: Result<Query<RunsQuery>, QueryRejection>,
@@ -533,11 +705,42 @@ async fn list_runs(
     Ok(Json(json!({ "runs": runs, "total": total })).into_response())
 }
 
-async fn get_run(State(host): State<WorkflowHost>, Path((workflow_id, run_id)): Path<(String, String)>) -> Answer {
+/// One run, with its steps.
+#[utoipa::path(
+    get,
+    path = "/api/workflows/{workflow_id}/runs/{run_id}",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("run_id" = String, Path, description = "The run id"),
+    ),
+    responses(
+        (status = 200, description = "The run: `{runId, workflowId, status, createdAt, updatedAt, inputData, steps, suspended, result?, error?}`", body = Object),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow or run", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn get_run(State(host): State<WorkflowHost>, Path((workflow_id, run_id)): Path<(String, String)>) -> Answer {
     Ok(Json(run_json(&host.get_run(&workflow_id, &run_id).await?)).into_response())
 }
 
-async fn cancel(State(host): State<WorkflowHost>, Path((workflow_id, run_id)): Path<(String, String)>) -> Answer {
+/// Cancels a run that has not finished.
+#[utoipa::path(
+    post,
+    path = "/api/workflows/{workflow_id}/runs/{run_id}/cancel",
+    tag = "workflows",
+    params(
+        ("workflow_id" = String, Path, description = "The workflow id"),
+        ("run_id" = String, Path, description = "The run id"),
+    ),
+    responses(
+        (status = 200, description = "The canceled run, with `message`", body = Object),
+        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown workflow or run", body = crate::error::ErrorBody),
+        (status = 409, description = "The run has finished (`details.status`)", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn cancel(State(host): State<WorkflowHost>, Path((workflow_id, run_id)): Path<(String, String)>) -> Answer {
     let view = host.cancel(&workflow_id, &run_id).await?;
     let mut body = run_json(&view);
     body["message"] = Value::from("Workflow run canceled");

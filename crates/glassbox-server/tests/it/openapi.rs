@@ -5,20 +5,31 @@
 //! The routes come from the router itself, not from a list kept next to the test: axum has no
 //! route listing API, but its `Debug` output holds the route table (paths by route id, and
 //! each method router's `Allow` header). A route added anywhere — by any module merged into
-//! `glassbox_server::router` — shows up here, and fails the test until it is documented.
+//! `glassbox_server::router`, or the workflow routes `router_with_workflows` adds — shows up
+//! here, and fails the test until it is documented.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use glassbox_server::workflow_host::{WorkflowHost, WorkflowLimits};
 use glassbox_server::{AgentRegistry, HttpOptions};
+use glassbox_store::Backend;
+use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
 use serde_json::Value;
 
 use crate::helpers::{BASE_CONFIG, spawn_app};
 use crate::openai_facade::run_python;
 
-/// `path -> methods` as the router serves them. A service nested without a method router
-/// (`nest_service`) is listed as `ANY`.
-fn served_routes() -> BTreeMap<String, BTreeSet<String>> {
-    let router = glassbox_server::router(AgentRegistry::default(), HttpOptions::default());
+/// `path -> methods` as the router with workflows serves them (the workflow routes are served
+/// only when the server has a workflow host, on an empty SQLite run store here). A service
+/// nested without a method router (`nest_service`) is listed as `ANY`.
+async fn served_routes() -> BTreeMap<String, BTreeSet<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.unwrap());
+    store.migrate().await.unwrap();
+    let host = WorkflowHost::new(Vec::new(), store, WorkflowLimits::default());
+    let router = glassbox_server::router_with_workflows(AgentRegistry::default(), host, HttpOptions::default());
     let debug = format!("{router:?}");
     // Only the path router: the fallback router holds axum's own catch-all entries.
     let path_router = debug.split("fallback_router:").next().unwrap_or_default();
@@ -50,7 +61,9 @@ fn served_routes() -> BTreeMap<String, BTreeSet<String>> {
         routes.insert(captures[2].to_owned(), methods);
     }
     assert!(
-        routes.len() >= 10 && routes.contains_key("/api/agents/{agent_id}/generate"),
+        routes.len() >= 10
+            && routes.contains_key("/api/agents/{agent_id}/generate")
+            && routes.contains_key("/api/workflows/{workflow_id}/runs/{run_id}/cancel"),
         "could not read the route table from the router's Debug output (did axum change it?):\n{debug}"
     );
     routes
@@ -86,7 +99,7 @@ async fn every_route_is_documented_and_the_spec_is_valid_openapi_3_1() {
     let spec: Value = serde_json::from_str(&text).unwrap();
     assert!(spec["openapi"].as_str().is_some_and(|version| version.starts_with("3.1")), "{}", spec["openapi"]);
 
-    let served = served_routes();
+    let served = served_routes().await;
     let documented = documented_routes(&spec);
     let mut problems = Vec::new();
     for (path, methods) in &served {
