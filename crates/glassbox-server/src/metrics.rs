@@ -102,6 +102,11 @@ fn describe() {
         Unit::Seconds,
         "Request time minus the time spent waiting on model providers, by matched route"
     );
+    describe_gauge!("glassbox_budget_used_tokens", "Tokens a tenant or key used this UTC day or month");
+    describe_gauge!("glassbox_budget_used_usd", Unit::Count, "US dollars a tenant or key spent this UTC day or month");
+    describe_gauge!("glassbox_budget_limit_tokens", "A tenant's or key's token budget for the period");
+    describe_gauge!("glassbox_budget_limit_usd", Unit::Count, "A tenant's or key's budget in US dollars for the period");
+    describe_gauge!("glassbox_budget_reserved_tokens", "Tokens reserved by a tenant's or key's runs in flight");
     describe_gauge!("glassbox_telemetry_queue_rows", "Telemetry rows accepted and not yet written, spooled or dropped");
     describe_gauge!("glassbox_telemetry_spool_bytes", "Bytes of telemetry batches waiting in the on-disk spool");
     describe_gauge!("glassbox_telemetry_spool_files", "Telemetry batch files waiting in the on-disk spool");
@@ -128,15 +133,45 @@ pub fn router() -> Router<AppState> {
         (status = 404, description = "Another metrics recorder owns this process", body = crate::api::openapi::ErrorBody),
     )
 )]
-pub async fn render() -> Response {
+pub async fn render(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     let Some(handle) = install() else {
         return ApiError::RouteNotFound { method: "GET".to_owned(), path: "/metrics".to_owned() }.into_response();
     };
     refresh_writer_gauges();
+    refresh_budget_gauges(&state.access);
     handle.run_upkeep();
     let text = handle.render();
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
         .into_response()
+}
+
+/// Budget use of every tenant and key with a budget, read at each scrape: used and limit per
+/// UTC day and month, and what runs in flight hold.
+fn refresh_budget_gauges(access: &crate::access::Access) {
+    let now = crate::access::budget::now_ns();
+    let budgets = access.budgets();
+    for (kind, scopes) in [("tenant", &budgets.tenants), ("key", &budgets.keys)] {
+        for scope in scopes.values() {
+            let snapshot = scope.snapshot(now);
+            let limits = &scope.limits;
+            for (period, used, token_limit, usd_limit) in [
+                ("day", snapshot.day.1, limits.daily_tokens, limits.daily_nano_usd),
+                ("month", snapshot.month.1, limits.monthly_tokens, limits.monthly_nano_usd),
+            ] {
+                let labels = [("scope", kind.to_owned()), ("id", scope.id.clone()), ("period", period.to_owned())];
+                gauge!("glassbox_budget_used_tokens", &labels).set(used.tokens as f64);
+                gauge!("glassbox_budget_used_usd", &labels).set(used.nano_usd as f64 / 1e9);
+                if let Some(limit) = token_limit {
+                    gauge!("glassbox_budget_limit_tokens", &labels).set(limit as f64);
+                }
+                if let Some(limit) = usd_limit {
+                    gauge!("glassbox_budget_limit_usd", &labels).set(limit as f64 / 1e9);
+                }
+            }
+            let labels = [("scope", kind.to_owned()), ("id", scope.id.clone())];
+            gauge!("glassbox_budget_reserved_tokens", &labels).set(snapshot.reserved.tokens as f64);
+        }
+    }
 }
 
 /// Writers whose stats `/metrics` reports (normally the one of `glassbox serve`).

@@ -683,3 +683,29 @@ async fn a_run_in_flight_holds_its_estimate() {
     assert_eq!(after["keys"][1]["reserved"]["tokens"], 0);
     app.stop().await;
 }
+
+/// `/metrics` reports each budget's use against its limit, as `/api/budgets` does.
+#[tokio::test(flavor = "current_thread")]
+async fn metrics_report_budget_use_against_limits() {
+    let (app, _dir) = sqlite_app("[tenants.acme]\ndaily_tokens = 100000\n").await;
+    let response = app.call(Some(OPS_KEY), "echo", "generate", json!({"messages": "count me"})).await;
+    assert_eq!(response.status(), 200);
+    let budgets: Value = app.get(Some(OPS_KEY), "/api/budgets").await.json().await.unwrap();
+    let used = budgets["tenants"][0]["day"]["usedTokens"].as_u64().unwrap();
+    assert!(used > 0, "{budgets}");
+    let metrics = app.get(None, "/metrics").await.text().await.unwrap();
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name) && line.contains("scope=\"tenant\"") && line.contains("id=\"acme\"") && line.contains("period=\"day\""))
+            .unwrap_or_else(|| panic!("no {name} for tenant acme:\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(line("glassbox_budget_limit_tokens"), 100000.0);
+    assert_eq!(line("glassbox_budget_used_tokens"), used as f64);
+    app.stop().await;
+}
