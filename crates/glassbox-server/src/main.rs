@@ -193,8 +193,12 @@ struct WorkflowLimitArgs {
     workflow_wait_secs: u64,
 }
 
+/// Without `RUST_LOG`: the server's own lines at info; the per-request processor, guardrail and
+/// budget decisions stay in the traces (as span events), not on the terminal.
+const DEFAULT_LOG_FILTER: &str = "info,glassbox_core=warn";
+
 fn env_filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
 }
 
 fn main() -> ExitCode {

@@ -25,8 +25,7 @@ use crate::openai_facade::run_python;
 /// nested without a method router (`nest_service`) is listed as `ANY`.
 async fn served_routes() -> BTreeMap<String, BTreeSet<String>> {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        Arc::new(SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.unwrap());
+    let store = Arc::new(SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.unwrap());
     store.migrate().await.unwrap();
     let host = WorkflowHost::new(Vec::new(), store, WorkflowLimits::default());
     let router = glassbox_server::router_with_workflows(AgentRegistry::default(), host, HttpOptions::default());
