@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::helpers::{BASE_CONFIG, spawn_app_with};
+use crate::helpers::{BASE_CONFIG, spawn_app_with, start_server};
 
 const REQUESTS: usize = 2000;
 const CONCURRENCY: usize = 16;
@@ -116,45 +116,7 @@ async fn clickhouse_killed_under_load_loses_and_doubles_nothing() {
     telemetry.shutdown().await;
 }
 
-/// The `glassbox` binary on a config, its address read from its log.
-struct ServerProcess {
-    child: tokio::process::Child,
-    url: String,
-}
-
 const PROVIDER_KEY: &str = "sk-fault-test-provider-key-9f8e7d6c5b4a";
-
-async fn start_server(config: &std::path::Path) -> ServerProcess {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_glassbox"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("FAULT_TEST_PROVIDER_KEY", PROVIDER_KEY)
-        .env_remove("GLASSBOX_CLICKHOUSE_URL")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            eprintln!("[glassbox] {line}");
-            if let Some(at) = line.find("listening on http://") {
-                return line[at + "listening on ".len()..].split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("the server exited before listening");
-    })
-    .await
-    .expect("the server starts within 30 s");
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[glassbox] {line}");
-        }
-    });
-    ServerProcess { child, url }
-}
 
 /// Rows held in the spool's batch files: (spans, usage), from each file's header.
 fn spooled_rows(spool: &std::path::Path) -> (u64, u64) {
@@ -212,7 +174,7 @@ model = "main"
         ),
     )
     .unwrap();
-    let mut server = start_server(&config).await;
+    let mut server = start_server(&config, &[("FAULT_TEST_PROVIDER_KEY", PROVIDER_KEY)]).await;
     fixture.kill().await;
 
     glassbox_providers::install_crypto_provider();
@@ -247,7 +209,7 @@ model = "main"
     server.child.start_kill().unwrap();
     let _ = server.child.wait().await;
     fixture.restart().await.unwrap();
-    let mut restarted = start_server(&config).await;
+    let mut restarted = start_server(&config, &[("FAULT_TEST_PROVIDER_KEY", PROVIDER_KEY)]).await;
 
     let mut stored = (0, 0);
     for _ in 0..300 {

@@ -121,3 +121,42 @@ pub async fn spawn_tool_server() -> String {
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}/weather")
 }
+
+/// The `glassbox` binary on a config, its address read from its log.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub url: String,
+}
+
+pub async fn start_server(config: &std::path::Path, envs: &[(&str, &str)]) -> ServerProcess {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .envs(envs.iter().copied())
+        .env_remove("GLASSBOX_CLICKHOUSE_URL")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            eprintln!("[glassbox] {line}");
+            if let Some(at) = line.find("listening on http://") {
+                return line[at + "listening on ".len()..].split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server starts within 30 s");
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[glassbox] {line}");
+        }
+    });
+    ServerProcess { child, url }
+}
+

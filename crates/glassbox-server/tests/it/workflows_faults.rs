@@ -4,6 +4,7 @@
 //! Workflows come from the config (tool, template and suspend steps); an HTTP tool server in
 //! the test counts every call per step.
 
+use crate::helpers::start_server;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,42 +96,6 @@ template = {{ approved = "{{{{steps.approve.ok}}}}", before = "{{{{steps.before.
     )
 }
 
-struct ServerProcess {
-    child: tokio::process::Child,
-    url: String,
-}
-
-async fn start_server(config: &std::path::Path) -> ServerProcess {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_glassbox"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env_remove("GLASSBOX_CLICKHOUSE_URL")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            eprintln!("[glassbox] {line}");
-            if let Some(at) = line.find("listening on http://") {
-                return line[at + "listening on ".len()..].split_whitespace().next().unwrap().to_owned();
-            }
-        }
-        panic!("the server exited before listening");
-    })
-    .await
-    .expect("the server starts within 30 s");
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[glassbox] {line}");
-        }
-    });
-    ServerProcess { child, url }
-}
-
 async fn post_json(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     let response = client.post(url).json(&body).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
@@ -151,7 +116,7 @@ async fn a_killed_server_continues_its_running_run_and_resumes_its_suspended_one
     glassbox_providers::install_crypto_provider();
     let client = reqwest::Client::new();
 
-    let mut first = start_server(&config_path).await;
+    let mut first = start_server(&config_path, &[]).await;
     let (status, suspended) = post_json(
         &client,
         format!("{}/api/workflows/approval/start-async", first.url),
@@ -182,7 +147,7 @@ async fn a_killed_server_continues_its_running_run_and_resumes_its_suspended_one
     first.child.kill().await.unwrap();
     assert_eq!(calls.of("last"), 0);
 
-    let second = start_server(&config_path).await;
+    let second = start_server(&config_path, &[]).await;
     let mut done = Value::Null;
     for _ in 0..300 {
         done = run_of(&client, &second.url, "pipeline", &running_id).await;
