@@ -784,7 +784,7 @@ fn check_structured(validator: &jsonschema::Validator, text: &str) -> Result<Val
     if problems.is_empty() { Ok(value) } else { Err(problems.join("; ")) }
 }
 
-pub(crate) fn strip_code_fence(text: &str) -> &str {
+pub fn strip_code_fence(text: &str) -> &str {
     let Some(rest) = text.strip_prefix("```") else { return text };
     let rest = rest.strip_prefix("json").unwrap_or(rest);
     rest.strip_suffix("```").unwrap_or(rest).trim()
@@ -931,14 +931,7 @@ fn chat_failed(span: &tracing::Span, error: ProviderError) -> ProviderError {
 fn record_error(span: &tracing::Span, kind: &str, error: &dyn std::error::Error) {
     span.record("otel.status_code", "ERROR");
     span.record("error.type", kind);
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    span.record("otel.status_description", message.as_str());
+    span.record("otel.status_description", crate::error_chain(error).as_str());
 }
 
 /// OpenTelemetry has no unsigned integers: `tracing-opentelemetry` would turn a `u64` into a

@@ -21,3 +21,16 @@ pub use model::{
 };
 pub use tool::{FnTool, Tool, ToolError, ToolResult};
 pub use workflow::{RetryPolicy, RunStatus, Step, StepContext, StepError, Workflow};
+
+/// An error and its causes on one line, `outer: inner: innermost`: for span status
+/// descriptions and log fields, where the cause chain must survive as text.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -46,11 +46,7 @@ impl ScoreInput {
 }
 
 /// Models often wrap JSON in a Markdown fence; the agent loop tolerates it, so scorers do too.
-pub(crate) fn strip_code_fence(text: &str) -> &str {
-    let Some(rest) = text.strip_prefix("```") else { return text };
-    let rest = rest.strip_prefix("json").unwrap_or(rest);
-    rest.strip_suffix("```").unwrap_or(rest).trim()
-}
+pub(crate) use glassbox_core::agent::strip_code_fence;
 
 /// A scorer's verdict on one run.
 #[derive(Debug, Clone, PartialEq)]

@@ -175,12 +175,5 @@ fn budget_details(refusal: &crate::access::budget::BudgetRefusal) -> Value {
 
 /// Formats an error with its whole cause chain, for log lines.
 pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    glassbox_core::error_chain(error)
 }

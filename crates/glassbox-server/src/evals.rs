@@ -329,10 +329,6 @@ pub fn online_evals(
     Ok(Some(Arc::new(OnlineEvals::new(agents, store, pricing))))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// The last user text of a conversation, what online scorers see as the input.
 pub fn last_user_text(messages: &[Message]) -> String {
     messages
@@ -370,8 +366,8 @@ pub fn spawn_online_in(
 ) {
     let request = ScoredRequest {
         agent: agent.id().to_owned(),
-        trace_id: hex(&trace.trace_id),
-        span_id: hex(&trace.span_id),
+        trace_id: crate::access::secret::hex(&trace.trace_id),
+        span_id: crate::access::secret::hex(&trace.span_id),
         provider: agent.model().provider().to_owned(),
         model: agent.model().model_name().to_owned(),
         input: ScoreInput {

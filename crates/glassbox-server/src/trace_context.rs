@@ -6,7 +6,6 @@
 //! streamed answer stays inside it. The trace id goes back in the `traceparent` response
 //! header and in JSON bodies as `traceId`.
 
-use std::fmt::Write as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -55,26 +54,18 @@ impl TraceContext {
     }
 
     pub fn trace_id_hex(&self) -> String {
-        hex(&self.trace_id)
+        crate::access::secret::hex(&self.trace_id)
     }
 
     pub fn traceparent(&self) -> String {
         let mut out = String::with_capacity(55);
         out.push_str("00-");
-        out.push_str(&hex(&self.trace_id));
+        out.push_str(&crate::access::secret::hex(&self.trace_id));
         out.push('-');
-        out.push_str(&hex(&self.span_id));
+        out.push_str(&crate::access::secret::hex(&self.span_id));
         out.push_str(if self.sampled { "-01" } else { "-00" });
         out
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 fn random_nonzero<const N: usize>() -> [u8; N] {
@@ -218,7 +209,7 @@ mod tests {
         let header = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let context = TraceContext::from_traceparent(Some(&header));
         assert_eq!(context.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_ne!(hex(&context.span_id), "00f067aa0ba902b7");
+        assert_ne!(crate::access::secret::hex(&context.span_id), "00f067aa0ba902b7");
         assert!(context.sampled);
     }
 

@@ -398,7 +398,7 @@ impl Exec<'_> {
                 }
                 Err(failure) => {
                     let (kind, message) = match failure {
-                        Some(error) => ("step_failed", chain(&error)),
+                        Some(error) => ("step_failed", crate::error_chain(&error)),
                         None => ("timeout", format!("attempt timed out after {:?}", timeout.unwrap_or_default())),
                     };
                     mark(&span, "failed", Some(kind), &message);
@@ -479,17 +479,6 @@ fn kind_of(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 pub(crate) fn now_ns() -> i64 {
