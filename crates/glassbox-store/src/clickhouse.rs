@@ -44,7 +44,7 @@ use crate::query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
-use crate::runs::{RunFilter, RunRecord, RunStore};
+use crate::runs::{RunFilter, RunRecord, RunStore, RunTrace, check_run_ids};
 
 pub use migrations::{MIGRATIONS, MIGRATIONS_TABLE_SQL, render_sql};
 
@@ -338,5 +338,10 @@ impl RunStore for ClickHouseBackend {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
         filter.check()?;
         runs::list(self, filter).await
+    }
+
+    async fn run_traces(&self, run_ids: &[String], since_ns: i64) -> Result<Vec<RunTrace>, StoreError> {
+        check_run_ids(run_ids)?;
+        runs::traces(self, run_ids, since_ns).await
     }
 }

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use crate::backend::StoreError;
+use crate::query::TimeRange;
 
 /// One run of an eval suite.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,4 +69,36 @@ pub trait EvalStore: Send + Sync + 'static {
     async fn eval_results(&self, run_id: &str) -> Result<Vec<EvalResultRow>, StoreError>;
     /// The online scores of one trace, by scorer.
     async fn eval_scores(&self, trace_id: &str) -> Result<Vec<EvalScoreRow>, StoreError>;
+    /// One run, if it is stored.
+    async fn eval_run(&self, run_id: &str) -> Result<Option<EvalRunRow>, StoreError>;
+    /// Per-scorer tallies of the runs [`EvalStore::eval_runs`] returns for the same arguments,
+    /// by run id then scorer.
+    async fn eval_scorer_tallies(&self, suite: Option<&str>, limit: u32) -> Result<Vec<EvalScorerTally>, StoreError>;
+    /// Online scores in `range` (on their timestamp) summed by agent and scorer, by agent
+    /// then scorer.
+    async fn online_score_summary(&self, range: &TimeRange) -> Result<Vec<OnlineScoreSummary>, StoreError>;
+}
+
+/// One scorer's tally over the cases of one run (the dashboard's pass rate per scorer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalScorerTally {
+    pub run_id: String,
+    pub scorer: String,
+    /// Cases the scorer judged (errored ones included).
+    pub total: u64,
+    pub passed: u64,
+    /// Cases where the scorer or the case's run errored.
+    pub errored: u64,
+}
+
+/// Online scores of one agent and scorer summed over a time range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineScoreSummary {
+    pub agent: String,
+    pub scorer: String,
+    pub scored: u64,
+    pub passed: u64,
+    pub errored: u64,
+    /// Mean of the scores that are not NULL; `None` when every one is.
+    pub mean_score: Option<f64>,
 }

@@ -22,10 +22,10 @@ pub mod writer;
 
 pub use keys::{KeyStore, KeyUsage, StoredKey};
 pub use backend::{Backend, MigrationReport, StoreError, TraceReader};
-pub use evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore};
+pub use evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary};
 pub use query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary, UsageBy,
     UsageGroup,
 };
 pub use rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
-pub use runs::{RunFilter, RunRecord, RunStore};
+pub use runs::{RunFilter, RunRecord, RunStore, RunTrace};

@@ -57,6 +57,15 @@ impl RunFilter {
     }
 }
 
+pub(crate) fn check_run_ids(run_ids: &[String]) -> Result<(), StoreError> {
+    if run_ids.len() > MAX_RUN_TRACES_IDS {
+        return Err(StoreError::InvalidQuery {
+            message: format!("at most {MAX_RUN_TRACES_IDS} run ids, not {}", run_ids.len()),
+        });
+    }
+    Ok(())
+}
+
 /// Workflow run state; both backends answer identically.
 #[async_trait]
 pub trait RunStore: Send + Sync + 'static {
@@ -65,4 +74,20 @@ pub trait RunStore: Send + Sync + 'static {
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// Newest first by (created, run id).
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+    /// The traces of these runs: every trace with a workflow span (`invoke_workflow ...`)
+    /// whose `glassbox.workflow.run_id` is one of `run_ids` and that started at or after
+    /// `since_ns` (a resumed run has one trace per resumption). By run id, then trace start.
+    async fn run_traces(&self, run_ids: &[String], since_ns: i64) -> Result<Vec<RunTrace>, StoreError>;
+}
+
+/// The most run ids one [`RunStore::run_traces`] call takes.
+pub const MAX_RUN_TRACES_IDS: usize = MAX_RUNS_PAGE as usize;
+
+/// One trace of a workflow run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTrace {
+    pub run_id: String,
+    pub trace_id: String,
+    /// The workflow span's start, Unix nanoseconds.
+    pub start_ns: i64,
 }

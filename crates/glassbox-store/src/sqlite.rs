@@ -33,7 +33,7 @@ use crate::query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
-use crate::runs::{RunFilter, RunRecord, RunStore};
+use crate::runs::{RunFilter, RunRecord, RunStore, RunTrace, check_run_ids};
 
 pub use schema::MIGRATIONS;
 
@@ -313,5 +313,11 @@ impl RunStore for SqliteBackend {
         filter.check()?;
         let filter = filter.clone();
         self.with_reader(move |connection| runs::list(connection, &filter)).await
+    }
+
+    async fn run_traces(&self, run_ids: &[String], since_ns: i64) -> Result<Vec<RunTrace>, StoreError> {
+        check_run_ids(run_ids)?;
+        let run_ids = run_ids.to_vec();
+        self.with_reader(move |connection| runs::traces(connection, &run_ids, since_ns)).await
     }
 }

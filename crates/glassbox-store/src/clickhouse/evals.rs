@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::error::Operation;
 use super::{ClickHouseBackend, Table};
 use crate::backend::StoreError;
-use crate::evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore};
+use crate::evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary};
+use crate::query::TimeRange;
 
 #[derive(Row, Serialize, Deserialize)]
 struct RunWire {
@@ -78,6 +79,29 @@ struct ScoreWire {
     error: String,
 }
 
+#[derive(Row, Deserialize)]
+struct TallyWire {
+    run_id: String,
+    scorer: String,
+    total: u64,
+    passed: u64,
+    errored: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct SummaryWire {
+    agent: String,
+    scorer: String,
+    scored: u64,
+    passed: u64,
+    errored: u64,
+    mean_score: Option<f64>,
+}
+
+const TALLY_SELECT: &str = "SELECT RunId AS run_id, toString(Scorer) AS scorer, count() AS total, \
+     countIf(Passed) AS passed, countIf(Error != '') AS errored FROM eval_results FINAL WHERE RunId IN (";
+const TALLY_TAIL: &str = ") GROUP BY run_id, scorer ORDER BY run_id, scorer";
+
 const RUN_COLUMNS: &str =
     "RunId, Suite, Target, Mode, StartedAt, DurationMs, Total, Passed, Errored, PassRate, GatePassed";
 
@@ -85,6 +109,22 @@ fn dedup_token(parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(parts.join("\u{1f}").as_bytes());
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn run_from_wire(row: RunWire) -> EvalRunRow {
+    EvalRunRow {
+        run_id: row.run_id,
+        suite: row.suite,
+        target: row.target,
+        mode: row.mode,
+        started_at_ns: row.started_at,
+        duration_ms: row.duration_ms,
+        total: row.total,
+        passed: row.passed,
+        errored: row.errored,
+        pass_rate: row.pass_rate,
+        gate_passed: row.gate_passed,
+    }
 }
 
 impl ClickHouseBackend {
@@ -184,22 +224,7 @@ impl EvalStore for ClickHouseBackend {
                 .bind(limit),
         };
         let rows = self.timed(Operation::ReadEvals, query.fetch_all::<RunWire>()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| EvalRunRow {
-                run_id: row.run_id,
-                suite: row.suite,
-                target: row.target,
-                mode: row.mode,
-                started_at_ns: row.started_at,
-                duration_ms: row.duration_ms,
-                total: row.total,
-                passed: row.passed,
-                errored: row.errored,
-                pass_rate: row.pass_rate,
-                gate_passed: row.gate_passed,
-            })
-            .collect())
+        Ok(rows.into_iter().map(run_from_wire).collect())
     }
 
     async fn eval_results(&self, run_id: &str) -> Result<Vec<EvalResultRow>, StoreError> {
@@ -220,6 +245,73 @@ impl EvalStore for ClickHouseBackend {
                 reason: row.reason,
                 error: row.error,
                 latency_ms: row.latency_ms,
+            })
+            .collect())
+    }
+
+    async fn eval_run(&self, run_id: &str) -> Result<Option<EvalRunRow>, StoreError> {
+        let query = self
+            .inner
+            .client
+            .query(&format!("SELECT {RUN_COLUMNS} FROM eval_runs FINAL WHERE RunId = ? LIMIT 1"))
+            .bind(run_id);
+        let row = self.timed(Operation::ReadEvals, query.fetch_optional::<RunWire>()).await?;
+        Ok(row.map(run_from_wire))
+    }
+
+    async fn eval_scorer_tallies(&self, suite: Option<&str>, limit: u32) -> Result<Vec<EvalScorerTally>, StoreError> {
+        let query = match suite {
+            Some(suite) => self
+                .inner
+                .client
+                .query(&format!(
+                    "{TALLY_SELECT}SELECT RunId FROM eval_runs FINAL WHERE Suite = ? ORDER BY StartedAt DESC, RunId DESC LIMIT ?{TALLY_TAIL}"
+                ))
+                .bind(suite)
+                .bind(limit),
+            None => self
+                .inner
+                .client
+                .query(&format!(
+                    "{TALLY_SELECT}SELECT RunId FROM eval_runs FINAL ORDER BY StartedAt DESC, RunId DESC LIMIT ?{TALLY_TAIL}"
+                ))
+                .bind(limit),
+        };
+        let rows = self.timed(Operation::ReadEvals, query.fetch_all::<TallyWire>()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| EvalScorerTally {
+                run_id: row.run_id,
+                scorer: row.scorer,
+                total: row.total,
+                passed: row.passed,
+                errored: row.errored,
+            })
+            .collect())
+    }
+
+    async fn online_score_summary(&self, range: &TimeRange) -> Result<Vec<OnlineScoreSummary>, StoreError> {
+        let query = self
+            .inner
+            .client
+            .query(
+                "SELECT toString(Agent) AS agent, toString(Scorer) AS scorer, count() AS scored, countIf(Passed) AS passed, \
+                 countIf(Error != '') AS errored, avg(Score) AS mean_score FROM eval_scores FINAL \
+                 WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?)) \
+                 GROUP BY agent, scorer ORDER BY agent, scorer",
+            )
+            .bind(range.from_ns)
+            .bind(range.to_ns);
+        let rows = self.timed(Operation::ReadEvals, query.fetch_all::<SummaryWire>()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| OnlineScoreSummary {
+                agent: row.agent,
+                scorer: row.scorer,
+                scored: row.scored,
+                passed: row.passed,
+                errored: row.errored,
+                mean_score: row.mean_score,
             })
             .collect())
     }

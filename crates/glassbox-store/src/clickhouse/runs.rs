@@ -9,7 +9,7 @@ use super::error::Operation;
 use super::sql::{Sql, Value};
 use super::{ClickHouseBackend, Table};
 use crate::backend::StoreError;
-use crate::runs::{RunFilter, RunRecord};
+use crate::runs::{RunFilter, RunRecord, RunTrace};
 
 #[derive(Row, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -102,4 +102,40 @@ pub(super) async fn list(backend: &ClickHouseBackend, filter: &RunFilter) -> Res
     sql.bind(" ORDER BY CreatedNs DESC, RunId DESC LIMIT ?", [Value::U64(u64::from(filter.limit))]);
     let rows = backend.timed(Operation::ListRuns, sql.query(&backend.inner.client).fetch_all::<RunRow>()).await?;
     Ok(rows.into_iter().map(RunRecord::from).collect())
+}
+
+#[derive(Row, Deserialize)]
+struct RunTraceRow {
+    run_id: String,
+    trace_id: String,
+    start_ns: i64,
+}
+
+/// Workflow spans (`invoke_workflow {workflow}`) of these runs, found by name prefix, time
+/// and the run id attribute; the ids go in as one bound array.
+pub(super) async fn traces(
+    backend: &ClickHouseBackend,
+    run_ids: &[String],
+    since_ns: i64,
+) -> Result<Vec<RunTrace>, StoreError> {
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = backend
+        .inner
+        .client
+        .query(
+            "SELECT SpanAttributes['glassbox.workflow.run_id'] AS run_id, TraceId AS trace_id, \
+             toUnixTimestamp64Nano(min(Timestamp)) AS start_ns FROM spans \
+             WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND startsWith(SpanName, 'invoke_workflow') \
+             AND has(?, SpanAttributes['glassbox.workflow.run_id']) \
+             GROUP BY run_id, trace_id ORDER BY run_id, start_ns, trace_id",
+        )
+        .bind(since_ns)
+        .bind(run_ids);
+    let rows = backend.timed(Operation::ListRuns, query.fetch_all::<RunTraceRow>()).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| RunTrace { run_id: row.run_id, trace_id: row.trace_id, start_ns: row.start_ns })
+        .collect())
 }

@@ -6,7 +6,8 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 
 use super::{SqliteBackend, store_error};
 use crate::backend::StoreError;
-use crate::evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore};
+use crate::evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary};
+use crate::query::TimeRange;
 
 const INSERT_RUN: &str = "INSERT OR IGNORE INTO eval_runs (RunId, Suite, Target, Mode, StartedAt, DurationMs, Total, \
      Passed, Errored, PassRate, GatePassed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
@@ -20,6 +21,32 @@ const SELECT_RESULTS: &str = "SELECT RunId, CaseId, Scorer, Score, Passed, Reaso
      WHERE RunId = ?1 ORDER BY CaseId, Scorer";
 const SELECT_SCORES: &str = "SELECT Timestamp, TraceId, SpanId, Agent, Scorer, Score, Passed, Reason, Error FROM \
      eval_scores WHERE TraceId = ?1 ORDER BY Scorer, SpanId";
+
+const SELECT_TALLIES_OF_SUITE: &str = "SELECT r.RunId, r.Scorer, COUNT(*), SUM(r.Passed), \
+     SUM(CASE WHEN r.Error <> '' THEN 1 ELSE 0 END) FROM eval_results r JOIN (SELECT RunId FROM eval_runs WHERE Suite = ?1 \
+     ORDER BY StartedAt DESC, RunId DESC LIMIT ?2) latest ON latest.RunId = r.RunId GROUP BY r.RunId, r.Scorer \
+     ORDER BY r.RunId, r.Scorer";
+const SELECT_TALLIES: &str = "SELECT r.RunId, r.Scorer, COUNT(*), SUM(r.Passed), \
+     SUM(CASE WHEN r.Error <> '' THEN 1 ELSE 0 END) FROM eval_results r JOIN (SELECT RunId FROM eval_runs \
+     ORDER BY StartedAt DESC, RunId DESC LIMIT ?1) latest ON latest.RunId = r.RunId GROUP BY r.RunId, r.Scorer \
+     ORDER BY r.RunId, r.Scorer";
+const SELECT_ONLINE_SUMMARY: &str = "SELECT Agent, Scorer, COUNT(*), SUM(Passed), \
+     SUM(CASE WHEN Error <> '' THEN 1 ELSE 0 END), AVG(Score) FROM eval_scores WHERE Timestamp >= ?1 AND Timestamp < ?2 \
+     GROUP BY Agent, Scorer ORDER BY Agent, Scorer";
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn tally_row(row: &Row<'_>) -> rusqlite::Result<EvalScorerTally> {
+    Ok(EvalScorerTally {
+        run_id: row.get(0)?,
+        scorer: row.get(1)?,
+        total: unsigned(row.get(2)?),
+        passed: unsigned(row.get(3)?),
+        errored: unsigned(row.get(4)?),
+    })
+}
 
 fn count(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -153,6 +180,58 @@ impl EvalStore for SqliteBackend {
                         reason: row.get(5)?,
                         error: row.get(6)?,
                         latency_ms: row.get(7)?,
+                    })
+                })
+                .map_err(store_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
+        })
+        .await
+    }
+
+    async fn eval_run(&self, run_id: &str) -> Result<Option<EvalRunRow>, StoreError> {
+        let run_id = run_id.to_owned();
+        self.with_reader(move |connection| {
+            let sql = format!("SELECT {RUN_COLUMNS} FROM eval_runs WHERE RunId = ?1");
+            let mut statement = connection.prepare_cached(&sql).map_err(store_error)?;
+            let mut rows = statement.query_map(params![run_id], run_row).map_err(store_error)?;
+            rows.next().transpose().map_err(store_error)
+        })
+        .await
+    }
+
+    async fn eval_scorer_tallies(&self, suite: Option<&str>, limit: u32) -> Result<Vec<EvalScorerTally>, StoreError> {
+        let suite = suite.map(str::to_owned);
+        self.with_reader(move |connection| {
+            let rows = match &suite {
+                Some(suite) => {
+                    let mut statement = connection.prepare_cached(SELECT_TALLIES_OF_SUITE).map_err(store_error)?;
+                    let rows = statement.query_map(params![suite, limit], tally_row).map_err(store_error)?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                }
+                None => {
+                    let mut statement = connection.prepare_cached(SELECT_TALLIES).map_err(store_error)?;
+                    let rows = statement.query_map(params![limit], tally_row).map_err(store_error)?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                }
+            };
+            rows.map_err(store_error)
+        })
+        .await
+    }
+
+    async fn online_score_summary(&self, range: &TimeRange) -> Result<Vec<OnlineScoreSummary>, StoreError> {
+        let range = *range;
+        self.with_reader(move |connection| {
+            let mut statement = connection.prepare_cached(SELECT_ONLINE_SUMMARY).map_err(store_error)?;
+            let rows = statement
+                .query_map(params![range.from_ns, range.to_ns], |row| {
+                    Ok(OnlineScoreSummary {
+                        agent: row.get(0)?,
+                        scorer: row.get(1)?,
+                        scored: unsigned(row.get(2)?),
+                        passed: unsigned(row.get(3)?),
+                        errored: unsigned(row.get(4)?),
+                        mean_score: row.get(5)?,
                     })
                 })
                 .map_err(store_error)?;

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::store_error;
 use crate::backend::StoreError;
-use crate::runs::{RunFilter, RunRecord};
+use crate::runs::{RunFilter, RunRecord, RunTrace};
 
 const COLUMNS: &str = "RunId, WorkflowId, Status, Input, Snapshot, Result, Error, CreatedNs, UpdatedNs, Version";
 
@@ -86,5 +86,30 @@ pub(super) fn list(connection: &Connection, filter: &RunFilter) -> Result<Vec<Ru
     values.push(SqlValue::Integer(i64::from(filter.limit)));
     let mut statement = connection.prepare(&sql).map_err(store_error)?;
     let rows = statement.query_map(rusqlite::params_from_iter(values), from_row).map_err(store_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
+}
+
+/// Workflow spans are found by name prefix (`invoke_workflow {workflow}`) and time; the run id
+/// is read from the attributes' JSON. The run ids are bound one placeholder each.
+pub(super) fn traces(connection: &Connection, run_ids: &[String], since_ns: i64) -> Result<Vec<RunTrace>, StoreError> {
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = String::from(
+        "SELECT json_extract(SpanAttributes, '$.\"glassbox.workflow.run_id\"') AS Run, TraceId, MIN(Timestamp) \
+         FROM spans WHERE Timestamp >= ? AND SpanName LIKE 'invoke\\_workflow%' ESCAPE '\\' AND Run IN (",
+    );
+    let mut values: Vec<SqlValue> = vec![SqlValue::Integer(since_ns)];
+    for (index, run_id) in run_ids.iter().enumerate() {
+        sql.push_str(if index == 0 { "?" } else { ", ?" });
+        values.push(SqlValue::Text(run_id.clone()));
+    }
+    sql.push_str(") GROUP BY Run, TraceId ORDER BY Run, MIN(Timestamp), TraceId");
+    let mut statement = connection.prepare(&sql).map_err(store_error)?;
+    let rows = statement
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            Ok(RunTrace { run_id: row.get(0)?, trace_id: row.get(1)?, start_ns: row.get(2)? })
+        })
+        .map_err(store_error)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
 }

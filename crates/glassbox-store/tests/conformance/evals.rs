@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
-use glassbox_store::{Backend, EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore};
+use glassbox_store::{Backend, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TimeRange};
 use glassbox_testkit::ClickHouseFixture;
 
 fn run(run_id: &str, suite: &str, started_at_ns: i64) -> EvalRunRow {
@@ -77,6 +77,64 @@ async fn scenario(backend: Arc<dyn Backend>, store: Arc<dyn EvalStore>) {
     store.insert_eval_scores(&scores).await.unwrap();
     store.insert_eval_scores(&[score("other", "contains", Some(0.0))]).await.unwrap();
     assert_eq!(store.eval_scores(trace).await.unwrap(), scores);
+
+    // One run by id, and the dashboard's aggregates.
+    assert_eq!(store.eval_run("r1").await.unwrap(), Some(run("r1", "assistant", 1_000)));
+    assert_eq!(store.eval_run("nope").await.unwrap(), None);
+    store
+        .insert_eval_run(
+            &run("r3", "assistant", 3_000),
+            &[
+                result("r3", "c1", "contains", Some(1.0)),
+                result("r3", "c2", "contains", Some(1.0)),
+                result("r3", "c1", "judge", None),
+                result("r3", "c2", "judge", Some(0.0)),
+            ],
+        )
+        .await
+        .unwrap();
+    let tally = |run_id: &str, scorer: &str, total, passed, errored| EvalScorerTally {
+        run_id: run_id.to_owned(),
+        scorer: scorer.to_owned(),
+        total,
+        passed,
+        errored,
+    };
+    assert_eq!(
+        store.eval_scorer_tallies(Some("assistant"), 10).await.unwrap(),
+        [tally("r1", "contains", 2, 1, 1), tally("r3", "contains", 2, 2, 0), tally("r3", "judge", 2, 0, 1)]
+    );
+    // The limit picks the newest runs, as eval_runs does.
+    assert_eq!(
+        store.eval_scorer_tallies(None, 2).await.unwrap(),
+        [tally("r2", "valid_json", 1, 1, 0), tally("r3", "contains", 2, 2, 0), tally("r3", "judge", 2, 0, 1)]
+    );
+    assert!(store.eval_scorer_tallies(Some("nope"), 10).await.unwrap().is_empty());
+
+    let at = 1_750_000_000_000_000_000;
+    let summary = store.online_score_summary(&TimeRange { from_ns: at, to_ns: at + 1 }).await.unwrap();
+    assert_eq!(
+        summary,
+        [
+            OnlineScoreSummary {
+                agent: "assistant".to_owned(),
+                scorer: "contains".to_owned(),
+                scored: 2,
+                passed: 1,
+                errored: 0,
+                mean_score: Some(0.5),
+            },
+            OnlineScoreSummary {
+                agent: "assistant".to_owned(),
+                scorer: "panics".to_owned(),
+                scored: 1,
+                passed: 0,
+                errored: 1,
+                mean_score: None,
+            },
+        ]
+    );
+    assert!(store.online_score_summary(&TimeRange { from_ns: at + 1, to_ns: at + 2 }).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

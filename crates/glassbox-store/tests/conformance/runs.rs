@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use glassbox_store::{Backend, RunFilter, RunRecord, RunStore, StoreError, TimeRange};
+use glassbox_store::{Backend, RunFilter, RunRecord, RunStore, RunTrace, StoreError, TimeRange};
 
 /// Expands into one test per scenario for a backend, given an async expression that makes a
 /// fresh, unmigrated `(Arc<dyn Backend>, Arc<dyn RunStore>, keep_alive)`.
@@ -24,6 +24,12 @@ macro_rules! runs_scenarios {
         async fn runs_list_filters_and_order() {
             let (backend, runs, _keep) = $fresh;
             crate::runs::list_filters_and_order(backend, runs).await;
+        }
+
+        #[tokio::test]
+        async fn runs_traces_from_workflow_spans() {
+            let (backend, runs, _keep) = $fresh;
+            crate::runs::traces_from_workflow_spans(backend, runs).await;
         }
     };
 }
@@ -133,4 +139,43 @@ pub async fn list_filters_and_order(backend: Arc<dyn Backend>, runs: Arc<dyn Run
         let refused = runs.list_runs(&RunFilter { limit, ..RunFilter::default() }).await;
         assert!(matches!(refused, Err(StoreError::InvalidQuery { .. })), "{refused:?}");
     }
+}
+
+/// A run's traces are found through its workflow spans; other spans, other runs and spans
+/// before `since` are not.
+pub async fn traces_from_workflow_spans(backend: Arc<dyn Backend>, runs: Arc<dyn RunStore>) {
+    backend.migrate().await.unwrap();
+    // Recent enough for the span tables' TTL.
+    let base = crate::suite::BASE_NS;
+    let attrs = |run_id: &str| {
+        vec![
+            ("glassbox.workflow.id".to_owned(), "onboard".to_owned()),
+            ("glassbox.workflow.run_id".to_owned(), run_id.to_owned()),
+        ]
+    };
+    let trace = |n: u8| format!("{n:032x}");
+    let spans = vec![
+        crate::suite::span(&trace(1), "0000000000000001", "", "invoke_workflow onboard", base, 1_000, attrs("run-a")),
+        // The run resumed later in another trace.
+        crate::suite::span(&trace(2), "0000000000000002", "", "invoke_workflow onboard", base + 50, 1_000, attrs("run-a")),
+        // A step span of the same run in the first trace: still one trace.
+        crate::suite::span(&trace(1), "0000000000000003", "0000000000000001", "workflow_step fetch", base + 1, 10, attrs("run-a")),
+        crate::suite::span(&trace(3), "0000000000000004", "", "invoke_workflow onboard", base + 10, 1_000, attrs("run-b")),
+        // Not a workflow span.
+        crate::suite::span(&trace(4), "0000000000000005", "", "chat gpt", base + 20, 1_000, attrs("run-a")),
+        // Before `since`.
+        crate::suite::span(&trace(5), "0000000000000006", "", "invoke_workflow onboard", base - 100, 1_000, attrs("run-a")),
+    ];
+    backend.insert_spans(&spans, "run-traces").await.unwrap();
+    let found = runs.run_traces(&["run-a".to_owned(), "run-c\"'); --".to_owned()], base).await.unwrap();
+    assert_eq!(
+        found,
+        [
+            RunTrace { run_id: "run-a".to_owned(), trace_id: trace(1), start_ns: base },
+            RunTrace { run_id: "run-a".to_owned(), trace_id: trace(2), start_ns: base + 50 },
+        ]
+    );
+    assert!(runs.run_traces(&[], base).await.unwrap().is_empty());
+    let too_many: Vec<String> = (0..=glassbox_store::runs::MAX_RUN_TRACES_IDS).map(|n| n.to_string()).collect();
+    assert!(matches!(runs.run_traces(&too_many, base).await, Err(StoreError::InvalidQuery { .. })));
 }
