@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use glassbox_server::dashboard::{Access, Dashboard};
+use glassbox_server::dashboard::{Access, Dashboard, PageSources};
 use glassbox_server::{AgentRegistry, HttpOptions};
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::{Backend, SpanRow, UsageRow};
@@ -80,7 +80,12 @@ async fn main() {
         n_spans as f64 / seeded.as_secs_f64()
     );
 
-    let dashboard = Dashboard { reader: backend.clone(), access: Access::OpenDevelopment, store_name: "clickhouse" };
+    let dashboard = Dashboard {
+        reader: backend.clone(),
+        access: Access::OpenDevelopment,
+        store_name: "clickhouse",
+        sources: PageSources::default(),
+    };
     let app = glassbox_server::router_with_dashboard(AgentRegistry::default(), HttpOptions::default(), dashboard);
     let newest = expect.starts.iter().max().map(|(_, id)| id.clone()).unwrap();
     let pages = [

@@ -370,10 +370,15 @@ fn run_serve(
             }
             other => other,
         };
-        let dashboard = glassbox_server::dashboard::Dashboard {
+        let mut dashboard = glassbox_server::dashboard::Dashboard {
             reader: Arc::clone(&store.reader),
             access: dashboard_access,
             store_name: store.backend.name(),
+            sources: glassbox_server::dashboard::PageSources {
+                evals: Some(Arc::clone(&store.evals)),
+                runs: None,
+                access: Some(Arc::clone(&access)),
+            },
         };
         match dashboard.access {
             glassbox_server::dashboard::Access::Token { .. } | glassbox_server::dashboard::Access::Resolver(_) => {
@@ -389,6 +394,7 @@ fn run_serve(
         let run_store = glassbox_server::workflow_host::open_run_store(&config.store, &env_var)
             .await
             .context("while opening the workflow run store")?;
+        dashboard.sources.runs = Some(Arc::clone(&run_store));
         let limits = glassbox_server::workflow_host::WorkflowLimits {
             max_concurrent_runs: limits.workflow_concurrency,
             queue_capacity: limits.workflow_queue,

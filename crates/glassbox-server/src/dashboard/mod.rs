@@ -13,11 +13,15 @@
 //!   tracing), so looking at traces does not add traces.
 
 mod access;
+mod budgets_page;
 mod chart;
+mod evals_page;
 pub mod format;
 mod pages;
 mod params;
+mod sources;
 mod waterfall;
+mod workflows_page;
 
 use std::sync::Arc;
 
@@ -33,6 +37,7 @@ use glassbox_store::{StoreError, TraceReader};
 use serde::Deserialize;
 
 pub use access::{Access, ResolveViewer, Scope, Viewer};
+pub use sources::PageSources;
 
 /// The policy of every dashboard response: same-origin styles and forms, `data:` images (the
 /// empty favicon), no scripts, no framing.
@@ -48,6 +53,8 @@ pub struct Dashboard {
     pub access: Access,
     /// `clickhouse` or `sqlite`, shown in the footer.
     pub store_name: &'static str,
+    /// Evals, workflow runs, keys and budgets, for their pages.
+    pub sources: PageSources,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -66,6 +73,10 @@ pub fn router(dashboard: Dashboard) -> Router {
         .route("/dashboard/cost", get(pages::cost))
         .route("/dashboard/cost.csv", get(pages::cost_csv))
         .route("/dashboard/latency", get(pages::latency))
+        .route("/dashboard/evals", get(evals_page::evals))
+        .route("/dashboard/evals/runs/{run_id}", get(evals_page::eval_run))
+        .route("/dashboard/workflows", get(workflows_page::workflows))
+        .route("/dashboard/budgets", get(budgets_page::budgets))
         .route("/dashboard/logout", axum::routing::post(logout))
         .route_layer(middleware::from_fn_with_state(dashboard.clone(), access::require_viewer));
     Router::new()

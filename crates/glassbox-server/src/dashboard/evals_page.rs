@@ -1,0 +1,495 @@
+//! The Evals pages: suite runs over time with the pass rate of each scorer (SVG lines per
+//! suite), the latest runs, online scores by agent and scorer over the chosen range
+//! (`/dashboard/evals`), and one run's cases with their failures and what changed against a
+//! baseline run (`/dashboard/evals/runs/{run_id}`; the baseline is the suite's previous run
+//! unless `baseline=` names one).
+//!
+//! Access: suite runs belong to no tenant and the stored online scores carry no tenant, so
+//! both pages need an admin viewer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use glassbox_store::{EvalResultRow, EvalRunRow, EvalScorerTally, EvalStore};
+use serde::Deserialize;
+
+use super::access::Viewer;
+use super::chart::{HEIGHT, WIDTH};
+use super::pages::Chrome;
+use super::params::{self, PageQuery, Window};
+use super::sources::{self, clip};
+use super::{Dashboard, PageError, format, render};
+
+/// Runs listed and charted by default, and at most.
+const DEFAULT_RUNS: u32 = 30;
+const MAX_RUNS: u32 = 500;
+/// How far back the previous run of a suite is looked for.
+const BASELINE_LOOKBACK: u32 = 200;
+/// Characters of a reason or error shown per cell.
+const MAX_REASON_CHARS: usize = 400;
+/// Colour classes of the chart lines (`series-0` … in the stylesheet), reused in turn.
+const SERIES_CLASSES: usize = 6;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EvalsQuery {
+    suite: Option<String>,
+    runs: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RunQuery {
+    baseline: Option<String>,
+    show: Option<String>,
+}
+
+fn eval_store(dashboard: &Dashboard) -> Result<&dyn EvalStore, PageError> {
+    dashboard
+        .sources
+        .evals
+        .as_deref()
+        .ok_or_else(|| PageError::NotFound("this server has no eval store".into()))
+}
+
+fn rate(passed: u64, total: u64) -> f64 {
+    if total == 0 { 0.0 } else { passed as f64 / total as f64 }
+}
+
+fn percent_of(rate: f64) -> String {
+    format!("{:.1}%", rate * 100.0)
+}
+
+// ----------------------------------------------------------------------------------------
+// Suite runs and online scores
+// ----------------------------------------------------------------------------------------
+
+/// One point of a pass-rate line, with its tooltip.
+pub struct Dot {
+    pub x: f64,
+    pub y: f64,
+    pub tip: String,
+}
+
+/// One scorer's pass rate (or the overall one) over a suite's runs.
+pub struct RateLine {
+    pub class: String,
+    pub name: String,
+    pub points: String,
+    pub dots: Vec<Dot>,
+}
+
+/// Pass rates (0–100%) over a suite's runs, oldest left, runs evenly spaced.
+pub struct SuiteChart {
+    pub suite: String,
+    pub href: String,
+    pub lines: Vec<RateLine>,
+    pub first_label: String,
+    pub last_label: String,
+    pub runs: usize,
+}
+
+fn round(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+impl SuiteChart {
+    /// `runs`: the suite's runs, oldest first; `tallies`: per run id, per scorer.
+    fn new(suite: &str, runs: &[&EvalRunRow], tallies: &BTreeMap<&str, Vec<&EvalScorerTally>>) -> Self {
+        let x = |index: usize| {
+            if runs.len() <= 1 { WIDTH / 2.0 } else { round(index as f64 / (runs.len() - 1) as f64 * WIDTH) }
+        };
+        let y = |rate: f64| round(HEIGHT - rate.clamp(0.0, 1.0) * HEIGHT);
+        let scorers: BTreeSet<&str> = runs
+            .iter()
+            .filter_map(|run| tallies.get(run.run_id.as_str()))
+            .flatten()
+            .map(|tally| tally.scorer.as_str())
+            .collect();
+        let mut lines = Vec::new();
+        let overall: Vec<(usize, f64, String)> = runs
+            .iter()
+            .enumerate()
+            .map(|(index, run)| {
+                let tip = format!("{} overall: {}", format::utc_minute(run.started_at_ns), percent_of(run.pass_rate));
+                (index, run.pass_rate, tip)
+            })
+            .collect();
+        lines.push(("overall".to_owned(), "series-overall".to_owned(), overall));
+        for (index, scorer) in scorers.iter().enumerate() {
+            let points: Vec<(usize, f64, String)> = runs
+                .iter()
+                .enumerate()
+                .filter_map(|(run_index, run)| {
+                    let tally = tallies.get(run.run_id.as_str())?.iter().find(|tally| tally.scorer == *scorer)?;
+                    let rate = rate(tally.passed, tally.total);
+                    let tip = format!(
+                        "{} {scorer}: {} ({}/{})",
+                        format::utc_minute(run.started_at_ns),
+                        percent_of(rate),
+                        tally.passed,
+                        tally.total
+                    );
+                    Some((run_index, rate, tip))
+                })
+                .collect();
+            lines.push(((*scorer).to_owned(), format!("series-{}", index % SERIES_CLASSES), points));
+        }
+        let lines = lines
+            .into_iter()
+            .map(|(name, class, points)| RateLine {
+                points: points
+                    .iter()
+                    .map(|(index, rate, _)| format!("{},{}", x(*index), y(*rate)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                dots: points.into_iter().map(|(index, rate, tip)| Dot { x: x(index), y: y(rate), tip }).collect(),
+                class,
+                name,
+            })
+            .collect();
+        Self {
+            suite: suite.to_owned(),
+            href: params::link("/dashboard/evals", &[("suite", suite.to_owned())]),
+            lines,
+            first_label: runs.first().map(|run| format::utc_minute(run.started_at_ns)).unwrap_or_default(),
+            last_label: runs.last().map(|run| format::utc_minute(run.started_at_ns)).unwrap_or_default(),
+            runs: runs.len(),
+        }
+    }
+}
+
+pub struct RunRowView {
+    pub href: String,
+    pub run_id: String,
+    pub started: String,
+    pub suite: String,
+    pub suite_href: String,
+    pub target: String,
+    pub mode: String,
+    pub total: u64,
+    pub passed: u64,
+    pub errored: u64,
+    pub pass_rate: String,
+    pub gate_passed: bool,
+    pub duration: String,
+}
+
+impl RunRowView {
+    fn new(run: &EvalRunRow) -> Self {
+        Self {
+            href: format!("/dashboard/evals/runs/{}", encode_segment(&run.run_id)),
+            run_id: run.run_id.clone(),
+            started: format::utc_time(run.started_at_ns),
+            suite: run.suite.clone(),
+            suite_href: params::link("/dashboard/evals", &[("suite", run.suite.clone())]),
+            target: run.target.clone(),
+            mode: run.mode.clone(),
+            total: run.total,
+            passed: run.passed,
+            errored: run.errored,
+            pass_rate: percent_of(run.pass_rate),
+            gate_passed: run.gate_passed,
+            duration: format::millis(run.duration_ms),
+        }
+    }
+}
+
+/// A run id as one URL path segment.
+fn encode_segment(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+pub struct OnlineRowView {
+    pub agent: String,
+    pub scorer: String,
+    pub scored: u64,
+    pub passed: u64,
+    pub pass_rate: String,
+    pub errored: u64,
+    pub mean_score: String,
+}
+
+#[derive(Template)]
+#[template(path = "evals.html")]
+pub struct EvalsPage {
+    chrome: Chrome,
+    window: Window,
+    suite: String,
+    runs_limit: u32,
+    charts: Vec<SuiteChart>,
+    runs: Vec<RunRowView>,
+    online: Vec<OnlineRowView>,
+    online_scored: u64,
+    online_pass_rate: String,
+}
+
+pub async fn evals(
+    State(dashboard): State<Dashboard>,
+    Extension(viewer): Extension<Viewer>,
+    page_query: Result<Query<PageQuery>, QueryRejection>,
+    evals_query: Result<Query<EvalsQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    let page_query = sources::query(page_query)?;
+    let evals_query = sources::query(evals_query)?;
+    let window = Window::parse(&page_query, sources::now_ns())?;
+    let suite = sources::text_filter("suite", evals_query.suite.as_deref())?;
+    let runs_limit = sources::count_filter("runs", evals_query.runs.as_deref(), DEFAULT_RUNS, MAX_RUNS)?;
+    let store = eval_store(&dashboard)?;
+    let (runs, tallies, online) = tokio::join!(
+        store.eval_runs(suite.as_deref(), runs_limit),
+        store.eval_scorer_tallies(suite.as_deref(), runs_limit),
+        store.online_score_summary(&window.range),
+    );
+    let (runs, tallies, online) = (runs?, tallies?, online?);
+
+    let mut tallies_by_run: BTreeMap<&str, Vec<&EvalScorerTally>> = BTreeMap::new();
+    for tally in &tallies {
+        tallies_by_run.entry(tally.run_id.as_str()).or_default().push(tally);
+    }
+    // One chart per suite, its runs oldest first.
+    let mut by_suite: BTreeMap<&str, Vec<&EvalRunRow>> = BTreeMap::new();
+    for run in runs.iter().rev() {
+        by_suite.entry(run.suite.as_str()).or_default().push(run);
+    }
+    let charts = by_suite.iter().map(|(suite, runs)| SuiteChart::new(suite, runs, &tallies_by_run)).collect();
+    let online_scored: u64 = online.iter().map(|row| row.scored).sum();
+    let online_passed: u64 = online.iter().map(|row| row.passed).sum();
+    let page = EvalsPage {
+        chrome: sources::chrome(&dashboard, &viewer, "evals"),
+        suite: suite.unwrap_or_default(),
+        runs_limit,
+        charts,
+        runs: runs.iter().map(RunRowView::new).collect(),
+        online: online
+            .iter()
+            .map(|row| OnlineRowView {
+                agent: if row.agent.is_empty() { "(none)".to_owned() } else { row.agent.clone() },
+                scorer: row.scorer.clone(),
+                scored: row.scored,
+                passed: row.passed,
+                pass_rate: percent_of(rate(row.passed, row.scored)),
+                errored: row.errored,
+                mean_score: row.mean_score.map_or_else(|| "–".to_owned(), |mean| format!("{mean:.3}")),
+            })
+            .collect(),
+        online_scored,
+        online_pass_rate: percent_of(rate(online_passed, online_scored)),
+        window,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+// ----------------------------------------------------------------------------------------
+// One run against its baseline
+// ----------------------------------------------------------------------------------------
+
+/// How a case's verdict by one scorer moved from the baseline to this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Regressed,
+    Fixed,
+    Same,
+    /// The baseline has no verdict for this case and scorer.
+    New,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Regressed => "regressed",
+            Self::Fixed => "fixed",
+            Self::Same => "same",
+            Self::New => "new",
+        }
+    }
+}
+
+pub struct VerdictView {
+    pub scorer: String,
+    pub passed: bool,
+    pub score: String,
+    pub reason: String,
+    pub error: String,
+    pub baseline: String,
+    pub change: &'static str,
+    pub score_delta: String,
+}
+
+pub struct CaseView {
+    pub case_id: String,
+    pub passed: bool,
+    pub changed: bool,
+    pub verdicts: Vec<VerdictView>,
+}
+
+pub struct ScorerView {
+    pub scorer: String,
+    pub pass_rate: String,
+    pub baseline_pass_rate: String,
+    pub delta: String,
+}
+
+#[derive(Template)]
+#[template(path = "eval_run.html")]
+pub struct EvalRunPage {
+    chrome: Chrome,
+    run: RunRowView,
+    baseline: Option<RunRowView>,
+    baseline_input: String,
+    show_all: bool,
+    all_href: String,
+    failures_href: String,
+    cases: Vec<CaseView>,
+    failing_cases: usize,
+    total_cases: usize,
+    regressions: usize,
+    fixes: usize,
+    scorers: Vec<ScorerView>,
+}
+
+fn score_text(score: Option<f64>) -> String {
+    score.map_or_else(|| "–".to_owned(), |score| format!("{score:.3}"))
+}
+
+fn signed_points(delta: f64) -> String {
+    format!("{:+.1} pts", delta * 100.0)
+}
+
+pub async fn eval_run(
+    State(dashboard): State<Dashboard>,
+    Extension(viewer): Extension<Viewer>,
+    Path(run_id): Path<String>,
+    query: Result<Query<RunQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    viewer.require_admin()?;
+    let query = sources::query(query)?;
+    let run_id = sources::text_filter("run id", Some(&run_id))?.unwrap_or_default();
+    let baseline_id = sources::text_filter("baseline", query.baseline.as_deref())?;
+    let show_all = match query.show.as_deref().map(str::trim) {
+        None | Some("") | Some("failures") => false,
+        Some("all") => true,
+        Some(_) => return Err(PageError::BadRequest("the filter `show` must be failures or all".into())),
+    };
+    let store = eval_store(&dashboard)?;
+    let run = store.eval_run(&run_id).await?.ok_or_else(|| PageError::NotFound("no such eval run".into()))?;
+    let baseline = match &baseline_id {
+        Some(id) => Some(
+            store.eval_run(id).await?.ok_or_else(|| PageError::NotFound("no such baseline eval run".into()))?,
+        ),
+        // The suite's run just before this one.
+        None => store
+            .eval_runs(Some(&run.suite), BASELINE_LOOKBACK)
+            .await?
+            .into_iter()
+            .find(|other| (other.started_at_ns, &other.run_id) < (run.started_at_ns, &run.run_id)),
+    };
+    let (results, baseline_results) = match &baseline {
+        Some(baseline) => {
+            let (results, baseline_results) =
+                tokio::join!(store.eval_results(&run.run_id), store.eval_results(&baseline.run_id));
+            (results?, baseline_results?)
+        }
+        None => (store.eval_results(&run.run_id).await?, Vec::new()),
+    };
+    let before: BTreeMap<(&str, &str), &EvalResultRow> =
+        baseline_results.iter().map(|row| ((row.case_id.as_str(), row.scorer.as_str()), row)).collect();
+
+    let mut cases: Vec<CaseView> = Vec::new();
+    let (mut regressions, mut fixes) = (0, 0);
+    let mut by_case: BTreeMap<&str, Vec<&EvalResultRow>> = BTreeMap::new();
+    for row in &results {
+        by_case.entry(row.case_id.as_str()).or_default().push(row);
+    }
+    for (case_id, rows) in &by_case {
+        let verdicts: Vec<VerdictView> = rows
+            .iter()
+            .map(|row| {
+                let old = before.get(&(row.case_id.as_str(), row.scorer.as_str()));
+                let change = match old {
+                    None => Change::New,
+                    Some(old) if old.passed && !row.passed => Change::Regressed,
+                    Some(old) if !old.passed && row.passed => Change::Fixed,
+                    Some(_) => Change::Same,
+                };
+                VerdictView {
+                    scorer: row.scorer.clone(),
+                    passed: row.passed,
+                    score: score_text(row.score),
+                    reason: clip(&row.reason, MAX_REASON_CHARS),
+                    error: clip(&row.error, MAX_REASON_CHARS),
+                    baseline: match old {
+                        None => "–".to_owned(),
+                        Some(old) => format!("{} {}", if old.passed { "pass" } else { "fail" }, score_text(old.score)),
+                    },
+                    change: change.as_str(),
+                    score_delta: match (old.and_then(|old| old.score), row.score) {
+                        (Some(old), Some(new)) if (new - old).abs() > f64::EPSILON => format!("{:+.3}", new - old),
+                        _ => String::new(),
+                    },
+                }
+            })
+            .collect();
+        regressions += verdicts.iter().filter(|verdict| verdict.change == "regressed").count();
+        fixes += verdicts.iter().filter(|verdict| verdict.change == "fixed").count();
+        let passed = verdicts.iter().all(|verdict| verdict.passed);
+        let changed = verdicts.iter().any(|verdict| matches!(verdict.change, "regressed" | "fixed"));
+        cases.push(CaseView { case_id: (*case_id).to_owned(), passed, changed, verdicts });
+    }
+    let total_cases = cases.len();
+    let failing_cases = cases.iter().filter(|case| !case.passed).count();
+    let scorer_rate = |rows: &[EvalResultRow], scorer: &str| {
+        let (passed, total) = rows
+            .iter()
+            .filter(|row| row.scorer == scorer)
+            .fold((0_u64, 0_u64), |(passed, total), row| (passed + u64::from(row.passed), total + 1));
+        (total > 0).then(|| rate(passed, total))
+    };
+    let scorer_names: BTreeSet<&str> = results.iter().map(|row| row.scorer.as_str()).collect();
+    let scorers = scorer_names
+        .iter()
+        .map(|scorer| {
+            let now = scorer_rate(&results, scorer).unwrap_or(0.0);
+            let then = scorer_rate(&baseline_results, scorer);
+            ScorerView {
+                scorer: (*scorer).to_owned(),
+                pass_rate: percent_of(now),
+                baseline_pass_rate: then.map_or_else(|| "–".to_owned(), percent_of),
+                delta: then.map(|then| signed_points(now - then)).unwrap_or_default(),
+            }
+        })
+        .collect();
+    if !show_all {
+        cases.retain(|case| !case.passed || case.changed);
+    }
+    let run_path = format!("/dashboard/evals/runs/{}", encode_segment(&run.run_id));
+    let mut keep: Vec<(&str, String)> = Vec::new();
+    if let Some(id) = &baseline_id {
+        keep.push(("baseline", id.clone()));
+    }
+    let with_show = |show: &str| {
+        let mut pairs = keep.clone();
+        pairs.push(("show", show.to_owned()));
+        params::link(&run_path, &pairs)
+    };
+    let page = EvalRunPage {
+        chrome: sources::chrome(&dashboard, &viewer, "evals"),
+        all_href: with_show("all"),
+        failures_href: with_show("failures"),
+        run: RunRowView::new(&run),
+        baseline: baseline.as_ref().map(RunRowView::new),
+        baseline_input: baseline_id.unwrap_or_default(),
+        show_all,
+        cases,
+        failing_cases,
+        total_cases,
+        regressions,
+        fixes,
+        scorers,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
