@@ -3,19 +3,21 @@
 
 mod browser;
 mod grafana;
+mod more_pages;
 mod pages;
 pub mod seed;
+pub mod seed_pages;
 
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glassbox_server::dashboard::{Access, Dashboard};
+use glassbox_server::dashboard::{Access, Dashboard, PageSources};
 use glassbox_server::{AgentRegistry, HttpOptions, serve};
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
-use glassbox_store::{Backend, TraceReader};
+use glassbox_store::{Backend, EvalStore, RunStore, TraceReader};
 use glassbox_testkit::ClickHouseFixture;
 
 use seed::Expect;
@@ -33,6 +35,8 @@ pub struct DashboardApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub expect: Expect,
+    /// The figures of the Evals, Workflows and Budgets pages.
+    pub pages: seed_pages::PagesExpect,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _keep_alive: Box<dyn Any + Send>,
 }
@@ -62,14 +66,17 @@ impl Drop for DashboardApp {
     }
 }
 
-async fn open_store(kind: Kind) -> (Arc<dyn Backend>, Arc<dyn TraceReader>, &'static str, Box<dyn Any + Send>) {
+/// A fresh store of `kind`: (backend, reader, name, keep-alive, evals, runs).
+type Opened = (Arc<dyn Backend>, Arc<dyn TraceReader>, &'static str, Box<dyn Any + Send>, Arc<dyn EvalStore>, Arc<dyn RunStore>);
+
+async fn open_store(kind: Kind) -> Opened {
     match kind {
         Kind::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
             let backend = Arc::new(
                 SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.expect("sqlite"),
             );
-            (backend.clone(), backend, "sqlite", Box::new(dir))
+            (backend.clone(), backend.clone(), "sqlite", Box::new(dir), backend.clone(), backend)
         }
         Kind::ClickHouse => {
             let fixture =
@@ -83,7 +90,7 @@ async fn open_store(kind: Kind) -> (Arc<dyn Backend>, Arc<dyn TraceReader>, &'st
                 })
                 .expect("clickhouse"),
             );
-            (backend.clone(), backend, "clickhouse", Box::new(fixture))
+            (backend.clone(), backend.clone(), "clickhouse", Box::new(fixture), backend.clone(), backend)
         }
     }
 }
@@ -96,7 +103,7 @@ pub fn now_ns() -> i64 {
 /// `n_traces` traces over the last ~20 hours plus the hostile trace, served with `access`.
 pub async fn spawn_seeded(kind: Kind, n_traces: u64, access: Access) -> DashboardApp {
     glassbox_providers::install_crypto_provider();
-    let (backend, reader, store_name, keep_alive) = open_store(kind).await;
+    let (backend, reader, store_name, keep_alive, evals, runs) = open_store(kind).await;
     backend.migrate().await.expect("migrate");
     let now = now_ns();
     let mut expect = Expect::default();
@@ -111,13 +118,18 @@ pub async fn spawn_seeded(kind: Kind, n_traces: u64, access: Access) -> Dashboar
     let rows = seed::hostile(now, &mut expect);
     spans.extend(rows.spans);
     usage.extend(rows.usage);
+    let mut pages = seed_pages::PagesExpect::default();
+    let workflow_spans = seed_pages::seed_workflows(runs.as_ref(), &spans, now, &mut expect, &mut pages).await;
+    spans.extend(workflow_spans);
+    let api_access = seed_pages::seed_evals_and_access(evals.as_ref(), now, &mut pages).await;
     for (index, batch) in spans.chunks(500).enumerate() {
         backend.insert_spans(batch, &format!("seed-spans-{index}")).await.expect("insert spans");
     }
     for (index, batch) in usage.chunks(500).enumerate() {
         backend.insert_usage(batch, &format!("seed-usage-{index}")).await.expect("insert usage");
     }
-    let dashboard = Dashboard { reader, access, store_name };
+    let sources = PageSources { evals: Some(evals), runs: Some(runs), access: Some(api_access) };
+    let dashboard = Dashboard { reader, access, store_name, sources };
     let app = glassbox_server::router_with_dashboard(AgentRegistry::default(), HttpOptions::default(), dashboard);
     let listener = serve::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -131,5 +143,5 @@ pub async fn spawn_seeded(kind: Kind, n_traces: u64, access: Access) -> Dashboar
         Duration::from_secs(1),
     ));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    DashboardApp { addr, client, expect, shutdown: Some(shutdown_tx), _keep_alive: keep_alive }
+    DashboardApp { addr, client, expect, pages, shutdown: Some(shutdown_tx), _keep_alive: keep_alive }
 }
