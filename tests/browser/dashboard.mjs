@@ -147,6 +147,62 @@ try {
     await shot('latency');
   });
 
+  if (expect.pages) {
+    const pages = expect.pages;
+    await check('evals: pass rate per scorer, runs, online scores', async () => {
+      await page.goto(`${base}/dashboard`);
+      await Promise.all([page.waitForURL(/\/dashboard\/evals$/), page.click('header.top nav a[href="/dashboard/evals"]')]);
+      assert.equal(await page.locator('tr.eval-run-row').count(), pages.runs);
+      const chart = page.locator(`figure.rates[data-suite="${pages.suite}"]`);
+      assert.equal(await chart.locator('polyline.line').count(), 3, 'overall and two scorers');
+      assert.equal(await text('#online-scored'), pages.online_scored);
+      assert.equal(await page.evaluate(() => window.pwned), undefined);
+      await shot('evals');
+    });
+
+    await check('evals: from a run to its cases against the baseline', async () => {
+      await Promise.all([page.waitForURL(/\/dashboard\/evals\/runs\//), page.locator(`tr.eval-run-row[data-run-id="${pages.latest_run}"] a.run-link`).click()]);
+      assert.equal(await text('#eval-run-id'), pages.latest_run);
+      assert.equal(await text('#eval-pass-rate'), pages.latest_pass_rate);
+      assert.equal(await text('#eval-regressions'), pages.regressions);
+      assert.equal(await text('#eval-fixes'), pages.fixes);
+      await page.selectOption('select[name=show]', 'all');
+      await Promise.all([page.waitForURL(/show=all/), page.click('#eval-run-filters button[type=submit]')]);
+      assert.equal(await page.locator('tr.case-row').count(), 12);
+      assert.equal(await page.evaluate(() => window.pwned), undefined);
+      assert.equal(await page.locator('main script, main img, main iframe').count(), 0);
+      await shot('eval-run');
+    });
+
+    await check('workflows: runs with status and their traces', async () => {
+      await page.goto(`${base}/dashboard/workflows`);
+      assert.equal(await text('#workflow-runs'), pages.workflow_runs);
+      assert.equal(await text('#workflow-failed'), pages.failed_runs);
+      assert.equal(await page.evaluate(() => window.pwned), undefined);
+      await shot('workflows');
+      await Promise.all([
+        page.waitForURL(new RegExp(`/dashboard/traces/${pages.traced_trace}$`)),
+        page.locator(`tr.workflow-row[data-run-id="${pages.traced_run}"] a.trace-link`).first().click(),
+      ]);
+      assert.equal(await text('#trace-id'), pages.traced_trace);
+      await page.goto(`${base}/dashboard/workflows`);
+      await page.selectOption('#workflow-filters select[name=status]', 'failed');
+      await Promise.all([page.waitForURL(/status=failed/), page.click('#workflow-filters button[type=submit]')]);
+      assert.equal(await page.locator('tr.workflow-row').count(), Number(pages.failed_runs));
+    });
+
+    await check('budgets and keys: usage against limits, no secret', async () => {
+      await page.goto(`${base}/dashboard/budgets`);
+      const acme = page.locator('tr.tenant-row[data-id="acme"] td.day-tokens');
+      const usage = (await acme.textContent()).replace(/\s+/g, ' ');
+      assert.ok(usage.includes(pages.acme_day_tokens) && usage.includes(pages.acme_day_percent), usage);
+      assert.ok(await page.locator('svg.meter rect.meter-fill').count() > 0, 'meters drawn');
+      assert.ok(!(await page.content()).includes(pages.secret));
+      assert.equal(await page.evaluate(() => window.pwned), undefined);
+      await shot('budgets');
+    });
+  }
+
   await check('the range picker keeps its choice in the URL', async () => {
     await page.goto(`${base}/dashboard`);
     await page.selectOption('select[name=range]', '7d');

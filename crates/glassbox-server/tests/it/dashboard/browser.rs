@@ -13,6 +13,7 @@ use glassbox_server::dashboard::{Access, format};
 use serde_json::json;
 
 use super::seed::{self, HOSTILE_AGENT, HOSTILE_TRACE_ID};
+use super::seed_pages;
 use super::{ADMIN_TOKEN, DashboardApp, Kind, spawn_seeded};
 
 fn workspace_root() -> PathBuf {
@@ -55,6 +56,29 @@ fn expectations(app: &DashboardApp) -> serde_json::Value {
         "cost_total": format::usd(expect.usage_cost_nano_usd),
         "calls": expect.calls.to_string(),
         "agents": seed::AGENTS,
+        "pages": pages_expectations(app),
+    })
+}
+
+/// The Evals, Workflows and Budgets pages' figures.
+fn pages_expectations(app: &DashboardApp) -> serde_json::Value {
+    let pages = &app.pages;
+    let (run_id, trace_ids) = &pages.traced_runs[0];
+    json!({
+        "suite": seed_pages::SUITE,
+        "runs": pages.run_ids.len() + 1,
+        "latest_run": pages.run_ids.last(),
+        "latest_pass_rate": pages.pass_rates.last(),
+        "regressions": pages.latest_regressions.to_string(),
+        "fixes": pages.latest_fixes.to_string(),
+        "online_scored": pages.online_scored.to_string(),
+        "workflow_runs": pages.workflow_runs.to_string(),
+        "failed_runs": pages.failed_runs.to_string(),
+        "traced_run": run_id,
+        "traced_trace": trace_ids[0],
+        "acme_day_tokens": pages.acme_day_tokens,
+        "acme_day_percent": pages.acme_day_percent,
+        "secret": seed_pages::SECRET,
     })
 }
 
@@ -91,7 +115,19 @@ async fn run_in_chromium(kind: Kind, access: Access, token: Option<&str>) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the browser run failed ({}):\n{stdout}\n{stderr}", output.status);
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
-    for page in ["overview", "traces", "traces-filtered", "trace", "trace-hostile", "cost", "latency"] {
+    for page in [
+        "overview",
+        "traces",
+        "traces-filtered",
+        "trace",
+        "trace-hostile",
+        "cost",
+        "latency",
+        "evals",
+        "eval-run",
+        "workflows",
+        "budgets",
+    ] {
         assert!(shots.join(format!("{page}.png")).exists(), "screenshot of {page}");
     }
     drop(app);
