@@ -77,9 +77,9 @@ fn percent(part: usize, whole: usize) -> String {
 fn changes(results: &[Vec<Vec<bool>>], now: usize, then: usize) -> (usize, usize) {
     let mut regressions = 0;
     let mut fixes = 0;
-    for case in 0..CASES.len() {
-        for scorer in 0..SCORERS.len() {
-            match (results[then][case][scorer], results[now][case][scorer]) {
+    for (before, after) in results[then].iter().zip(&results[now]) {
+        for (was, is) in before.iter().zip(after) {
+            match (was, is) {
                 (true, false) => regressions += 1,
                 (false, true) => fixes += 1,
                 _ => {}
