@@ -4,6 +4,9 @@
 //! `BENCH_REPEAT` times (default 5) through the router in-process (no network) and prints
 //! min / median / max. Baseline in the same run: a `SELECT 1` round trip to the same store.
 //!
+//! The Evals, Workflows and Budgets pages get their own seed (`support/dashboard_pages.rs`),
+//! scaled with `BENCH_TRACES`.
+//!
 //! Run: `GLASSBOX_PYTHON=... cargo bench -p glassbox-server --bench dashboard`.
 //! The fixture serves ClickHouse through one Python process and one chDB session, so the
 //! figures are an upper bound of what a real `clickhouse-server` gives.
@@ -12,13 +15,15 @@
 
 #[path = "../tests/it/dashboard/seed.rs"]
 mod seed;
+#[path = "support/dashboard_pages.rs"]
+mod dashboard_pages;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use glassbox_server::dashboard::{Access, Dashboard, PageSources};
+use glassbox_server::dashboard::{Access, Dashboard};
 use glassbox_server::{AgentRegistry, HttpOptions};
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::{Backend, SpanRow, UsageRow};
@@ -80,11 +85,12 @@ async fn main() {
         n_spans as f64 / seeded.as_secs_f64()
     );
 
+    let (sources, more_pages) = dashboard_pages::seed(&backend, now, n_traces).await;
     let dashboard = Dashboard {
         reader: backend.clone(),
         access: Access::OpenDevelopment,
         store_name: "clickhouse",
-        sources: PageSources::default(),
+        sources,
     };
     let app = glassbox_server::router_with_dashboard(AgentRegistry::default(), HttpOptions::default(), dashboard);
     let newest = expect.starts.iter().max().map(|(_, id)| id.clone()).unwrap();
@@ -102,7 +108,10 @@ async fn main() {
         ("cost CSV by model, 7 d".to_owned(), "/dashboard/cost.csv?range=7d&by=model".to_owned()),
         ("latency, 24 h, hourly".to_owned(), "/dashboard/latency?range=24h".to_owned()),
         ("latency, 7 d, daily".to_owned(), "/dashboard/latency?range=7d".to_owned()),
-    ];
+    ]
+    .into_iter()
+    .chain(more_pages)
+    .collect::<Vec<_>>();
 
     let mut pings = Vec::new();
     for _ in 0..repeat.max(5) {
