@@ -15,6 +15,7 @@
 mod access;
 mod chart;
 pub mod format;
+mod keys;
 mod pages;
 mod params;
 mod waterfall;
@@ -33,6 +34,7 @@ use glassbox_store::{StoreError, TraceReader};
 use serde::Deserialize;
 
 pub use access::{Access, ResolveViewer, Scope, Viewer};
+pub use keys::KeyViewers;
 
 /// The policy of every dashboard response: same-origin styles and forms, `data:` images (the
 /// empty favicon), no scripts, no framing.
