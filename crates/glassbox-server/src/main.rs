@@ -364,7 +364,13 @@ fn run_serve(
             .map_err(|problems| anyhow::anyhow!("invalid online evals:\n{}", problems.join("\n")))?;
         // Without an admin token the dashboard is open only in open development mode (no API
         // keys anywhere), and its pages say so.
+        // API keys that may use every agent and workflow also open the dashboard, limited to
+        // their tenant (dashboard/keys.rs); the admin token stays admin.
+        let admin_token = config.dashboard.admin_token_env.as_deref().and_then(env_var).filter(|t| !t.trim().is_empty());
+        let key_viewers = glassbox_server::dashboard::KeyViewers::new(admin_token.as_deref(), &access)
+            .context("while preparing the dashboard's key sessions")?;
         let dashboard_access = match glassbox_server::dashboard::Access::from_config(&config.dashboard, &env_var) {
+            _ if key_viewers.key_count() > 0 => glassbox_server::dashboard::Access::Resolver(Arc::new(key_viewers)),
             glassbox_server::dashboard::Access::Closed if access.is_open() => {
                 glassbox_server::dashboard::Access::OpenDevelopment
             }

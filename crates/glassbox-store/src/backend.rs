@@ -82,11 +82,41 @@ pub trait TraceReader: Send + Sync + 'static {
     /// Every usage row of one trace, ordered by time.
     async fn trace_usage(&self, trace_id: &str) -> Result<Vec<UsageRow>, StoreError>;
     /// Usage and cost summed per group over `range`, largest cost first.
-    async fn usage_by(&self, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError>;
+    async fn usage_by(&self, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError> {
+        self.usage_by_tenant(by, range, None).await
+    }
     /// Latency percentiles of model calls per group and time bucket.
-    async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError>;
+    async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError> {
+        self.latency_of_tenant(by, range, bucket_secs, None).await
+    }
     /// Traces started in `range`: counts, errors, tokens, cost and duration percentiles, in
     /// total and per bucket of `bucket_secs` (see [`TraceStats`]). A bucket of 0 is
     /// `InvalidQuery`.
-    async fn trace_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError>;
+    async fn trace_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError> {
+        self.trace_stats_of_tenant(range, bucket_secs, None).await
+    }
+    /// [`usage_by`](Self::usage_by) over the usage rows of one tenant only (`UsageRow::tenant`),
+    /// or of every tenant with `None`.
+    async fn usage_by_tenant(
+        &self,
+        by: UsageBy,
+        range: &TimeRange,
+        tenant: Option<&str>,
+    ) -> Result<Vec<UsageGroup>, StoreError>;
+    /// [`latency`](Self::latency) over the usage rows of one tenant only, or of every tenant.
+    async fn latency_of_tenant(
+        &self,
+        by: LatencyBy,
+        range: &TimeRange,
+        bucket_secs: u32,
+        tenant: Option<&str>,
+    ) -> Result<Vec<LatencyRow>, StoreError>;
+    /// [`trace_stats`](Self::trace_stats) over the traces of one tenant only
+    /// (`TraceSummary::tenant`, the trace index's rule), or of every tenant.
+    async fn trace_stats_of_tenant(
+        &self,
+        range: &TimeRange,
+        bucket_secs: u32,
+        tenant: Option<&str>,
+    ) -> Result<TraceStats, StoreError>;
 }

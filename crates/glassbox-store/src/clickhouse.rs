@@ -312,16 +312,32 @@ impl TraceReader for ClickHouseBackend {
         read::trace_usage(self, trace_id).await
     }
 
-    async fn usage_by(&self, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError> {
-        read::usage_by(self, by, range).await
+    async fn usage_by_tenant(
+        &self,
+        by: UsageBy,
+        range: &TimeRange,
+        tenant: Option<&str>,
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        read::usage_by(self, by, range, tenant).await
     }
 
-    async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError> {
-        read::latency(self, by, range, bucket_secs).await
+    async fn latency_of_tenant(
+        &self,
+        by: LatencyBy,
+        range: &TimeRange,
+        bucket_secs: u32,
+        tenant: Option<&str>,
+    ) -> Result<Vec<LatencyRow>, StoreError> {
+        read::latency(self, by, range, bucket_secs, tenant).await
     }
 
-    async fn trace_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError> {
-        read::trace_stats(self, range, bucket_secs).await
+    async fn trace_stats_of_tenant(
+        &self,
+        range: &TimeRange,
+        bucket_secs: u32,
+        tenant: Option<&str>,
+    ) -> Result<TraceStats, StoreError> {
+        read::trace_stats(self, range, bucket_secs, tenant).await
     }
 }
 

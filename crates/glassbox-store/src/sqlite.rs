@@ -275,25 +275,41 @@ impl TraceReader for SqliteBackend {
         self.with_reader(move |connection| read::trace_usage(connection, &trace_id)).await
     }
 
-    async fn usage_by(&self, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError> {
-        let range = *range;
-        self.with_reader(move |connection| read::usage_by(connection, by, &range)).await
+    async fn usage_by_tenant(
+        &self,
+        by: UsageBy,
+        range: &TimeRange,
+        tenant: Option<&str>,
+    ) -> Result<Vec<UsageGroup>, StoreError> {
+        let (range, tenant) = (*range, tenant.map(str::to_owned));
+        self.with_reader(move |connection| read::usage_by(connection, by, &range, tenant.as_deref())).await
     }
 
-    async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError> {
+    async fn latency_of_tenant(
+        &self,
+        by: LatencyBy,
+        range: &TimeRange,
+        bucket_secs: u32,
+        tenant: Option<&str>,
+    ) -> Result<Vec<LatencyRow>, StoreError> {
         if bucket_secs == 0 {
             return Err(StoreError::InvalidQuery { message: "the latency bucket must be at least one second".into() });
         }
-        let range = *range;
-        self.with_reader(move |connection| read::latency(connection, by, &range, bucket_secs)).await
+        let (range, tenant) = (*range, tenant.map(str::to_owned));
+        self.with_reader(move |connection| read::latency(connection, by, &range, bucket_secs, tenant.as_deref())).await
     }
 
-    async fn trace_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError> {
+    async fn trace_stats_of_tenant(
+        &self,
+        range: &TimeRange,
+        bucket_secs: u32,
+        tenant: Option<&str>,
+    ) -> Result<TraceStats, StoreError> {
         if bucket_secs == 0 {
             return Err(StoreError::InvalidQuery { message: "the stats bucket must be at least one second".into() });
         }
-        let range = *range;
-        self.with_reader(move |connection| read::trace_stats(connection, &range, bucket_secs)).await
+        let (range, tenant) = (*range, tenant.map(str::to_owned));
+        self.with_reader(move |connection| read::trace_stats(connection, &range, bucket_secs, tenant.as_deref())).await
     }
 }
 

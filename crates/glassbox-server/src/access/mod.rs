@@ -84,6 +84,16 @@ impl KeyEntry {
     pub fn rate_limit(&self) -> Option<RateLimitConfig> {
         self.rate_config
     }
+
+    /// May use every agent and every workflow (no `agents` / `workflows` list).
+    pub fn is_unrestricted(&self) -> bool {
+        self.agents.is_none() && self.workflows.is_none()
+    }
+
+    /// The SHA-256 of the key (the key itself is not kept).
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.hash
+    }
 }
 
 /// Who is calling: anyone (open mode) or the holder of one key. Handlers take it as an

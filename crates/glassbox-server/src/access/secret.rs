@@ -21,6 +21,13 @@ fn random_hex<const N: usize>() -> Result<String, RandomError> {
     Ok(hex(&bytes))
 }
 
+/// `N` random bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
+    let mut bytes = [0_u8; N];
+    getrandom::fill(&mut bytes).map_err(RandomError)?;
+    Ok(bytes)
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {

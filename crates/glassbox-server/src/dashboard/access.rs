@@ -4,10 +4,9 @@
 //! token itself). Without a token the dashboard is closed, unless `open_dev_mode` is set; then
 //! every page says that it is open.
 //!
-//! Every page handler receives a [`Viewer`] from [`require_viewer`]. Its [`Scope`] is where a
-//! tenant-scoped credential (API keys, another part of the server) will plug in: pages apply
-//! [`Viewer::forced_tenant`] to their queries, and pages that cannot yet filter by tenant refuse
-//! a tenant-scoped viewer.
+//! Every page handler receives a [`Viewer`] from [`require_viewer`]. Its [`Scope`] is `Admin`
+//! or `Tenant(t)`: tenant-scoped API keys plug in through [`Access::Resolver`] (see
+//! `dashboard/keys.rs`), and every page applies [`Viewer::forced_tenant`] to its queries.
 
 use std::sync::Arc;
 
@@ -44,6 +43,12 @@ pub enum Access {
 /// Maps a request's credentials to a [`Viewer`]; the hook for tenant-scoped keys.
 pub trait ResolveViewer: Send + Sync + 'static {
     fn resolve(&self, headers: &HeaderMap) -> Option<Viewer>;
+
+    /// The session cookie's value for a credential typed into the login form (never the
+    /// credential itself), or `None` when it is not one.
+    fn login(&self, _token: &str) -> Option<String> {
+        None
+    }
 }
 
 impl std::fmt::Debug for Access {
@@ -87,35 +92,36 @@ impl Access {
                 .is_some_and(|value| constant_time_eq(value.as_bytes(), &cookie_value(expected).into_bytes()))
     }
 
-    /// The cookie value the login form sets for `token`, when it is the admin token.
+    /// The cookie value the login form sets for `token`, when it is a credential.
     pub fn login(&self, token: &str) -> Option<String> {
         match self {
             Self::Token { digest: expected } if constant_time_eq(&digest(token), expected) => {
                 Some(cookie_value(expected))
             }
+            Self::Resolver(resolver) => resolver.login(token),
             _ => None,
         }
     }
 }
 
-fn digest(token: &str) -> [u8; 32] {
+pub(super) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
 /// The cookie holds a second digest, so neither the token nor the value that checks a Bearer
 /// header is stored in the browser.
-fn cookie_value(token_digest: &[u8; 32]) -> String {
+pub(super) fn cookie_value(token_digest: &[u8; 32]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"glassbox-dashboard-session-v1\0");
     hasher.update(token_digest);
     hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -131,7 +137,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 pub enum Scope {
     /// Every tenant.
     Admin,
-    /// Only this tenant's traces (for tenant-scoped keys; nothing issues them yet).
+    /// Only this tenant's data (tenant-scoped API keys).
     Tenant(String),
 }
 
@@ -152,7 +158,7 @@ impl Viewer {
         }
     }
 
-    /// Pages whose store queries cannot filter by tenant yet call this.
+    /// Pages that show data of no particular tenant (server-wide settings) call this.
     pub fn require_admin(&self) -> Result<(), PageError> {
         match self.scope {
             Scope::Admin => Ok(()),
@@ -176,7 +182,8 @@ pub async fn require_viewer(State(dashboard): State<Dashboard>, mut request: Req
         }
         Access::Resolver(resolver) => match resolver.resolve(request.headers()) {
             Some(viewer) => viewer,
-            None => return PageError::Unauthorized.into_response(),
+            None if request.headers().contains_key(AUTHORIZATION) => return PageError::Unauthorized.into_response(),
+            None => return Redirect::to("/dashboard/login").into_response(),
         },
         access @ Access::Token { .. } => {
             if !access.accepts(request.headers()) {

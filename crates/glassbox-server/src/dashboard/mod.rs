@@ -17,6 +17,7 @@ mod budgets_page;
 mod chart;
 mod evals_page;
 pub mod format;
+mod keys;
 mod pages;
 mod params;
 mod sources;
@@ -38,6 +39,7 @@ use serde::Deserialize;
 
 pub use access::{Access, ResolveViewer, Scope, Viewer};
 pub use sources::PageSources;
+pub use keys::KeyViewers;
 
 /// The policy of every dashboard response: same-origin styles and forms, `data:` images (the
 /// empty favicon), no scripts, no framing.

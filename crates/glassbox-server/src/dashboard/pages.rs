@@ -115,14 +115,14 @@ pub async fn overview(
     Extension(viewer): Extension<Viewer>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    viewer.require_admin()?;
     let query = query_or_error(query)?;
     let window = Window::parse(&query, now_ns())?;
     let reader = &dashboard.reader;
+    let tenant = viewer.forced_tenant();
     let (stats, agents, models) = tokio::join!(
-        reader.trace_stats(&window.range, window.bucket.secs()),
-        reader.usage_by(UsageBy::Agent, &window.range),
-        reader.usage_by(UsageBy::Model, &window.range),
+        reader.trace_stats_of_tenant(&window.range, window.bucket.secs(), tenant),
+        reader.usage_by_tenant(UsageBy::Agent, &window.range, tenant),
+        reader.usage_by_tenant(UsageBy::Model, &window.range, tenant),
     );
     let (stats, agents, models) = (stats?, agents?, models?);
     let buckets = every_bucket(&stats.buckets, &window);
@@ -319,7 +319,12 @@ pub async fn trace(
         return Err(not_found());
     }
     let trace_id = trace_id.to_ascii_lowercase();
-    let filter = TraceFilter { trace_id: Some(trace_id.clone()), ..TraceFilter::default() };
+    // The tenant goes into the store's query (a bound parameter), and is checked again below.
+    let filter = TraceFilter {
+        trace_id: Some(trace_id.clone()),
+        tenant: viewer.forced_tenant().map(str::to_owned),
+        ..TraceFilter::default()
+    };
     let summary = dashboard.reader.list_traces(&filter, &PageRequest { after: None, limit: 1 }).await?;
     let Some(summary) = summary.items.into_iter().next() else {
         return Err(not_found());
@@ -386,15 +391,15 @@ pub async fn cost(
     Extension(viewer): Extension<Viewer>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    viewer.require_admin()?;
     let query = query_or_error(query)?;
     let window = Window::parse(&query, now_ns())?;
     let reader = &dashboard.reader;
+    let only = viewer.forced_tenant();
     let (agent, model, tenant, day) = tokio::join!(
-        reader.usage_by(UsageBy::Agent, &window.range),
-        reader.usage_by(UsageBy::Model, &window.range),
-        reader.usage_by(UsageBy::Tenant, &window.range),
-        reader.usage_by(UsageBy::Day, &window.range),
+        reader.usage_by_tenant(UsageBy::Agent, &window.range, only),
+        reader.usage_by_tenant(UsageBy::Model, &window.range, only),
+        reader.usage_by_tenant(UsageBy::Tenant, &window.range, only),
+        reader.usage_by_tenant(UsageBy::Day, &window.range, only),
     );
     let results = [agent?, model?, tenant?, day?];
     let totals = &results[0];
@@ -455,14 +460,13 @@ pub async fn cost_csv(
     Extension(viewer): Extension<Viewer>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    viewer.require_admin()?;
     let query = query_or_error(query)?;
     let window = Window::parse(&query, now_ns())?;
     let by_name = query.by.as_deref().unwrap_or("agent");
     let Some((by, by_name, _)) = COST_GROUPINGS.iter().find(|(_, name, _)| *name == by_name) else {
         return Err(PageError::BadRequest("the filter `by` must be agent, model, tenant or day".into()));
     };
-    let groups = dashboard.reader.usage_by(*by, &window.range).await?;
+    let groups = dashboard.reader.usage_by_tenant(*by, &window.range, viewer.forced_tenant()).await?;
     let mut body = format!("{by_name},calls,input_tokens,output_tokens,cached_input_tokens,cost_usd\n");
     for group in &groups {
         body.push_str(&format!(
@@ -558,13 +562,13 @@ pub async fn latency(
     Extension(viewer): Extension<Viewer>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    viewer.require_admin()?;
     let query = query_or_error(query)?;
     let window = Window::parse(&query, now_ns())?;
     let bucket_secs = window.bucket.secs();
+    let tenant = viewer.forced_tenant();
     let (by_agent, by_model) = tokio::join!(
-        dashboard.reader.latency(LatencyBy::Agent, &window.range, bucket_secs),
-        dashboard.reader.latency(LatencyBy::Model, &window.range, bucket_secs),
+        dashboard.reader.latency_of_tenant(LatencyBy::Agent, &window.range, bucket_secs, tenant),
+        dashboard.reader.latency_of_tenant(LatencyBy::Model, &window.range, bucket_secs, tenant),
     );
     let sections = vec![
         LatencySection { title: "By agent", groups: latency_groups(&by_agent?, &window) },

@@ -245,6 +245,7 @@ pub(super) async fn usage_by(
     backend: &ClickHouseBackend,
     by: UsageBy,
     range: &TimeRange,
+    tenant: Option<&str>,
 ) -> Result<Vec<UsageGroup>, StoreError> {
     let mut sql = Sql::new("SELECT ");
     match whole_days(range) {
@@ -285,6 +286,9 @@ FROM usage",
             );
         }
     }
+    if let Some(tenant) = tenant {
+        sql.bind(" AND Tenant = ?", [tenant.into()]);
+    }
     sql.push(" GROUP BY group_key ORDER BY cost DESC, group_key ASC");
 
     let groups = sql.query(&backend.inner.client).fetch_all::<UsageGroupFetch>();
@@ -322,6 +326,7 @@ pub(super) async fn latency(
     by: LatencyBy,
     range: &TimeRange,
     bucket_secs: u32,
+    tenant: Option<&str>,
 ) -> Result<Vec<LatencyRow>, StoreError> {
     if bucket_secs == 0 {
         return Err(StoreError::InvalidQuery { message: "the latency bucket must be at least one second".into() });
@@ -341,11 +346,13 @@ pub(super) async fn latency(
     count() AS calls,
     quantilesExact(0.5, 0.95, 0.99)(LatencyNs) AS quantiles
 FROM usage
-WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))
-GROUP BY group_key, bucket_start_ns
-ORDER BY group_key ASC, bucket_start_ns ASC",
+WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
         [bucket_ns.into(), range.from_ns.into(), range.to_ns.into()],
     );
+    if let Some(tenant) = tenant {
+        sql.bind(" AND Tenant = ?", [tenant.into()]);
+    }
+    sql.push(" GROUP BY group_key, bucket_start_ns ORDER BY group_key ASC, bucket_start_ns ASC");
 
     let rows = sql.query(&backend.inner.client).fetch_all::<LatencyFetch>();
     let rows = backend.timed(Operation::Latency, rows).await?;
@@ -364,76 +371,98 @@ ORDER BY group_key ASC, bucket_start_ns ASC",
 }
 
 /// One finished row per trace whose start is in the range (see the module doc for why the
-/// candidate ids come from a partition-pruned subquery first). Placeholders: from, to, from, to.
-const TRACES_IN_RANGE: &str = "(SELECT
+/// candidate ids come from a partition-pruned subquery first), of one tenant when asked.
+fn traces_in_range(sql: &mut Sql, range: &TimeRange, tenant: Option<&str>) {
+    sql.push(
+        "(SELECT
         toUnixTimestamp64Nano(min(Start)) AS start_ns,
         toUnixTimestamp64Nano(max(End)) - start_ns AS duration_ns,
         max(HasError) AS has_error,
         sum(InputTokens) AS input_tokens,
         sum(OutputTokens) AS output_tokens,
-        sum(CostNanoUsd) AS cost_nano_usd
+        sum(CostNanoUsd) AS cost_nano_usd",
+    );
+    if tenant.is_some() {
+        sql.push(",\n        argMinMerge(Tenant) AS tenant");
+    }
+    sql.bind(
+        "
     FROM trace_index
     WHERE TraceId IN (SELECT TraceId FROM trace_index
         WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))
     GROUP BY TraceId
-    HAVING start_ns >= ? AND start_ns < ?)";
+    HAVING start_ns >= ? AND start_ns < ?",
+        [range.from_ns.into(), range.to_ns.into(), range.from_ns.into(), range.to_ns.into()],
+    );
+    if let Some(tenant) = tenant {
+        sql.bind(" AND tenant = ?", [tenant.into()]);
+    }
+    sql.push(")");
+}
 
 #[derive(Row, Deserialize)]
 struct TraceBucketFetch {
+    /// 1 on the row that totals every bucket (the empty grouping set).
+    is_total: u8,
     bucket_start_ns: i64,
     traces: u64,
     error_traces: u64,
     input_tokens: u64,
     output_tokens: u64,
     cost_nano_usd: i64,
+    /// p50, p95, p99 of the durations; computed on the total row only.
+    quantiles: Vec<i64>,
 }
 
+/// One pass over the range's traces: the per-bucket rows and the total row (grouping sets),
+/// the duration percentiles on the total row.
 pub(super) async fn trace_stats(
     backend: &ClickHouseBackend,
     range: &TimeRange,
     bucket_secs: u32,
+    tenant: Option<&str>,
 ) -> Result<TraceStats, StoreError> {
     if bucket_secs == 0 {
         return Err(StoreError::InvalidQuery { message: "the stats bucket must be at least one second".into() });
     }
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
-    let range_values = || -> [Value; 4] {
-        [range.from_ns.into(), range.to_ns.into(), range.from_ns.into(), range.to_ns.into()]
-    };
-    let mut buckets_sql = Sql::new("");
-    buckets_sql.bind(
-        "SELECT start_ns - positiveModulo(start_ns, toInt64(?)) AS bucket_start_ns,
+    let mut sql = Sql::new("");
+    sql.bind(
+        "SELECT toUInt8(grouping(bucket_start_ns)) AS is_total,
+    start_ns - positiveModulo(start_ns, toInt64(?)) AS bucket_start_ns,
     count() AS traces,
     toUInt64(countIf(has_error = 1)) AS error_traces,
     toUInt64(sum(input_tokens)) AS input_tokens,
     toUInt64(sum(output_tokens)) AS output_tokens,
-    toInt64(sum(cost_nano_usd)) AS cost_nano_usd
+    toInt64(sum(cost_nano_usd)) AS cost_nano_usd,
+    if(is_total = 1, arrayMap(x -> toInt64(x), quantilesExact(0.5, 0.95, 0.99)(duration_ns)), []) AS quantiles
 FROM ",
         [bucket_ns.into()],
     );
-    buckets_sql.bind(TRACES_IN_RANGE, range_values());
-    buckets_sql.push(" GROUP BY bucket_start_ns ORDER BY bucket_start_ns");
-    let mut quantiles_sql = Sql::new("SELECT quantilesExact(0.5, 0.95, 0.99)(duration_ns) FROM ");
-    quantiles_sql.bind(TRACES_IN_RANGE, range_values());
+    traces_in_range(&mut sql, range, tenant);
+    sql.push(" GROUP BY GROUPING SETS ((bucket_start_ns), ()) ORDER BY is_total, bucket_start_ns");
 
     let client = &backend.inner.client;
-    let buckets = backend.timed(Operation::TraceStats, buckets_sql.query(client).fetch_all::<TraceBucketFetch>()).await?;
-    let quantiles = backend.timed(Operation::TraceStats, quantiles_sql.query(client).fetch_one::<Vec<i64>>()).await?;
-    let millis = |index: usize| quantiles.get(index).map_or(0.0, |&ns| ns.max(0) as f64 / 1_000_000.0);
-    let mut stats = TraceStats { p50_ms: millis(0), p95_ms: millis(1), p99_ms: millis(2), ..TraceStats::default() };
-    for bucket in buckets {
-        stats.traces += bucket.traces;
-        stats.error_traces += bucket.error_traces;
-        stats.input_tokens = stats.input_tokens.wrapping_add(bucket.input_tokens);
-        stats.output_tokens = stats.output_tokens.wrapping_add(bucket.output_tokens);
-        stats.cost_nano_usd = stats.cost_nano_usd.wrapping_add(bucket.cost_nano_usd);
+    let rows = backend.timed(Operation::TraceStats, sql.query(client).fetch_all::<TraceBucketFetch>()).await?;
+    let mut stats = TraceStats::default();
+    for row in rows {
+        if row.is_total == 1 {
+            let millis = |index: usize| row.quantiles.get(index).map_or(0.0, |&ns| ns.max(0) as f64 / 1_000_000.0);
+            (stats.p50_ms, stats.p95_ms, stats.p99_ms) = (millis(0), millis(1), millis(2));
+            continue;
+        }
+        stats.traces += row.traces;
+        stats.error_traces += row.error_traces;
+        stats.input_tokens = stats.input_tokens.wrapping_add(row.input_tokens);
+        stats.output_tokens = stats.output_tokens.wrapping_add(row.output_tokens);
+        stats.cost_nano_usd = stats.cost_nano_usd.wrapping_add(row.cost_nano_usd);
         stats.buckets.push(TraceBucket {
-            bucket_start_ns: bucket.bucket_start_ns,
-            traces: bucket.traces,
-            error_traces: bucket.error_traces,
-            input_tokens: bucket.input_tokens,
-            output_tokens: bucket.output_tokens,
-            cost_nano_usd: bucket.cost_nano_usd,
+            bucket_start_ns: row.bucket_start_ns,
+            traces: row.traces,
+            error_traces: row.error_traces,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+            cost_nano_usd: row.cost_nano_usd,
         });
     }
     Ok(stats)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row, params, params_from_iter};
+use rusqlite::{Connection, Row, params_from_iter};
 
 use super::codec::{attributes_from_json, events_from_json, from_sql_int, links_from_json, to_sql_int};
 use super::store_error;
@@ -40,28 +40,54 @@ const USAGE_OF_TRACE: &str = "SELECT Timestamp, TraceId, SpanId, Tenant, ApiKeyI
      Model, InputTokens, OutputTokens, CachedInputTokens, ReasoningTokens, CostNanoUsd, CostUnknown, LatencyNs, \
      TimeToFirstTokenNs, Status, ErrorType FROM usage WHERE TraceId = ?1 ORDER BY Timestamp, SpanId";
 
-/// One `usage_by` statement per grouping, differing only in the key expression.
+/// One `usage_by` statement per grouping, differing only in the key expression; the tenant
+/// variants add `AND Tenant = ?3` (its own statement, so the `(Tenant, Timestamp)` index is
+/// usable).
 macro_rules! usage_by_sql {
-    ($key:literal) => {
+    ($key:expr, $tenant:literal) => {
         concat!(
             "SELECT ",
             $key,
             " AS GroupKey, COUNT(*), SUM(InputTokens), SUM(OutputTokens), SUM(CachedInputTokens), ",
-            "SUM(CostNanoUsd) AS Cost FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2 ",
-            "GROUP BY GroupKey ORDER BY Cost DESC, GroupKey ASC"
+            "SUM(CostNanoUsd) AS Cost FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2",
+            $tenant,
+            " GROUP BY GroupKey ORDER BY Cost DESC, GroupKey ASC"
         )
     };
 }
-const USAGE_BY_AGENT: &str = usage_by_sql!("Agent");
-const USAGE_BY_MODEL: &str = usage_by_sql!("Model");
-const USAGE_BY_TENANT: &str = usage_by_sql!("Tenant");
 /// The UTC day, from the timestamp floored to whole days (also right before 1970).
-const USAGE_BY_DAY: &str = usage_by_sql!(
-    "date((Timestamp - ((Timestamp % 86400000000000) + 86400000000000) % 86400000000000) / 1000000000, 'unixepoch')"
-);
+macro_rules! utc_day {
+    () => {
+        "date((Timestamp - ((Timestamp % 86400000000000) + 86400000000000) % 86400000000000) / 1000000000, 'unixepoch')"
+    };
+}
+const USAGE_BY_AGENT: [&str; 2] = [usage_by_sql!("Agent", ""), usage_by_sql!("Agent", " AND Tenant = ?3")];
+const USAGE_BY_MODEL: [&str; 2] = [usage_by_sql!("Model", ""), usage_by_sql!("Model", " AND Tenant = ?3")];
+const USAGE_BY_TENANT: [&str; 2] = [usage_by_sql!("Tenant", ""), usage_by_sql!("Tenant", " AND Tenant = ?3")];
+const USAGE_BY_DAY: [&str; 2] = [usage_by_sql!(utc_day!(), ""), usage_by_sql!(utc_day!(), " AND Tenant = ?3")];
 
-const LATENCY_BY_AGENT: &str = "SELECT Agent, Timestamp, LatencyNs FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2";
-const LATENCY_BY_MODEL: &str = "SELECT Model, Timestamp, LatencyNs FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2";
+const LATENCY_BY_AGENT: [&str; 2] = [
+    "SELECT Agent, Timestamp, LatencyNs FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2",
+    "SELECT Agent, Timestamp, LatencyNs FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2 AND Tenant = ?3",
+];
+const LATENCY_BY_MODEL: [&str; 2] = [
+    "SELECT Model, Timestamp, LatencyNs FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2",
+    "SELECT Model, Timestamp, LatencyNs FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2 AND Tenant = ?3",
+];
+
+/// Index 0 of the statement pairs above: every tenant; 1: one tenant.
+fn variant(tenant: Option<&str>) -> usize {
+    usize::from(tenant.is_some())
+}
+
+/// The bound values of a range and an optional tenant (`?1`, `?2`, `?3`).
+fn range_values(range: &TimeRange, tenant: Option<&str>) -> Vec<Value> {
+    let mut values = vec![Value::Integer(range.from_ns), Value::Integer(range.to_ns)];
+    if let Some(tenant) = tenant {
+        values.push(Value::Text(tenant.to_owned()));
+    }
+    values
+}
 
 /// A validated `list_traces` call: SQL from constant fragments and its bound values.
 #[derive(Debug)]
@@ -236,16 +262,21 @@ fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRow> {
     })
 }
 
-pub(super) fn usage_by(connection: &Connection, by: UsageBy, range: &TimeRange) -> Result<Vec<UsageGroup>, StoreError> {
+pub(super) fn usage_by(
+    connection: &Connection,
+    by: UsageBy,
+    range: &TimeRange,
+    tenant: Option<&str>,
+) -> Result<Vec<UsageGroup>, StoreError> {
     let sql = match by {
         UsageBy::Agent => USAGE_BY_AGENT,
         UsageBy::Model => USAGE_BY_MODEL,
         UsageBy::Tenant => USAGE_BY_TENANT,
         UsageBy::Day => USAGE_BY_DAY,
-    };
+    }[variant(tenant)];
     let mut statement = connection.prepare_cached(sql).map_err(store_error)?;
     let rows = statement
-        .query_map(params![range.from_ns, range.to_ns], |row| {
+        .query_map(params_from_iter(range_values(range, tenant)), |row| {
             Ok(UsageGroup {
                 key: row.get(0)?,
                 calls: from_sql_int(row.get(1)?),
@@ -266,15 +297,16 @@ pub(super) fn latency(
     by: LatencyBy,
     range: &TimeRange,
     bucket_secs: u32,
+    tenant: Option<&str>,
 ) -> Result<Vec<LatencyRow>, StoreError> {
     let sql = match by {
         LatencyBy::Agent => LATENCY_BY_AGENT,
         LatencyBy::Model => LATENCY_BY_MODEL,
-    };
+    }[variant(tenant)];
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
     let mut groups: BTreeMap<(String, i64), Vec<u64>> = BTreeMap::new();
     let mut statement = connection.prepare_cached(sql).map_err(store_error)?;
-    let mut rows = statement.query(params![range.from_ns, range.to_ns]).map_err(store_error)?;
+    let mut rows = statement.query(params_from_iter(range_values(range, tenant))).map_err(store_error)?;
     while let Some(row) = rows.next().map_err(store_error)? {
         let key: String = row.get(0).map_err(store_error)?;
         let timestamp_ns: i64 = row.get(1).map_err(store_error)?;
@@ -298,18 +330,27 @@ pub(super) fn latency(
         .collect())
 }
 
-const TRACE_STATS: &str = "SELECT StartNs, EndNs - StartNs, HasError, InputTokens, OutputTokens, CostNanoUsd \
-     FROM trace_index WHERE StartNs >= ?1 AND StartNs < ?2";
+const TRACE_STATS: [&str; 2] = [
+    "SELECT StartNs, EndNs - StartNs, HasError, InputTokens, OutputTokens, CostNanoUsd \
+     FROM trace_index WHERE StartNs >= ?1 AND StartNs < ?2",
+    "SELECT StartNs, EndNs - StartNs, HasError, InputTokens, OutputTokens, CostNanoUsd \
+     FROM trace_index WHERE StartNs >= ?1 AND StartNs < ?2 AND Tenant = ?3",
+];
 
 /// Reads one row per trace of the range and aggregates here, exactly as [`TraceStats`]
 /// defines it (the percentiles need the sorted durations anyway).
-pub(super) fn trace_stats(connection: &Connection, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError> {
+pub(super) fn trace_stats(
+    connection: &Connection,
+    range: &TimeRange,
+    bucket_secs: u32,
+    tenant: Option<&str>,
+) -> Result<TraceStats, StoreError> {
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
     let mut stats = TraceStats::default();
     let mut buckets: BTreeMap<i64, TraceBucket> = BTreeMap::new();
     let mut durations: Vec<u64> = Vec::new();
-    let mut statement = connection.prepare_cached(TRACE_STATS).map_err(store_error)?;
-    let mut rows = statement.query(params![range.from_ns, range.to_ns]).map_err(store_error)?;
+    let mut statement = connection.prepare_cached(TRACE_STATS[variant(tenant)]).map_err(store_error)?;
+    let mut rows = statement.query(params_from_iter(range_values(range, tenant))).map_err(store_error)?;
     while let Some(row) = rows.next().map_err(store_error)? {
         let start_ns: i64 = row.get(0).map_err(store_error)?;
         let duration_ns: i64 = row.get(1).map_err(store_error)?;

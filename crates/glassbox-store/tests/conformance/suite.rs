@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             usage_grouping_by_agent_model_tenant_day,
             latency_percentiles,
             trace_stats_per_bucket_and_total,
+            tenant_scoped_aggregates,
             dedup_token_makes_retries_idempotent,
             hostile_strings_round_trip,
         );
@@ -570,6 +571,50 @@ pub async fn trace_stats_per_bucket_and_total(backend: Arc<dyn Backend>, reader:
     assert!(stats.error_traces > 0 && stats.buckets.len() == 3, "{stats:?}");
     let zero = reader.trace_stats(&everything(), 0).await;
     assert!(matches!(zero, Err(StoreError::InvalidQuery { .. })), "{zero:?}");
+}
+
+/// `usage_by_tenant`, `latency_of_tenant` and `trace_stats_of_tenant` answer what the
+/// unscoped queries answer over that tenant's usage rows / traces alone; an unknown tenant
+/// sees nothing.
+pub async fn tenant_scoped_aggregates(backend: Arc<dyn Backend>, reader: Arc<dyn TraceReader>) {
+    migrate(&backend).await;
+    let dataset = Dataset::standard();
+    insert(&backend, &dataset, "tenants").await;
+    let mut tenants: BTreeSet<String> = dataset.usage.iter().map(|usage| usage.tenant.clone()).collect();
+    assert!(tenants.len() >= 2, "the dataset has several tenants: {tenants:?}");
+    tenants.insert("no-such-tenant".into());
+    let ranges = [
+        everything(),
+        TimeRange { from_ns: BASE_NS + DAY_NS, to_ns: BASE_NS + 2 * DAY_NS },
+        TimeRange { from_ns: BASE_NS + DAY_NS / 2, to_ns: BASE_NS + 2 * DAY_NS + 7 * HOUR_NS },
+    ];
+    for tenant in &tenants {
+        let only = Dataset {
+            spans: dataset.spans.clone(),
+            usage: dataset.usage.iter().filter(|usage| &usage.tenant == tenant).cloned().collect(),
+        };
+        for range in &ranges {
+            for by in USAGE_BYS {
+                let groups = reader.usage_by_tenant(by, range, Some(tenant)).await.expect("usage_by_tenant");
+                assert_eq!(groups, only.expected_usage_by(by, range), "{tenant}: {by:?} over {range:?}");
+            }
+            for by in [LatencyBy::Agent, LatencyBy::Model] {
+                let rows = reader.latency_of_tenant(by, range, 3600, Some(tenant)).await.expect("latency_of_tenant");
+                let expected = only.expected_latency(by, range, 3600);
+                assert_latency_eq(&rows, &expected, &format!("{tenant}: {by:?} over {range:?}"));
+            }
+            for bucket_secs in [3_600_u32, 86_400] {
+                let filter = TraceFilter { range: Some(*range), tenant: Some(tenant.clone()), ..TraceFilter::default() };
+                let expected = expected_trace_stats(&dataset.expected_list(&filter), bucket_secs);
+                let actual = reader.trace_stats_of_tenant(range, bucket_secs, Some(tenant)).await.expect("stats");
+                assert_eq!(actual, expected, "{tenant}: range {range:?}, bucket {bucket_secs}s");
+            }
+        }
+    }
+    // `None` is every tenant: the unscoped answers.
+    let all = reader.trace_stats_of_tenant(&everything(), 86_400, None).await.expect("stats");
+    assert_eq!(all, reader.trace_stats(&everything(), 86_400).await.expect("stats"));
+    assert_eq!(all.traces, 48);
 }
 
 /// The reference for `trace_stats`, from the expected summaries.

@@ -2,7 +2,12 @@
 //! inert, bad filters answer 400 naming the filter, and access is enforced.
 
 use glassbox_server::dashboard::format;
-use glassbox_server::dashboard::{Access, CONTENT_SECURITY_POLICY_VALUE, ResolveViewer, Scope, Viewer};
+use std::sync::Arc;
+
+use glassbox_config::{BudgetConfig, KeyConfig, KeySecret};
+use glassbox_server::access::secret;
+use glassbox_server::dashboard::{Access, CONTENT_SECURITY_POLICY_VALUE, KeyViewers};
+use glassbox_store::pricing::PricingTable;
 
 use super::seed::{self, HOSTILE_AGENT, HOSTILE_MODEL, HOSTILE_TENANT, HOSTILE_TRACE_ID};
 use super::{ADMIN_TOKEN, DashboardApp, Kind, spawn_seeded};
@@ -264,59 +269,143 @@ async fn dashboard_views_leave_no_traces_and_the_api_still_answers() {
     assert_eq!(response.status(), 404);
 }
 
-/// Stands in for tenant-scoped API keys: `x-test-tenant: T` is a viewer of tenant T.
-struct HeaderTenant;
+const ACME_KEY: &str = "gbx_acme_dashboard_test_key";
+const GLOBEX_KEY: &str = "gbx_globex_dashboard_test_key";
+const ACME_ONE_AGENT_KEY: &str = "gbx_acme_restricted_test_key";
 
-impl ResolveViewer for HeaderTenant {
-    fn resolve(&self, headers: &axum::http::HeaderMap) -> Option<Viewer> {
-        let tenant = headers.get("x-test-tenant")?.to_str().ok()?.to_owned();
-        Some(Viewer { scope: Scope::Tenant(tenant), signed_in: true })
-    }
+/// The admin token plus API keys as the server builds them from `[keys]`: acme and globex
+/// with every agent, and an acme key limited to one agent (no dashboard credential).
+fn key_access() -> Access {
+    let key = |id: &str, tenant: &str, value: &str, agents: Option<Vec<String>>| KeyConfig {
+        id: id.into(),
+        tenant: tenant.into(),
+        secret: KeySecret::Sha256(secret::hex(&secret::sha256(value))),
+        agents,
+        workflows: None,
+        rate_limit: None,
+        budget: BudgetConfig::default(),
+    };
+    let keys = [
+        key("acme", "acme", ACME_KEY, None),
+        key("globex", "globex", GLOBEX_KEY, None),
+        key("acme_one", "acme", ACME_ONE_AGENT_KEY, Some(vec!["support-bot".into()])),
+    ];
+    let api = glassbox_server::access::Access::build(&[], &keys, &[], &|_| None, Arc::new(PricingTable::shipped()))
+        .expect("keys");
+    Access::Resolver(Arc::new(KeyViewers::new(Some(ADMIN_TOKEN), &api).expect("key viewers")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_scoped_viewer_sees_only_its_tenant_even_by_guessing_urls() {
-    let app = spawn_seeded(Kind::Sqlite, 60, Access::Resolver(std::sync::Arc::new(HeaderTenant))).await;
-    let get = |path: String| {
-        let request = app.client.get(app.url(&path)).header("x-test-tenant", "acme");
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap())
-        }
-    };
-    // The table lists acme's traces only, whatever tenant the URL asks for.
-    for path in ["/dashboard/traces", "/dashboard/traces?tenant=globex"] {
-        let (status, body) = get(path.to_owned()).await;
-        assert_eq!(status, 200);
+async fn get_as(app: &DashboardApp, credential: &str, path: &str) -> (u16, String) {
+    let response = app.client.get(app.url(path)).bearer_auth(credential).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// Sum of the `Calls` column of every latency table on the page.
+fn latency_calls(body: &str) -> u64 {
+    body.split("<tr><td>")
+        .skip(1)
+        .filter_map(|row| row.split("<td class=\"num\">").nth(1)?.split('<').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn tenant_keys_see_only_their_tenant(kind: Kind) {
+    let app = spawn_seeded(kind, 120, key_access()).await;
+    let expect = &app.expect;
+    let acme = &expect.by_tenant["acme"];
+    assert!(acme.traces > 0 && acme.traces < expect.traces, "the seed has acme's and other traces");
+
+    // The admin token still sees everything.
+    let (status, body) = get_as(&app, ADMIN_TOKEN, "/dashboard").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!(r#"id="stat-requests">{}<"#, expect.traces)), "admin sees every trace");
+
+    // The traces table lists acme's traces only, whatever tenant the URL asks for.
+    for path in ["/dashboard/traces", "/dashboard/traces?tenant=globex", "/dashboard/traces?tenant=acme"] {
+        let (status, body) = get_as(&app, ACME_KEY, path).await;
+        assert_eq!(status, 200, "{path}");
         let rows = body.matches("class=\"trace-row\"").count();
-        assert!(rows > 0, "{path}");
+        assert_eq!(rows as u64, acme.traces.min(50), "{path}");
         assert_eq!(body.matches("<td>acme</td>").count(), rows, "{path}: only acme's traces");
     }
     // Another tenant's trace is "not found", exactly like a trace that does not exist.
-    let expect = &app.expect;
-    let (status, body) = get(format!("/dashboard/traces/{HOSTILE_TRACE_ID}")).await;
-    assert_eq!(status, 404, "{body}");
-    let newest = expect.newest_first();
-    let mut seen_acme = false;
-    for trace_id in newest.iter().take(20) {
-        let (status, body) = get(format!("/dashboard/traces/{trace_id}")).await;
-        match status {
-            200 => {
-                assert!(body.contains("<dd>acme</dd>"), "{trace_id}");
-                seen_acme = true;
-            }
-            404 => assert!(!body.contains(trace_id.as_str()), "a refused trace shows nothing of it"),
-            other => panic!("{trace_id}: {other}"),
-        }
+    let globex_trace = &expect.by_tenant["globex"].trace_ids[0];
+    for trace_id in [globex_trace.as_str(), HOSTILE_TRACE_ID, "ffffffffffffffffffffffffffffffff"] {
+        let (status, body) = get_as(&app, ACME_KEY, &format!("/dashboard/traces/{trace_id}")).await;
+        assert_eq!(status, 404, "{trace_id}");
+        assert!(!body.contains(trace_id), "a refused trace shows nothing of it");
     }
-    assert!(seen_acme);
-    // Aggregates cannot be limited to one tenant yet: refused, not leaked.
-    for path in ["/dashboard", "/dashboard/cost", "/dashboard/cost.csv", "/dashboard/latency"] {
-        let (status, _) = get(path.to_owned()).await;
-        assert_eq!(status, 403, "{path}");
+    let (status, body) = get_as(&app, GLOBEX_KEY, &format!("/dashboard/traces/{globex_trace}")).await;
+    assert_eq!(status, 200, "globex's own trace");
+    assert!(body.contains("<dd>globex</dd>"));
+    let acme_trace = &acme.trace_ids[0];
+    let (status, body) = get_as(&app, ACME_KEY, &format!("/dashboard/traces/{acme_trace}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<dd>acme</dd>"));
+
+    // Overview, cost, CSV and latency count acme's traces and calls only.
+    let (status, body) = get_as(&app, ACME_KEY, "/dashboard?range=7d").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!(r#"id="stat-requests">{}<"#, acme.traces)), "acme's requests");
+    assert!(body.contains(&format!(r#"id="stat-cost">{}<"#, format::usd(acme.cost_nano_usd))), "acme's cost");
+    assert!(body.contains(&format!(r#"id="stat-tokens">{} / {}<"#, acme.input_tokens, acme.output_tokens)));
+    assert!(
+        body.contains(&format!(r#"id="stat-error-rate">{}<"#, format::percent(acme.error_traces, acme.traces))),
+        "acme's error rate"
+    );
+    let (status, body) = get_as(&app, ACME_KEY, "/dashboard/cost?range=7d").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!(r#"id="cost-total">{}<"#, format::usd(acme.usage_cost_nano_usd))), "acme's cost");
+    assert!(body.contains(&format!(r#"id="cost-calls">{}<"#, acme.calls)));
+    assert!(!body.contains("globex") && !body.contains("initech"), "no other tenant is named");
+    let (status, csv) = get_as(&app, ACME_KEY, "/dashboard/cost.csv?range=7d&by=tenant").await;
+    assert_eq!(status, 200);
+    let tenants: Vec<&str> = csv.lines().skip(1).map(|line| line.split(',').next().unwrap_or("")).collect();
+    assert_eq!(tenants, ["\"acme\""], "{csv}");
+    let (status, body) = get_as(&app, ACME_KEY, "/dashboard/latency?range=7d&bucket=day").await;
+    assert_eq!(status, 200);
+    assert_eq!(latency_calls(&body), 2 * acme.calls, "by agent and by model, acme's calls only");
+    let (_, body) = get_as(&app, ADMIN_TOKEN, "/dashboard/latency?range=7d&bucket=day").await;
+    assert_eq!(latency_calls(&body), 2 * expect.calls, "admin: every call");
+
+    // A key limited to some agents is no dashboard credential; nor is a wrong key.
+    for credential in [ACME_ONE_AGENT_KEY, "gbx_wrong"] {
+        let (status, _) = get_as(&app, credential, "/dashboard/traces").await;
+        assert_eq!(status, 401, "{credential}");
     }
-    // No credential at all.
+    // No credential: the login form.
     let response = app.client.get(app.url("/dashboard/traces")).send().await.unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status(), 303);
+
+    // The login form takes the key and sets a cookie that does not contain it.
+    let response = app
+        .client
+        .post(app.url("/dashboard/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", enc(ACME_KEY)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && !cookie.contains(ACME_KEY), "{cookie}");
+    let pair = cookie.split(';').next().unwrap();
+    let response = app.client.get(app.url("/dashboard/traces?tenant=globex")).header("cookie", pair).send().await;
+    let body = response.unwrap().text().await.unwrap();
+    let rows = body.matches("class=\"trace-row\"").count();
+    assert!(rows > 0);
+    assert_eq!(body.matches("<td>acme</td>").count(), rows, "the cookie is acme's");
+    let response =
+        app.client.get(app.url(&format!("/dashboard/traces/{globex_trace}"))).header("cookie", pair).send().await;
+    assert_eq!(response.unwrap().status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tenant_keys_see_only_their_tenant_even_by_guessing_urls() {
+    tenant_keys_see_only_their_tenant(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_tenant_keys_see_only_their_tenant_even_by_guessing_urls() {
+    tenant_keys_see_only_their_tenant(Kind::ClickHouse).await;
 }

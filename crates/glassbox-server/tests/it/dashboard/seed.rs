@@ -46,6 +46,22 @@ pub struct Expect {
     /// Spans of each trace, by id.
     pub spans_by_trace: BTreeMap<String, usize>,
     pub cost_by_trace: BTreeMap<String, i64>,
+    /// The same figures for each tenant's traces and calls alone.
+    pub by_tenant: BTreeMap<String, TenantExpect>,
+}
+
+/// What a viewer limited to one tenant must see.
+#[derive(Debug, Clone, Default)]
+pub struct TenantExpect {
+    pub traces: u64,
+    pub error_traces: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_nano_usd: i64,
+    pub calls: u64,
+    pub usage_cost_nano_usd: i64,
+    /// Trace ids of the tenant.
+    pub trace_ids: Vec<String>,
 }
 
 impl Expect {
@@ -233,6 +249,11 @@ fn build(
         });
         expect.calls += 1;
         expect.usage_cost_nano_usd += cost;
+        let of_tenant = expect.by_tenant.entry(tenant.to_owned()).or_default();
+        of_tenant.calls += 1;
+        of_tenant.usage_cost_nano_usd += cost;
+        of_tenant.input_tokens += input_tokens;
+        of_tenant.output_tokens += output_tokens;
         expect.input_tokens += input_tokens;
         expect.output_tokens += output_tokens;
         cost_total += cost;
@@ -271,6 +292,11 @@ fn build(
     spans.insert(0, root);
     expect.traces += 1;
     expect.error_traces += u64::from(failed);
+    let of_tenant = expect.by_tenant.entry(tenant.to_owned()).or_default();
+    of_tenant.traces += 1;
+    of_tenant.error_traces += u64::from(failed);
+    of_tenant.cost_nano_usd += cost_total;
+    of_tenant.trace_ids.push(trace_id.to_owned());
     expect.cost_nano_usd += cost_total;
     expect.durations_ns.push(u64::try_from(end - start).unwrap_or(0));
     expect.starts.push((start, trace_id.to_owned()));
