@@ -16,6 +16,11 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "tests/run.sh: installing cargo-nextest" >&2
   cargo install cargo-nextest --locked
 fi
+# oha: the load generator of the benchmark harness, whose smoke test is part of the suite.
+if ! oha --version 2>/dev/null | grep -q '1\.16\.0'; then
+  echo "tests/run.sh: installing oha" >&2
+  cargo install oha --locked --version 1.16.0
+fi
 
 # The ClickHouse test fixture (tests/clickhouse/fixture.py, used by glassbox-testkit) runs
 # the real ClickHouse engine through chDB in a Python venv. The venv is kept between runs at
