@@ -120,17 +120,21 @@ pub(crate) async fn stored(fixture: &ClickHouseFixture, database: &str) -> Optio
     }
 }
 
-/// Trace ids of `wanted` that the usage table does not hold exactly once.
-pub(crate) async fn missing_or_doubled(fixture: &ClickHouseFixture, database: &str, wanted: &[String]) -> Vec<String> {
+/// Usage rows per trace id in `database`.
+pub(crate) async fn usage_per_trace(fixture: &ClickHouseFixture, database: &str) -> std::collections::HashMap<String, u64> {
     let text = fixture
         .query_text(&format!("SELECT TraceId, count() FROM {database}.usage GROUP BY TraceId FORMAT TSV"))
         .await
         .unwrap();
-    let per_trace: std::collections::HashMap<&str, u64> = text
-        .lines()
+    text.lines()
         .filter_map(|line| line.split_once('\t'))
-        .map(|(trace, n)| (trace, n.trim().parse().unwrap_or(0)))
-        .collect();
+        .map(|(trace, n)| (trace.to_owned(), n.trim().parse().unwrap_or(0)))
+        .collect()
+}
+
+/// Trace ids of `wanted` that the usage table does not hold exactly once.
+pub(crate) async fn missing_or_doubled(fixture: &ClickHouseFixture, database: &str, wanted: &[String]) -> Vec<String> {
+    let per_trace = usage_per_trace(fixture, database).await;
     wanted
         .iter()
         .filter(|trace| per_trace.get(trace.as_str()).copied() != Some(1))
@@ -156,7 +160,8 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing_and_the_api_keeps_
     backend.migrate().await.unwrap();
     let spool = tempfile::tempdir().unwrap();
     let mut writer_config = WriterConfig::new(spool.path());
-    writer_config.flush_interval = Duration::from_millis(100);
+    // Half-second batches: fewer spool files to replay after 30 s of outage.
+    writer_config.flush_interval = Duration::from_millis(500);
     writer_config.replay_interval = Duration::from_millis(500);
     writer_config.retry_attempts = 2;
     writer_config.retry_base = Duration::from_millis(20);
@@ -170,7 +175,7 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing_and_the_api_keeps_
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
-    let workers = spawn_clients(format!("http://{}", app.addr), Arc::clone(&stop), Arc::clone(&done), Duration::from_millis(20));
+    let workers = spawn_clients(format!("http://{}", app.addr), Arc::clone(&stop), Arc::clone(&done), Duration::from_millis(30));
     wait_for(&done, 200).await;
 
     fixture.pause();

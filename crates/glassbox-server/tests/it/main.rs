@@ -11,6 +11,7 @@ mod container;
 mod evals;
 mod faults;
 mod faults_clients;
+mod faults_kill;
 mod faults_outage;
 mod faults_provider;
 mod helpers;
