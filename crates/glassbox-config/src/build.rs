@@ -38,7 +38,8 @@ const STORE_KEYS: &[&str] = &[
 const TELEMETRY_KEYS: &[&str] = &["service_name", "otlp_endpoint", "otlp_protocol"];
 const PRICING_KEYS: &[&str] =
     &["pattern", "provider", "input_per_million", "output_per_million", "cached_input_per_million"];
-const SERVER_KEYS: &[&str] = &["listen", "body_limit_bytes", "shutdown_grace_secs"];
+const SERVER_KEYS: &[&str] =
+    &["listen", "body_limit_bytes", "shutdown_grace_secs", "header_read_timeout_ms", "body_read_timeout_ms"];
 const MODEL_KEYS: &[&str] = &[
     "provider",
     "model",
@@ -75,6 +76,8 @@ const TIMEOUT_MS: std::ops::RangeInclusive<i128> = 1..=86_400_000;
 const MAX_RETRIES: std::ops::RangeInclusive<i128> = 0..=100;
 const MAX_STEPS: std::ops::RangeInclusive<i128> = 1..=50;
 const SHUTDOWN_GRACE_SECS: std::ops::RangeInclusive<i128> = 0..=86_400;
+/// `[server]` read timeouts: up to an hour.
+const READ_TIMEOUT_MS: std::ops::RangeInclusive<i128> = 1..=3_600_000;
 const TEMPERATURE: std::ops::RangeInclusive<f64> = 0.0..=2.0;
 /// Tool ids are function names for the model; OpenAI and Anthropic accept at most this many
 /// characters.
@@ -208,9 +211,23 @@ fn server(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<ServerConfig> {
         }
         None => Some(defaults.shutdown_grace),
     };
+    let header_read_timeout = match section.get("header_read_timeout_ms") {
+        Some(field) => cx.integer(&field, READ_TIMEOUT_MS).and_then(|value| u64::try_from(value).ok()).map(Duration::from_millis),
+        None => Some(defaults.header_read_timeout),
+    };
+    let body_read_timeout = match section.get("body_read_timeout_ms") {
+        Some(field) => cx.integer(&field, READ_TIMEOUT_MS).and_then(|value| u64::try_from(value).ok()).map(Duration::from_millis),
+        None => Some(defaults.body_read_timeout),
+    };
     section.finish(cx);
 
-    Some(ServerConfig { listen: listen?, body_limit_bytes: body_limit_bytes?, shutdown_grace: shutdown_grace? })
+    Some(ServerConfig {
+        listen: listen?,
+        body_limit_bytes: body_limit_bytes?,
+        shutdown_grace: shutdown_grace?,
+        header_read_timeout: header_read_timeout?,
+        body_read_timeout: body_read_timeout?,
+    })
 }
 
 fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {

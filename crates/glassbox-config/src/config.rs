@@ -50,12 +50,20 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub body_limit_bytes: usize,
     pub shutdown_grace: Duration,
+    /// A connection that has not sent a request's complete headers this long after the server
+    /// began waiting for them is closed (slow-header clients hold no connection forever); it
+    /// is also how long an idle keep-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// A request body not received this long after its handler started answers 408.
+    pub body_read_timeout: Duration,
 }
 
 impl ServerConfig {
     pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
     pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
     pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 impl Default for ServerConfig {
@@ -64,6 +72,8 @@ impl Default for ServerConfig {
             listen: Self::DEFAULT_LISTEN,
             body_limit_bytes: Self::DEFAULT_BODY_LIMIT_BYTES,
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: Self::DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! listen = "127.0.0.1:8080"         # ip:port
 //! body_limit_bytes = 1048576        # default 1 MiB, >= 1
 //! shutdown_grace_secs = 10          # default 10, 0..=86400
+//! header_read_timeout_ms = 30000    # default 30000: slow headers (or idle keep-alive) close the connection
+//! body_read_timeout_ms = 30000      # default 30000: a slow body answers 408; 1..=3600000
 //!
 //! [models.gpt]                      # the model id is the table key: ^[A-Za-z0-9_.-]+$
 //! provider = "openai"               # "openai" (any OpenAI-compatible server) | "anthropic" | "mock"

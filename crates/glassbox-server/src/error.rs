@@ -19,6 +19,8 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("could not read the request body")]
     BodyUnreadable,
+    #[error("the request body was not received within {} ms", .after.as_millis())]
+    BodyTimeout { after: std::time::Duration },
     #[error("unknown agent \"{agent_id}\"")]
     AgentNotFound { agent_id: String },
     #[error("no route for {method} {path}")]
@@ -53,6 +55,7 @@ impl ApiError {
         match self {
             Self::InvalidBody { .. } | Self::MalformedJson { .. } | Self::BodyUnreadable => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::AgentNotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -74,6 +77,7 @@ impl ApiError {
             Self::MalformedJson { .. } => "malformed_json",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::BodyUnreadable => "body_unreadable",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::AgentNotFound { .. } => "agent_not_found",
             Self::RouteNotFound { .. } => "route_not_found",
             Self::Agent(error) => error.kind(),
@@ -112,6 +116,7 @@ impl ApiError {
                 Some(serde_json::json!({ "providerRetryAfterSeconds": after.as_secs_f64() }))
             }
             Self::Agent(AgentError::StructuredOutput { text, .. }) => Some(serde_json::json!({ "text": text })),
+            Self::BodyTimeout { after } => Some(serde_json::json!({ "timeoutMs": after.as_millis() as u64 })),
             Self::Forbidden { resource, id, key_id } => {
                 Some(serde_json::json!({ "resource": resource, "id": id, "keyId": key_id }))
             }

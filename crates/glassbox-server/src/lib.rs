@@ -28,7 +28,7 @@ use axum::http::Method;
 use axum::middleware::{self, Next};
 use glassbox_core::Agent;
 
-use crate::api::body::BodyLimit;
+use crate::api::body::{BodyLimit, BodyReadTimeout};
 use crate::error::ApiError;
 
 /// The default request body limit, 1 MiB.
@@ -82,11 +82,16 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct HttpOptions {
     pub body_limit: usize,
+    /// A JSON request body not received this long after its handler started answers 408.
+    pub body_read_timeout: std::time::Duration,
 }
+
+/// The default [`HttpOptions::body_read_timeout`], 30 s.
+pub const DEFAULT_BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { body_limit: DEFAULT_BODY_LIMIT }
+        Self { body_limit: DEFAULT_BODY_LIMIT, body_read_timeout: DEFAULT_BODY_READ_TIMEOUT }
     }
 }
 
@@ -128,6 +133,7 @@ pub fn build_router(agents: AgentRegistry, options: HttpOptions, parts: RouterPa
     let state = AppState { agents: Arc::new(agents), access };
     metrics::install();
     let body_limit = options.body_limit;
+    let body_read_timeout = options.body_read_timeout;
     let mut routes = Router::new()
         .merge(access::protect(api::agents::router(), &state))
         .merge(access::protect(api::budgets::router(), &state))
@@ -145,6 +151,7 @@ pub fn build_router(agents: AgentRegistry, options: HttpOptions, parts: RouterPa
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(move |mut request: Request, next: Next| {
             request.extensions_mut().insert(BodyLimit(body_limit));
+            request.extensions_mut().insert(BodyReadTimeout(body_read_timeout));
             next.run(request)
         }))
         .layer(middleware::from_fn(metrics::track))

@@ -431,7 +431,7 @@ fn run_serve(
         });
         let app = glassbox_server::build_router(
             agents,
-            HttpOptions { body_limit: config.server.body_limit_bytes },
+            HttpOptions { body_limit: config.server.body_limit_bytes, body_read_timeout: config.server.body_read_timeout },
             glassbox_server::RouterParts {
                 access: Some(access),
                 workflows: Some(workflow_host),
@@ -439,7 +439,9 @@ fn run_serve(
                 online_evals,
             },
         );
-        let served = serve::serve(listener, app, serve::shutdown_signal(), config.server.shutdown_grace).await;
+        let limits = serve::ConnectionLimits { header_read_timeout: config.server.header_read_timeout };
+        let served =
+            serve::serve_with_limits(listener, app, serve::shutdown_signal(), config.server.shutdown_grace, limits).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
         telemetry.shutdown().await;
         served.context("while serving")?;

@@ -188,6 +188,25 @@ impl ClickHouseFixture {
         }
     }
 
+    /// Freezes the process (SIGSTOP): it keeps its port and open connections but answers
+    /// nothing, as a hung or overloaded server would. [`resume`](Self::resume) thaws it;
+    /// [`kill`](Self::kill) and [`restart`](Self::restart) work on a frozen process too.
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Thaws a process frozen by [`pause`](Self::pause) (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = self.child.as_ref().and_then(|child| child.id()).and_then(|id| i32::try_from(id).ok());
+        if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would; the data directory is kept.
     pub async fn kill(&mut self) {
         let Some(mut child) = self.child.take() else {

@@ -39,7 +39,7 @@ model = "broken"
         problems(source),
         vec![
             r#"2:10: server.listen: invalid socket address "nowhere" (expected ip:port, e.g. 127.0.0.1:8080)"#,
-            r#"3:1: server.unknown: unknown key (expected one of: listen, body_limit_bytes, shutdown_grace_secs)"#,
+            r#"3:1: server.unknown: unknown key (expected one of: listen, body_limit_bytes, shutdown_grace_secs, header_read_timeout_ms, body_read_timeout_ms)"#,
             "8:12: models.gpt.base_url: invalid url: relative URL without a base",
             r#"9:12: models.gpt.fallback: unknown model "mock" (known: gpt, broken)"#,
             r#"13:12: models.broken.provider: unknown provider "nope" (expected openai, anthropic or mock)"#,
@@ -58,9 +58,9 @@ fn display_lists_one_problem_per_line() {
     assert_eq!(
         error.to_string(),
         "conf/glassbox.toml:2:1: server.a: unknown key (expected one of: listen, \
-         body_limit_bytes, shutdown_grace_secs)\n\
+         body_limit_bytes, shutdown_grace_secs, header_read_timeout_ms, body_read_timeout_ms)\n\
          conf/glassbox.toml:3:1: server.b: unknown key (expected one of: listen, \
-         body_limit_bytes, shutdown_grace_secs)"
+         body_limit_bytes, shutdown_grace_secs, header_read_timeout_ms, body_read_timeout_ms)"
     );
 }
 

@@ -32,7 +32,7 @@ fn unknown_key_without_a_near_miss_lists_the_known_keys() {
     assert_eq!(
         problem("[server]\ncolour = \"red\"\n"),
         "2:1: server.colour: unknown key (expected one of: listen, body_limit_bytes, \
-         shutdown_grace_secs)"
+         shutdown_grace_secs, header_read_timeout_ms, body_read_timeout_ms)"
     );
 }
 

@@ -67,6 +67,7 @@ fn full_file_round_trip() {
             listen: "0.0.0.0:9090".parse::<SocketAddr>().unwrap(),
             body_limit_bytes: 2 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(3),
+            ..ServerConfig::default()
         }
     );
 
@@ -434,4 +435,15 @@ fn store_defaults_to_embedded_sqlite() {
     assert!(config.store.clickhouse.is_none());
     assert_eq!(config.store.sqlite_path, std::path::PathBuf::from(".glassbox/glassbox.db"));
     assert_eq!(config.telemetry.otlp, None);
+}
+
+#[test]
+fn server_read_timeouts_are_read_in_milliseconds() {
+    let config = glassbox_config::parse("[server]\nheader_read_timeout_ms = 1500\nbody_read_timeout_ms = 2500\n", "t.toml", &|_| None)
+        .unwrap();
+    assert_eq!(config.server.header_read_timeout, Duration::from_millis(1500));
+    assert_eq!(config.server.body_read_timeout, Duration::from_millis(2500));
+    let defaults = glassbox_config::parse("", "t.toml", &|_| None).unwrap();
+    assert_eq!(defaults.server.header_read_timeout, Duration::from_secs(30));
+    assert_eq!(defaults.server.body_read_timeout, Duration::from_secs(30));
 }

@@ -83,7 +83,7 @@ async fn an_unknown_agent_is_404() {
 
 #[tokio::test]
 async fn an_oversized_body_is_413_at_the_configured_limit() {
-    let app = spawn_app_with(BASE_CONFIG, HttpOptions { body_limit: 4096 }, &|_| None).await;
+    let app = spawn_app_with(BASE_CONFIG, HttpOptions { body_limit: 4096, ..HttpOptions::default() }, &|_| None).await;
     let big = json!({"messages": "x".repeat(5000)}).to_string();
     let body = error_of(app.post_raw("/api/agents/echo/generate", big).await, 413).await;
     assert_eq!(body["code"], "body_too_large");

@@ -119,7 +119,7 @@ async fn clickhouse_killed_under_load_loses_and_doubles_nothing() {
 const PROVIDER_KEY: &str = "sk-fault-test-provider-key-9f8e7d6c5b4a";
 
 /// Rows held in the spool's batch files: (spans, usage), from each file's header.
-fn spooled_rows(spool: &std::path::Path) -> (u64, u64) {
+pub(crate) fn spooled_rows(spool: &std::path::Path) -> (u64, u64) {
     let mut totals = (0, 0);
     for entry in std::fs::read_dir(spool).into_iter().flatten() {
         let path = entry.unwrap().path();

@@ -308,7 +308,7 @@ async fn facade_errors_answer_in_openais_shape() {
 
 #[tokio::test]
 async fn an_oversized_body_is_a_413_in_openais_shape() {
-    let options = glassbox_server::HttpOptions { body_limit: 256 };
+    let options = glassbox_server::HttpOptions { body_limit: 256, ..Default::default() };
     let app = spawn_app_with(BASE_CONFIG, options, &|_| None).await;
     let big = "x".repeat(1024);
     let body = expect_openai_error(

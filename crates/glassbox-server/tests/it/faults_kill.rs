@@ -1,0 +1,175 @@
+//! The server SIGKILLed under load, twice over: ClickHouse dies midway so rows go to the spool,
+//! then the server is killed with requests in flight. After both restart, the spool is
+//! replayed exactly once and no row is doubled.
+//!
+//! Known gap (see ARCHITECTURE.md, glassbox-store): rows still in the writer's memory queue
+//! (up to `flush_interval_ms` of them) die with the process, so a request acknowledged just
+//! before the kill can lose its usage row. The first test measures that loss and checks
+//! everything else; the second, ignored until the writer journals rows before the response
+//! is sent, demands that no acknowledged request lose its usage row.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use glassbox_testkit::ClickHouseFixture;
+
+use crate::faults::spooled_rows;
+use crate::faults_outage::{collect, spawn_clients, stored, usage_per_trace, wait_for};
+use crate::helpers::start_server;
+
+const PROVIDER_KEY: &str = "sk-fault-kill-provider-key-0a1b2c3d";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_under_load_replays_its_spool_exactly_once() {
+    killed_under_load(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known bug: rows in the telemetry writer's memory queue die with a SIGKILL (needs a write-ahead journal)"]
+async fn a_server_killed_under_load_keeps_every_acknowledged_requests_usage_row() {
+    killed_under_load(true).await;
+}
+
+async fn killed_under_load(every_acknowledged_row: bool) {
+    let mock = glassbox_mockllm::MockLlm::start().await.unwrap();
+    let mut fixture = ClickHouseFixture::start().await.expect("the ClickHouse fixture must start (run ./tests/run.sh)");
+    let database = fixture.fresh_database().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = dir.path().join("glassbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+clickhouse_url = "{url}"
+clickhouse_database = "{database}"
+spool_dir = "{spool}"
+flush_interval_ms = 100
+
+[models.main]
+provider = "openai"
+model = "kill-test-model"
+base_url = "{mock_url}"
+api_key_env = "FAULT_TEST_PROVIDER_KEY"
+
+[agents.echo]
+instructions = "Repeat."
+model = "main"
+"#,
+            url = fixture.url(),
+            spool = spool.display(),
+            mock_url = mock.openai_base_url(),
+        ),
+    )
+    .unwrap();
+    let envs = [("FAULT_TEST_PROVIDER_KEY", PROVIDER_KEY)];
+    let mut server = start_server(&config, &envs).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers = spawn_clients(server.url.clone(), Arc::clone(&stop), Arc::clone(&done), Duration::from_millis(5));
+    wait_for(&done, 300).await;
+    fixture.kill().await;
+    let killed_at = done.load(Ordering::SeqCst);
+    wait_for(&done, killed_at + 300).await;
+    // SIGKILL with the clients still sending: some requests are cut mid-flight.
+    server.child.start_kill().unwrap();
+    let _ = server.child.wait().await;
+    stop.store(true, Ordering::SeqCst);
+    let seen = collect(workers).await;
+    assert!(seen.refused.is_empty(), "non-2xx answers: {:?}", &seen.refused[..seen.refused.len().min(5)]);
+    let n = seen.acknowledged.len() as u64;
+    let cut = seen.unanswered.len() as u64;
+
+    // What survived the kill: the rows ClickHouse took before it died, and the spool's batches.
+    let spooled = spooled_rows(&spool);
+    let span_batches = spooled_batches(&spool, "spans");
+    let usage_batches = spooled_batches(&spool, "usage");
+    fixture.restart().await.unwrap();
+    let before = stored(&fixture, &database).await.expect("the store answers");
+    assert!(spooled.0 > 0 && spooled.1 > 0, "the ClickHouse outage sent rows to the spool: {spooled:?}");
+    // A batch ClickHouse committed just as it was killed is also in the spool (its answer
+    // never came): its replay carries the same deduplication token and must add nothing.
+    let already = (
+        present(&fixture, &database, "spans", &span_batches).await,
+        present(&fixture, &database, "usage", &usage_batches).await,
+    );
+
+    let mut restarted = start_server(&config, &envs).await;
+    let expected = (before.0 + spooled.0 - already.0, before.1 + spooled.1 - already.1);
+    let mut last = before;
+    for _ in 0..300 {
+        last = stored(&fixture, &database).await.expect("the store answers");
+        if (last.0, last.1) == expected && spooled_rows(&spool) == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (spans, usage, distinct_spans, distinct_usage, _traces) = last;
+    assert_eq!((spans, usage), expected, "stored = before the kill + spooled, each replayed once (before {before:?}, spooled {spooled:?}, of which already stored {already:?})");
+    assert_eq!(spooled_rows(&spool), (0, 0), "the spool is empty once replayed");
+    assert_eq!(spans, distinct_spans, "no span doubled");
+    assert_eq!(usage, distinct_usage, "no usage row doubled");
+
+    let per_trace = usage_per_trace(&fixture, &database).await;
+    let doubled: Vec<_> = per_trace.iter().filter(|(_, rows)| **rows > 1).collect();
+    assert!(doubled.is_empty(), "traces with more than one usage row: {doubled:?}");
+    assert!(usage <= n + cut, "usage rows {usage} > acknowledged {n} + cut {cut}");
+    let lost: Vec<&String> = seen.acknowledged.iter().filter(|trace| !per_trace.contains_key(trace.as_str())).collect();
+    eprintln!(
+        "acknowledged {n}, cut by the kill {cut}; rows in ClickHouse before it died {before:?}, spooled {spooled:?}; \
+         acknowledged requests without a usage row after replay: {}",
+        lost.len()
+    );
+    if every_acknowledged_row {
+        assert!(lost.is_empty(), "{} of {n} acknowledged requests lost their usage row: {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    }
+    for table in ["spans", "usage"] {
+        let dump = fixture.query_text(&format!("SELECT * FROM {database}.{table} FORMAT TSV")).await.unwrap();
+        assert!(!dump.contains(PROVIDER_KEY), "the provider key leaked into {table}");
+    }
+    restarted.child.start_kill().unwrap();
+    let _ = restarted.child.wait().await;
+}
+
+/// The batches of `kind` in the spool: file name and the span ids of its rows.
+fn spooled_batches(spool: &std::path::Path, kind: &str) -> Vec<(String, Vec<String>)> {
+    let mut batches = Vec::new();
+    for entry in std::fs::read_dir(spool).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&format!("{kind}-")) || !name.ends_with(".jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let ids = text
+            .lines()
+            .skip(1)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|row| row["span_id"].as_str().map(str::to_owned))
+            .collect();
+        batches.push((name, ids));
+    }
+    batches.sort();
+    batches
+}
+
+/// How many rows of `batches` `table` holds already.
+async fn present(fixture: &ClickHouseFixture, database: &str, table: &str, batches: &[(String, Vec<String>)]) -> u64 {
+    let mut total = 0;
+    for (name, span_ids) in batches {
+        let list = span_ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
+        let found = fixture
+            .query_text(&format!("SELECT count() FROM {database}.{table} WHERE SpanId IN ({list}) FORMAT TSV"))
+            .await
+            .unwrap_or_else(|error| panic!("counting the rows of {name} in {table}: {error}"));
+        let found: u64 = found.trim().parse().unwrap_or_else(|_| panic!("not a count: {found:?}"));
+        assert!(found == 0 || found == span_ids.len() as u64, "{name}: {found} of its {} rows are in {table}: a batch is all or nothing", span_ids.len());
+        if found > 0 {
+            eprintln!("spooled batch {name}: {} rows, {found} stored before the replay", span_ids.len());
+        }
+        total += found;
+    }
+    total
+}
