@@ -296,16 +296,7 @@ impl Recordings {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(source) => return Err(RecordingsError::Read { path: path.display().to_string(), source }),
         };
-        let mut entries = Vec::new();
-        for (idx, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let entry: Entry = serde_json::from_str(line)
-                .map_err(|source| RecordingsError::Parse { path: path.display().to_string(), line: idx + 1, source })?;
-            entries.push(entry);
-        }
-        Ok(Self::from_entries(entries))
+        Ok(Self::from_entries(parse_entries(&text, path)?))
     }
 
     pub fn len(&self) -> usize {
@@ -355,6 +346,32 @@ fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
+/// The entries of a recordings file's text, in file order; `path` names it in errors, which
+/// give the line. Blank lines are skipped.
+pub fn parse_entries(text: &str, path: &Path) -> Result<Vec<Entry>, RecordingsError> {
+    let mut entries = Vec::new();
+    for (idx, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry: Entry = serde_json::from_str(line)
+            .map_err(|source| RecordingsError::Parse { path: path.display().to_string(), line: idx + 1, source })?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// The JSONL text of `entries`, one line each in the given order (what [`parse_entries`]
+/// reads back).
+pub fn entries_to_jsonl(entries: &[Entry]) -> Result<String, serde_json::Error> {
+    let mut text = String::new();
+    for entry in entries {
+        text.push_str(&serde_json::to_string(entry)?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// Collects the entries of a recording run.
 #[derive(Debug, Default)]
 pub struct RecordingSink {
@@ -377,12 +394,8 @@ impl RecordingSink {
         let mut entries = self.entries.lock().map(|entries| entries.clone()).unwrap_or_default();
         entries.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         entries.dedup_by(|a, b| a.key() == b.key() && a.sort_key() == b.sort_key());
-        let mut text = String::new();
-        for entry in &entries {
-            text.push_str(&serde_json::to_string(entry).unwrap_or_default());
-            text.push('\n');
-        }
         let write_error = |source| RecordingsError::Write { path: path.display().to_string(), source };
+        let text = entries_to_jsonl(&entries).map_err(|error| write_error(std::io::Error::other(error)))?;
         let temp = path.with_extension("jsonl.tmp");
         std::fs::write(&temp, text).map_err(write_error)?;
         std::fs::rename(&temp, path).map_err(write_error)?;

@@ -208,7 +208,17 @@ impl Suite {
     /// the config (scorer tables, dataset rows, gate numbers).
     pub fn load(path: &Path) -> Result<Self, SuiteError> {
         let text = read(path)?;
-        let file: SuiteFile = toml::from_str(&text).map_err(|error| invalid(path, error.to_string().trim_end().to_owned()))?;
+        Self::parse(path, &text, load_dataset)
+    }
+
+    /// Checks the text of a suite file read from `path` (which names it in errors and anchors
+    /// its relative paths); `dataset` loads the cases from the resolved dataset path.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        dataset: impl FnOnce(&Path) -> Result<Vec<Case>, SuiteError>,
+    ) -> Result<Self, SuiteError> {
+        let file: SuiteFile = toml::from_str(text).map_err(|error| invalid(path, error.to_string().trim_end().to_owned()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let name = match file.name {
             Some(name) => name,
@@ -253,7 +263,7 @@ impl Suite {
             }
             scorers.push(spec);
         }
-        let cases = load_dataset(&dataset_path)?;
+        let cases = dataset(&dataset_path)?;
         Ok(Self {
             name,
             description: file.description,
@@ -274,7 +284,11 @@ impl Suite {
 
 /// Reads a JSONL dataset; every row is checked, and ids are unique.
 pub fn load_dataset(path: &Path) -> Result<Vec<Case>, SuiteError> {
-    let text = read(path)?;
+    parse_dataset(&read(path)?, path)
+}
+
+/// Checks the text of a JSONL dataset; `path` names it in errors, which give the line.
+pub fn parse_dataset(text: &str, path: &Path) -> Result<Vec<Case>, SuiteError> {
     let mut cases = Vec::new();
     let mut ids = HashSet::new();
     for (idx, line) in text.lines().enumerate() {

@@ -440,7 +440,7 @@ struct PartialToolUse {
     arguments: String,
 }
 
-struct StreamDecoder {
+pub(crate) struct StreamDecoder {
     model: String,
     structured: bool,
     text: String,
@@ -452,7 +452,7 @@ struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    fn new(model: &str, structured: bool) -> Self {
+    pub(crate) fn new(model: &str, structured: bool) -> Self {
         Self {
             model: model.to_owned(),
             structured,

@@ -461,7 +461,10 @@ impl<D: SseDecoder> StartedStream<D> {
 }
 
 /// A body that is not valid UTF-8 or not valid server-sent events.
-fn sse_error(error: EventStreamError<reqwest::Error>) -> ProviderError {
+pub(crate) fn sse_error<E>(error: EventStreamError<E>) -> ProviderError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     ProviderError::MalformedResponse {
         message: format!("invalid server-sent event stream: {error}"),
         source: Some(Box::new(error)),

@@ -23,6 +23,7 @@
 //! [`ProviderError::Timeout`]: glassbox_core::ProviderError::Timeout
 
 mod anthropic;
+mod captured;
 mod http;
 mod http_tool;
 mod mock;
@@ -32,6 +33,7 @@ mod schema_instance;
 use std::fmt;
 use std::time::Duration;
 
+pub use captured::{DecodedStream, StreamFormat, decode_stream};
 pub use anthropic::{AnthropicModel, DEFAULT_MAX_TOKENS as ANTHROPIC_DEFAULT_MAX_TOKENS};
 pub use http::install_crypto_provider;
 pub use http_tool::{HttpMethod, HttpTool};

@@ -442,7 +442,7 @@ struct PartialCall {
     arguments: String,
 }
 
-struct StreamDecoder {
+pub(crate) struct StreamDecoder {
     model: String,
     text: String,
     calls: Vec<PartialCall>,
@@ -452,7 +452,7 @@ struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    fn new(model: &str) -> Self {
+    pub(crate) fn new(model: &str) -> Self {
         Self {
             model: model.to_owned(),
             text: String::new(),

@@ -183,7 +183,7 @@ pub async fn generate(
     responses(
         (status = 200, description = "Server-sent events: `data: {type, runId, from, payload}` chunks (`text-delta`, \
             `tool-call`, `tool-result`, `step-finish`, `finish`, `error`), then `data: [DONE]`",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = crate::api::openapi::ServerSentEvent),
         (status = 400, description = "Malformed or invalid body (the field is named)", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown agent", body = crate::error::ErrorBody),
         (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),

@@ -409,8 +409,8 @@ pub async fn get_model(
     tag = "openai",
     request_body = ChatCompletionRequest,
     responses(
-        (status = 200, description = "The completion; with `stream: true`, `text/event-stream` of `ChatCompletionChunk`s", body = ChatCompletion,
-            content_type = "application/json"),
+        (status = 200, description = "The completion; with `stream: true`, `text/event-stream` of `chat.completion.chunk` events, then `data: [DONE]`",
+            content((ChatCompletion = "application/json"), (crate::api::openapi::ServerSentEvent = "text/event-stream"))),
         (status = 400, description = "Malformed or invalid body", body = OpenAiErrorBody),
         (status = 404, description = "Unknown agent", body = OpenAiErrorBody),
         (status = 413, description = "Body over the limit", body = OpenAiErrorBody),

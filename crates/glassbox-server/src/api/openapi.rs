@@ -22,6 +22,21 @@ use utoipa_axum::routes;
 use crate::AppState;
 pub use crate::error::ErrorBody;
 
+/// One server-sent event as a client parses it from a `text/event-stream` response. OpenAPI
+/// 3.1 has `schema` of an event-stream response describe each event (3.2's `itemSchema`), so
+/// the streaming routes document this rather than a bare string: `data` is one JSON chunk (the
+/// route says which shape), or `[DONE]` at the end.
+#[derive(utoipa::ToSchema)]
+pub struct ServerSentEvent {
+    /// The event's data lines joined: a JSON chunk, or `[DONE]`.
+    pub data: String,
+    /// The event type; absent means `message`.
+    pub event: Option<String>,
+    pub id: Option<String>,
+    /// Reconnection time in milliseconds.
+    pub retry: Option<u64>,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(

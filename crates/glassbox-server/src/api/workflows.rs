@@ -489,7 +489,7 @@ pub async fn start_async(
     ),
     request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
     responses(
-        (status = 200, description = "Server-sent events: `data: {type, runId, from, payload}` (`step-start`, `step-result`, `suspended`, `finish`), then `data: [DONE]`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events: `data: {type, runId, from, payload}` (`step-start`, `step-result`, `suspended`, `finish`), then `data: [DONE]`", content_type = "text/event-stream", body = crate::api::openapi::ServerSentEvent),
         (status = 400, description = "Malformed body, input not matching the input schema, or invalid `runId` (`details.field`)", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),

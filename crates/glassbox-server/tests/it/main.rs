@@ -23,6 +23,7 @@ mod openapi;
 mod otlp;
 mod pipeline;
 mod providers_e2e;
+mod schemathesis;
 mod telemetry;
 mod workflows_api;
 mod workflows_faults;
