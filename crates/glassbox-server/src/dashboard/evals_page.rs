@@ -32,6 +32,8 @@ const MAX_RUNS: u32 = 500;
 const BASELINE_LOOKBACK: u32 = 200;
 /// Characters of a reason or error shown per cell.
 const MAX_REASON_CHARS: usize = 400;
+/// Space kept at the chart's edges for the dots, in SVG units.
+const DOT_INSET: f64 = 4.0;
 /// Colour classes of the chart lines (`series-0` … in the stylesheet), reused in turn.
 const SERIES_CLASSES: usize = 6;
 
@@ -99,10 +101,15 @@ fn round(value: f64) -> f64 {
 impl SuiteChart {
     /// `runs`: the suite's runs, oldest first; `tallies`: per run id, per scorer.
     fn new(suite: &str, runs: &[&EvalRunRow], tallies: &BTreeMap<&str, Vec<&EvalScorerTally>>) -> Self {
+        // Inset by the dots' radius, so the first and last dots and 0% / 100% are whole.
         let x = |index: usize| {
-            if runs.len() <= 1 { WIDTH / 2.0 } else { round(index as f64 / (runs.len() - 1) as f64 * WIDTH) }
+            if runs.len() <= 1 {
+                WIDTH / 2.0
+            } else {
+                round(DOT_INSET + index as f64 / (runs.len() - 1) as f64 * (WIDTH - 2.0 * DOT_INSET))
+            }
         };
-        let y = |rate: f64| round(HEIGHT - rate.clamp(0.0, 1.0) * HEIGHT);
+        let y = |rate: f64| round(DOT_INSET + (1.0 - rate.clamp(0.0, 1.0)) * (HEIGHT - 2.0 * DOT_INSET));
         let scorers: BTreeSet<&str> = runs
             .iter()
             .filter_map(|run| tallies.get(run.run_id.as_str()))
@@ -492,4 +499,49 @@ pub async fn eval_run(
         scorers,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(run_id: &str, started_at_ns: i64, pass_rate: f64) -> EvalRunRow {
+        EvalRunRow {
+            run_id: run_id.to_owned(),
+            suite: "s".to_owned(),
+            target: String::new(),
+            mode: "replay".to_owned(),
+            started_at_ns,
+            duration_ms: 1.0,
+            total: 4,
+            passed: 0,
+            errored: 0,
+            pass_rate,
+            gate_passed: true,
+        }
+    }
+
+    fn tally(run_id: &str, scorer: &str, passed: u64) -> EvalScorerTally {
+        EvalScorerTally { run_id: run_id.to_owned(), scorer: scorer.to_owned(), total: 4, passed, errored: 0 }
+    }
+
+    #[test]
+    fn pass_rates_are_drawn_from_0_to_100_percent_per_scorer() {
+        let (a, b) = (run("a", 1, 1.0), run("b", 2, 0.0));
+        let tallies = [tally("a", "judge", 4), tally("b", "judge", 2), tally("b", "contains", 0)];
+        let mut by_run: BTreeMap<&str, Vec<&EvalScorerTally>> = BTreeMap::new();
+        for tally in &tallies {
+            by_run.entry(tally.run_id.as_str()).or_default().push(tally);
+        }
+        let chart = SuiteChart::new("s", &[&a, &b], &by_run);
+        let names: Vec<&str> = chart.lines.iter().map(|line| line.name.as_str()).collect();
+        assert_eq!(names, ["overall", "contains", "judge"]);
+        let overall = &chart.lines[0];
+        assert_eq!((overall.dots[0].x, overall.dots[0].y), (DOT_INSET, DOT_INSET), "100% at the top left");
+        assert_eq!((overall.dots[1].x, overall.dots[1].y), (WIDTH - DOT_INSET, HEIGHT - DOT_INSET), "0% at the bottom");
+        // A scorer missing from a run has no point there.
+        assert_eq!(chart.lines[1].dots.len(), 1);
+        assert_eq!(chart.lines[2].dots[1].y, HEIGHT / 2.0, "judge at 50% in run b");
+        assert!(chart.lines[2].dots[1].tip.contains("judge: 50.0% (2/4)"));
+    }
 }
