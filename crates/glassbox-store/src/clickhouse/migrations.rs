@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 6, name: "api_keys", sql: include_str!("../../../../migrations/clickhouse/0006_api_keys.sql") },
     Migration { version: 7, name: "evals", sql: include_str!("../../../../migrations/clickhouse/0007_evals.sql") },
+    Migration {
+        version: 8,
+        name: "usage_hourly",
+        sql: include_str!("../../../../migrations/clickhouse/0008_usage_hourly.sql"),
+    },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";

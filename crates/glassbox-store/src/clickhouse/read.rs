@@ -27,9 +27,6 @@ use super::sql::{Sql, Value};
 /// The largest page `list_traces` serves.
 pub(super) const MAX_PAGE_SIZE: u32 = 1000;
 
-const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
-/// `Date` ends on 2149-06-06: day number 65535.
-const LAST_DATE_DAY: i64 = 65_535;
 
 #[derive(Row, Deserialize)]
 struct TraceSummaryFetch {
@@ -233,63 +230,95 @@ struct UsageGroupFetch {
     cost: i128,
 }
 
-/// Whole UTC days that `Date` can hold: the daily rollup answers exactly. Day 0 is left to
-/// the rows: `toDate` puts calls from before 1970 on 1970-01-01.
-fn whole_days(range: &TimeRange) -> Option<(i64, i64)> {
-    let aligned = range.from_ns % NANOS_PER_DAY == 0 && range.to_ns % NANOS_PER_DAY == 0;
-    let (from, to) = (range.from_ns / NANOS_PER_DAY, range.to_ns / NANOS_PER_DAY);
-    (aligned && from >= 1 && to > from && to <= LAST_DATE_DAY).then_some((from, to))
+const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
+/// The hours `usage_hourly` holds (see migration 0008): from 1970-01-01 01:00 to 2100-01-01 UTC.
+const ROLLUP_FROM_NS: i64 = NANOS_PER_HOUR;
+const ROLLUP_TO_NS: i64 = 4_102_444_800 * 1_000_000_000;
+
+/// The whole hours of `range` that `usage_hourly` answers for: `[from, to)`, aligned, or `None`
+/// when there is none. The rest of the range is read from `usage`.
+fn whole_hours(range: &TimeRange) -> Option<(i64, i64)> {
+    let from = range.from_ns.max(ROLLUP_FROM_NS);
+    let to = range.to_ns.min(ROLLUP_TO_NS);
+    let from = from.checked_add(NANOS_PER_HOUR - 1)? / NANOS_PER_HOUR * NANOS_PER_HOUR;
+    let to = to.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR;
+    (from < to).then_some((from, to))
 }
 
+/// Calls, tokens and cost per group: whole hours from `usage_hourly`, the partial hours at the
+/// ends of the range (or all of it, when it holds no whole hour) from `usage`, summed again.
+/// Exact: every call lies in exactly one of the parts.
 pub(super) async fn usage_by(
     backend: &ClickHouseBackend,
     by: UsageBy,
     range: &TimeRange,
     tenant: Option<&str>,
 ) -> Result<Vec<UsageGroup>, StoreError> {
-    let mut sql = Sql::new("SELECT ");
-    match whole_days(range) {
-        Some((from_day, to_day)) => {
+    let raw_key = match by {
+        UsageBy::Agent => "toString(Agent)",
+        UsageBy::Model => "toString(Model)",
+        UsageBy::Tenant => "toString(Tenant)",
+        UsageBy::Day => "toString(toDate(Timestamp, 'UTC'))",
+    };
+    let raw_part = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
+        sql.push("SELECT ");
+        sql.push(raw_key);
+        sql.push(
+            " AS group_key, count() AS calls, sum(InputTokens) AS input_tokens,
+    sum(OutputTokens) AS output_tokens, sum(CachedInputTokens) AS cached_input_tokens,
+    CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
+FROM usage",
+        );
+        sql.bind(
+            " WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
+            [from_ns.into(), to_ns.into()],
+        );
+        if let Some(tenant) = tenant {
+            sql.bind(" AND Tenant = ?", [tenant.into()]);
+        }
+        sql.push(" GROUP BY group_key");
+    };
+    let mut sql = Sql::new(
+        "SELECT group_key, sum(calls) AS calls, sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens, sum(cached_input_tokens) AS cached_input_tokens,
+    CAST(sum(cost), 'Decimal(38, 9)') AS cost
+FROM (",
+    );
+    match whole_hours(range) {
+        Some((from_hour, to_hour)) => {
+            sql.push("SELECT ");
             sql.push(match by {
                 UsageBy::Agent => "toString(Agent)",
                 UsageBy::Model => "toString(Model)",
                 UsageBy::Tenant => "toString(Tenant)",
-                UsageBy::Day => "toString(Day)",
+                UsageBy::Day => "toString(toDate(Hour, 'UTC'))",
             });
             sql.push(
                 " AS group_key, sum(Calls) AS calls, sum(InputTokens) AS input_tokens,
     sum(OutputTokens) AS output_tokens, sum(CachedInputTokens) AS cached_input_tokens,
     CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
-FROM usage_daily",
+FROM usage_hourly",
             );
             sql.bind(
-                " WHERE Day >= addDays(toDate('1970-01-01'), ?) AND Day < addDays(toDate('1970-01-01'), ?)",
-                [from_day.into(), to_day.into()],
+                " WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
+                [(from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
             );
+            if let Some(tenant) = tenant {
+                sql.bind(" AND Tenant = ?", [tenant.into()]);
+            }
+            sql.push(" GROUP BY group_key");
+            if range.from_ns < from_hour {
+                sql.push(" UNION ALL ");
+                raw_part(&mut sql, range.from_ns, from_hour);
+            }
+            if to_hour < range.to_ns {
+                sql.push(" UNION ALL ");
+                raw_part(&mut sql, to_hour, range.to_ns);
+            }
         }
-        None => {
-            sql.push(match by {
-                UsageBy::Agent => "toString(Agent)",
-                UsageBy::Model => "toString(Model)",
-                UsageBy::Tenant => "toString(Tenant)",
-                UsageBy::Day => "toString(toDate(Timestamp, 'UTC'))",
-            });
-            sql.push(
-                " AS group_key, count() AS calls, sum(InputTokens) AS input_tokens,
-    sum(OutputTokens) AS output_tokens, sum(CachedInputTokens) AS cached_input_tokens,
-    CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
-FROM usage",
-            );
-            sql.bind(
-                " WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
-                [range.from_ns.into(), range.to_ns.into()],
-            );
-        }
+        None => raw_part(&mut sql, range.from_ns, range.to_ns),
     }
-    if let Some(tenant) = tenant {
-        sql.bind(" AND Tenant = ?", [tenant.into()]);
-    }
-    sql.push(" GROUP BY group_key ORDER BY cost DESC, group_key ASC");
+    sql.push(") GROUP BY group_key ORDER BY cost DESC, group_key ASC");
 
     let groups = sql.query(&backend.inner.client).fetch_all::<UsageGroupFetch>();
     let groups = backend.timed(Operation::UsageBy, groups).await?;
@@ -473,14 +502,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn whole_days_only_for_aligned_ranges_dates_can_hold() {
-        let day = NANOS_PER_DAY;
-        assert_eq!(whole_days(&TimeRange { from_ns: 19_000 * day, to_ns: 19_002 * day }), Some((19_000, 19_002)));
-        assert_eq!(whole_days(&TimeRange { from_ns: 19_000 * day + 1, to_ns: 19_002 * day }), None);
-        assert_eq!(whole_days(&TimeRange { from_ns: -day, to_ns: day }), None);
-        assert_eq!(whole_days(&TimeRange { from_ns: 0, to_ns: day }), None);
-        assert_eq!(whole_days(&TimeRange { from_ns: day, to_ns: day }), None);
-        assert_eq!(whole_days(&TimeRange { from_ns: 0, to_ns: 70_000 * day }), None);
+    fn whole_hours_are_the_aligned_inside_of_the_range_the_rollup_holds() {
+        let hour = NANOS_PER_HOUR;
+        assert_eq!(whole_hours(&TimeRange { from_ns: 10 * hour, to_ns: 12 * hour }), Some((10 * hour, 12 * hour)));
+        assert_eq!(whole_hours(&TimeRange { from_ns: 10 * hour + 1, to_ns: 13 * hour - 1 }), Some((11 * hour, 12 * hour)));
+        assert_eq!(whole_hours(&TimeRange { from_ns: 10 * hour + 1, to_ns: 11 * hour + 5 }), None);
+        assert_eq!(whole_hours(&TimeRange { from_ns: -5 * hour, to_ns: 3 * hour }), Some((hour, 3 * hour)));
+        assert_eq!(whole_hours(&TimeRange { from_ns: -5 * hour, to_ns: hour }), None);
+        assert_eq!(whole_hours(&TimeRange { from_ns: i64::MIN, to_ns: i64::MAX }), Some((ROLLUP_FROM_NS, ROLLUP_TO_NS)));
+        assert_eq!(whole_hours(&TimeRange { from_ns: 12 * hour, to_ns: 10 * hour }), None);
     }
 
     #[test]

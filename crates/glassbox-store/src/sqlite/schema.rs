@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 5, name: "api_keys", sql: include_str!("../../../../migrations/sqlite/0005_api_keys.sql") },
     Migration { version: 6, name: "evals", sql: include_str!("../../../../migrations/sqlite/0006_evals.sql") },
+    Migration {
+        version: 7,
+        name: "tenant_indexes",
+        sql: include_str!("../../../../migrations/sqlite/0007_tenant_indexes.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (
