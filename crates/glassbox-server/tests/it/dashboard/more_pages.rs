@@ -218,8 +218,9 @@ impl ResolveViewer for HeaderTenant {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_scoped_viewer_sees_only_its_budgets_and_no_eval_or_workflow_pages() {
-    let app = spawn_seeded(Kind::Sqlite, 5, Access::Resolver(std::sync::Arc::new(HeaderTenant))).await;
+async fn a_tenant_scoped_viewer_sees_only_its_budgets_and_scores_and_no_suite_or_workflow_runs() {
+    let app = spawn_seeded(Kind::Sqlite, 40, Access::Resolver(std::sync::Arc::new(HeaderTenant))).await;
+    assert_eq!(app.pages.acme_online_scored, 3, "the seed scores three of acme's traces");
     let latest = app.pages.run_ids.last().unwrap().clone();
     let get = |path: String| {
         let request = app.client.get(app.url(&path)).header("x-test-tenant", "acme");
@@ -239,12 +240,15 @@ async fn a_tenant_scoped_viewer_sees_only_its_budgets_and_no_eval_or_workflow_pa
         assert!(body.contains("data-id=\"acme-prod\""), "{path}");
         assert!(!body.contains("globex") && !body.contains("window.pwned=6"), "{path}: nothing of other tenants");
     }
+    // Evals: only the online scores of acme's traces, nothing of the suites.
+    let (status, body) = get("/dashboard/evals?suite=assistant".to_owned()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("id=\"evals-tenant-only\""));
+    assert!(!body.contains("eval-run-row") && !body.contains("run-0-of") && !body.contains("data-suite"));
+    assert_eq!(by_id(&body, "online-scored"), app.pages.acme_online_scored.to_string(), "acme's traces only");
+    assert_eq!(by_id(&body, "online-pass-rate"), "100.0%");
     // Suite runs and run records carry no tenant: refused, not leaked.
-    for path in [
-        "/dashboard/evals".to_owned(),
-        format!("/dashboard/evals/runs/{latest}"),
-        "/dashboard/workflows".to_owned(),
-    ] {
+    for path in [format!("/dashboard/evals/runs/{latest}"), "/dashboard/workflows".to_owned()] {
         let (status, body) = get(path.clone()).await;
         assert_eq!(status, 403, "{path}");
         assert!(!body.contains("wf-run-") && !body.contains(SUITE), "{path}");
