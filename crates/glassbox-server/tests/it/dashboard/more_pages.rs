@@ -254,3 +254,53 @@ async fn a_tenant_scoped_viewer_sees_only_its_budgets_and_scores_and_no_suite_or
         assert!(!body.contains("wf-run-") && !body.contains(SUITE), "{path}");
     }
 }
+
+/// `glassbox serve` wires the pages to its own stores and keys: a fresh SQLite store shows
+/// empty Evals and Workflows pages and the configured tenant and key on Budgets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glassbox_serve_serves_the_evals_workflows_and_budgets_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glassbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+sqlite_path = "{db}"
+spool_dir = "{spool}"
+
+[dashboard]
+admin_token_env = "DASHPAGES_TEST_ADMIN"
+
+[tenants.acme]
+daily_tokens = 5000
+
+[keys.acme-ci]
+tenant = "acme"
+key_env = "DASHPAGES_TEST_KEY"
+"#,
+            db = dir.path().join("glassbox.db").display(),
+            spool = dir.path().join("spool").display(),
+        ),
+    )
+    .unwrap();
+    let server = crate::helpers::start_server(
+        &config,
+        &[("DASHPAGES_TEST_ADMIN", ADMIN_TOKEN), ("DASHPAGES_TEST_KEY", "gbx_test_key_must_never_render")],
+    )
+    .await;
+    glassbox_providers::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let page = |path: &str| client.get(format!("{}{path}", server.url)).bearer_auth(ADMIN_TOKEN).send();
+    let body = page("/dashboard/evals").await.unwrap().text().await.unwrap();
+    assert!(body.contains("id=\"no-eval-runs\""), "{body}");
+    let body = page("/dashboard/workflows").await.unwrap().text().await.unwrap();
+    assert!(body.contains("id=\"workflow-runs\">0<"), "{body}");
+    let response = page("/dashboard/budgets").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("<tr class=\"tenant-row\" data-id=\"acme\">") && body.contains("0 / 5000"), "{body}");
+    assert!(body.contains("data-id=\"acme-ci\""));
+    assert!(!body.contains("gbx_test_key_must_never_render") && !body.contains("budgets-open-mode"));
+    drop(server);
+}
