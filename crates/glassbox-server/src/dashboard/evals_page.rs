@@ -51,11 +51,7 @@ pub struct RunQuery {
 }
 
 fn eval_store(dashboard: &Dashboard) -> Result<&dyn EvalStore, PageError> {
-    dashboard
-        .sources
-        .evals
-        .as_deref()
-        .ok_or_else(|| PageError::NotFound("this server has no eval store".into()))
+    dashboard.sources.evals.as_deref().ok_or_else(|| PageError::NotFound("this server has no eval store".into()))
 }
 
 fn rate(passed: u64, total: u64) -> f64 {
@@ -395,9 +391,9 @@ pub async fn eval_run(
     let store = eval_store(&dashboard)?;
     let run = store.eval_run(&run_id).await?.ok_or_else(|| PageError::NotFound("no such eval run".into()))?;
     let baseline = match &baseline_id {
-        Some(id) => Some(
-            store.eval_run(id).await?.ok_or_else(|| PageError::NotFound("no such baseline eval run".into()))?,
-        ),
+        Some(id) => {
+            Some(store.eval_run(id).await?.ok_or_else(|| PageError::NotFound("no such baseline eval run".into()))?)
+        }
         // The suite's run just before this one.
         None => store
             .eval_runs(Some(&run.suite), BASELINE_LOOKBACK)

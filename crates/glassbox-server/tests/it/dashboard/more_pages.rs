@@ -29,7 +29,9 @@ async fn figures_match_the_seed(app: &DashboardApp) {
 
     // Evals: one chart per suite, the runs newest first, the online scores of the last 24 h.
     let body = ok_page(app, "/dashboard/evals").await;
-    assert!(body.contains(&format!("data-suite=\"{SUITE}\"")) && body.contains(&format!("data-suite=\"{OTHER_SUITE}\"")));
+    assert!(
+        body.contains(&format!("data-suite=\"{SUITE}\"")) && body.contains(&format!("data-suite=\"{OTHER_SUITE}\""))
+    );
     let listed: Vec<&str> = body
         .match_indices("class=\"eval-run-row\" data-run-id=\"")
         .map(|(at, m)| {
@@ -44,7 +46,8 @@ async fn figures_match_the_seed(app: &DashboardApp) {
         assert!(body.contains(&format!("<td class=\"num pass-rate\">{rate}</td>")), "pass rate {rate}");
     }
     // The main suite's chart: the overall line and one per scorer, a dot per run.
-    let chart = body.split(&format!("data-suite=\"{SUITE}\"")).nth(1).and_then(|rest| rest.split("</figure>").next()).unwrap();
+    let chart =
+        body.split(&format!("data-suite=\"{SUITE}\"")).nth(1).and_then(|rest| rest.split("</figure>").next()).unwrap();
     assert_eq!(chart.matches("<polyline").count(), 3, "overall + 2 scorers");
     assert_eq!(chart.matches("<circle").count(), 3 * expect.run_ids.len());
     assert_eq!(by_id(&body, "online-scored"), expect.online_scored.to_string());
@@ -83,7 +86,11 @@ async fn figures_match_the_seed(app: &DashboardApp) {
     assert_eq!(by_id(&body, "workflow-failed"), expect.failed_runs.to_string());
     assert!(!body.contains("wf-run-old"), "outside the range");
     for (run_id, trace_ids) in &expect.traced_runs {
-        let row = body.split(&format!("data-run-id=\"{run_id}\"")).nth(1).and_then(|rest| rest.split("</tr>").next()).unwrap();
+        let row = body
+            .split(&format!("data-run-id=\"{run_id}\""))
+            .nth(1)
+            .and_then(|rest| rest.split("</tr>").next())
+            .unwrap();
         assert_eq!(row.matches("class=\"trace-link\"").count(), trace_ids.len(), "{run_id}");
         for trace_id in trace_ids {
             assert!(row.contains(&format!("href=\"/dashboard/traces/{trace_id}\"")), "{run_id} -> {trace_id}");
@@ -160,7 +167,11 @@ async fn hostile_cases_results_and_key_names_render_inert() {
     }
     // The escaped text is there, so it was rendered, not dropped.
     let body = ok_page(&app, &format!("/dashboard/evals/runs/{latest}?show=all")).await;
-    assert!(body.contains("&#60;script&#62;window.pwned=3&#60;/script&#62;") || body.contains("&lt;script&gt;window.pwned=3"), "case id escaped");
+    assert!(
+        body.contains("&#60;script&#62;window.pwned=3&#60;/script&#62;")
+            || body.contains("&lt;script&gt;window.pwned=3"),
+        "case id escaped"
+    );
     let body = ok_page(&app, "/dashboard/workflows").await;
     assert!(body.contains("window.pwned=5") && body.contains("window.pwned=7"));
     let body = ok_page(&app, "/dashboard/budgets").await;

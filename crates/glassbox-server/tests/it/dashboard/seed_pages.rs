@@ -69,7 +69,10 @@ pub struct PagesExpect {
 /// Whether `scorer` passes `case` in run `run` (0 = oldest): a fixed pattern where verdicts
 /// flip between runs.
 fn verdict(run: usize, case: usize, scorer: usize) -> bool {
-    !matches!((run, case, scorer), (0, 1, 0) | (1, 2, 0) | (1, 1, 1) | (2, 2, 0) | (2, 3, 1) | (3, 4, 0) | (3, 5, 1) | (3, 1, 1) | (0, 4, 1))
+    !matches!(
+        (run, case, scorer),
+        (0, 1, 0) | (1, 2, 0) | (1, 1, 1) | (2, 2, 0) | (2, 3, 1) | (3, 4, 0) | (3, 5, 1) | (3, 1, 1) | (0, 4, 1)
+    )
 }
 
 fn percent(part: usize, whole: usize) -> String {
@@ -93,7 +96,9 @@ fn changes(results: &[Vec<Vec<bool>>], now: usize, then: usize) -> (usize, usize
 
 async fn seed_evals(store: &dyn EvalStore, now: i64, usage: &[UsageRow], expect: &mut PagesExpect) {
     let verdicts: Vec<Vec<Vec<bool>>> = (0..N_RUNS)
-        .map(|run| (0..CASES.len()).map(|case| (0..SCORERS.len()).map(|scorer| verdict(run, case, scorer)).collect()).collect())
+        .map(|run| {
+            (0..CASES.len()).map(|case| (0..SCORERS.len()).map(|scorer| verdict(run, case, scorer)).collect()).collect()
+        })
         .collect();
     for (run, cases) in verdicts.iter().enumerate() {
         let run_id = format!("run-{run}-of-{SUITE}");
@@ -182,8 +187,7 @@ async fn seed_evals(store: &dyn EvalStore, now: i64, usage: &[UsageRow], expect:
     let (mut acme_used, mut other_used) = (0_usize, 0_usize);
     // With few seeded traces, unseeded ids stand in (scores of no tenant).
     let mut trace_of = |index: i64| -> String {
-        let (traces, used) =
-            if index < 3 { (&acme_traces, &mut acme_used) } else { (&other_traces, &mut other_used) };
+        let (traces, used) = if index < 3 { (&acme_traces, &mut acme_used) } else { (&other_traces, &mut other_used) };
         match traces.get(*used) {
             Some(trace) => {
                 *used += 1;
@@ -248,7 +252,11 @@ pub async fn seed_workflows(
 ) -> Vec<SpanRow> {
     let newest = traces.newest_first();
     let root = |trace_id: &str| {
-        spans.iter().find(|span| span.trace_id == trace_id && span.parent_span_id.is_empty()).expect("root span").clone()
+        spans
+            .iter()
+            .find(|span| span.trace_id == trace_id && span.parent_span_id.is_empty())
+            .expect("root span")
+            .clone()
     };
     let mut extra = Vec::new();
     let links = [("wf-run-0", vec![newest[0].clone()]), ("wf-run-1", vec![newest[1].clone(), newest[2].clone()])];
@@ -341,7 +349,15 @@ pub fn access(expect: &mut PagesExpect) -> Arc<Access> {
         budget,
     };
     let tenants = [
-        tenant("acme", BudgetConfig { daily_tokens: Some(10_000), daily_usd: Some(1.0), monthly_tokens: Some(200_000), monthly_usd: None }),
+        tenant(
+            "acme",
+            BudgetConfig {
+                daily_tokens: Some(10_000),
+                daily_usd: Some(1.0),
+                monthly_tokens: Some(200_000),
+                monthly_usd: None,
+            },
+        ),
         tenant("globex", BudgetConfig { daily_usd: Some(0.01), ..BudgetConfig::default() }),
     ];
     let keys = [
