@@ -56,6 +56,10 @@ pub struct EvalScoreRow {
     pub error: String,
 }
 
+/// How long before a score's range its request's model calls may have been made, for the
+/// tenant filter of [`EvalStore::online_score_summary`]: scorers run after the response.
+pub const TENANT_LOOKBACK_NS: i64 = 3_600_000_000_000;
+
 /// Where eval results go; every backend answers identically.
 #[async_trait]
 pub trait EvalStore: Send + Sync + 'static {
@@ -75,8 +79,14 @@ pub trait EvalStore: Send + Sync + 'static {
     /// by run id then scorer.
     async fn eval_scorer_tallies(&self, suite: Option<&str>, limit: u32) -> Result<Vec<EvalScorerTally>, StoreError>;
     /// Online scores in `range` (on their timestamp) summed by agent and scorer, by agent
-    /// then scorer.
-    async fn online_score_summary(&self, range: &TimeRange) -> Result<Vec<OnlineScoreSummary>, StoreError>;
+    /// then scorer. With `tenant`, only the scores of traces that have a model call (a usage
+    /// row) of that tenant made in `range` or up to [`TENANT_LOOKBACK_NS`] before it (scores
+    /// carry no tenant; the request's usage rows do).
+    async fn online_score_summary(
+        &self,
+        range: &TimeRange,
+        tenant: Option<&str>,
+    ) -> Result<Vec<OnlineScoreSummary>, StoreError>;
 }
 
 /// One scorer's tally over the cases of one run (the dashboard's pass rate per scorer).

@@ -49,7 +49,8 @@ pub async fn seed(backend: &Arc<ClickHouseBackend>, now: i64, n_traces: u64) -> 
             suite: suite.to_owned(),
             target: "agent support-bot".to_owned(),
             mode: "replay".to_owned(),
-            started_at_ns: now - i64::try_from(n_runs - run).unwrap() * 7 * 24 * 60 * MINUTE_NS / i64::try_from(n_runs).unwrap(),
+            started_at_ns: now
+                - i64::try_from(n_runs - run).unwrap() * 7 * 24 * 60 * MINUTE_NS / i64::try_from(n_runs).unwrap(),
             duration_ms: 2000.0,
             total: 100,
             passed,

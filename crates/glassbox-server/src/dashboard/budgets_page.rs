@@ -40,7 +40,9 @@ pub struct Meter {
 impl Meter {
     fn new(used: f64, used_text: String, limit: Option<(f64, String)>) -> Self {
         match limit {
-            None => Self { used: used_text, limit: "no limit".to_owned(), fill: None, percent: String::new(), level: "ok" },
+            None => {
+                Self { used: used_text, limit: "no limit".to_owned(), fill: None, percent: String::new(), level: "ok" }
+            }
             Some((limit, limit_text)) => {
                 let share = if limit > 0.0 { used / limit } else { 1.0 };
                 Self {

@@ -4,8 +4,9 @@
 //! baseline run (`/dashboard/evals/runs/{run_id}`; the baseline is the suite's previous run
 //! unless `baseline=` names one).
 //!
-//! Access: suite runs belong to no tenant and the stored online scores carry no tenant, so
-//! both pages need an admin viewer.
+//! Access: suite runs belong to no tenant, so they are shown to admins only (the run page
+//! refuses anyone else); a tenant-scoped viewer sees the online scores of its own tenant's
+//! traces (found through their usage rows) and nothing of the suites.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,11 +51,7 @@ pub struct RunQuery {
 }
 
 fn eval_store(dashboard: &Dashboard) -> Result<&dyn EvalStore, PageError> {
-    dashboard
-        .sources
-        .evals
-        .as_deref()
-        .ok_or_else(|| PageError::NotFound("this server has no eval store".into()))
+    dashboard.sources.evals.as_deref().ok_or_else(|| PageError::NotFound("this server has no eval store".into()))
 }
 
 fn rate(passed: u64, total: u64) -> f64 {
@@ -232,6 +229,8 @@ pub struct EvalsPage {
     online: Vec<OnlineRowView>,
     online_scored: u64,
     online_pass_rate: String,
+    /// The tenant a tenant-scoped viewer is limited to (no suite runs then).
+    tenant: Option<String>,
 }
 
 pub async fn evals(
@@ -240,19 +239,25 @@ pub async fn evals(
     page_query: Result<Query<PageQuery>, QueryRejection>,
     evals_query: Result<Query<EvalsQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    viewer.require_admin()?;
     let page_query = sources::query(page_query)?;
     let evals_query = sources::query(evals_query)?;
     let window = Window::parse(&page_query, sources::now_ns())?;
     let suite = sources::text_filter("suite", evals_query.suite.as_deref())?;
     let runs_limit = sources::count_filter("runs", evals_query.runs.as_deref(), DEFAULT_RUNS, MAX_RUNS)?;
     let store = eval_store(&dashboard)?;
-    let (runs, tallies, online) = tokio::join!(
-        store.eval_runs(suite.as_deref(), runs_limit),
-        store.eval_scorer_tallies(suite.as_deref(), runs_limit),
-        store.online_score_summary(&window.range),
-    );
-    let (runs, tallies, online) = (runs?, tallies?, online?);
+    let tenant = viewer.forced_tenant();
+    let (runs, tallies, online) = match tenant {
+        // Suite runs belong to no tenant: not even queried for a tenant-scoped viewer.
+        Some(tenant) => (Vec::new(), Vec::new(), store.online_score_summary(&window.range, Some(tenant)).await?),
+        None => {
+            let (runs, tallies, online) = tokio::join!(
+                store.eval_runs(suite.as_deref(), runs_limit),
+                store.eval_scorer_tallies(suite.as_deref(), runs_limit),
+                store.online_score_summary(&window.range, None),
+            );
+            (runs?, tallies?, online?)
+        }
+    };
 
     let mut tallies_by_run: BTreeMap<&str, Vec<&EvalScorerTally>> = BTreeMap::new();
     for tally in &tallies {
@@ -286,6 +291,7 @@ pub async fn evals(
             .collect(),
         online_scored,
         online_pass_rate: percent_of(rate(online_passed, online_scored)),
+        tenant: tenant.map(str::to_owned),
         window,
     };
     Ok(render(StatusCode::OK, &page))
@@ -385,9 +391,9 @@ pub async fn eval_run(
     let store = eval_store(&dashboard)?;
     let run = store.eval_run(&run_id).await?.ok_or_else(|| PageError::NotFound("no such eval run".into()))?;
     let baseline = match &baseline_id {
-        Some(id) => Some(
-            store.eval_run(id).await?.ok_or_else(|| PageError::NotFound("no such baseline eval run".into()))?,
-        ),
+        Some(id) => {
+            Some(store.eval_run(id).await?.ok_or_else(|| PageError::NotFound("no such baseline eval run".into()))?)
+        }
         // The suite's run just before this one.
         None => store
             .eval_runs(Some(&run.suite), BASELINE_LOOKBACK)

@@ -65,9 +65,9 @@ pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, PageError>
 /// A trimmed free-text filter; empty is "not set", overlong is a 400 naming the filter.
 pub fn text_filter(field: &str, value: Option<&str>) -> Result<Option<String>, PageError> {
     match value.map(str::trim).filter(|text| !text.is_empty()) {
-        Some(text) if text.chars().count() > MAX_TEXT_FILTER => Err(PageError::BadRequest(format!(
-            "the filter `{field}` must be at most {MAX_TEXT_FILTER} characters"
-        ))),
+        Some(text) if text.chars().count() > MAX_TEXT_FILTER => {
+            Err(PageError::BadRequest(format!("the filter `{field}` must be at most {MAX_TEXT_FILTER} characters")))
+        }
         Some(text) => Ok(Some(text.to_owned())),
         None => Ok(None),
     }
@@ -77,11 +77,9 @@ pub fn text_filter(field: &str, value: Option<&str>) -> Result<Option<String>, P
 pub fn count_filter(field: &str, value: Option<&str>, default: u32, max: u32) -> Result<u32, PageError> {
     match value.map(str::trim).filter(|text| !text.is_empty()) {
         None => Ok(default),
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|count| (1..=max).contains(count))
-            .ok_or_else(|| PageError::BadRequest(format!("the filter `{field}` must be a whole number from 1 to {max}"))),
+        Some(text) => text.parse::<u32>().ok().filter(|count| (1..=max).contains(count)).ok_or_else(|| {
+            PageError::BadRequest(format!("the filter `{field}` must be a whole number from 1 to {max}"))
+        }),
     }
 }
 

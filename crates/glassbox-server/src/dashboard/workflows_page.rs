@@ -115,7 +115,8 @@ pub async fn workflows(
     };
     let runs = store.list_runs(&filter).await?;
     let run_ids: Vec<String> = runs.iter().map(|run| run.run_id.clone()).collect();
-    let since = runs.iter().map(|run| run.created_ns).min().unwrap_or(window.range.from_ns).saturating_sub(TRACE_SLACK_NS);
+    let since =
+        runs.iter().map(|run| run.created_ns).min().unwrap_or(window.range.from_ns).saturating_sub(TRACE_SLACK_NS);
     let traces = store.run_traces(&run_ids, since).await?;
     let mut traces_by_run: BTreeMap<&str, Vec<TraceLink>> = BTreeMap::new();
     for trace in &traces {

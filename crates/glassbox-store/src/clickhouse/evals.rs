@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::error::Operation;
 use super::{ClickHouseBackend, Table};
 use crate::backend::StoreError;
-use crate::evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary};
+use super::sql::Sql;
+use crate::evals::{
+    EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TENANT_LOOKBACK_NS,
+};
 use crate::query::TimeRange;
 
 #[derive(Row, Serialize, Deserialize)]
@@ -290,19 +293,28 @@ impl EvalStore for ClickHouseBackend {
             .collect())
     }
 
-    async fn online_score_summary(&self, range: &TimeRange) -> Result<Vec<OnlineScoreSummary>, StoreError> {
-        let query = self
-            .inner
-            .client
-            .query(
-                "SELECT toString(Agent) AS agent, toString(Scorer) AS scorer, count() AS scored, countIf(Passed) AS passed, \
-                 countIf(Error != '') AS errored, avg(Score) AS mean_score FROM eval_scores FINAL \
-                 WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?)) \
-                 GROUP BY agent, scorer ORDER BY agent, scorer",
-            )
-            .bind(range.from_ns)
-            .bind(range.to_ns);
-        let rows = self.timed(Operation::ReadEvals, query.fetch_all::<SummaryWire>()).await?;
+    async fn online_score_summary(
+        &self,
+        range: &TimeRange,
+        tenant: Option<&str>,
+    ) -> Result<Vec<OnlineScoreSummary>, StoreError> {
+        let mut sql = Sql::new(
+            "SELECT toString(Agent) AS agent, toString(Scorer) AS scorer, count() AS scored, countIf(Passed) AS passed, \
+             countIf(Error != '') AS errored, avg(Score) AS mean_score FROM eval_scores FINAL",
+        );
+        sql.bind(
+            " WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
+            [range.from_ns.into(), range.to_ns.into()],
+        );
+        if let Some(tenant) = tenant {
+            sql.bind(
+                " AND TraceId IN (SELECT TraceId FROM usage WHERE Tenant = ? \
+                 AND Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?)))",
+                [tenant.into(), range.from_ns.saturating_sub(TENANT_LOOKBACK_NS).into(), range.to_ns.into()],
+            );
+        }
+        sql.push(" GROUP BY agent, scorer ORDER BY agent, scorer");
+        let rows = self.timed(Operation::ReadEvals, sql.query(&self.inner.client).fetch_all::<SummaryWire>()).await?;
         Ok(rows
             .into_iter()
             .map(|row| OnlineScoreSummary {

@@ -6,7 +6,9 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 
 use super::{SqliteBackend, store_error};
 use crate::backend::StoreError;
-use crate::evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary};
+use crate::evals::{
+    EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TENANT_LOOKBACK_NS,
+};
 use crate::query::TimeRange;
 
 const INSERT_RUN: &str = "INSERT OR IGNORE INTO eval_runs (RunId, Suite, Target, Mode, StartedAt, DurationMs, Total, \
@@ -32,6 +34,10 @@ const SELECT_TALLIES: &str = "SELECT r.RunId, r.Scorer, COUNT(*), SUM(r.Passed),
      ORDER BY r.RunId, r.Scorer";
 const SELECT_ONLINE_SUMMARY: &str = "SELECT Agent, Scorer, COUNT(*), SUM(Passed), \
      SUM(CASE WHEN Error <> '' THEN 1 ELSE 0 END), AVG(Score) FROM eval_scores WHERE Timestamp >= ?1 AND Timestamp < ?2 \
+     GROUP BY Agent, Scorer ORDER BY Agent, Scorer";
+const SELECT_ONLINE_SUMMARY_OF_TENANT: &str = "SELECT Agent, Scorer, COUNT(*), SUM(Passed), \
+     SUM(CASE WHEN Error <> '' THEN 1 ELSE 0 END), AVG(Score) FROM eval_scores WHERE Timestamp >= ?1 AND Timestamp < ?2 \
+     AND TraceId IN (SELECT TraceId FROM usage WHERE Tenant = ?3 AND Timestamp >= ?4 AND Timestamp < ?2) \
      GROUP BY Agent, Scorer ORDER BY Agent, Scorer";
 
 fn unsigned(value: i64) -> u64 {
@@ -219,23 +225,41 @@ impl EvalStore for SqliteBackend {
         .await
     }
 
-    async fn online_score_summary(&self, range: &TimeRange) -> Result<Vec<OnlineScoreSummary>, StoreError> {
+    async fn online_score_summary(
+        &self,
+        range: &TimeRange,
+        tenant: Option<&str>,
+    ) -> Result<Vec<OnlineScoreSummary>, StoreError> {
         let range = *range;
+        let tenant = tenant.map(str::to_owned);
         self.with_reader(move |connection| {
-            let mut statement = connection.prepare_cached(SELECT_ONLINE_SUMMARY).map_err(store_error)?;
-            let rows = statement
-                .query_map(params![range.from_ns, range.to_ns], |row| {
-                    Ok(OnlineScoreSummary {
-                        agent: row.get(0)?,
-                        scorer: row.get(1)?,
-                        scored: unsigned(row.get(2)?),
-                        passed: unsigned(row.get(3)?),
-                        errored: unsigned(row.get(4)?),
-                        mean_score: row.get(5)?,
-                    })
+            let summary = |row: &Row<'_>| {
+                Ok(OnlineScoreSummary {
+                    agent: row.get(0)?,
+                    scorer: row.get(1)?,
+                    scored: unsigned(row.get(2)?),
+                    passed: unsigned(row.get(3)?),
+                    errored: unsigned(row.get(4)?),
+                    mean_score: row.get(5)?,
                 })
-                .map_err(store_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
+            };
+            let rows = match &tenant {
+                Some(tenant) => {
+                    let mut statement =
+                        connection.prepare_cached(SELECT_ONLINE_SUMMARY_OF_TENANT).map_err(store_error)?;
+                    let lookback = range.from_ns.saturating_sub(TENANT_LOOKBACK_NS);
+                    let rows = statement
+                        .query_map(params![range.from_ns, range.to_ns, tenant, lookback], summary)
+                        .map_err(store_error)?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                }
+                None => {
+                    let mut statement = connection.prepare_cached(SELECT_ONLINE_SUMMARY).map_err(store_error)?;
+                    let rows = statement.query_map(params![range.from_ns, range.to_ns], summary).map_err(store_error)?;
+                    rows.collect::<Result<Vec<_>, _>>()
+                }
+            };
+            rows.map_err(store_error)
         })
         .await
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
-use glassbox_store::{Backend, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TimeRange};
+use glassbox_store::{
+    Backend, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TimeRange, UsageRow,
+};
 use glassbox_testkit::ClickHouseFixture;
 
 fn run(run_id: &str, suite: &str, started_at_ns: i64) -> EvalRunRow {
@@ -112,7 +114,7 @@ async fn scenario(backend: Arc<dyn Backend>, store: Arc<dyn EvalStore>) {
     assert!(store.eval_scorer_tallies(Some("nope"), 10).await.unwrap().is_empty());
 
     let at = 1_750_000_000_000_000_000;
-    let summary = store.online_score_summary(&TimeRange { from_ns: at, to_ns: at + 1 }).await.unwrap();
+    let summary = store.online_score_summary(&TimeRange { from_ns: at, to_ns: at + 1 }, None).await.unwrap();
     assert_eq!(
         summary,
         [
@@ -134,7 +136,74 @@ async fn scenario(backend: Arc<dyn Backend>, store: Arc<dyn EvalStore>) {
             },
         ]
     );
-    assert!(store.online_score_summary(&TimeRange { from_ns: at + 1, to_ns: at + 2 }).await.unwrap().is_empty());
+    assert!(store.online_score_summary(&TimeRange { from_ns: at + 1, to_ns: at + 2 }, None).await.unwrap().is_empty());
+
+    // By tenant: through the usage rows of the scored traces (recent, inside the tables' TTL).
+    let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+        .unwrap();
+    let recent = |trace_id: &str, scorer: &str, value: Option<f64>| EvalScoreRow {
+        timestamp_ns: now - 60_000_000_000,
+        ..score(trace_id, scorer, value)
+    };
+    let (acme_trace, globex_trace, early_trace) =
+        ("aaaa0000000000000000000000000001", "bbbb0000000000000000000000000002", "cccc0000000000000000000000000003");
+    store
+        .insert_eval_scores(&[
+            recent(acme_trace, "contains", Some(1.0)),
+            recent(acme_trace, "panics", None),
+            recent(globex_trace, "contains", Some(0.0)),
+            recent(early_trace, "contains", Some(1.0)),
+        ])
+        .await
+        .unwrap();
+    let usage = |trace_id: &str, tenant: &str, at: i64| UsageRow {
+        timestamp_ns: at,
+        trace_id: trace_id.to_owned(),
+        span_id: format!("{:016x}", at),
+        tenant: tenant.to_owned(),
+        api_key_id: String::new(),
+        agent: "assistant".to_owned(),
+        workflow: String::new(),
+        provider: "openai".to_owned(),
+        model: "gpt-4o-mini".to_owned(),
+        input_tokens: 1,
+        output_tokens: 1,
+        cached_input_tokens: 0,
+        reasoning_tokens: 0,
+        cost_nano_usd: 1,
+        cost_unknown: false,
+        latency_ns: 1,
+        time_to_first_token_ns: 0,
+        status: "ok".to_owned(),
+        error_type: String::new(),
+    };
+    let window = TimeRange { from_ns: now - 120_000_000_000, to_ns: now };
+    backend
+        .insert_usage(
+            &[
+                // The model call came a little before the range, the score inside it.
+                usage(acme_trace, "acme", window.from_ns - 30_000_000_000),
+                usage(globex_trace, "globex", now - 90_000_000_000),
+                // Too long before the range to count.
+                usage(early_trace, "acme", window.from_ns - glassbox_store::evals::TENANT_LOOKBACK_NS - 1),
+            ],
+            "online-scores-by-tenant",
+        )
+        .await
+        .unwrap();
+    let of = |rows: Vec<OnlineScoreSummary>| {
+        rows.into_iter().map(|row| (row.scorer, row.scored, row.passed, row.errored)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(store.online_score_summary(&window, Some("acme")).await.unwrap()),
+        [("contains".to_owned(), 1, 1, 0), ("panics".to_owned(), 1, 0, 1)]
+    );
+    assert_eq!(
+        of(store.online_score_summary(&window, Some("globex")).await.unwrap()),
+        [("contains".to_owned(), 1, 0, 0)]
+    );
+    assert!(store.online_score_summary(&window, Some("nobody")).await.unwrap().is_empty());
+    assert_eq!(of(store.online_score_summary(&window, None).await.unwrap()), [("contains".to_owned(), 3, 2, 0), ("panics".to_owned(), 1, 0, 1)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

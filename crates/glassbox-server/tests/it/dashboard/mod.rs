@@ -121,7 +121,7 @@ pub async fn spawn_seeded(kind: Kind, n_traces: u64, access: Access) -> Dashboar
     let mut pages = seed_pages::PagesExpect::default();
     let workflow_spans = seed_pages::seed_workflows(runs.as_ref(), &spans, now, &mut expect, &mut pages).await;
     spans.extend(workflow_spans);
-    let api_access = seed_pages::seed_evals_and_access(evals.as_ref(), now, &mut pages).await;
+    let api_access = seed_pages::seed_evals_and_access(evals.as_ref(), now, &usage, &mut pages).await;
     for (index, batch) in spans.chunks(500).enumerate() {
         backend.insert_spans(batch, &format!("seed-spans-{index}")).await.expect("insert spans");
     }

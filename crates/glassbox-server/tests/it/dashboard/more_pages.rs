@@ -29,7 +29,9 @@ async fn figures_match_the_seed(app: &DashboardApp) {
 
     // Evals: one chart per suite, the runs newest first, the online scores of the last 24 h.
     let body = ok_page(app, "/dashboard/evals").await;
-    assert!(body.contains(&format!("data-suite=\"{SUITE}\"")) && body.contains(&format!("data-suite=\"{OTHER_SUITE}\"")));
+    assert!(
+        body.contains(&format!("data-suite=\"{SUITE}\"")) && body.contains(&format!("data-suite=\"{OTHER_SUITE}\""))
+    );
     let listed: Vec<&str> = body
         .match_indices("class=\"eval-run-row\" data-run-id=\"")
         .map(|(at, m)| {
@@ -44,7 +46,8 @@ async fn figures_match_the_seed(app: &DashboardApp) {
         assert!(body.contains(&format!("<td class=\"num pass-rate\">{rate}</td>")), "pass rate {rate}");
     }
     // The main suite's chart: the overall line and one per scorer, a dot per run.
-    let chart = body.split(&format!("data-suite=\"{SUITE}\"")).nth(1).and_then(|rest| rest.split("</figure>").next()).unwrap();
+    let chart =
+        body.split(&format!("data-suite=\"{SUITE}\"")).nth(1).and_then(|rest| rest.split("</figure>").next()).unwrap();
     assert_eq!(chart.matches("<polyline").count(), 3, "overall + 2 scorers");
     assert_eq!(chart.matches("<circle").count(), 3 * expect.run_ids.len());
     assert_eq!(by_id(&body, "online-scored"), expect.online_scored.to_string());
@@ -83,7 +86,11 @@ async fn figures_match_the_seed(app: &DashboardApp) {
     assert_eq!(by_id(&body, "workflow-failed"), expect.failed_runs.to_string());
     assert!(!body.contains("wf-run-old"), "outside the range");
     for (run_id, trace_ids) in &expect.traced_runs {
-        let row = body.split(&format!("data-run-id=\"{run_id}\"")).nth(1).and_then(|rest| rest.split("</tr>").next()).unwrap();
+        let row = body
+            .split(&format!("data-run-id=\"{run_id}\""))
+            .nth(1)
+            .and_then(|rest| rest.split("</tr>").next())
+            .unwrap();
         assert_eq!(row.matches("class=\"trace-link\"").count(), trace_ids.len(), "{run_id}");
         for trace_id in trace_ids {
             assert!(row.contains(&format!("href=\"/dashboard/traces/{trace_id}\"")), "{run_id} -> {trace_id}");
@@ -160,7 +167,11 @@ async fn hostile_cases_results_and_key_names_render_inert() {
     }
     // The escaped text is there, so it was rendered, not dropped.
     let body = ok_page(&app, &format!("/dashboard/evals/runs/{latest}?show=all")).await;
-    assert!(body.contains("&#60;script&#62;window.pwned=3&#60;/script&#62;") || body.contains("&lt;script&gt;window.pwned=3"), "case id escaped");
+    assert!(
+        body.contains("&#60;script&#62;window.pwned=3&#60;/script&#62;")
+            || body.contains("&lt;script&gt;window.pwned=3"),
+        "case id escaped"
+    );
     let body = ok_page(&app, "/dashboard/workflows").await;
     assert!(body.contains("window.pwned=5") && body.contains("window.pwned=7"));
     let body = ok_page(&app, "/dashboard/budgets").await;
@@ -218,8 +229,9 @@ impl ResolveViewer for HeaderTenant {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_scoped_viewer_sees_only_its_budgets_and_no_eval_or_workflow_pages() {
-    let app = spawn_seeded(Kind::Sqlite, 5, Access::Resolver(std::sync::Arc::new(HeaderTenant))).await;
+async fn a_tenant_scoped_viewer_sees_only_its_budgets_and_scores_and_no_suite_or_workflow_runs() {
+    let app = spawn_seeded(Kind::Sqlite, 40, Access::Resolver(std::sync::Arc::new(HeaderTenant))).await;
+    assert_eq!(app.pages.acme_online_scored, 3, "the seed scores three of acme's traces");
     let latest = app.pages.run_ids.last().unwrap().clone();
     let get = |path: String| {
         let request = app.client.get(app.url(&path)).header("x-test-tenant", "acme");
@@ -239,14 +251,67 @@ async fn a_tenant_scoped_viewer_sees_only_its_budgets_and_no_eval_or_workflow_pa
         assert!(body.contains("data-id=\"acme-prod\""), "{path}");
         assert!(!body.contains("globex") && !body.contains("window.pwned=6"), "{path}: nothing of other tenants");
     }
+    // Evals: only the online scores of acme's traces, nothing of the suites.
+    let (status, body) = get("/dashboard/evals?suite=assistant".to_owned()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("id=\"evals-tenant-only\""));
+    assert!(!body.contains("eval-run-row") && !body.contains("run-0-of") && !body.contains("data-suite"));
+    assert_eq!(by_id(&body, "online-scored"), app.pages.acme_online_scored.to_string(), "acme's traces only");
+    assert_eq!(by_id(&body, "online-pass-rate"), "100.0%");
     // Suite runs and run records carry no tenant: refused, not leaked.
-    for path in [
-        "/dashboard/evals".to_owned(),
-        format!("/dashboard/evals/runs/{latest}"),
-        "/dashboard/workflows".to_owned(),
-    ] {
+    for path in [format!("/dashboard/evals/runs/{latest}"), "/dashboard/workflows".to_owned()] {
         let (status, body) = get(path.clone()).await;
         assert_eq!(status, 403, "{path}");
         assert!(!body.contains("wf-run-") && !body.contains(SUITE), "{path}");
     }
+}
+
+/// `glassbox serve` wires the pages to its own stores and keys: a fresh SQLite store shows
+/// empty Evals and Workflows pages and the configured tenant and key on Budgets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glassbox_serve_serves_the_evals_workflows_and_budgets_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("glassbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+sqlite_path = "{db}"
+spool_dir = "{spool}"
+
+[dashboard]
+admin_token_env = "DASHPAGES_TEST_ADMIN"
+
+[tenants.acme]
+daily_tokens = 5000
+
+[keys.acme-ci]
+tenant = "acme"
+key_env = "DASHPAGES_TEST_KEY"
+"#,
+            db = dir.path().join("glassbox.db").display(),
+            spool = dir.path().join("spool").display(),
+        ),
+    )
+    .unwrap();
+    let server = crate::helpers::start_server(
+        &config,
+        &[("DASHPAGES_TEST_ADMIN", ADMIN_TOKEN), ("DASHPAGES_TEST_KEY", "gbx_test_key_must_never_render")],
+    )
+    .await;
+    glassbox_providers::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let page = |path: &str| client.get(format!("{}{path}", server.url)).bearer_auth(ADMIN_TOKEN).send();
+    let body = page("/dashboard/evals").await.unwrap().text().await.unwrap();
+    assert!(body.contains("id=\"no-eval-runs\""), "{body}");
+    let body = page("/dashboard/workflows").await.unwrap().text().await.unwrap();
+    assert!(body.contains("id=\"workflow-runs\">0<"), "{body}");
+    let response = page("/dashboard/budgets").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("<tr class=\"tenant-row\" data-id=\"acme\">") && body.contains("0 / 5000"), "{body}");
+    assert!(body.contains("data-id=\"acme-ci\""));
+    assert!(!body.contains("gbx_test_key_must_never_render") && !body.contains("budgets-open-mode"));
+    drop(server);
 }

@@ -48,6 +48,8 @@ pub struct PagesExpect {
     pub latest_scorer_rates: BTreeMap<String, String>,
     pub online_scored: u64,
     pub online_pass_rate: String,
+    /// Online scores of acme's traces in the last 24 h (all passed).
+    pub acme_online_scored: u64,
     pub workflow_runs: usize,
     pub failed_runs: usize,
     /// (run id, its trace ids)
@@ -67,7 +69,10 @@ pub struct PagesExpect {
 /// Whether `scorer` passes `case` in run `run` (0 = oldest): a fixed pattern where verdicts
 /// flip between runs.
 fn verdict(run: usize, case: usize, scorer: usize) -> bool {
-    !matches!((run, case, scorer), (0, 1, 0) | (1, 2, 0) | (1, 1, 1) | (2, 2, 0) | (2, 3, 1) | (3, 4, 0) | (3, 5, 1) | (3, 1, 1) | (0, 4, 1))
+    !matches!(
+        (run, case, scorer),
+        (0, 1, 0) | (1, 2, 0) | (1, 1, 1) | (2, 2, 0) | (2, 3, 1) | (3, 4, 0) | (3, 5, 1) | (3, 1, 1) | (0, 4, 1)
+    )
 }
 
 fn percent(part: usize, whole: usize) -> String {
@@ -89,9 +94,11 @@ fn changes(results: &[Vec<Vec<bool>>], now: usize, then: usize) -> (usize, usize
     (regressions, fixes)
 }
 
-async fn seed_evals(store: &dyn EvalStore, now: i64, expect: &mut PagesExpect) {
+async fn seed_evals(store: &dyn EvalStore, now: i64, usage: &[UsageRow], expect: &mut PagesExpect) {
     let verdicts: Vec<Vec<Vec<bool>>> = (0..N_RUNS)
-        .map(|run| (0..CASES.len()).map(|case| (0..SCORERS.len()).map(|scorer| verdict(run, case, scorer)).collect()).collect())
+        .map(|run| {
+            (0..CASES.len()).map(|case| (0..SCORERS.len()).map(|scorer| verdict(run, case, scorer)).collect()).collect()
+        })
         .collect();
     for (run, cases) in verdicts.iter().enumerate() {
         let run_id = format!("run-{run}-of-{SUITE}");
@@ -165,12 +172,35 @@ async fn seed_evals(store: &dyn EvalStore, now: i64, expect: &mut PagesExpect) {
     store.insert_eval_run(&other, &[result]).await.expect("insert eval run");
 
     // Online scores: support-bot 5 (3 pass), billing-agent 2 (1 pass, 1 errored); one row
-    // outside the default 24 h range.
+    // outside the default 24 h range. They score seeded traces: the first three (all passed)
+    // traces of tenant acme, the others of other tenants.
+    let traces_of = |acme: bool| {
+        let mut traces: Vec<String> = Vec::new();
+        for row in usage {
+            if (row.tenant == "acme") == acme && !traces.contains(&row.trace_id) {
+                traces.push(row.trace_id.clone());
+            }
+        }
+        traces
+    };
+    let (acme_traces, other_traces) = (traces_of(true), traces_of(false));
+    let (mut acme_used, mut other_used) = (0_usize, 0_usize);
+    // With few seeded traces, unseeded ids stand in (scores of no tenant).
+    let mut trace_of = |index: i64| -> String {
+        let (traces, used) = if index < 3 { (&acme_traces, &mut acme_used) } else { (&other_traces, &mut other_used) };
+        match traces.get(*used) {
+            Some(trace) => {
+                *used += 1;
+                trace.clone()
+            }
+            None => format!("{index:032x}"),
+        }
+    };
     let mut scores = Vec::new();
     let mut push = |index: i64, agent: &str, scorer: &str, score: Option<f64>, age_ns: i64| {
         scores.push(EvalScoreRow {
             timestamp_ns: now - age_ns,
-            trace_id: format!("{index:032x}"),
+            trace_id: trace_of(index),
             span_id: format!("{index:016x}"),
             agent: agent.to_owned(),
             scorer: scorer.to_owned(),
@@ -189,6 +219,7 @@ async fn seed_evals(store: &dyn EvalStore, now: i64, expect: &mut PagesExpect) {
     store.insert_eval_scores(&scores).await.expect("insert eval scores");
     expect.online_scored = 7;
     expect.online_pass_rate = percent(4, 7);
+    expect.acme_online_scored = acme_used as u64;
 }
 
 fn workflow_span(trace: &SpanRow, run_id: &str, n: u64) -> SpanRow {
@@ -221,7 +252,11 @@ pub async fn seed_workflows(
 ) -> Vec<SpanRow> {
     let newest = traces.newest_first();
     let root = |trace_id: &str| {
-        spans.iter().find(|span| span.trace_id == trace_id && span.parent_span_id.is_empty()).expect("root span").clone()
+        spans
+            .iter()
+            .find(|span| span.trace_id == trace_id && span.parent_span_id.is_empty())
+            .expect("root span")
+            .clone()
     };
     let mut extra = Vec::new();
     let links = [("wf-run-0", vec![newest[0].clone()]), ("wf-run-1", vec![newest[1].clone(), newest[2].clone()])];
@@ -314,7 +349,15 @@ pub fn access(expect: &mut PagesExpect) -> Arc<Access> {
         budget,
     };
     let tenants = [
-        tenant("acme", BudgetConfig { daily_tokens: Some(10_000), daily_usd: Some(1.0), monthly_tokens: Some(200_000), monthly_usd: None }),
+        tenant(
+            "acme",
+            BudgetConfig {
+                daily_tokens: Some(10_000),
+                daily_usd: Some(1.0),
+                monthly_tokens: Some(200_000),
+                monthly_usd: None,
+            },
+        ),
         tenant("globex", BudgetConfig { daily_usd: Some(0.01), ..BudgetConfig::default() }),
     ];
     let keys = [
@@ -336,8 +379,14 @@ pub fn access(expect: &mut PagesExpect) -> Arc<Access> {
     Arc::new(access)
 }
 
-/// Seeds the eval store and returns the keys and budgets.
-pub async fn seed_evals_and_access(store: &dyn EvalStore, now: i64, expect: &mut PagesExpect) -> Arc<Access> {
-    seed_evals(store, now, expect).await;
+/// Seeds the eval store (online scores of the seeded traces whose `usage` rows are given)
+/// and returns the keys and budgets.
+pub async fn seed_evals_and_access(
+    store: &dyn EvalStore,
+    now: i64,
+    usage: &[UsageRow],
+    expect: &mut PagesExpect,
+) -> Arc<Access> {
+    seed_evals(store, now, usage, expect).await;
     access(expect)
 }
