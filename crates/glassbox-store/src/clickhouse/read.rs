@@ -115,6 +115,39 @@ pub(super) async fn list_traces(
     }
 }
 
+/// `GROUP BY TraceId HAVING` the filters, over the finished per-trace columns (`start_ns`,
+/// `end_ns`, `agent`, `tenant`, `has_error`, `cost_nano_usd`, `trace_id`).
+fn push_having(sql: &mut Sql, filter: &TraceFilter, page: &PageRequest) {
+    sql.push(" GROUP BY TraceId HAVING 1");
+    if let Some(range) = &filter.range {
+        sql.bind(" AND start_ns >= ? AND start_ns < ?", [range.from_ns.into(), range.to_ns.into()]);
+    }
+    if let Some(agent) = &filter.agent {
+        sql.bind(" AND agent = ?", [agent.as_str().into()]);
+    }
+    if let Some(has_error) = filter.has_error {
+        sql.bind(" AND has_error = ?", [Value::U64(u64::from(has_error))]);
+    }
+    if let Some(tenant) = &filter.tenant {
+        sql.bind(" AND tenant = ?", [tenant.as_str().into()]);
+    }
+    if let Some(model) = &filter.model {
+        sql.bind(" AND has(groupUniqArrayArray(Models), ?)", [model.as_str().into()]);
+    }
+    if let Some(min_duration) = filter.min_duration_ns {
+        sql.bind(" AND end_ns - start_ns >= ?", [min_duration.into()]);
+    }
+    if let Some(min_cost) = filter.min_cost_nano_usd {
+        sql.bind(" AND cost_nano_usd >= ?", [min_cost.into()]);
+    }
+    if let Some(after) = &page.after {
+        sql.bind(
+            " AND (start_ns < ? OR (start_ns = ? AND trace_id < ?))",
+            [after.start_ns.into(), after.start_ns.into(), after.trace_id.as_str().into()],
+        );
+    }
+}
+
 /// Phase one of a page: which traces, from the cheap columns only (the `argMin` states of the
 /// agent, tenant and model set are merged only when a filter needs them).
 #[derive(Row, Deserialize)]
@@ -134,6 +167,20 @@ async fn list_traces_once(
     // Larger pages are served as pages of MAX_PAGE_SIZE.
     let limit = page.limit.min(MAX_PAGE_SIZE);
     let client = &backend.inner.client;
+    if let Some(trace_id) = &filter.trace_id {
+        // One trace: its partial rows are a primary-key lookup, so one query finishes it.
+        let mut sql = Sql::new(LIST_TRACES_SELECT);
+        sql.bind(" AND TraceId = ?", [trace_id.as_str().into()]);
+        push_having(&mut sql, filter, page);
+        sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
+        let fetched = backend.timed(Operation::ListTraces, sql.query(client).fetch_all::<TraceSummaryFetch>());
+        let mut items: Vec<TraceSummary> = fetched.await?.into_iter().map(TraceSummaryFetch::into_summary).collect();
+        let next = (items.len() > limit as usize).then(|| {
+            items.truncate(limit as usize);
+            items.last().map(|last| Cursor { start_ns: last.start_ns, trace_id: last.trace_id.clone() })
+        });
+        return Ok(Page { items, next: next.flatten() });
+    }
     // Two phases: pick the page's ids with the filters, from cheap per-trace aggregates; then
     // finish every column (root span name, agent, tenant: `argMin` states, the costly part)
     // for those ids only. Both phases aggregate every partial row of a trace, so they agree.
@@ -165,34 +212,7 @@ async fn list_traces_once(
         }
         sql.push(")");
     }
-    sql.push(" GROUP BY TraceId HAVING 1");
-    if let Some(range) = &filter.range {
-        sql.bind(" AND start_ns >= ? AND start_ns < ?", [range.from_ns.into(), range.to_ns.into()]);
-    }
-    if let Some(agent) = &filter.agent {
-        sql.bind(" AND agent = ?", [agent.as_str().into()]);
-    }
-    if let Some(has_error) = filter.has_error {
-        sql.bind(" AND has_error = ?", [Value::U64(u64::from(has_error))]);
-    }
-    if let Some(tenant) = &filter.tenant {
-        sql.bind(" AND tenant = ?", [tenant.as_str().into()]);
-    }
-    if let Some(model) = &filter.model {
-        sql.bind(" AND has(groupUniqArrayArray(Models), ?)", [model.as_str().into()]);
-    }
-    if let Some(min_duration) = filter.min_duration_ns {
-        sql.bind(" AND end_ns - start_ns >= ?", [min_duration.into()]);
-    }
-    if let Some(min_cost) = filter.min_cost_nano_usd {
-        sql.bind(" AND cost_nano_usd >= ?", [min_cost.into()]);
-    }
-    if let Some(after) = &page.after {
-        sql.bind(
-            " AND (start_ns < ? OR (start_ns = ? AND trace_id < ?))",
-            [after.start_ns.into(), after.start_ns.into(), after.trace_id.as_str().into()],
-        );
-    }
+    push_having(&mut sql, filter, page);
     // One more than asked: whether another page follows.
     sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
     sql.push(") ORDER BY start_ns DESC, trace_id DESC");
