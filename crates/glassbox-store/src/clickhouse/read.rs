@@ -115,34 +115,9 @@ pub(super) async fn list_traces(
     }
 }
 
-async fn list_traces_once(
-    backend: &ClickHouseBackend,
-    filter: &TraceFilter,
-    page: &PageRequest,
-) -> Result<Page<TraceSummary>, StoreError> {
-    if page.limit == 0 {
-        return Err(StoreError::InvalidQuery { message: "a page of traces needs a limit of at least 1".into() });
-    }
-    // Larger pages are served as pages of MAX_PAGE_SIZE.
-    let limit = page.limit.min(MAX_PAGE_SIZE);
-    let mut sql = Sql::new(LIST_TRACES_SELECT);
-    if let Some(trace_id) = &filter.trace_id {
-        sql.bind(" AND TraceId = ?", [trace_id.as_str().into()]);
-    }
-    if filter.range.is_some() || page.after.is_some() {
-        // Candidates: a partial row whose Start meets every condition on the trace's start.
-        sql.push(" AND TraceId IN (SELECT TraceId FROM trace_index WHERE 1");
-        if let Some(range) = &filter.range {
-            sql.bind(
-                " AND Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?))",
-                [range.from_ns.into(), range.to_ns.into()],
-            );
-        }
-        if let Some(after) = &page.after {
-            sql.bind(" AND Start <= fromUnixTimestamp64Nano(toInt64(?))", [after.start_ns.into()]);
-        }
-        sql.push(")");
-    }
+/// `GROUP BY TraceId HAVING` the filters, over the finished per-trace columns (`start_ns`,
+/// `end_ns`, `agent`, `tenant`, `has_error`, `cost_nano_usd`, `trace_id`).
+fn push_having(sql: &mut Sql, filter: &TraceFilter, page: &PageRequest) {
     sql.push(" GROUP BY TraceId HAVING 1");
     if let Some(range) = &filter.range {
         sql.bind(" AND start_ns >= ? AND start_ns < ?", [range.from_ns.into(), range.to_ns.into()]);
@@ -171,16 +146,99 @@ async fn list_traces_once(
             [after.start_ns.into(), after.start_ns.into(), after.trace_id.as_str().into()],
         );
     }
+}
+
+/// Phase one of a page: which traces, from the cheap columns only (the `argMin` states of the
+/// agent, tenant and model set are merged only when a filter needs them).
+#[derive(Row, Deserialize)]
+struct TracePick {
+    trace_id: String,
+    start_ns: i64,
+}
+
+async fn list_traces_once(
+    backend: &ClickHouseBackend,
+    filter: &TraceFilter,
+    page: &PageRequest,
+) -> Result<Page<TraceSummary>, StoreError> {
+    if page.limit == 0 {
+        return Err(StoreError::InvalidQuery { message: "a page of traces needs a limit of at least 1".into() });
+    }
+    // Larger pages are served as pages of MAX_PAGE_SIZE.
+    let limit = page.limit.min(MAX_PAGE_SIZE);
+    let client = &backend.inner.client;
+    if let Some(trace_id) = &filter.trace_id {
+        // One trace: its partial rows are a primary-key lookup, so one query finishes it.
+        let mut sql = Sql::new(LIST_TRACES_SELECT);
+        sql.bind(" AND TraceId = ?", [trace_id.as_str().into()]);
+        push_having(&mut sql, filter, page);
+        sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
+        let fetched = backend.timed(Operation::ListTraces, sql.query(client).fetch_all::<TraceSummaryFetch>());
+        let mut items: Vec<TraceSummary> = fetched.await?.into_iter().map(TraceSummaryFetch::into_summary).collect();
+        let next = (items.len() > limit as usize).then(|| {
+            items.truncate(limit as usize);
+            items.last().map(|last| Cursor { start_ns: last.start_ns, trace_id: last.trace_id.clone() })
+        });
+        return Ok(Page { items, next: next.flatten() });
+    }
+    // Two phases: pick the page's ids with the filters, from cheap per-trace aggregates; then
+    // finish every column (root span name, agent, tenant: `argMin` states, the costly part)
+    // for those ids only. Both phases aggregate every partial row of a trace, so they agree.
+    let mut sql = Sql::new(
+        "SELECT trace_id, start_ns FROM (SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Start)) AS start_ns,
+    toUnixTimestamp64Nano(max(End)) AS end_ns, max(HasError) AS has_error, sum(CostNanoUsd) AS cost_nano_usd",
+    );
+    if filter.agent.is_some() {
+        sql.push(", argMinMerge(Agent) AS agent");
+    }
+    if filter.tenant.is_some() {
+        sql.push(", argMinMerge(Tenant) AS tenant");
+    }
+    sql.push(" FROM trace_index WHERE 1");
+    if let Some(trace_id) = &filter.trace_id {
+        sql.bind(" AND TraceId = ?", [trace_id.as_str().into()]);
+    }
+    if filter.range.is_some() || page.after.is_some() {
+        // Candidates: a partial row whose Start meets every condition on the trace's start.
+        sql.push(" AND TraceId IN (SELECT TraceId FROM trace_index WHERE 1");
+        if let Some(range) = &filter.range {
+            sql.bind(
+                " AND Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?))",
+                [range.from_ns.into(), range.to_ns.into()],
+            );
+        }
+        if let Some(after) = &page.after {
+            sql.bind(" AND Start <= fromUnixTimestamp64Nano(toInt64(?))", [after.start_ns.into()]);
+        }
+        sql.push(")");
+    }
+    push_having(&mut sql, filter, page);
     // One more than asked: whether another page follows.
     sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
+    sql.push(") ORDER BY start_ns DESC, trace_id DESC");
+    let picked = backend.timed(Operation::ListTraces, sql.query(client).fetch_all::<TracePick>()).await?;
+    if picked.is_empty() {
+        return Ok(Page { items: Vec::new(), next: None });
+    }
 
-    let client = &backend.inner.client;
+    let ids: Vec<String> = picked.iter().map(|pick| pick.trace_id.clone()).collect();
+    // Every partial row of a trace starts at or after the trace: older partitions are skipped.
+    let earliest = picked.iter().map(|pick| pick.start_ns).min().unwrap_or(i64::MIN);
+    let mut sql = Sql::new(LIST_TRACES_SELECT);
+    sql.bind(
+        " AND TraceId IN ? AND Start >= fromUnixTimestamp64Nano(toInt64(?))",
+        [Value::StrList(ids), earliest.into()],
+    );
+    sql.push(" GROUP BY TraceId");
     let fetched = backend.timed(Operation::ListTraces, sql.query(client).fetch_all::<TraceSummaryFetch>()).await?;
-    let mut items: Vec<TraceSummary> = fetched.into_iter().map(TraceSummaryFetch::into_summary).collect();
+    let mut by_id: std::collections::HashMap<String, TraceSummary> =
+        fetched.into_iter().map(|row| (row.trace_id.clone(), row.into_summary())).collect();
+    // Phase one's order; a trace is missing only if it vanished in between (TTL).
+    let mut items: Vec<TraceSummary> = picked.iter().filter_map(|pick| by_id.remove(&pick.trace_id)).collect();
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let next = if items.len() > limit {
+    let next = if picked.len() > limit {
         items.truncate(limit);
-        items.last().map(|last| Cursor { start_ns: last.start_ns, trace_id: last.trace_id.clone() })
+        picked.get(limit - 1).map(|last| Cursor { start_ns: last.start_ns, trace_id: last.trace_id.clone() })
     } else {
         None
     };

@@ -9,6 +9,8 @@ pub(super) enum Value {
     I64(i64),
     U64(u64),
     Str(String),
+    /// An array of strings (`IN ?`).
+    StrList(Vec<String>),
 }
 
 impl From<i64> for Value {
@@ -62,6 +64,7 @@ impl Sql {
             Value::I64(value) => query.bind(*value),
             Value::U64(value) => query.bind(*value),
             Value::Str(value) => query.bind(value.as_str()),
+            Value::StrList(values) => query.bind(values.as_slice()),
         })
     }
 
