@@ -221,7 +221,7 @@ pub fn start(
                 command.env("GLASSBOX_CLICKHOUSE_URL", url).env("GLASSBOX_CLICKHOUSE_DATABASE", "glassbox_bench");
             }
             let mut process = Process::spawn(kind.short(), command, log)?;
-            http::wait_ready(addr, "/readyz", 200, Duration::from_secs(60), &mut || process.check_alive())?;
+            http::wait_ready(addr, "/readyz", 200, Duration::from_secs(120), &mut || process.check_alive())?;
             let request =
                 agent_request(addr, stream, vec![("Authorization".to_owned(), format!("Bearer {GLASSBOX_KEY}"))]);
             Target { process, addr, request, expect: "Mock" }
@@ -247,6 +247,10 @@ pub fn start(
                     "--telemetry",
                     "False",
                 ])
+                // uvicorn kills a worker that has not answered its health check within 5 s, and
+                // on a loaded 2-core machine importing LiteLLM takes longer than that: without
+                // this the workers are killed and respawned forever.
+                .args(["--timeout_worker_healthcheck", "600"])
                 .env("BENCH_MOCK_URL", mock_url)
                 .env("LITELLM_MASTER_KEY", LITELLM_KEY)
                 // Otherwise it fetches a model cost map from the internet at start.
@@ -254,7 +258,7 @@ pub fn start(
                 .env("LITELLM_LOG", "ERROR")
                 .env_remove("DATABASE_URL");
             let mut process = Process::spawn(kind.short(), command, log)?;
-            http::wait_ready(addr, "/health/liveliness", 200, Duration::from_secs(120), &mut || process.check_alive())?;
+            http::wait_ready(addr, "/health/liveliness", 200, Duration::from_secs(600), &mut || process.check_alive())?;
             let request = Request {
                 url: format!("http://{addr}/v1/chat/completions"),
                 body: openai_body(stream),
@@ -277,7 +281,7 @@ pub fn start(
                 .env("NODE_ENV", "production")
                 .env("MASTRA_TELEMETRY_DISABLED", "1");
             let mut process = Process::spawn(kind.short(), command, log)?;
-            http::wait_ready(addr, "/api/agents", 200, Duration::from_secs(60), &mut || process.check_alive())?;
+            http::wait_ready(addr, "/api/agents", 200, Duration::from_secs(180), &mut || process.check_alive())?;
             Target { process, addr, request: agent_request(addr, stream, Vec::new()), expect: "Mock" }
         }
     };
@@ -291,7 +295,7 @@ impl Target {
         let path = self.request.url.split_once(&self.addr.to_string()).map_or("/", |(_, path)| path).to_owned();
         let mut headers = self.request.headers.clone();
         headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
-        let answer = http::request(self.addr, "POST", &path, &headers, &self.request.body, Duration::from_secs(30))
+        let answer = http::request(self.addr, "POST", &path, &headers, &self.request.body, Duration::from_secs(120))
             .with_context(|| format!("{}: the first request failed", self.process.name))?;
         if answer.status != 200 || !answer.body.contains(self.expect) {
             self.process.check_alive()?;
