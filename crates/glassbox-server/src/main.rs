@@ -333,6 +333,10 @@ fn run_serve(
         );
         let settling = Arc::clone(&access);
         telemetry.observe_usage(Arc::new(move |row| settling.settle(row)));
+        // Usage rows survive a kill: journaled before the response, recovered at the next start.
+        let (journal, leftover) = glassbox_server::usage_journal::UsageJournal::open(config.store.spool_dir.join("journal"))
+            .context("while opening the usage journal")?;
+        telemetry.journal_usage(Arc::clone(&journal));
         tracing_subscriber::registry()
             .with(logging::TraceIdLayer)
             .with(logging::fmt_layer(log_format).with_filter(env_filter()))
@@ -341,6 +345,15 @@ fn run_serve(
             .init();
         if let Some(writer) = telemetry.writer() {
             glassbox_server::metrics::watch_writer(writer);
+            glassbox_server::usage_journal::spawn_rotation(Arc::clone(&journal), writer.clone());
+            if !leftover.is_empty() {
+                tokio::spawn(glassbox_server::usage_journal::recover(
+                    leftover,
+                    config.store.spool_dir.clone(),
+                    Arc::clone(&store.reader),
+                    writer.clone(),
+                ));
+            }
         }
         tracing::info!(applied = ?report.applied, "store: {}", store.description);
         for notice in &notices {
@@ -432,6 +445,7 @@ fn run_serve(
             serve::serve_with_limits(listener, app, serve::shutdown_signal(), config.server.shutdown_grace, limits).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
         telemetry.shutdown().await;
+        journal.remove_current();
         served.context("while serving")?;
         tracing::info!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)

@@ -63,6 +63,7 @@ pub struct Telemetry {
     provider: SdkTracerProvider,
     writer: Option<TelemetryWriter>,
     usage_observer: Arc<OnceLock<UsageObserver>>,
+    usage_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -82,12 +83,14 @@ impl Telemetry {
         let resource = Resource::builder().with_service_name(service_name.to_owned()).build();
         let mut builder = SdkTracerProvider::builder().with_resource(resource);
         let usage_observer = Arc::new(OnceLock::new());
+        let usage_journal = Arc::new(OnceLock::new());
         if let Some(writer) = &writer {
             builder = builder.with_span_processor(StoreSpanProcessor {
                 writer: writer.clone(),
                 pricing,
                 service_name: service_name.to_owned(),
                 usage_observer: Arc::clone(&usage_observer),
+                usage_journal: Arc::clone(&usage_journal),
             });
         }
         if let Some(target) = otlp {
@@ -114,7 +117,13 @@ impl Telemetry {
             .map_err(|source| TelemetryError::Otlp { source })?;
             builder = builder.with_batch_exporter(exporter);
         }
-        Ok(Self { provider: builder.build(), writer, usage_observer })
+        Ok(Self { provider: builder.build(), writer, usage_observer, usage_journal })
+    }
+
+    /// Appends every usage row to `journal` after handing it to the writer, so a killed
+    /// process loses none (once per pipeline; a second call answers `false`).
+    pub fn journal_usage(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
+        self.usage_journal.set(journal).is_ok()
     }
 
     /// Hands every usage row the store writer gets to `observer` too (once per pipeline; a
@@ -161,6 +170,7 @@ struct StoreSpanProcessor {
     pricing: Arc<PricingTable>,
     service_name: String,
     usage_observer: Arc<OnceLock<UsageObserver>>,
+    usage_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
 }
 
 impl std::fmt::Debug for StoreSpanProcessor {
@@ -179,7 +189,14 @@ impl SpanProcessor for StoreSpanProcessor {
             if let Some(observer) = self.usage_observer.get() {
                 observer(&usage);
             }
+            // Handed to the writer before its journal line is written: a journal segment is
+            // deleted once a flush after its rotation returns (`usage_journal`).
+            let journal = self.usage_journal.get();
+            let line = journal.map(|_| crate::usage_journal::UsageJournal::encode(&usage));
             self.writer.write_usage(usage);
+            if let (Some(journal), Some(line)) = (journal, line) {
+                journal.append(&line);
+            }
         }
         self.writer.write_span(row);
     }

@@ -1,12 +1,8 @@
 //! The server SIGKILLed under load, twice over: ClickHouse dies midway so rows go to the spool,
 //! then the server is killed with requests in flight. After both restart, the spool is
-//! replayed exactly once and no row is doubled.
-//!
-//! Known gap (see ARCHITECTURE.md, glassbox-store): rows still in the writer's memory queue
-//! (up to `flush_interval_ms` of them) die with the process, so a request acknowledged just
-//! before the kill can lose its usage row. The first test measures that loss and checks
-//! everything else; the second, ignored until the writer journals rows before the response
-//! is sent, demands that no acknowledged request lose its usage row.
+//! replayed exactly once, no row is doubled, and every acknowledged request has its usage row
+//! exactly once: rows the writer still held in memory come back from the usage journal
+//! (`usage_journal`), rows already stored or spooled are not written again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,17 +17,11 @@ use crate::helpers::start_server;
 const PROVIDER_KEY: &str = "sk-fault-kill-provider-key-0a1b2c3d";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_under_load_replays_its_spool_exactly_once() {
-    killed_under_load(false).await;
+async fn a_server_killed_under_load_replays_its_spool_once_and_keeps_every_acknowledged_usage_row() {
+    killed_under_load().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: rows in the telemetry writer's memory queue die with a SIGKILL (needs a write-ahead journal)"]
-async fn a_server_killed_under_load_keeps_every_acknowledged_requests_usage_row() {
-    killed_under_load(true).await;
-}
-
-async fn killed_under_load(every_acknowledged_row: bool) {
+async fn killed_under_load() {
     let mock = glassbox_mockllm::MockLlm::start().await.unwrap();
     let mut fixture = ClickHouseFixture::start().await.expect("the ClickHouse fixture must start (run ./tests/run.sh)");
     let database = fixture.fresh_database().await.unwrap();
@@ -74,6 +64,14 @@ model = "main"
     fixture.kill().await;
     let killed_at = done.load(Ordering::SeqCst);
     wait_for(&done, killed_at + 300).await;
+    // Both kinds of rows must have reached the spool before the kill (a condition, not a delay).
+    for _ in 0..600 {
+        let (spans, usage) = spooled_rows(&spool);
+        if spans > 0 && usage > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // SIGKILL with the clients still sending: some requests are cut mid-flight.
     server.child.start_kill().unwrap();
     let _ = server.child.wait().await;
@@ -97,35 +95,41 @@ model = "main"
         present(&fixture, &database, "usage", &usage_batches).await,
     );
 
+    let journaled = journal_rows(&spool.join("journal"));
     let mut restarted = start_server(&config, &envs).await;
-    let expected = (before.0 + spooled.0 - already.0, before.1 + spooled.1 - already.1);
+    // Spans: what ClickHouse had plus the spool, each once. Usage rows: that too, plus the rows
+    // the journal brings back; every acknowledged request has exactly one.
+    let expected_spans = before.0 + spooled.0 - already.0;
+    let expected_usage_at_least = before.1 + spooled.1 - already.1;
     let mut last = before;
+    let mut per_trace = std::collections::HashMap::new();
     for _ in 0..300 {
         last = stored(&fixture, &database).await.expect("the store answers");
-        if (last.0, last.1) == expected && spooled_rows(&spool) == (0, 0) {
+        per_trace = usage_per_trace(&fixture, &database).await;
+        let all_acknowledged = seen.acknowledged.iter().all(|trace| per_trace.contains_key(trace.as_str()));
+        if last.0 == expected_spans && all_acknowledged && spooled_rows(&spool) == (0, 0) && journal_rows(&spool.join("journal")) == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (spans, usage, distinct_spans, distinct_usage, _traces) = last;
-    assert_eq!((spans, usage), expected, "stored = before the kill + spooled, each replayed once (before {before:?}, spooled {spooled:?}, of which already stored {already:?})");
-    assert_eq!(spooled_rows(&spool), (0, 0), "the spool is empty once replayed");
-    assert_eq!(spans, distinct_spans, "no span doubled");
-    assert_eq!(usage, distinct_usage, "no usage row doubled");
-
-    let per_trace = usage_per_trace(&fixture, &database).await;
-    let doubled: Vec<_> = per_trace.iter().filter(|(_, rows)| **rows > 1).collect();
-    assert!(doubled.is_empty(), "traces with more than one usage row: {doubled:?}");
-    assert!(usage <= n + cut, "usage rows {usage} > acknowledged {n} + cut {cut}");
     let lost: Vec<&String> = seen.acknowledged.iter().filter(|trace| !per_trace.contains_key(trace.as_str())).collect();
     eprintln!(
-        "acknowledged {n}, cut by the kill {cut}; rows in ClickHouse before it died {before:?}, spooled {spooled:?}; \
-         acknowledged requests without a usage row after replay: {}",
+        "acknowledged {n}, cut by the kill {cut}; rows in ClickHouse before it died {before:?}, spooled {spooled:?} \
+         (already stored {already:?}), journaled usage rows left by the killed server {journaled}; after the restart: \
+         {spans} spans, {usage} usage rows, {} acknowledged requests without one",
         lost.len()
     );
-    if every_acknowledged_row {
-        assert!(lost.is_empty(), "{} of {n} acknowledged requests lost their usage row: {:?}", lost.len(), &lost[..lost.len().min(10)]);
-    }
+    assert_eq!(spans, expected_spans, "spans = before the kill + spooled, each replayed once (before {before:?}, spooled {spooled:?}, of which already stored {already:?})");
+    assert!(usage >= expected_usage_at_least, "usage rows {usage} < before + spooled {expected_usage_at_least}");
+    assert_eq!(spooled_rows(&spool), (0, 0), "the spool is empty once replayed");
+    assert_eq!(journal_rows(&spool.join("journal")), 0, "the killed server's journal is recovered and deleted");
+    assert_eq!(spans, distinct_spans, "no span doubled");
+    assert_eq!(usage, distinct_usage, "no usage row doubled");
+    let doubled: Vec<_> = per_trace.iter().filter(|(_, rows)| **rows > 1).collect();
+    assert!(doubled.is_empty(), "traces with more than one usage row: {doubled:?}");
+    assert!(lost.is_empty(), "{} of {n} acknowledged requests lost their usage row: {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    assert!(usage <= n + cut, "usage rows {usage} > acknowledged {n} + cut {cut}");
     for table in ["spans", "usage"] {
         let dump = fixture.query_text(&format!("SELECT * FROM {database}.{table} FORMAT TSV")).await.unwrap();
         assert!(!dump.contains(PROVIDER_KEY), "the provider key leaked into {table}");
@@ -172,4 +176,15 @@ async fn present(fixture: &ClickHouseFixture, database: &str, table: &str, batch
         total += found;
     }
     total
+}
+
+/// Lines in the usage journal's segments under `dir` (the running server's own segment counts).
+fn journal_rows(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("usage-"))
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default().lines().count())
+        .sum()
 }
