@@ -332,7 +332,8 @@ fn run_serve(
                 .context("while loading API keys and budgets")?,
         );
         let settling = Arc::clone(&access);
-        telemetry.observe_usage(Arc::new(move |row| settling.settle(row)));
+        let settle: glassbox_server::telemetry::UsageObserver = Arc::new(move |row| settling.settle(row));
+        telemetry.observe_usage(Arc::clone(&settle));
         // Usage rows survive a kill: journaled before the response, recovered at the next start.
         let (journal, leftover) = glassbox_server::usage_journal::UsageJournal::open(config.store.spool_dir.join("journal"))
             .context("while opening the usage journal")?;
@@ -352,6 +353,7 @@ fn run_serve(
                     config.store.spool_dir.clone(),
                     Arc::clone(&store.reader),
                     writer.clone(),
+                    Some(settle),
                 ));
             }
         }

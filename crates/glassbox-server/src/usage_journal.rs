@@ -153,7 +153,14 @@ pub fn spawn_rotation(journal: Arc<UsageJournal>, writer: TelemetryWriter) -> to
 
 /// Writes again the rows of `segments` (an earlier process's) that are neither spooled in
 /// `spool_dir` nor in the store, then deletes the segments. Waits while the store is down.
-pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn TraceReader>, writer: TelemetryWriter) {
+/// `observer` hears every row written again (budgets rebuilt from the store missed them).
+pub async fn recover(
+    segments: Vec<PathBuf>,
+    spool_dir: PathBuf,
+    reader: Arc<dyn TraceReader>,
+    writer: TelemetryWriter,
+    observer: Option<crate::telemetry::UsageObserver>,
+) {
     for segment in segments {
         let rows = match tokio::fs::read_to_string(&segment).await {
             // A torn last line is a row whose request was never answered: skipped.
@@ -177,6 +184,9 @@ pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn
         };
         let n_recovered = recovered.len();
         for row in recovered {
+            if let Some(observer) = &observer {
+                observer(&row);
+            }
             writer.write_usage(row);
         }
         writer.flush().await;
