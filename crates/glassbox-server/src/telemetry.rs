@@ -64,6 +64,7 @@ pub struct Telemetry {
     writer: Option<TelemetryWriter>,
     usage_observer: Arc<OnceLock<UsageObserver>>,
     usage_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
+    span_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -84,6 +85,7 @@ impl Telemetry {
         let mut builder = SdkTracerProvider::builder().with_resource(resource);
         let usage_observer = Arc::new(OnceLock::new());
         let usage_journal = Arc::new(OnceLock::new());
+        let span_journal = Arc::new(OnceLock::new());
         if let Some(writer) = &writer {
             builder = builder.with_span_processor(StoreSpanProcessor {
                 writer: writer.clone(),
@@ -91,6 +93,7 @@ impl Telemetry {
                 service_name: service_name.to_owned(),
                 usage_observer: Arc::clone(&usage_observer),
                 usage_journal: Arc::clone(&usage_journal),
+                span_journal: Arc::clone(&span_journal),
             });
         }
         if let Some(target) = otlp {
@@ -117,13 +120,19 @@ impl Telemetry {
             .map_err(|source| TelemetryError::Otlp { source })?;
             builder = builder.with_batch_exporter(exporter);
         }
-        Ok(Self { provider: builder.build(), writer, usage_observer, usage_journal })
+        Ok(Self { provider: builder.build(), writer, usage_observer, usage_journal, span_journal })
     }
 
     /// Appends every usage row to `journal` after handing it to the writer, so a killed
     /// process loses none (once per pipeline; a second call answers `false`).
     pub fn journal_usage(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
         self.usage_journal.set(journal).is_ok()
+    }
+
+    /// Appends every span row to `journal` after handing it to the writer (`span_journal`),
+    /// so a killed process loses no span of an answered request (once per pipeline).
+    pub fn journal_spans(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
+        self.span_journal.set(journal).is_ok()
     }
 
     /// Hands every usage row the store writer gets to `observer` too (once per pipeline; a
@@ -171,6 +180,7 @@ struct StoreSpanProcessor {
     service_name: String,
     usage_observer: Arc<OnceLock<UsageObserver>>,
     usage_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
+    span_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
 }
 
 impl std::fmt::Debug for StoreSpanProcessor {
@@ -198,7 +208,13 @@ impl SpanProcessor for StoreSpanProcessor {
                 journal.append(&line);
             }
         }
+        // Same order as the usage row: to the writer first, then the journal (`span_journal`).
+        let span_journal = self.span_journal.get();
+        let span_line = span_journal.map(|_| crate::span_journal::encode(&row));
         self.writer.write_span(row);
+        if let (Some(journal), Some(line)) = (span_journal, span_line) {
+            journal.append(&line);
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {

@@ -18,7 +18,8 @@
 //!   deleted. The spool is checked before the store, so a batch the replayer moves from one to
 //!   the other meanwhile is still seen. While the store does not answer, recovery waits.
 //!
-//! Spans are not journaled: a kill can still lose the spans of its last flush interval.
+//! Spans are journaled the same way, in segments of their own (`span_journal`), with the
+//! file handling, rotation and deletion of this module.
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -37,6 +38,8 @@ pub const ROTATE_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct UsageJournal {
     dir: PathBuf,
+    /// `usage-` or `spans-`: the start of every segment's file name.
+    prefix: &'static str,
     current: Mutex<Segment>,
 }
 
@@ -58,17 +61,26 @@ impl UsageJournal {
     /// Opens `dir` (creating it) with a fresh segment; returns the segments an earlier process
     /// left there, for [`recover`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
+        Self::open_segments(dir, USAGE_PREFIX)
+    }
+
+    /// [`open`](Self::open) for the segments whose names start with `prefix` (the span
+    /// journal shares the directory and all but the lines' format).
+    pub(crate) fn open_segments(
+        dir: impl Into<PathBuf>,
+        prefix: &'static str,
+    ) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|source| JournalError { path: dir.clone(), source })?;
         let mut leftover: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|source| JournalError { path: dir.clone(), source })?
             .flatten()
             .map(|entry| entry.path())
-            .filter(|path| is_segment(path))
+            .filter(|path| is_segment(path, prefix))
             .collect();
         leftover.sort();
-        let segment = Segment::create(&dir)?;
-        Ok((Arc::new(UsageJournal { dir, current: Mutex::new(segment) }), leftover))
+        let segment = Segment::create(&dir, prefix)?;
+        Ok((Arc::new(UsageJournal { dir, prefix, current: Mutex::new(segment) }), leftover))
     }
 
     /// The JSON line of `row`; made before the row is handed to the writer (which takes it).
@@ -92,7 +104,7 @@ impl UsageJournal {
 
     /// Starts a new segment and returns the path of the one it replaces.
     fn rotate(&self) -> Result<PathBuf, JournalError> {
-        let fresh = Segment::create(&self.dir)?;
+        let fresh = Segment::create(&self.dir, self.prefix)?;
         let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let old = std::mem::replace(&mut *segment, fresh);
         Ok(old.path)
@@ -106,8 +118,8 @@ impl UsageJournal {
 }
 
 impl Segment {
-    fn create(dir: &Path) -> Result<Segment, JournalError> {
-        let path = dir.join(format!("usage-{}.jsonl", uuid::Uuid::now_v7().simple()));
+    fn create(dir: &Path, prefix: &str) -> Result<Segment, JournalError> {
+        let path = dir.join(format!("{prefix}{}.jsonl", uuid::Uuid::now_v7().simple()));
         let file = std::fs::OpenOptions::new()
             .create_new(true)
             .append(true)
@@ -117,13 +129,15 @@ impl Segment {
     }
 }
 
-fn is_segment(path: &Path) -> bool {
+const USAGE_PREFIX: &str = "usage-";
+
+fn is_segment(path: &Path, prefix: &str) -> bool {
     path.file_name()
         .and_then(|name| name.to_str())
-        .is_some_and(|name| name.starts_with("usage-") && name.ends_with(".jsonl"))
+        .is_some_and(|name| name.starts_with(prefix) && name.ends_with(".jsonl"))
 }
 
-fn remove(path: &Path) {
+pub(crate) fn remove(path: &Path) {
     if let Err(error) = std::fs::remove_file(path)
         && error.kind() != std::io::ErrorKind::NotFound
     {
