@@ -7,7 +7,8 @@
 //!
 //! Glassbox runs as `glassbox serve` does by default: every span and usage row goes to the
 //! embedded SQLite store through the telemetry writer (set `BENCH_TELEMETRY=off` to measure
-//! without it).
+//! without it). `BENCH_JOURNAL=off|usage|on` (default `on`) sets which kill-safety journals
+//! run beside the writer: none, usage rows, or usage rows and spans (`span_journal`).
 //!
 //! Each component gets its own Tokio runtime, as if it were its own process: the mock (1
 //! thread), the target under test (2 threads) and the load generator (2 threads). On a
@@ -117,6 +118,21 @@ async fn start_telemetry(dir: &std::path::Path) -> glassbox_server::telemetry::T
         None,
     )
     .unwrap();
+    // The kill-safety journals, as the binary runs them: `BENCH_JOURNAL=off` (none), `usage`
+    // (usage rows only) or `on` (usage rows and spans, the default).
+    let journals = std::env::var("BENCH_JOURNAL").unwrap_or_else(|_| "on".to_owned());
+    if journals != "off" {
+        let writer = telemetry.writer().unwrap().clone();
+        let (usage, _) = glassbox_server::usage_journal::UsageJournal::open(dir.join("journal")).unwrap();
+        telemetry.journal_usage(Arc::clone(&usage));
+        glassbox_server::usage_journal::spawn_rotation(usage, writer.clone());
+        if journals != "usage" {
+            let (spans, _) = glassbox_server::span_journal::open(dir.join("journal")).unwrap();
+            telemetry.journal_spans(Arc::clone(&spans));
+            glassbox_server::usage_journal::spawn_rotation(spans, writer);
+        }
+    }
+    println!("journals: {journals}");
     tracing_subscriber::registry().with(glassbox_server::telemetry::layer(&telemetry)).init();
     telemetry
 }

@@ -16,6 +16,8 @@ pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod trace_context;
+pub mod span_journal;
+pub mod usage_journal;
 pub mod workflow_config;
 pub mod workflow_host;
 

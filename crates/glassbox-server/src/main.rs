@@ -332,7 +332,16 @@ fn run_serve(
                 .context("while loading API keys and budgets")?,
         );
         let settling = Arc::clone(&access);
-        telemetry.observe_usage(Arc::new(move |row| settling.settle(row)));
+        let settle: glassbox_server::telemetry::UsageObserver = Arc::new(move |row| settling.settle(row));
+        telemetry.observe_usage(Arc::clone(&settle));
+        // Usage rows survive a kill: journaled before the response, recovered at the next start.
+        let (journal, leftover) = glassbox_server::usage_journal::UsageJournal::open(config.store.spool_dir.join("journal"))
+            .context("while opening the usage journal")?;
+        telemetry.journal_usage(Arc::clone(&journal));
+        // Spans too: journaled as they end, recovered the same way (`span_journal`).
+        let (span_journal, span_leftover) = glassbox_server::span_journal::open(config.store.spool_dir.join("journal"))
+            .context("while opening the span journal")?;
+        telemetry.journal_spans(Arc::clone(&span_journal));
         tracing_subscriber::registry()
             .with(logging::TraceIdLayer)
             .with(logging::fmt_layer(log_format).with_filter(env_filter()))
@@ -341,6 +350,25 @@ fn run_serve(
             .init();
         if let Some(writer) = telemetry.writer() {
             glassbox_server::metrics::watch_writer(writer);
+            glassbox_server::usage_journal::spawn_rotation(Arc::clone(&journal), writer.clone());
+            glassbox_server::usage_journal::spawn_rotation(Arc::clone(&span_journal), writer.clone());
+            if !span_leftover.is_empty() {
+                tokio::spawn(glassbox_server::span_journal::recover(
+                    span_leftover,
+                    config.store.spool_dir.clone(),
+                    Arc::clone(&store.reader),
+                    writer.clone(),
+                ));
+            }
+            if !leftover.is_empty() {
+                tokio::spawn(glassbox_server::usage_journal::recover(
+                    leftover,
+                    config.store.spool_dir.clone(),
+                    Arc::clone(&store.reader),
+                    writer.clone(),
+                    Some(settle),
+                ));
+            }
         }
         tracing::info!(applied = ?report.applied, "store: {}", store.description);
         for notice in &notices {
@@ -444,6 +472,8 @@ fn run_serve(
             serve::serve_with_limits(listener, app, serve::shutdown_signal(), config.server.shutdown_grace, limits).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
         telemetry.shutdown().await;
+        journal.remove_current();
+        span_journal.remove_current();
         served.context("while serving")?;
         tracing::info!("stopped");
         anyhow::Ok(ExitCode::SUCCESS)

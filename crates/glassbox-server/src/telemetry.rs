@@ -63,6 +63,8 @@ pub struct Telemetry {
     provider: SdkTracerProvider,
     writer: Option<TelemetryWriter>,
     usage_observer: Arc<OnceLock<UsageObserver>>,
+    usage_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
+    span_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -82,12 +84,16 @@ impl Telemetry {
         let resource = Resource::builder().with_service_name(service_name.to_owned()).build();
         let mut builder = SdkTracerProvider::builder().with_resource(resource);
         let usage_observer = Arc::new(OnceLock::new());
+        let usage_journal = Arc::new(OnceLock::new());
+        let span_journal = Arc::new(OnceLock::new());
         if let Some(writer) = &writer {
             builder = builder.with_span_processor(StoreSpanProcessor {
                 writer: writer.clone(),
                 pricing,
                 service_name: service_name.to_owned(),
                 usage_observer: Arc::clone(&usage_observer),
+                usage_journal: Arc::clone(&usage_journal),
+                span_journal: Arc::clone(&span_journal),
             });
         }
         if let Some(target) = otlp {
@@ -114,7 +120,19 @@ impl Telemetry {
             .map_err(|source| TelemetryError::Otlp { source })?;
             builder = builder.with_batch_exporter(exporter);
         }
-        Ok(Self { provider: builder.build(), writer, usage_observer })
+        Ok(Self { provider: builder.build(), writer, usage_observer, usage_journal, span_journal })
+    }
+
+    /// Appends every usage row to `journal` after handing it to the writer, so a killed
+    /// process loses none (once per pipeline; a second call answers `false`).
+    pub fn journal_usage(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
+        self.usage_journal.set(journal).is_ok()
+    }
+
+    /// Appends every span row to `journal` after handing it to the writer (`span_journal`),
+    /// so a killed process loses no span of an answered request (once per pipeline).
+    pub fn journal_spans(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
+        self.span_journal.set(journal).is_ok()
     }
 
     /// Hands every usage row the store writer gets to `observer` too (once per pipeline; a
@@ -161,6 +179,8 @@ struct StoreSpanProcessor {
     pricing: Arc<PricingTable>,
     service_name: String,
     usage_observer: Arc<OnceLock<UsageObserver>>,
+    usage_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
+    span_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
 }
 
 impl std::fmt::Debug for StoreSpanProcessor {
@@ -179,9 +199,22 @@ impl SpanProcessor for StoreSpanProcessor {
             if let Some(observer) = self.usage_observer.get() {
                 observer(&usage);
             }
+            // Handed to the writer before its journal line is written: a journal segment is
+            // deleted once a flush after its rotation returns (`usage_journal`).
+            let journal = self.usage_journal.get();
+            let line = journal.map(|_| crate::usage_journal::UsageJournal::encode(&usage));
             self.writer.write_usage(usage);
+            if let (Some(journal), Some(line)) = (journal, line) {
+                journal.append(&line);
+            }
         }
+        // Same order as the usage row: to the writer first, then the journal (`span_journal`).
+        let span_journal = self.span_journal.get();
+        let span_line = span_journal.map(|_| crate::span_journal::encode(&row));
         self.writer.write_span(row);
+        if let (Some(journal), Some(line)) = (span_journal, span_line) {
+            journal.append(&line);
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {

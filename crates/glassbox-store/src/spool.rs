@@ -508,6 +508,19 @@ mod span_links {
     }
 }
 
+/// Appends `row` to `out` as one spool line (JSON and `\n`), the format of a batch file's
+/// rows; for journals outside the spool that must read back as the same rows.
+pub fn encode_span_line(row: &SpanRow, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    SpanRowDef::serialize(row, &mut serde_json::Serializer::new(&mut *out))?;
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Reads back one line made by [`encode_span_line`] (without its `\n`).
+pub fn decode_span_line(line: &str) -> Result<SpanRow, serde_json::Error> {
+    SpanRowDef::deserialize(&mut serde_json::Deserializer::from_str(line))
+}
+
 fn encode_header(out: &mut Vec<u8>, kind: BatchKind, token: &str, rows: usize) -> Result<(), serde_json::Error> {
     let header = Header { glassbox_spool: SPOOL_FORMAT_VERSION, kind: kind.as_str(), token, rows: rows as u64 };
     serde_json::to_writer(&mut *out, &header)?;

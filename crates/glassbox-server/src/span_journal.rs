@@ -1,0 +1,182 @@
+//! A write-ahead journal of span rows, so that a server killed without warning (SIGKILL, an
+//! OOM kill, a crash) loses no span of a request it answered.
+//!
+//! The telemetry writer holds rows in memory for up to a flush interval (longer while the
+//! store is down and batches wait on the spool); a kill loses them. So every span row is also
+//! appended to a journal as it is converted at span end, on the thread that ended the span:
+//!
+//! - `<spool_dir>/journal/spans-<uuidv7>.jsonl`, one row per line in the spool's row format
+//!   (`glassbox_store::spool::encode_span_line`), appended with one `write` under a short
+//!   lock; the file handling, rotation and deletion are [`UsageJournal`]'s. Page cache only:
+//!   a killed process loses nothing, a power cut may lose the last lines.
+//! - The row is handed to the writer *before* its line is appended, so a segment rotated out
+//!   holds only rows the writer has; it is deleted once a writer flush after the rotation
+//!   returns (the rows are then stored or spooled).
+//! - A request's own span ends when hyper drops its response body, which it does before it
+//!   flushes the body's last bytes: so the span of every request a client saw answered, and
+//!   of all its children, is in the journal before the answer is complete.
+//! - At start, the segments of an earlier process are recovered in the background: a row that
+//!   is neither in a spooled `spans-` batch (checked first, so a replay in between is seen)
+//!   nor in the store is written again; then the segment is deleted. Recovery waits while the
+//!   store does not answer.
+//!
+//! What a kill can still lose: spans not yet ended when it lands (they belong to requests
+//! whose answer was not complete, or to work that outlives its request), and a span between
+//! its hand-over to the writer and its journal `write` (microseconds, also before the
+//! answer's end).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glassbox_store::writer::TelemetryWriter;
+use glassbox_store::{SpanRow, TraceReader};
+
+use crate::usage_journal::{JournalError, UsageJournal};
+
+const PREFIX: &str = "spans-";
+
+/// Opens the span journal in `dir` (shared with the usage journal) with a fresh segment;
+/// returns the segments an earlier process left, for [`recover`]. Rotate it with
+/// [`crate::usage_journal::spawn_rotation`].
+pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
+    UsageJournal::open_segments(dir, PREFIX)
+}
+
+/// The journal line of `row`; made before the row is handed to the writer (which takes it).
+/// Empty (nothing to append) if the row cannot be encoded, which a `SpanRow` always can.
+pub fn encode(row: &SpanRow) -> Vec<u8> {
+    let mut line = Vec::with_capacity(1024);
+    if glassbox_store::spool::encode_span_line(row, &mut line).is_err() {
+        return Vec::new();
+    }
+    line
+}
+
+/// Writes again the rows of `segments` (an earlier process's) that are neither spooled in
+/// `spool_dir` nor in the store, then deletes the segments. Waits while the store is down.
+pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn TraceReader>, writer: TelemetryWriter) {
+    for segment in segments {
+        let rows = match tokio::fs::read_to_string(&segment).await {
+            // A torn last line is a span whose request was never answered: skipped.
+            Ok(text) => text.lines().filter_map(|line| glassbox_store::spool::decode_span_line(line).ok()).collect::<Vec<_>>(),
+            Err(error) => {
+                tracing::error!(path = %segment.display(), %error, "could not read a span journal segment");
+                continue;
+            }
+        };
+        let mut delay = Duration::from_millis(200);
+        let missing = loop {
+            match missing_rows(rows.clone(), &spool_dir, reader.as_ref()).await {
+                Ok(missing) => break missing,
+                Err(error) => {
+                    tracing::warn!(path = %segment.display(), error = %error, retry_in = ?delay,
+                        "cannot recover the span journal yet: the store does not answer");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        let recovered = missing.len();
+        for row in missing {
+            writer.write_span(row);
+        }
+        writer.flush().await;
+        crate::usage_journal::remove(&segment);
+        tracing::info!(path = %segment.display(), rows = rows.len(), recovered, "span journal of an earlier run recovered");
+    }
+}
+
+async fn missing_rows(rows: Vec<SpanRow>, spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<SpanRow>, String> {
+    let spooled = spooled_span_ids(spool_dir).await;
+    let mut stored: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut missing = Vec::new();
+    for row in rows {
+        if spooled.contains(&(row.trace_id.clone(), row.span_id.clone())) {
+            continue;
+        }
+        if !stored.contains_key(&row.trace_id) {
+            let spans = reader.trace_spans(&row.trace_id).await.map_err(|error| crate::error::chain(&error))?;
+            stored.insert(row.trace_id.clone(), spans.into_iter().map(|span| span.span_id).collect());
+        }
+        if stored.get(&row.trace_id).is_some_and(|ids| ids.contains(&row.span_id)) {
+            continue;
+        }
+        missing.push(row);
+    }
+    Ok(missing)
+}
+
+/// (trace id, span id) of the rows in the spool's span batches (`spans-<token>.jsonl`).
+async fn spooled_span_ids(spool_dir: &Path) -> HashSet<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        trace_id: String,
+        span_id: String,
+    }
+    let mut ids = HashSet::new();
+    let Ok(mut entries) = tokio::fs::read_dir(spool_dir).await else { return ids };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(PREFIX) || !name.ends_with(".jsonl") {
+            continue;
+        }
+        let Ok(text) = tokio::fs::read_to_string(entry.path()).await else { continue };
+        for line in text.lines().skip(1) {
+            if let Ok(Ids { trace_id, span_id }) = serde_json::from_str(line) {
+                ids.insert((trace_id, span_id));
+            }
+        }
+    }
+    ids
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use glassbox_store::{SpanEvent, SpanLink, StatusCode};
+
+    use super::*;
+
+    fn row(n: u64) -> SpanRow {
+        SpanRow {
+            timestamp_ns: 1_700_000_000_000_000_000,
+            trace_id: format!("{n:032x}"),
+            span_id: format!("{n:016x}"),
+            parent_span_id: String::new(),
+            trace_state: String::new(),
+            span_name: "chat \"quoted\"\nmodel".into(),
+            span_kind: "Client".into(),
+            service_name: "glassbox".into(),
+            resource_attributes: vec![("service.name".into(), "glassbox".into())],
+            scope_name: "glassbox".into(),
+            scope_version: String::new(),
+            span_attributes: vec![("gen_ai.operation.name".into(), "chat".into())],
+            duration_ns: n,
+            status_code: StatusCode::Error,
+            status_message: "boom".into(),
+            events: vec![SpanEvent { timestamp_ns: 5, name: "retry".into(), attributes: vec![("n".into(), "1".into())] }],
+            links: vec![SpanLink { trace_id: "t".into(), span_id: "s".into(), trace_state: String::new(), attributes: vec![] }],
+        }
+    }
+
+    #[test]
+    fn lines_read_back_as_the_rows_written_a_torn_line_is_skipped_and_usage_segments_are_not_mixed_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spans, leftover) = open(dir.path()).unwrap();
+        assert!(leftover.is_empty());
+        let (usage, _) = UsageJournal::open(dir.path()).unwrap();
+        usage.append(b"{\"not\":\"a span\"}\n");
+        for n in 1..=3 {
+            spans.append(&encode(&row(n)));
+        }
+        let torn = encode(&row(4));
+        spans.append(&torn[..torn.len() / 2]);
+        let (_second, leftover) = open(dir.path()).unwrap();
+        assert_eq!(leftover.len(), 1, "only the first process's span segment is left over: {leftover:?}");
+        let text = std::fs::read_to_string(&leftover[0]).unwrap();
+        let rows: Vec<SpanRow> = text.lines().filter_map(|line| glassbox_store::spool::decode_span_line(line).ok()).collect();
+        assert_eq!(rows, vec![row(1), row(2), row(3)]);
+    }
+}

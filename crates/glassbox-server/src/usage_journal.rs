@@ -1,0 +1,416 @@
+//! A write-ahead journal of usage rows, so that a server killed without warning (SIGKILL, an
+//! OOM kill, a crash) loses no usage row of a request it acknowledged.
+//!
+//! The telemetry writer batches rows in memory for up to a flush interval (and longer while
+//! the store is down and batches are being spooled); a kill loses those rows. Usage rows are
+//! what budgets and bills are made of, so each one is also appended to a journal file as it
+//! is handed to the writer — on the request's own path, before the response is sent:
+//!
+//! - `<spool_dir>/journal/usage-<uuidv7>.jsonl`, one row as JSON per line, appended with one
+//!   `write` call under a short lock (page cache only: a killed process loses nothing, a power
+//!   cut may lose the last lines; the spool's fsync is for batches, not for every request).
+//! - The row is handed to the writer *before* its line is appended, so every line of a segment
+//!   is in the writer once the segment is rotated out. A rotation task swaps in a new segment
+//!   every few seconds, waits for [`TelemetryWriter::flush`] (every row handed over before it
+//!   is then in the store or the spool) and deletes the old segment.
+//! - At start, segments left by an earlier process are recovered in the background: a row
+//!   that is neither in a spooled batch nor in the store is written again; then the segment is
+//!   deleted. The spool is checked before the store, so a batch the replayer moves from one to
+//!   the other meanwhile is still seen. While the store does not answer, recovery waits.
+//!
+//! Spans are journaled the same way, in segments of their own (`span_journal`), with the
+//! file handling, rotation and deletion of this module.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use glassbox_store::{TraceReader, UsageRow};
+use glassbox_store::writer::TelemetryWriter;
+use serde::{Deserialize, Serialize};
+
+/// How often the journal is cut and its settled segment deleted.
+pub const ROTATE_EVERY: Duration = Duration::from_secs(5);
+
+/// The journal of one process; see the module documentation.
+#[derive(Debug)]
+pub struct UsageJournal {
+    dir: PathBuf,
+    /// `usage-` or `spans-`: the start of every segment's file name.
+    prefix: &'static str,
+    current: Mutex<Segment>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("usage journal {path}")]
+pub struct JournalError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+impl UsageJournal {
+    /// Opens `dir` (creating it) with a fresh segment; returns the segments an earlier process
+    /// left there, for [`recover`].
+    pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
+        Self::open_segments(dir, USAGE_PREFIX)
+    }
+
+    /// [`open`](Self::open) for the segments whose names start with `prefix` (the span
+    /// journal shares the directory and all but the lines' format).
+    pub(crate) fn open_segments(
+        dir: impl Into<PathBuf>,
+        prefix: &'static str,
+    ) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|source| JournalError { path: dir.clone(), source })?;
+        let mut leftover: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|source| JournalError { path: dir.clone(), source })?
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| is_segment(path, prefix))
+            .collect();
+        leftover.sort();
+        let segment = Segment::create(&dir, prefix)?;
+        Ok((Arc::new(UsageJournal { dir, prefix, current: Mutex::new(segment) }), leftover))
+    }
+
+    /// The JSON line of `row`; made before the row is handed to the writer (which takes it).
+    pub fn encode(row: &UsageRow) -> Vec<u8> {
+        let mut line = Vec::with_capacity(512);
+        if serde_json::to_writer(&mut line, &JournalRowRef::from(row)).is_err() {
+            return Vec::new();
+        }
+        line.push(b'\n');
+        line
+    }
+
+    /// Appends a line made by [`encode`](Self::encode). A failure is logged: the row is still
+    /// in the writer, only its protection against a kill is gone.
+    pub fn append(&self, line: &[u8]) {
+        let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(error) = segment.file.write_all(line) {
+            tracing::error!(path = %segment.path.display(), error = %error, "could not append to the usage journal");
+        }
+    }
+
+    /// Starts a new segment and returns the path of the one it replaces.
+    fn rotate(&self) -> Result<PathBuf, JournalError> {
+        let fresh = Segment::create(&self.dir, self.prefix)?;
+        let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::replace(&mut *segment, fresh);
+        Ok(old.path)
+    }
+
+    /// Deletes the current segment; for after the writer shut down (it wrote or spooled all).
+    pub fn remove_current(&self) {
+        let segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        remove(&segment.path);
+    }
+}
+
+impl Segment {
+    fn create(dir: &Path, prefix: &str) -> Result<Segment, JournalError> {
+        let path = dir.join(format!("{prefix}{}.jsonl", uuid::Uuid::now_v7().simple()));
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| JournalError { path: path.clone(), source })?;
+        Ok(Segment { file, path })
+    }
+}
+
+const USAGE_PREFIX: &str = "usage-";
+
+fn is_segment(path: &Path, prefix: &str) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with(prefix) && name.ends_with(".jsonl"))
+}
+
+pub(crate) fn remove(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), %error, "could not delete a settled usage journal segment");
+    }
+}
+
+/// Every [`ROTATE_EVERY`]: a new segment, a writer flush, the old segment deleted. Ends when
+/// the writer has shut down (a flush then returns at once, and the last rotation still holds).
+pub fn spawn_rotation(journal: Arc<UsageJournal>, writer: TelemetryWriter) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ROTATE_EVERY).await;
+            let old = match journal.rotate() {
+                Ok(old) => old,
+                Err(error) => {
+                    tracing::error!(error = %crate::error::chain(&error), "could not rotate the usage journal");
+                    continue;
+                }
+            };
+            // Every line of `old` was handed to the writer before it was written.
+            writer.flush().await;
+            remove(&old);
+        }
+    })
+}
+
+/// Writes again the rows of `segments` (an earlier process's) that are neither spooled in
+/// `spool_dir` nor in the store, then deletes the segments. Waits while the store is down.
+/// `observer` hears every row written again (budgets rebuilt from the store missed them).
+pub async fn recover(
+    segments: Vec<PathBuf>,
+    spool_dir: PathBuf,
+    reader: Arc<dyn TraceReader>,
+    writer: TelemetryWriter,
+    observer: Option<crate::telemetry::UsageObserver>,
+) {
+    for segment in segments {
+        let rows = match tokio::fs::read_to_string(&segment).await {
+            // A torn last line is a row whose request was never answered: skipped.
+            Ok(text) => text.lines().filter_map(|line| serde_json::from_str::<JournalRow>(line).ok()).collect::<Vec<_>>(),
+            Err(error) => {
+                tracing::error!(path = %segment.display(), %error, "could not read a usage journal segment");
+                continue;
+            }
+        };
+        let mut delay = Duration::from_millis(200);
+        let recovered = loop {
+            match missing_rows(&rows, &spool_dir, reader.as_ref()).await {
+                Ok(missing) => break missing,
+                Err(error) => {
+                    tracing::warn!(path = %segment.display(), error = %error, retry_in = ?delay,
+                        "cannot recover the usage journal yet: the store does not answer");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        let n_recovered = recovered.len();
+        for row in recovered {
+            if let Some(observer) = &observer {
+                observer(&row);
+            }
+            writer.write_usage(row);
+        }
+        writer.flush().await;
+        remove(&segment);
+        tracing::info!(path = %segment.display(), rows = rows.len(), recovered = n_recovered, "usage journal of an earlier run recovered");
+    }
+}
+
+async fn missing_rows(rows: &[JournalRow], spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<UsageRow>, String> {
+    let spooled = spooled_usage_span_ids(spool_dir).await;
+    let mut missing = Vec::new();
+    let mut known_traces: std::collections::HashMap<&str, HashSet<String>> = std::collections::HashMap::new();
+    for row in rows {
+        if spooled.contains(&row.span_id) {
+            continue;
+        }
+        if !known_traces.contains_key(row.trace_id.as_str()) {
+            let stored = reader.trace_usage(&row.trace_id).await.map_err(|error| crate::error::chain(&error))?;
+            known_traces.insert(row.trace_id.as_str(), stored.into_iter().map(|usage| usage.span_id).collect());
+        }
+        if known_traces.get(row.trace_id.as_str()).is_some_and(|stored| stored.contains(&row.span_id)) {
+            continue;
+        }
+        missing.push(UsageRow::from(row.clone()));
+    }
+    Ok(missing)
+}
+
+/// The span ids of the usage rows in the spool's batch files (`usage-<token>.jsonl`).
+async fn spooled_usage_span_ids(spool_dir: &Path) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let Ok(mut entries) = tokio::fs::read_dir(spool_dir).await else { return ids };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("usage-") || !name.ends_with(".jsonl") {
+            continue;
+        }
+        let Ok(text) = tokio::fs::read_to_string(entry.path()).await else { continue };
+        for line in text.lines().skip(1) {
+            if let Ok(SpanIdOnly { span_id }) = serde_json::from_str(line) {
+                ids.insert(span_id);
+            }
+        }
+    }
+    ids
+}
+
+#[derive(Deserialize)]
+struct SpanIdOnly {
+    span_id: String,
+}
+
+/// A usage row as a journal line (the store's rows are not serde types).
+#[derive(Debug, Clone, Deserialize)]
+struct JournalRow {
+    timestamp_ns: i64,
+    trace_id: String,
+    span_id: String,
+    tenant: String,
+    api_key_id: String,
+    agent: String,
+    workflow: String,
+    provider: String,
+    model: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    reasoning_tokens: u64,
+    cost_nano_usd: i64,
+    cost_unknown: bool,
+    latency_ns: u64,
+    time_to_first_token_ns: u64,
+    status: String,
+    error_type: String,
+}
+
+/// [`JournalRow`] borrowed, so writing a line allocates only the line.
+#[derive(Serialize)]
+struct JournalRowRef<'a> {
+    timestamp_ns: i64,
+    trace_id: &'a str,
+    span_id: &'a str,
+    tenant: &'a str,
+    api_key_id: &'a str,
+    agent: &'a str,
+    workflow: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    reasoning_tokens: u64,
+    cost_nano_usd: i64,
+    cost_unknown: bool,
+    latency_ns: u64,
+    time_to_first_token_ns: u64,
+    status: &'a str,
+    error_type: &'a str,
+}
+
+impl<'a> From<&'a UsageRow> for JournalRowRef<'a> {
+    fn from(row: &'a UsageRow) -> Self {
+        JournalRowRef {
+            timestamp_ns: row.timestamp_ns,
+            trace_id: &row.trace_id,
+            span_id: &row.span_id,
+            tenant: &row.tenant,
+            api_key_id: &row.api_key_id,
+            agent: &row.agent,
+            workflow: &row.workflow,
+            provider: &row.provider,
+            model: &row.model,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+            cached_input_tokens: row.cached_input_tokens,
+            reasoning_tokens: row.reasoning_tokens,
+            cost_nano_usd: row.cost_nano_usd,
+            cost_unknown: row.cost_unknown,
+            latency_ns: row.latency_ns,
+            time_to_first_token_ns: row.time_to_first_token_ns,
+            status: &row.status,
+            error_type: &row.error_type,
+        }
+    }
+}
+
+impl From<JournalRow> for UsageRow {
+    fn from(row: JournalRow) -> Self {
+        UsageRow {
+            timestamp_ns: row.timestamp_ns,
+            trace_id: row.trace_id,
+            span_id: row.span_id,
+            tenant: row.tenant,
+            api_key_id: row.api_key_id,
+            agent: row.agent,
+            workflow: row.workflow,
+            provider: row.provider,
+            model: row.model,
+            input_tokens: row.input_tokens,
+            output_tokens: row.output_tokens,
+            cached_input_tokens: row.cached_input_tokens,
+            reasoning_tokens: row.reasoning_tokens,
+            cost_nano_usd: row.cost_nano_usd,
+            cost_unknown: row.cost_unknown,
+            latency_ns: row.latency_ns,
+            time_to_first_token_ns: row.time_to_first_token_ns,
+            status: row.status,
+            error_type: row.error_type,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn row(n: u64) -> UsageRow {
+        UsageRow {
+            timestamp_ns: 1_700_000_000_000_000_000,
+            trace_id: format!("{n:032x}"),
+            span_id: format!("{n:016x}"),
+            tenant: "acme".into(),
+            api_key_id: "key_1".into(),
+            agent: "echo".into(),
+            workflow: String::new(),
+            provider: "openai".into(),
+            model: "gpt-\"quoted\"\n".into(),
+            input_tokens: n,
+            output_tokens: 2 * n,
+            cached_input_tokens: 0,
+            reasoning_tokens: 1,
+            cost_nano_usd: -5,
+            cost_unknown: true,
+            latency_ns: 42,
+            time_to_first_token_ns: 7,
+            status: "error".into(),
+            error_type: "provider_error".into(),
+        }
+    }
+
+    #[test]
+    fn lines_read_back_as_the_rows_written_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, leftover) = UsageJournal::open(dir.path()).unwrap();
+        assert!(leftover.is_empty());
+        for n in 1..=3 {
+            journal.append(&UsageJournal::encode(&row(n)));
+        }
+        // A line cut by a kill mid-write.
+        let torn = UsageJournal::encode(&row(4));
+        journal.append(&torn[..torn.len() / 2]);
+        let (_second, leftover) = UsageJournal::open(dir.path()).unwrap();
+        assert_eq!(leftover.len(), 1, "the first process's segment is left over");
+        let text = std::fs::read_to_string(&leftover[0]).unwrap();
+        let rows: Vec<UsageRow> =
+            text.lines().filter_map(|line| serde_json::from_str::<JournalRow>(line).ok()).map(UsageRow::from).collect();
+        assert_eq!(rows, vec![row(1), row(2), row(3)]);
+    }
+
+    #[test]
+    fn rotation_hands_back_the_old_segment_and_writes_on_in_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = UsageJournal::open(dir.path()).unwrap();
+        journal.append(&UsageJournal::encode(&row(1)));
+        let old = journal.rotate().unwrap();
+        journal.append(&UsageJournal::encode(&row(2)));
+        assert_eq!(std::fs::read_to_string(&old).unwrap().lines().count(), 1);
+        remove(&old);
+        journal.remove_current();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "both segments deleted");
+    }
+}
