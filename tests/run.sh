@@ -7,8 +7,9 @@
 # What it needs and installs when missing: cargo-nextest, a Python venv with chDB (the
 # ClickHouse fixture) and the Python clients of tests/python/ (the official `openai` SDK,
 # `openapi-spec-validator`), Chromium and playwright-core (the dashboard's browser tests), and
-# Debian's `prometheus` (promtool) and `docker-compose` (the compose file's validation), so
-# this stays the one command.
+# Debian's `prometheus` (promtool) and `docker-compose` (the compose file's validation),
+# schemathesis (tests/schemathesis/), and cargo-fuzz (tests/fuzz.sh), so this stays the one
+# command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +65,19 @@ if [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_hash" ] \
   "$GLASSBOX_VENV/bin/python" -c 'import openai, openapi_spec_validator, yaml'
   echo "$py_hash" >"$py_stamp"
 fi
+# Schemathesis (tests/schemathesis/): property-based requests against the server's
+# /openapi.json (crates/glassbox-server/tests/it/schemathesis.rs); same venv, own stamp.
+st_requirements=tests/schemathesis/requirements.txt
+st_stamp="$GLASSBOX_VENV/.glassbox-schemathesis.sha256"
+st_hash="$(sha256sum "$st_requirements" | cut -d' ' -f1)"
+if [ "$(cat "$st_stamp" 2>/dev/null)" != "$st_hash" ] \
+  || ! "$GLASSBOX_VENV/bin/python" -c 'import schemathesis' >/dev/null 2>&1; then
+  echo "tests/run.sh: installing $st_requirements into $GLASSBOX_VENV" >&2
+  rm -f "$st_stamp"
+  "$GLASSBOX_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -r "$st_requirements" >&2
+  "$GLASSBOX_VENV/bin/python" -c 'import schemathesis'
+  echo "$st_hash" >"$st_stamp"
+fi
 # The JUnit XML validator (tests/junit/: the `xmlschema` package and the JUnit schema) that
 # the eval tests check `glassbox eval run --junit` output with; same venv.
 if ! "$GLASSBOX_VENV/bin/python" -c 'import xmlschema' >/dev/null 2>&1; then
@@ -106,3 +120,6 @@ cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
 # The shipped eval suites, replayed from their recordings: no network, no API key.
 cargo run --quiet --locked --bin glassbox -- eval run evals/ --no-store
+# Bounded fuzzing (fuzz/, cargo-fuzz): every target for FUZZ_SECONDS (default 20) from its
+# committed corpus; fails on any crash. Installs cargo-fuzz when missing.
+./tests/fuzz.sh

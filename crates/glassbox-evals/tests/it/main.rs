@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod judge;
+mod parsing;
 mod replay;
 mod reports;
 mod scorers;

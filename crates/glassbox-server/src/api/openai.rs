@@ -74,8 +74,24 @@ pub struct StreamOptions {
 pub struct ChatMessage {
     pub role: ChatRole,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = chat_content_schema)]
     pub content: Option<ChatContent>,
+}
+
+/// The OpenAPI schema of `content`: what [`ChatContent`] accepts (or null).
+fn chat_content_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let part = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("type", ObjectBuilder::new().schema_type(Type::String))
+        .property("text", ObjectBuilder::new().schema_type(Type::String))
+        .required("type");
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ArrayBuilder::new().items(part))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -13,7 +13,7 @@ use serde_json::Value;
 #[serde(rename_all = "camelCase")]
 pub struct GenerateBody {
     /// A string (one user message), or an array of strings and `{role, content}` objects.
-    #[schema(value_type = serde_json::Value)]
+    #[schema(schema_with = input_messages_schema)]
     pub messages: InputMessages,
     /// Recorded on the trace as `gen_ai.conversation.id`; Glassbox keeps no conversation
     /// memory yet.
@@ -30,6 +30,28 @@ pub struct GenerateBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub request_context: Option<Value>,
+}
+
+/// The OpenAPI schema of `messages`: exactly what [`InputMessages`] accepts, so generated
+/// clients and property-based tests send bodies the server takes.
+fn input_messages_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let text_part = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("type", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["text"])))
+        .property("text", text())
+        .required("type")
+        .required("text");
+    let content = OneOfBuilder::new().item(text()).item(ArrayBuilder::new().items(text_part));
+    let message = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("role", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["user", "assistant", "system"])))
+        .property("content", content)
+        .required("role")
+        .required("content");
+    let item = OneOfBuilder::new().item(text()).item(message);
+    OneOfBuilder::new().item(text()).item(ArrayBuilder::new().items(item).min_items(Some(1))).build().into()
 }
 
 /// A JSON schema, which must be an object (or the boolean schemas `true`/`false`).

@@ -293,7 +293,8 @@ fn run_query(query: Result<Query<RunQuery>, QueryRejection>) -> Result<Option<St
         message: format!("invalid query string: {}", rejection.body_text()),
     })?;
     match query.run_id {
-        Some(run_id) if run_id.is_empty() || run_id.len() > 128 => Err(WorkflowApiError::BadQuery {
+        // Characters, not bytes: the spec's `maxLength` counts characters.
+        Some(run_id) if run_id.is_empty() || run_id.chars().count() > 128 => Err(WorkflowApiError::BadQuery {
             field: "runId".to_owned(),
             message: "runId must be 1 to 128 characters".to_owned(),
         }),
@@ -362,7 +363,7 @@ fn start_body(body: Result<Bytes, BytesRejection>, limit: Option<Extension<BodyL
     tag = "workflows",
     params(
         ("workflow_id" = String, Path, description = "The workflow id"),
-        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent"),
+        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent", min_length = 1, max_length = 128),
     ),
     responses(
         (status = 200, description = "`{runId}`", body = Object),
@@ -389,7 +390,7 @@ pub async fn create_run(
     tag = "workflows",
     params(
         ("workflow_id" = String, Path, description = "The workflow id"),
-        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent"),
+        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent", min_length = 1, max_length = 128),
     ),
     request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
     responses(
@@ -450,7 +451,7 @@ fn accepted(run_id: &str, limit: Duration) -> Response {
     tag = "workflows",
     params(
         ("workflow_id" = String, Path, description = "The workflow id"),
-        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent"),
+        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent", min_length = 1, max_length = 128),
     ),
     request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
     responses(
@@ -485,7 +486,7 @@ pub async fn start_async(
     operation_id = "stream_workflow",
     params(
         ("workflow_id" = String, Path, description = "The workflow id"),
-        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent"),
+        ("runId" = Option<String>, Query, description = "The run id to use (1 to 128 characters); a new UUID when absent", min_length = 1, max_length = 128),
     ),
     request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
     responses(
@@ -583,7 +584,7 @@ async fn resume_started(
     tag = "workflows",
     params(
         ("workflow_id" = String, Path, description = "The workflow id"),
-        ("runId" = String, Query, description = "The id of the suspended run to resume"),
+        ("runId" = String, Query, description = "The id of the suspended run to resume", min_length = 1, max_length = 128),
     ),
     request_body(content = ResumeBody, description = "`{step, resumeData}`; `step` may be omitted when one step is suspended", content_type = "application/json"),
     responses(
@@ -613,7 +614,7 @@ pub async fn resume(
     tag = "workflows",
     params(
         ("workflow_id" = String, Path, description = "The workflow id"),
-        ("runId" = String, Query, description = "The id of the suspended run to resume"),
+        ("runId" = String, Query, description = "The id of the suspended run to resume", min_length = 1, max_length = 128),
     ),
     request_body(content = ResumeBody, description = "`{step, resumeData}`; `step` may be omitted when one step is suspended", content_type = "application/json"),
     responses(
@@ -659,7 +660,7 @@ pub struct RunsQuery {
         ("status" = Option<String>, Query, description = "One status or several, comma-separated (`running,suspended`)"),
         ("fromDate" = Option<String>, Query, description = "Created at or after: RFC 3339 UTC, `YYYY-MM-DD` or Unix milliseconds"),
         ("toDate" = Option<String>, Query, description = "Created before: RFC 3339 UTC, `YYYY-MM-DD` or Unix milliseconds"),
-        ("limit" = Option<u32>, Query, description = "At most this many runs (default 100)"),
+        ("limit" = Option<u32>, Query, description = "At most this many runs (default 100)", minimum = 1, maximum = 1000),
     ),
     responses(
         (status = 200, description = "`{runs: [run], total}`", body = Object),

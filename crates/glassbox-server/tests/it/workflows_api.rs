@@ -306,6 +306,20 @@ async fn a_background_run_is_polled_to_completion() {
     assert_eq!(status, 409, "{duplicate}");
 }
 
+/// Found by schemathesis: the spec's `maxLength = 128` counts characters, the check counted
+/// bytes, so a valid 128-character id of multi-byte characters got a 400.
+#[tokio::test]
+async fn run_ids_are_limited_in_characters_not_bytes() {
+    let env = env().await;
+    let long_id: String = "é".repeat(128);
+    let (status, created) = env.post(&format!("/api/workflows/slow/create-run?runId={long_id}"), json!({})).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["runId"], long_id.as_str());
+    let too_long: String = "é".repeat(129);
+    let (status, refused) = env.post(&format!("/api/workflows/slow/create-run?runId={too_long}"), json!({})).await;
+    assert_eq!((status, refused["details"]["field"].as_str()), (400, Some("runId")), "{refused}");
+}
+
 #[tokio::test]
 async fn start_async_answers_202_with_the_run_id_after_its_timeout() {
     let env = env_with(WorkflowLimits { wait_timeout: Duration::from_millis(100), ..WorkflowLimits::default() }).await;
