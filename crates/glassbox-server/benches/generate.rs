@@ -5,9 +5,16 @@
 //! Run: `cargo bench -p glassbox-server --bench generate` (set `BENCH_SECONDS`,
 //! `BENCH_CONNECTIONS` to change the defaults of 10 s and 32 connections).
 //!
-//! Glassbox runs as `glassbox serve` does by default: every span and usage row goes to the
-//! embedded SQLite store through the telemetry writer (set `BENCH_TELEMETRY=off` to measure
-//! without it). `BENCH_JOURNAL=off|usage|on` (default `on`) sets which kill-safety journals
+//! Glassbox runs as `glassbox serve` does, with the whole pipeline on (`BENCH_PIPELINE=full`,
+//! the default): an API key checked on every request, its tenant's rate limit and day/month
+//! budgets, input processors (normalize, length, PII, injection), a topic guardrail, output
+//! guardrails (PII, length), a per-request budget, every span and usage row written to the
+//! embedded SQLite store through the telemetry writer, `/metrics` and log layers, and online
+//! evals sampling 10% of requests. `BENCH_PIPELINE=bare` serves a plain agent instead, with
+//! telemetry on (or off with `BENCH_TELEMETRY=off`). `BENCH_STORE=discard` replaces the
+//! SQLite span/usage store with one that drops rows, to separate producing telemetry from
+//! storing it.
+//! `BENCH_JOURNAL=off|usage|on` (default `on`) sets which kill-safety journals
 //! run beside the writer: none, usage rows, or usage rows and spans (`span_journal`).
 //!
 //! Each component gets its own Tokio runtime, as if it were its own process: the mock (1
@@ -94,11 +101,15 @@ impl glassbox_store::Backend for DiscardStore {
     }
 }
 
+fn discard_store() -> bool {
+    std::env::var("BENCH_STORE").is_ok_and(|v| v == "discard")
+}
+
 /// The store, writer and OpenTelemetry layer of `glassbox serve`, on a temporary SQLite file.
 async fn start_telemetry(dir: &std::path::Path) -> glassbox_server::telemetry::Telemetry {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let backend: Arc<dyn glassbox_store::Backend> = if std::env::var("BENCH_STORE").is_ok_and(|v| v == "discard") {
+    let backend: Arc<dyn glassbox_store::Backend> = if discard_store() {
         Arc::new(DiscardStore)
     } else {
         Arc::new(
@@ -107,6 +118,17 @@ async fn start_telemetry(dir: &std::path::Path) -> glassbox_server::telemetry::T
                 .unwrap(),
         )
     };
+    let telemetry = telemetry_pipeline(dir, backend, &[]).await;
+    tracing_subscriber::registry().with(glassbox_server::telemetry::layer(&telemetry)).init();
+    telemetry
+}
+
+/// The span/usage store's writer and the OpenTelemetry pipeline.
+async fn telemetry_pipeline(
+    dir: &std::path::Path,
+    backend: Arc<dyn glassbox_store::Backend>,
+    pricing: &[glassbox_config::PricingConfig],
+) -> glassbox_server::telemetry::Telemetry {
     backend.migrate().await.unwrap();
     let writer = glassbox_store::writer::TelemetryWriter::start(backend, glassbox_store::writer::WriterConfig::new(dir.join("spool")))
         .await
@@ -114,7 +136,7 @@ async fn start_telemetry(dir: &std::path::Path) -> glassbox_server::telemetry::T
     let telemetry = glassbox_server::telemetry::Telemetry::new(
         "glassbox-bench",
         Some(writer),
-        Arc::new(glassbox_server::telemetry::pricing_table(&[])),
+        Arc::new(glassbox_server::telemetry::pricing_table(pricing)),
         None,
     )
     .unwrap();
@@ -133,8 +155,115 @@ async fn start_telemetry(dir: &std::path::Path) -> glassbox_server::telemetry::T
         }
     }
     println!("journals: {journals}");
-    tracing_subscriber::registry().with(glassbox_server::telemetry::layer(&telemetry)).init();
     telemetry
+}
+
+/// The API key the full pipeline's requests present.
+const BENCH_KEY: &str = "gbk_bench_0123456789abcdef0123456789abcdef";
+
+/// The agent, tenant, key and online evals of the full pipeline, as a user would write them.
+const FULL_CONFIG: &str = r#"
+[store]
+sqlite_path = "${BENCH_DIR}/bench.db"
+spool_dir = "${BENCH_DIR}/spool"
+
+[[pricing]]
+pattern = "bench-model"
+provider = "openai"
+input_per_million = 0.15
+output_per_million = 0.6
+
+[models.bench]
+provider = "openai"
+model = "bench-model"
+base_url = "${MOCK_URL}"
+max_retries = 0
+
+[agents.bench]
+instructions = "You are a benchmark."
+model = "bench"
+max_output_tokens = 256
+on_block = "tripwire"
+processors = [
+  { type = "normalize" },
+  { type = "length", max_chars = 8000, max_tokens = 2000, strategy = "truncate" },
+  { type = "pii", strategy = "redact" },
+  { type = "injection", threshold = 0.5, strategy = "block" },
+]
+guardrails.input = [{ type = "topic", deny = ["stock tips", "crypto signals"] }]
+guardrails.output = [
+  { type = "pii", id = "pii-out", mode = "mask" },
+  { type = "length", id = "max-output", max_chars = 4000, strategy = "truncate" },
+]
+budget = { max_input_tokens = 8000, max_total_tokens = 20000, max_cost_usd = 0.05 }
+
+[tenants.bench]
+requests_per_minute = 1000000000
+burst = 1000000
+daily_usd = 1000000.0
+monthly_tokens = 100000000000
+
+[keys.bench-key]
+tenant = "bench"
+key_env = "BENCH_KEY"
+daily_tokens = 100000000000
+
+[online_evals.bench]
+sample_rate = 0.1
+timeout_ms = 5000
+scorers = [{ type = "no_pii" }, { type = "tokens", max_tokens = 2000 }]
+"#;
+
+/// Glassbox as `glassbox serve` builds it from [`FULL_CONFIG`]: keys, rate limits, budgets,
+/// processors, guardrails, the store, `/metrics`, logs and online evals.
+async fn start_full(mock_url: String, dir: &std::path::Path) -> (SocketAddr, glassbox_server::telemetry::Telemetry) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let bench_dir = dir.display().to_string();
+    let env = move |name: &str| match name {
+        "MOCK_URL" => Some(mock_url.clone()),
+        "BENCH_DIR" => Some(bench_dir.clone()),
+        "BENCH_KEY" => Some(BENCH_KEY.to_owned()),
+        _ => None,
+    };
+    let config = glassbox_config::parse(FULL_CONFIG, "bench.toml", &env).unwrap();
+    let (agents, _) = runtime::build(&config, &env).unwrap();
+    let store = glassbox_server::store::open(&config.store, &env).await.unwrap();
+    store.backend.migrate().await.unwrap();
+    // As in `glassbox serve`: the writer and the online evals share the store's connection.
+    let backend: Arc<dyn glassbox_store::Backend> =
+        if discard_store() { Arc::new(DiscardStore) } else { Arc::clone(&store.backend) };
+    let telemetry = telemetry_pipeline(dir, backend, &config.pricing).await;
+    let pricing = Arc::new(glassbox_server::telemetry::pricing_table(&config.pricing));
+    let key_store = glassbox_server::store::open_key_store(&config.store, &env).await.unwrap();
+    let access = Arc::new(glassbox_server::access::Access::load(&config, key_store.as_ref(), &env, pricing).await.unwrap());
+    let settling = Arc::clone(&access);
+    telemetry.observe_usage(Arc::new(move |row| settling.settle(row)));
+    // The log layers of `glassbox serve` with its default filter, writing to standard error.
+    tracing_subscriber::registry()
+        .with(glassbox_server::logging::TraceIdLayer)
+        .with(
+            glassbox_server::logging::fmt_layer(glassbox_server::logging::LogFormat::Text)
+                .with_filter(tracing_subscriber::EnvFilter::new("info,glassbox_core=warn")),
+        )
+        .with(glassbox_server::telemetry::layer(&telemetry))
+        .with(glassbox_server::metrics::layer())
+        .init();
+    if let Some(writer) = telemetry.writer() {
+        glassbox_server::metrics::watch_writer(writer);
+    }
+    let online_evals = glassbox_server::evals::online_evals(&config, Some(Arc::clone(&store.evals)), &env).unwrap();
+    assert!(online_evals.is_some(), "the full pipeline samples online evals");
+    let app = glassbox_server::build_router(
+        agents,
+        HttpOptions::default(),
+        glassbox_server::RouterParts { access: Some(access), workflows: None, dashboard: None, online_evals },
+    );
+    let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(listener, app, std::future::pending(), Duration::from_secs(1)));
+    (addr, telemetry)
 }
 
 async fn start_glassbox(mock_url: String) -> SocketAddr {
@@ -181,7 +310,13 @@ impl Figures {
 
 /// Closed-loop load: `connections` workers, each sending the next request when the last
 /// answered, for `duration` after a one-second warm-up.
-async fn drive(url: String, body: &'static str, connections: usize, duration: Duration) -> Figures {
+async fn drive(
+    url: String,
+    body: &'static str,
+    authorization: Option<&'static str>,
+    connections: usize,
+    duration: Duration,
+) -> Figures {
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).tcp_nodelay(true).build().unwrap();
     let warm_up_end = Instant::now() + Duration::from_secs(1);
     let end = warm_up_end + duration;
@@ -197,7 +332,11 @@ async fn drive(url: String, body: &'static str, connections: usize, duration: Du
                     if start >= end {
                         break;
                     }
-                    let ok = match client.post(url.as_str()).header("content-type", "application/json").body(body).send().await {
+                    let mut request = client.post(url.as_str()).header("content-type", "application/json").body(body);
+                    if let Some(authorization) = authorization {
+                        request = request.header("authorization", authorization);
+                    }
+                    let ok = match request.send().await {
                         Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
                         Err(_) => false,
                     };
@@ -242,21 +381,38 @@ fn main() {
     let mock_base = mock.openai_base_url();
     let proxy_addr = target_runtime.block_on(start_proxy(format!("{mock_base}/chat/completions")));
     let telemetry_dir = tempfile::tempdir().unwrap();
-    let telemetry_on = std::env::var("BENCH_TELEMETRY").map_or(true, |value| value != "off");
-    let telemetry = telemetry_on.then(|| target_runtime.block_on(start_telemetry(telemetry_dir.path())));
-    let glassbox_addr = target_runtime.block_on(start_glassbox(mock_base));
+    let full = std::env::var("BENCH_PIPELINE").map_or(true, |value| value != "bare");
+    let telemetry_on = full || std::env::var("BENCH_TELEMETRY").map_or(true, |value| value != "off");
+    let (glassbox_addr, telemetry) = if full {
+        let (addr, telemetry) = target_runtime.block_on(start_full(mock_base, telemetry_dir.path()));
+        (addr, Some(telemetry))
+    } else {
+        let telemetry = telemetry_on.then(|| target_runtime.block_on(start_telemetry(telemetry_dir.path())));
+        (target_runtime.block_on(start_glassbox(mock_base)), telemetry)
+    };
+    let authorization: Option<&'static str> =
+        full.then(|| &*Box::leak(format!("Bearer {BENCH_KEY}").into_boxed_str()));
 
     let proxy_body = r#"{"model":"bench-model","messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"hello"}]}"#;
     let glassbox_body = r#"{"messages":"hello"}"#;
 
+    let store = if discard_store() { "discarding store" } else { "SQLite store" };
     println!(
-        "generate benchmark: {connections} connections, {seconds} s per target after 1 s warm-up, telemetry {}",
-        if telemetry_on { "on (SQLite store)" } else { "off" }
+        "generate benchmark: {connections} connections, {seconds} s per target after 1 s warm-up, pipeline {}, telemetry {}",
+        if full { "full (key, rate limit, budgets, processors, guardrails, 10% online evals)" } else { "bare" },
+        if telemetry_on { format!("on ({store})") } else { "off".to_owned() }
     );
-    let floor = load_runtime.block_on(drive(format!("http://{proxy_addr}/v1/chat/completions"), proxy_body, connections, duration));
+    let floor = load_runtime.block_on(drive(
+        format!("http://{proxy_addr}/v1/chat/completions"),
+        proxy_body,
+        None,
+        connections,
+        duration,
+    ));
     let glassbox = load_runtime.block_on(drive(
         format!("http://{glassbox_addr}/api/agents/bench/generate"),
         glassbox_body,
+        authorization,
         connections,
         duration,
     ));
@@ -286,5 +442,12 @@ fn main() {
                 stats.written_rows, stats.spooled_rows, stats.dropped_rows
             );
         }
+    }
+    // The whole process: the mock, both targets and the load generator.
+    if let Some(peak) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| status.lines().find(|line| line.starts_with("VmHWM:")).map(str::to_owned))
+    {
+        println!("peak RSS of the benchmark process (mock + floor + glassbox + load): {}", peak.trim_start_matches("VmHWM:").trim());
     }
 }
