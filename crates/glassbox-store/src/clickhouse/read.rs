@@ -156,6 +156,60 @@ struct TracePick {
     start_ns: i64,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    /// Partial rows that start in the range only; needs the caller's check of true starts.
+    Quick,
+    /// Candidates from the range, then every partial row of each.
+    Exact,
+}
+
+/// Phase one: the ids (and starts) of the page's traces, newest first, one more than `limit`.
+async fn pick(
+    backend: &ClickHouseBackend,
+    filter: &TraceFilter,
+    page: &PageRequest,
+    limit: u32,
+    how: Pick,
+) -> Result<Vec<TracePick>, StoreError> {
+    let mut sql = Sql::new(
+        "SELECT trace_id, start_ns FROM (SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Start)) AS start_ns,
+    toUnixTimestamp64Nano(max(End)) AS end_ns, max(HasError) AS has_error, sum(CostNanoUsd) AS cost_nano_usd",
+    );
+    if filter.agent.is_some() {
+        sql.push(", argMinMerge(Agent) AS agent");
+    }
+    if filter.tenant.is_some() {
+        sql.push(", argMinMerge(Tenant) AS tenant");
+    }
+    sql.push(" FROM trace_index WHERE 1");
+    match (how, &filter.range) {
+        (Pick::Quick, Some(range)) => {
+            sql.bind(" AND Start >= fromUnixTimestamp64Nano(toInt64(?))", [range.from_ns.into()]);
+        }
+        _ if filter.range.is_some() || page.after.is_some() => {
+            // Candidates: a partial row whose Start meets every condition on the trace's start.
+            sql.push(" AND TraceId IN (SELECT TraceId FROM trace_index WHERE 1");
+            if let Some(range) = &filter.range {
+                sql.bind(
+                    " AND Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?))",
+                    [range.from_ns.into(), range.to_ns.into()],
+                );
+            }
+            if let Some(after) = &page.after {
+                sql.bind(" AND Start <= fromUnixTimestamp64Nano(toInt64(?))", [after.start_ns.into()]);
+            }
+            sql.push(")");
+        }
+        _ => {}
+    }
+    push_having(&mut sql, filter, page);
+    // One more than asked: whether another page follows.
+    sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
+    sql.push(") ORDER BY start_ns DESC, trace_id DESC");
+    backend.timed(Operation::ListTraces, sql.query(&backend.inner.client).fetch_all::<TracePick>()).await
+}
+
 async fn list_traces_once(
     backend: &ClickHouseBackend,
     filter: &TraceFilter,
@@ -183,40 +237,28 @@ async fn list_traces_once(
     }
     // Two phases: pick the page's ids with the filters, from cheap per-trace aggregates; then
     // finish every column (root span name, agent, tenant: `argMin` states, the costly part)
-    // for those ids only. Both phases aggregate every partial row of a trace, so they agree.
-    let mut sql = Sql::new(
-        "SELECT trace_id, start_ns FROM (SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Start)) AS start_ns,
-    toUnixTimestamp64Nano(max(End)) AS end_ns, max(HasError) AS has_error, sum(CostNanoUsd) AS cost_nano_usd",
-    );
-    if filter.agent.is_some() {
-        sql.push(", argMinMerge(Agent) AS agent");
-    }
-    if filter.tenant.is_some() {
-        sql.push(", argMinMerge(Tenant) AS tenant");
-    }
-    sql.push(" FROM trace_index WHERE 1");
-    if let Some(trace_id) = &filter.trace_id {
-        sql.bind(" AND TraceId = ?", [trace_id.as_str().into()]);
-    }
-    if filter.range.is_some() || page.after.is_some() {
-        // Candidates: a partial row whose Start meets every condition on the trace's start.
-        sql.push(" AND TraceId IN (SELECT TraceId FROM trace_index WHERE 1");
-        if let Some(range) = &filter.range {
-            sql.bind(
-                " AND Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?))",
-                [range.from_ns.into(), range.to_ns.into()],
-            );
+    // for those ids only.
+    //
+    // The quick pick reads only partial rows that start in the range (partition pruning):
+    // every partial row of a trace that starts in the range does, so those traces are finished
+    // exactly. A trace that started before the range but has a later partial row in it would
+    // be picked with a wrong start; the picked ids' true starts are then checked (a cheap
+    // query on two columns), and on any difference the page is picked again the exact way
+    // (candidates from the range, then every partial row of each).
+    let mut picked = pick(backend, filter, page, limit, Pick::Quick).await?;
+    if filter.range.is_some() && !picked.is_empty() {
+        let ids: Vec<String> = picked.iter().map(|pick| pick.trace_id.clone()).collect();
+        let mut sql = Sql::new(
+            "SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Start)) AS start_ns FROM trace_index",
+        );
+        sql.bind(" WHERE TraceId IN ? GROUP BY TraceId", [Value::StrList(ids)]);
+        let starts = backend.timed(Operation::ListTraces, sql.query(client).fetch_all::<TracePick>()).await?;
+        let starts: std::collections::HashMap<String, i64> =
+            starts.into_iter().map(|pick| (pick.trace_id, pick.start_ns)).collect();
+        if picked.iter().any(|pick| starts.get(&pick.trace_id) != Some(&pick.start_ns)) {
+            picked = pick(backend, filter, page, limit, Pick::Exact).await?;
         }
-        if let Some(after) = &page.after {
-            sql.bind(" AND Start <= fromUnixTimestamp64Nano(toInt64(?))", [after.start_ns.into()]);
-        }
-        sql.push(")");
     }
-    push_having(&mut sql, filter, page);
-    // One more than asked: whether another page follows.
-    sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
-    sql.push(") ORDER BY start_ns DESC, trace_id DESC");
-    let picked = backend.timed(Operation::ListTraces, sql.query(client).fetch_all::<TracePick>()).await?;
     if picked.is_empty() {
         return Ok(Page { items: Vec::new(), next: None });
     }

@@ -665,6 +665,33 @@ async fn usage_from_the_daily_rollup_equals_usage_from_the_rows() {
     assert_eq!(days[0].cost_nano_usd, (0..4).map(|n| n * 1_000_000_007).sum::<i64>());
 }
 
+/// A trace that started before a range but has a later batch in it is not listed in the
+/// range, even though the later batch's partial row starts inside it.
+#[tokio::test]
+async fn a_trace_started_before_the_range_is_not_listed_by_its_later_batch() {
+    let env = env().await;
+    let hour = 3600 * SECOND;
+    let t0 = (BASE_NS / hour) * hour;
+    let crossing = trace_id(500);
+    let inside = trace_id(501);
+    env.backend.insert_spans(&[span(&crossing, "00000000000000a1", "", "root", t0, 10)], "early").await.unwrap();
+    let late = [
+        span(&crossing, "00000000000000a2", "00000000000000a1", "late child", t0 + 2 * hour, 10),
+        span(&inside, "00000000000000b1", "", "root", t0 + 90 * 60 * SECOND, 10),
+    ];
+    env.backend.insert_spans(&late, "late").await.unwrap();
+    let list = |from_ns: i64| {
+        let filter = TraceFilter { range: Some(TimeRange { from_ns, to_ns: t0 + 3 * hour }), ..TraceFilter::default() };
+        let backend = env.backend.clone();
+        async move {
+            let found = backend.list_traces(&filter, &page(10)).await.unwrap();
+            found.items.into_iter().map(|summary| (summary.trace_id, summary.start_ns)).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(t0 + hour).await, [(inside.clone(), t0 + 90 * 60 * SECOND)]);
+    assert_eq!(list(t0).await, [(inside, t0 + 90 * 60 * SECOND), (crossing, t0)]);
+}
+
 /// Migration 8's backfill puts rows written before the hourly rollup existed into it, once.
 #[tokio::test]
 async fn the_hourly_rollup_backfill_counts_old_rows_once() {
