@@ -86,9 +86,11 @@ mod tests {
         let me = std::process::id();
         assert!(tree(me).contains(&me));
         assert!(peak_rss_kib(&[me]) > 0, "VmHWM of this process");
-        let busy_until = std::time::Instant::now() + std::time::Duration::from_millis(50);
-        while std::time::Instant::now() < busy_until {
-            std::hint::black_box(0);
+        // Spin until the kernel has charged this process a tick (on a loaded machine 50 ms of
+        // wall time may not be), for at most ten seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cpu_ticks(&[me]) == 0 && std::time::Instant::now() < deadline {
+            std::hint::black_box((0..100_000u64).sum::<u64>());
         }
         assert!(cpu_ticks(&[me]) > 0, "this process has used CPU");
         assert!(load_average()[0].is_finite());

@@ -211,7 +211,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Report> {
     let work = work.canonicalize().context("while resolving the work directory")?;
     let ticks = procfs::clock_ticks_per_second();
     let load_start = procfs::load_average();
-    let mut versions = vec![("oha".to_owned(), oha_version)];
+    let mut versions = vec![("oha".to_owned(), oha_version.trim_start_matches("oha ").to_owned())];
     versions.extend(peer_versions(&programs));
 
     let mut results = Vec::new();
