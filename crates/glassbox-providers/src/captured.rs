@@ -111,6 +111,43 @@ mod tests {
         assert_eq!(response.finish_reason, FinishReason::Stop);
     }
 
+    /// The fuzz targets' seed captures (real mock-server streams), delivered byte by byte:
+    /// each ends as its name says, whatever the chunking.
+    #[test]
+    fn seed_captures_decode_the_same_byte_by_byte() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+        let cases = [
+            ("sse_openai/text.sse", StreamFormat::OpenAi, "ok"),
+            ("sse_openai/crlf.sse", StreamFormat::OpenAi, "ok"),
+            ("sse_openai/tool_call.sse", StreamFormat::OpenAi, "ok"),
+            ("sse_openai/no_done.sse", StreamFormat::OpenAi, "ok"),
+            ("sse_openai/cut.sse", StreamFormat::OpenAi, "interrupted"),
+            ("sse_openai/malformed.sse", StreamFormat::OpenAi, "malformed"),
+            ("sse_openai/error_chunk.sse", StreamFormat::OpenAi, "upstream"),
+            ("sse_anthropic/text.sse", StreamFormat::Anthropic { structured: false }, "ok"),
+            ("sse_anthropic/tool_use.sse", StreamFormat::Anthropic { structured: false }, "ok"),
+            ("sse_anthropic/fenced_no_stop.sse", StreamFormat::Anthropic { structured: true }, "ok"),
+            ("sse_anthropic/cut.sse", StreamFormat::Anthropic { structured: false }, "interrupted"),
+            ("sse_anthropic/malformed.sse", StreamFormat::Anthropic { structured: false }, "malformed"),
+            ("sse_anthropic/error.sse", StreamFormat::Anthropic { structured: false }, "upstream"),
+        ];
+        for (file, format, expected) in cases {
+            let body = std::fs::read(corpus.join(file)).unwrap();
+            let whole = decode_stream(format, "m", [Bytes::from(body.clone())]);
+            let bytes = decode_stream(format, "m", body.iter().map(|byte| Bytes::copy_from_slice(&[*byte])));
+            assert_eq!(format!("{:?}", whole.outcome), format!("{:?}", bytes.outcome), "{file}");
+            assert_eq!(whole.events, bytes.events, "{file}");
+            let outcome = match &whole.outcome {
+                Ok(_) => "ok",
+                Err(ProviderError::StreamInterrupted { .. }) => "interrupted",
+                Err(ProviderError::MalformedResponse { .. }) => "malformed",
+                Err(ProviderError::Upstream { .. }) => "upstream",
+                Err(other) => panic!("{file}: {other:?}"),
+            };
+            assert_eq!(outcome, expected, "{file}: {:?}", whole.outcome);
+        }
+    }
+
     #[test]
     fn a_body_cut_before_the_end_is_interrupted() {
         let decoded = decode_stream(
