@@ -7,7 +7,6 @@
 //! spans under load: [`StoreSpanProcessor`] hands each span to the writer, which batches,
 //! retries and spools to disk, and never drops a row while the spool has room.
 
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -231,15 +230,16 @@ fn unix_ns(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
 }
 
-fn value_text(value: &Value) -> Cow<'_, str> {
+/// Takes the value's text; an owned string (a captured prompt, say) moves without a copy.
+fn value_text(value: Value) -> String {
     match value {
-        Value::String(text) => Cow::Borrowed(text.as_str()),
-        other => Cow::Owned(other.to_string()),
+        Value::String(text) => String::from(text),
+        other => other.to_string(),
     }
 }
 
 fn attributes(pairs: impl IntoIterator<Item = KeyValue>) -> Vec<(String, String)> {
-    pairs.into_iter().map(|pair| (pair.key.as_str().to_owned(), value_text(&pair.value).into_owned())).collect()
+    pairs.into_iter().map(|pair| (String::from(pair.key), value_text(pair.value))).collect()
 }
 
 fn kind_name(kind: &SpanKind) -> &'static str {
@@ -398,12 +398,17 @@ where
             targets.with_target(*target, tracing::Level::INFO)
         });
     // Source locations, thread names and busy/idle times are noise in a request's trace.
+    // Context activation (attaching the span's OpenTelemetry context to the thread on every
+    // enter, detaching on exit) serves code that reads `opentelemetry::Context::current()`;
+    // Glassbox reads ids through the span itself, and parents come from the `tracing` span
+    // tree, so it is switched off: every poll of an instrumented future enters its spans.
     tracing_opentelemetry::layer()
         .with_tracer(telemetry.tracer())
         .with_location(false)
         .with_threads(false)
         .with_target(false)
         .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(targets)
 }
 

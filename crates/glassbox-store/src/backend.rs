@@ -1,6 +1,8 @@
 //! The traits every store backend implements: writing rows (idempotently, keyed by a
 //! deduplication token), applying migrations, and the read queries.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::query::{LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup};
@@ -68,6 +70,16 @@ pub trait Backend: Send + Sync + 'static {
     /// twice.
     async fn insert_spans(&self, rows: &[SpanRow], dedup_token: &str) -> Result<(), StoreError>;
     async fn insert_usage(&self, rows: &[UsageRow], dedup_token: &str) -> Result<(), StoreError>;
+    /// [`Backend::insert_spans`] for a batch the writer keeps for its retries and the spool: a
+    /// backend that works on another thread (SQLite's blocking pool) takes the `Arc` instead
+    /// of copying every row.
+    async fn insert_spans_shared(&self, rows: Arc<Vec<SpanRow>>, dedup_token: &str) -> Result<(), StoreError> {
+        self.insert_spans(&rows, dedup_token).await
+    }
+    /// [`Backend::insert_usage`] for a shared batch, as [`Backend::insert_spans_shared`].
+    async fn insert_usage_shared(&self, rows: Arc<Vec<UsageRow>>, dedup_token: &str) -> Result<(), StoreError> {
+        self.insert_usage(&rows, dedup_token).await
+    }
     /// A cheap round trip, for readiness and for deciding when to replay the spool.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -514,6 +514,7 @@ impl Shared {
             return;
         }
         let kind = rows.kind();
+        let rows = SharedRows::from(rows);
         let token = new_token();
         // A batch cut while shutting down gets the shutdown treatment.
         let delivery = if self.is_stopping() { Delivery::Final } else { delivery };
@@ -559,7 +560,7 @@ impl Shared {
                         "the store rejected a telemetry batch; it is kept in the spool and retried with backoff"
                     );
                     self.note_rejected(&token);
-                    self.spool_batch(token, rows).await;
+                    self.spool_batch(token, rows.into_batch()).await;
                     return;
                 }
             }
@@ -574,7 +575,7 @@ impl Shared {
                 "the store is unavailable; telemetry goes to the spool until it answers again"
             );
         }
-        self.spool_batch(token, rows).await;
+        self.spool_batch(token, rows.into_batch()).await;
     }
 
     fn note_rejected(&self, token: &str) {
@@ -604,13 +605,38 @@ impl Shared {
     }
 }
 
+/// A batch being delivered, shared with the backend's attempts so none of them copies it.
+enum SharedRows {
+    Spans(Arc<Vec<SpanRow>>),
+    Usage(Arc<Vec<UsageRow>>),
+}
+
+impl From<BatchRows> for SharedRows {
+    fn from(rows: BatchRows) -> Self {
+        match rows {
+            BatchRows::Spans(rows) => Self::Spans(Arc::new(rows)),
+            BatchRows::Usage(rows) => Self::Usage(Arc::new(rows)),
+        }
+    }
+}
+
+impl SharedRows {
+    /// The rows back for the spool; copied only when an abandoned attempt still holds them.
+    fn into_batch(self) -> BatchRows {
+        match self {
+            Self::Spans(rows) => BatchRows::Spans(Arc::try_unwrap(rows).unwrap_or_else(|rows| rows.as_ref().clone())),
+            Self::Usage(rows) => BatchRows::Usage(Arc::try_unwrap(rows).unwrap_or_else(|rows| rows.as_ref().clone())),
+        }
+    }
+}
+
 /// One attempt, bounded by `timeout` (a timeout is retryable: the dedup token makes a late
 /// success harmless).
-async fn insert(backend: &dyn Backend, rows: &BatchRows, token: &str, timeout: Duration) -> Result<(), StoreError> {
+async fn insert(backend: &dyn Backend, rows: &SharedRows, token: &str, timeout: Duration) -> Result<(), StoreError> {
     let attempt = async {
         match rows {
-            BatchRows::Spans(rows) => backend.insert_spans(rows, token).await,
-            BatchRows::Usage(rows) => backend.insert_usage(rows, token).await,
+            SharedRows::Spans(rows) => backend.insert_spans_shared(Arc::clone(rows), token).await,
+            SharedRows::Usage(rows) => backend.insert_usage_shared(Arc::clone(rows), token).await,
         }
     };
     match tokio::time::timeout(timeout, attempt).await {
@@ -864,8 +890,9 @@ impl Shared {
             }
         };
         let n_rows = batch.rows.len() as u64;
+        let rows = SharedRows::from(batch.rows);
         let result = tokio::select! {
-            result = insert(&*self.backend, &batch.rows, &batch.token, self.config.insert_timeout) => result,
+            result = insert(&*self.backend, &rows, &batch.token, self.config.insert_timeout) => result,
             () = stopped(stop) => return ReplayOutcome::Stopped,
         };
         match result {

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Summarizes folded stacks: CPU share per thread group, inclusive share of named cost buckets
+(target threads only), and the top self frames."""
+import re, sys, collections
+lines = [l.rsplit(' ', 1) for l in open(sys.argv[1]) if l.strip()]
+stacks = [(s.split(';'), int(c)) for s, c in lines]
+total = sum(c for _, c in stacks)
+by_comm = collections.Counter()
+for frames, c in stacks:
+    by_comm[re.sub(r'[-_]?\d+$', '', frames[0])] += c
+print(f"samples: {total}")
+print("\n## CPU by thread group (share of all samples)")
+for comm, c in by_comm.most_common():
+    print(f"{100*c/total:6.1f}%  {comm}")
+target = [(f, c) for f, c in stacks if f[0].startswith('target')]
+ttotal = sum(c for _, c in target)
+buckets = [
+    ("tracing-opentelemetry layer (span build, record, enter/exit, close)", r"tracing_opentelemetry::"),
+    ("opentelemetry_sdk (SdkSpan, SpanData, processors)", r"opentelemetry_sdk::"),
+    ("StoreSpanProcessor::on_end (SpanData -> SpanRow/UsageRow, enqueue)", r"StoreSpanProcessor.*on_end"),
+    ("span_row conversion", r"telemetry::span_row"),
+    ("telemetry writer (batcher, deliver)", r"glassbox_store::writer::"),
+    ("SQLite insert_spans (incl. JSON encode)", r"sqlite::write::insert_spans"),
+    ("SQLite insert_usage", r"sqlite::write::insert_usage"),
+    ("SQLite engine (sqlite3*)", r"^sqlite3|sqlite3VdbeExec|sqlite3"),
+    ("SQLite backend insert (rows.to_vec clone + spawn_blocking)", r"SqliteBackend.*insert_"),
+    ("attributes JSON encode (codec)", r"sqlite::codec::"),
+    ("serde_json (all)", r"serde_json::"),
+    ("message capture JSON (chat_span/record_response)", r"agent::chat_span|agent::record_response|agent::message_json"),
+    ("tracing_subscriber fmt layer", r"tracing_subscriber::fmt::"),
+    ("EnvFilter", r"tracing_subscriber::filter::env"),
+    ("tracing_subscriber registry", r"tracing_subscriber::registry::"),
+    ("metrics (metrics crate + prometheus)", r"metrics::|metrics_exporter_prometheus::|metrics_util::"),
+    ("glassbox_server::metrics", r"glassbox_server::metrics::"),
+    ("pipeline processors/guardrails (glassbox_core::pipeline)", r"glassbox_core::pipeline::"),
+    ("agent loop (glassbox_core::agent)", r"glassbox_core::agent::"),
+    ("online evals", r"glassbox_evals::|glassbox_server::evals::"),
+    ("access (keys, rate limit, budgets)", r"glassbox_server::access::"),
+    ("providers (OpenAI client)", r"glassbox_providers::"),
+    ("reqwest", r"reqwest::"),
+    ("hyper", r"hyper::|hyper_util::"),
+    ("axum", r"axum::"),
+    ("malloc/free/realloc", r"^(__libc_)?(malloc|free|realloc|calloc|_int_malloc|_int_free|cfree|malloc_consolidate|__GI___libc_free|__GI___libc_malloc|_int_realloc|tcache|unlink_chunk|sysmalloc)"),
+    ("syscalls / kernel", r"\[unknown.*kernel|^entry_SYSCALL|syscall|__send|__recv|epoll_wait|__write|__read|writev|fdatasync|fsync"),
+]
+print(f"\n## Inclusive share of target-runtime CPU (target threads: {100*ttotal/total:.1f}% of all samples)")
+for name, pattern in buckets:
+    rx = re.compile(pattern)
+    c = sum(c for f, c in target if any(rx.search(fr) for fr in f[1:]))
+    print(f"{100*c/max(ttotal,1):6.1f}%  {name}")
+self_c = collections.Counter()
+for f, c in target:
+    self_c[f[-1]] += c
+print("\n## Top 40 self frames (target threads)")
+for fr, c in self_c.most_common(40):
+    print(f"{100*c/max(ttotal,1):6.2f}%  {fr[:160]}")
