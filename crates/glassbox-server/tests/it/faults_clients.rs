@@ -118,7 +118,7 @@ async fn slow_and_oversized_clients_hit_the_limits_and_normal_clients_are_unaffe
             r#"
 [server]
 header_read_timeout_ms = 2000
-body_read_timeout_ms = 5000
+body_read_timeout_ms = 10000
 
 [store]
 sqlite_path = "{sqlite}"
@@ -210,8 +210,8 @@ model = "mock"
                 Answer::Response { status, body } => {
                     assert_eq!(status, 408, "slow body: {body}");
                     assert_eq!(body["code"], "body_timeout", "{body}");
-                    assert_eq!(body["details"]["timeoutMs"], 5000, "{body}");
-                    assert!(body["error"].as_str().is_some_and(|error| error.contains("5000 ms")), "{body}");
+                    assert_eq!(body["details"]["timeoutMs"], 10000, "{body}");
+                    assert!(body["error"].as_str().is_some_and(|error| error.contains("10000 ms")), "{body}");
                 }
                 other => panic!("slow body: {other:?}"),
             }
