@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use glassbox_store::{TraceReader, UsageRow};
 use glassbox_store::writer::TelemetryWriter;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// How often the journal is cut and its settled segment deleted.
 pub const ROTATE_EVERY: Duration = Duration::from_secs(5);
@@ -86,10 +86,9 @@ impl UsageJournal {
     /// The JSON line of `row`; made before the row is handed to the writer (which takes it).
     pub fn encode(row: &UsageRow) -> Vec<u8> {
         let mut line = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut line, &JournalRowRef::from(row)).is_err() {
+        if glassbox_store::spool::encode_usage_line(row, &mut line).is_err() {
             return Vec::new();
         }
-        line.push(b'\n');
         line
     }
 
@@ -178,7 +177,7 @@ pub async fn recover(
     for segment in segments {
         let rows = match tokio::fs::read_to_string(&segment).await {
             // A torn last line is a row whose request was never answered: skipped.
-            Ok(text) => text.lines().filter_map(|line| serde_json::from_str::<JournalRow>(line).ok()).collect::<Vec<_>>(),
+            Ok(text) => text.lines().filter_map(|line| glassbox_store::spool::decode_usage_line(line).ok()).collect::<Vec<_>>(),
             Err(error) => {
                 tracing::error!(path = %segment.display(), %error, "could not read a usage journal segment");
                 continue;
@@ -209,7 +208,7 @@ pub async fn recover(
     }
 }
 
-async fn missing_rows(rows: &[JournalRow], spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<UsageRow>, String> {
+async fn missing_rows(rows: &[UsageRow], spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<UsageRow>, String> {
     let spooled = spooled_usage_span_ids(spool_dir).await;
     let mut missing = Vec::new();
     let mut known_traces: std::collections::HashMap<&str, HashSet<String>> = std::collections::HashMap::new();
@@ -224,7 +223,7 @@ async fn missing_rows(rows: &[JournalRow], spool_dir: &Path, reader: &dyn TraceR
         if known_traces.get(row.trace_id.as_str()).is_some_and(|stored| stored.contains(&row.span_id)) {
             continue;
         }
-        missing.push(UsageRow::from(row.clone()));
+        missing.push(row.clone());
     }
     Ok(missing)
 }
@@ -251,106 +250,6 @@ async fn spooled_usage_span_ids(spool_dir: &Path) -> HashSet<String> {
 #[derive(Deserialize)]
 struct SpanIdOnly {
     span_id: String,
-}
-
-/// A usage row as a journal line (the store's rows are not serde types).
-#[derive(Debug, Clone, Deserialize)]
-struct JournalRow {
-    timestamp_ns: i64,
-    trace_id: String,
-    span_id: String,
-    tenant: String,
-    api_key_id: String,
-    agent: String,
-    workflow: String,
-    provider: String,
-    model: String,
-    input_tokens: u64,
-    output_tokens: u64,
-    cached_input_tokens: u64,
-    reasoning_tokens: u64,
-    cost_nano_usd: i64,
-    cost_unknown: bool,
-    latency_ns: u64,
-    time_to_first_token_ns: u64,
-    status: String,
-    error_type: String,
-}
-
-/// [`JournalRow`] borrowed, so writing a line allocates only the line.
-#[derive(Serialize)]
-struct JournalRowRef<'a> {
-    timestamp_ns: i64,
-    trace_id: &'a str,
-    span_id: &'a str,
-    tenant: &'a str,
-    api_key_id: &'a str,
-    agent: &'a str,
-    workflow: &'a str,
-    provider: &'a str,
-    model: &'a str,
-    input_tokens: u64,
-    output_tokens: u64,
-    cached_input_tokens: u64,
-    reasoning_tokens: u64,
-    cost_nano_usd: i64,
-    cost_unknown: bool,
-    latency_ns: u64,
-    time_to_first_token_ns: u64,
-    status: &'a str,
-    error_type: &'a str,
-}
-
-impl<'a> From<&'a UsageRow> for JournalRowRef<'a> {
-    fn from(row: &'a UsageRow) -> Self {
-        JournalRowRef {
-            timestamp_ns: row.timestamp_ns,
-            trace_id: &row.trace_id,
-            span_id: &row.span_id,
-            tenant: &row.tenant,
-            api_key_id: &row.api_key_id,
-            agent: &row.agent,
-            workflow: &row.workflow,
-            provider: &row.provider,
-            model: &row.model,
-            input_tokens: row.input_tokens,
-            output_tokens: row.output_tokens,
-            cached_input_tokens: row.cached_input_tokens,
-            reasoning_tokens: row.reasoning_tokens,
-            cost_nano_usd: row.cost_nano_usd,
-            cost_unknown: row.cost_unknown,
-            latency_ns: row.latency_ns,
-            time_to_first_token_ns: row.time_to_first_token_ns,
-            status: &row.status,
-            error_type: &row.error_type,
-        }
-    }
-}
-
-impl From<JournalRow> for UsageRow {
-    fn from(row: JournalRow) -> Self {
-        UsageRow {
-            timestamp_ns: row.timestamp_ns,
-            trace_id: row.trace_id,
-            span_id: row.span_id,
-            tenant: row.tenant,
-            api_key_id: row.api_key_id,
-            agent: row.agent,
-            workflow: row.workflow,
-            provider: row.provider,
-            model: row.model,
-            input_tokens: row.input_tokens,
-            output_tokens: row.output_tokens,
-            cached_input_tokens: row.cached_input_tokens,
-            reasoning_tokens: row.reasoning_tokens,
-            cost_nano_usd: row.cost_nano_usd,
-            cost_unknown: row.cost_unknown,
-            latency_ns: row.latency_ns,
-            time_to_first_token_ns: row.time_to_first_token_ns,
-            status: row.status,
-            error_type: row.error_type,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -397,7 +296,7 @@ mod tests {
         assert_eq!(leftover.len(), 1, "the first process's segment is left over");
         let text = std::fs::read_to_string(&leftover[0]).unwrap();
         let rows: Vec<UsageRow> =
-            text.lines().filter_map(|line| serde_json::from_str::<JournalRow>(line).ok()).map(UsageRow::from).collect();
+            text.lines().filter_map(|line| glassbox_store::spool::decode_usage_line(line).ok()).collect();
         assert_eq!(rows, vec![row(1), row(2), row(3)]);
     }
 

@@ -521,6 +521,18 @@ pub fn decode_span_line(line: &str) -> Result<SpanRow, serde_json::Error> {
     SpanRowDef::deserialize(&mut serde_json::Deserializer::from_str(line))
 }
 
+/// One usage row as a JSON line in the spool's row format, for kill-safety journals.
+pub fn encode_usage_line(row: &UsageRow, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    UsageRowDef::serialize(row, &mut serde_json::Serializer::new(&mut *out))?;
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Reads back one line made by [`encode_usage_line`] (without its `\n`).
+pub fn decode_usage_line(line: &str) -> Result<UsageRow, serde_json::Error> {
+    UsageRowDef::deserialize(&mut serde_json::Deserializer::from_str(line))
+}
+
 fn encode_header(out: &mut Vec<u8>, kind: BatchKind, token: &str, rows: usize) -> Result<(), serde_json::Error> {
     let header = Header { glassbox_spool: SPOOL_FORMAT_VERSION, kind: kind.as_str(), token, rows: rows as u64 };
     serde_json::to_writer(&mut *out, &header)?;
