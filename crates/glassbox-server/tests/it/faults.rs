@@ -20,6 +20,39 @@ use crate::helpers::{BASE_CONFIG, spawn_app_with, start_server};
 const REQUESTS: usize = 2000;
 const CONCURRENCY: usize = 16;
 
+/// A telemetry writer into a migrated ClickHouse `database`, spooling to `spool` with
+/// short retries, and the telemetry layer installed as this test process's subscriber (each
+/// nextest test runs in its own process, so the global subscriber is the test's alone).
+pub(crate) async fn clickhouse_telemetry(
+    fixture: &ClickHouseFixture,
+    database: &str,
+    spool: &std::path::Path,
+    flush_interval: Duration,
+    replay_interval: Duration,
+) -> (TelemetryWriter, Telemetry) {
+    let backend: Arc<dyn Backend> = Arc::new(
+        ClickHouseBackend::new(ClickHouseSettings {
+            url: fixture.url(),
+            database: database.to_owned(),
+            request_timeout: Duration::from_secs(5),
+            ..ClickHouseSettings::default()
+        })
+        .unwrap(),
+    );
+    backend.migrate().await.unwrap();
+    let mut writer_config = WriterConfig::new(spool);
+    writer_config.flush_interval = flush_interval;
+    writer_config.replay_interval = replay_interval;
+    writer_config.retry_attempts = 2;
+    writer_config.retry_base = Duration::from_millis(20);
+    writer_config.insert_timeout = Duration::from_secs(2);
+    let writer = TelemetryWriter::start(Arc::clone(&backend), writer_config).await.unwrap();
+    let telemetry =
+        Telemetry::new("glassbox-fault", Some(writer.clone()), Arc::new(telemetry::pricing_table(&[])), None).unwrap();
+    tracing_subscriber::registry().with(telemetry::layer(&telemetry)).init();
+    (writer, telemetry)
+}
+
 fn count(text: &str) -> u64 {
     text.trim().parse().unwrap_or_else(|_| panic!("not a count: {text:?}"))
 }
@@ -28,28 +61,9 @@ fn count(text: &str) -> u64 {
 async fn clickhouse_killed_under_load_loses_and_doubles_nothing() {
     let mut fixture = ClickHouseFixture::start().await.expect("the ClickHouse fixture must start (run ./tests/run.sh)");
     let database = fixture.fresh_database().await.unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(
-        ClickHouseBackend::new(ClickHouseSettings {
-            url: fixture.url(),
-            database: database.clone(),
-            request_timeout: Duration::from_secs(5),
-            ..ClickHouseSettings::default()
-        })
-        .unwrap(),
-    );
-    backend.migrate().await.unwrap();
     let spool = tempfile::tempdir().unwrap();
-    let mut writer_config = WriterConfig::new(spool.path());
-    writer_config.flush_interval = Duration::from_millis(100);
-    writer_config.replay_interval = Duration::from_millis(300);
-    writer_config.retry_attempts = 2;
-    writer_config.retry_base = Duration::from_millis(20);
-    writer_config.insert_timeout = Duration::from_secs(2);
-    let writer = TelemetryWriter::start(Arc::clone(&backend), writer_config).await.unwrap();
-    let telemetry =
-        Telemetry::new("glassbox-fault", Some(writer.clone()), Arc::new(telemetry::pricing_table(&[])), None).unwrap();
-    // Each nextest test runs in its own process, so a global subscriber is this test's alone.
-    tracing_subscriber::registry().with(telemetry::layer(&telemetry)).init();
+    let (writer, telemetry) =
+        clickhouse_telemetry(&fixture, &database, spool.path(), Duration::from_millis(100), Duration::from_millis(300)).await;
     let app = Arc::new(spawn_app_with(BASE_CONFIG, HttpOptions::default(), &|_| None).await);
 
     let done = Arc::new(AtomicUsize::new(0));

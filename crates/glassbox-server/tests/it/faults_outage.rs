@@ -8,14 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use glassbox_server::HttpOptions;
-use glassbox_server::telemetry::{self, Telemetry};
-use glassbox_store::Backend;
-use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
-use glassbox_store::writer::{TelemetryWriter, WriterConfig};
 use glassbox_testkit::ClickHouseFixture;
 use serde_json::json;
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::helpers::BASE_CONFIG;
 
@@ -148,29 +142,16 @@ pub(crate) async fn missing_or_doubled(fixture: &ClickHouseFixture, database: &s
 async fn clickhouse_stopped_for_30_s_under_load_loses_nothing_and_the_api_keeps_answering() {
     let mut fixture = ClickHouseFixture::start().await.expect("the ClickHouse fixture must start (run ./tests/run.sh)");
     let database = fixture.fresh_database().await.unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(
-        ClickHouseBackend::new(ClickHouseSettings {
-            url: fixture.url(),
-            database: database.clone(),
-            request_timeout: Duration::from_secs(5),
-            ..ClickHouseSettings::default()
-        })
-        .unwrap(),
-    );
-    backend.migrate().await.unwrap();
     let spool = tempfile::tempdir().unwrap();
-    let mut writer_config = WriterConfig::new(spool.path());
     // Half-second batches: fewer spool files to replay after 30 s of outage.
-    writer_config.flush_interval = Duration::from_millis(500);
-    writer_config.replay_interval = Duration::from_millis(500);
-    writer_config.retry_attempts = 2;
-    writer_config.retry_base = Duration::from_millis(20);
-    writer_config.insert_timeout = Duration::from_secs(2);
-    let writer = TelemetryWriter::start(Arc::clone(&backend), writer_config).await.unwrap();
-    let telemetry =
-        Telemetry::new("glassbox-fault", Some(writer.clone()), Arc::new(telemetry::pricing_table(&[])), None).unwrap();
-    // Each nextest test runs in its own process, so a global subscriber is this test's alone.
-    tracing_subscriber::registry().with(telemetry::layer(&telemetry)).init();
+    let (writer, telemetry) = crate::faults::clickhouse_telemetry(
+        &fixture,
+        &database,
+        spool.path(),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    )
+    .await;
     let app = crate::helpers::spawn_app_with(BASE_CONFIG, HttpOptions::default(), &|_| None).await;
 
     let stop = Arc::new(AtomicBool::new(false));
