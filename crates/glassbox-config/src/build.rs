@@ -33,6 +33,7 @@ const STORE_KEYS: &[&str] = &[
     "spool_dir",
     "flush_interval_ms",
     "batch_rows",
+    "queue_max_bytes",
     "span_ttl_days",
 ];
 const TELEMETRY_KEYS: &[&str] = &["service_name", "otlp_endpoint", "otlp_protocol"];
@@ -262,6 +263,10 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
         Some(field) => cx.integer(&field, 1..=1_000_000).and_then(|value| usize::try_from(value).ok()),
         None => Some(defaults.batch_rows),
     };
+    let queue_max_bytes = match section.get("queue_max_bytes") {
+        Some(field) => cx.integer(&field, 1 << 20..=1 << 40).and_then(|value| u64::try_from(value).ok()),
+        None => Some(defaults.queue_max_bytes),
+    };
     let span_ttl_days = match section.get("span_ttl_days") {
         Some(field) => cx.integer(&field, 1..=36_500).and_then(|value| u32::try_from(value).ok()),
         None => Some(defaults.span_ttl_days),
@@ -277,6 +282,7 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
         spool_dir: spool_dir?,
         flush_interval: flush_interval?,
         batch_rows: batch_rows?,
+        queue_max_bytes: queue_max_bytes?,
         span_ttl_days: span_ttl_days?,
     })
 }

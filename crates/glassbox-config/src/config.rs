@@ -90,6 +90,8 @@ pub struct StoreConfig {
     pub spool_dir: PathBuf,
     pub flush_interval: Duration,
     pub batch_rows: usize,
+    /// Estimated bytes of telemetry rows held in memory before rows spill to the spool.
+    pub queue_max_bytes: u64,
     pub span_ttl_days: u32,
 }
 
@@ -98,6 +100,7 @@ impl StoreConfig {
     pub const DEFAULT_SPOOL_DIR: &'static str = ".glassbox/spool";
     pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
     pub const DEFAULT_BATCH_ROWS: usize = 1000;
+    pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 32 << 20;
     pub const DEFAULT_SPAN_TTL_DAYS: u32 = 30;
 }
 
@@ -109,6 +112,7 @@ impl Default for StoreConfig {
             spool_dir: PathBuf::from(Self::DEFAULT_SPOOL_DIR),
             flush_interval: Self::DEFAULT_FLUSH_INTERVAL,
             batch_rows: Self::DEFAULT_BATCH_ROWS,
+            queue_max_bytes: Self::DEFAULT_QUEUE_MAX_BYTES,
             span_ttl_days: Self::DEFAULT_SPAN_TTL_DAYS,
         }
     }

@@ -316,6 +316,7 @@ fn run_serve(
         let mut writer_config = WriterConfig::new(config.store.spool_dir.clone());
         writer_config.flush_interval = config.store.flush_interval;
         writer_config.batch_rows = config.store.batch_rows;
+        writer_config.max_queued_bytes = config.store.queue_max_bytes;
         let writer = TelemetryWriter::start(Arc::clone(&store.backend), writer_config)
             .await
             .context("while starting the telemetry writer")?;

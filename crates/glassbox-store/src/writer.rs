@@ -20,8 +20,9 @@
 //! - A batch the store rejects (not retryable) is logged at error level and spooled too; the
 //!   replayer tries it again with exponential backoff, not in a loop.
 //!
-//! The memory held is bounded by `max_queued_rows` rows in the queue, two batches in the
-//! batcher, and the overflow buffer, which only admits rows whose (estimated) spool size still
+//! The memory held is bounded by `max_queued_rows` rows and `max_queued_bytes` (estimated)
+//! bytes in the queue — whichever is reached first sends rows to the overflow buffer — two
+//! batches in the batcher, and the overflow buffer, which only admits rows whose (estimated) spool size still
 //! fits under `spool_max_bytes`.
 
 use std::collections::HashMap;
@@ -59,6 +60,10 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     /// Rows the in-memory queue holds before rows spill to the spool (default 100 000).
     pub max_queued_rows: usize,
+    /// Estimated bytes of the rows in the queue before rows spill to the spool (default
+    /// 32 MiB). Rows carry captured prompts and completions, so a row count alone does not
+    /// bound memory: 100 000 rows of a few kilobytes each are hundreds of megabytes.
+    pub max_queued_bytes: u64,
     /// Retries after a failed first attempt, on retryable errors (default 3: four attempts).
     pub retry_attempts: u32,
     /// The first retry waits about this long, each next one twice as long, with jitter
@@ -84,6 +89,7 @@ impl WriterConfig {
             batch_rows: 1000,
             flush_interval: Duration::from_secs(1),
             max_queued_rows: 100_000,
+            max_queued_bytes: 32 << 20,
             retry_attempts: 3,
             retry_base: Duration::from_millis(200),
             insert_timeout: Duration::from_secs(10),
@@ -144,11 +150,21 @@ struct Inner {
     shutdown_done: tokio::sync::Mutex<bool>,
 }
 
+/// Rows carry their estimated size, counted in [`Shared::queued_bytes`] while queued.
 enum Message {
-    Span(SpanRow),
-    Usage(UsageRow),
+    Span(SpanRow, u32),
+    Usage(UsageRow, u32),
     /// Acknowledged once every message before it is delivered or spooled.
     Flush(oneshot::Sender<()>),
+}
+
+impl Message {
+    fn bytes(&self) -> u32 {
+        match self {
+            Message::Span(_, bytes) | Message::Usage(_, bytes) => *bytes,
+            Message::Flush(_) => 0,
+        }
+    }
 }
 
 /// What the writer's tasks share.
@@ -157,6 +173,8 @@ struct Shared {
     config: WriterConfig,
     spool: Arc<Spool>,
     counters: Counters,
+    /// Estimated bytes of the rows in the queue (`max_queued_bytes`).
+    queued_bytes: AtomicU64,
     /// Rows that found the queue full, waiting for the spiller.
     overflow: Mutex<Overflow>,
     overflow_ready: Notify,
@@ -230,6 +248,7 @@ impl TelemetryWriter {
             config,
             spool: Arc::new(spool),
             counters: Counters::default(),
+            queued_bytes: AtomicU64::new(0),
             overflow: Mutex::new(Overflow::default()),
             overflow_ready: Notify::new(),
             spill_lock: tokio::sync::Mutex::new(()),
@@ -257,20 +276,35 @@ impl TelemetryWriter {
     /// Hands a finished span to the writer. Never blocks, never fails; safe to call from any
     /// thread, inside or outside the runtime.
     pub fn write_span(&self, row: SpanRow) {
-        self.enqueue(Message::Span(row));
+        let bytes = approx_span_bytes(&row);
+        self.enqueue(Message::Span(row, u32::try_from(bytes).unwrap_or(u32::MAX)));
     }
 
     /// Hands a model call's usage row to the writer. Never blocks, never fails.
     pub fn write_usage(&self, row: UsageRow) {
-        self.enqueue(Message::Usage(row));
+        let bytes = approx_usage_bytes(&row);
+        self.enqueue(Message::Usage(row, u32::try_from(bytes).unwrap_or(u32::MAX)));
     }
 
     #[inline]
     fn enqueue(&self, message: Message) {
+        let shared = &self.inner.shared;
+        let bytes = u64::from(message.bytes());
+        // Reserved before the send, so concurrent writers cannot all pass the check at once.
+        let before = shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > shared.config.max_queued_bytes && before > 0 {
+            shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            shared.overflow(message);
+            return;
+        }
         match self.inner.sender.try_send(message) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(message)) => self.inner.shared.overflow(message),
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                shared.overflow(message);
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
+                shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 RowsLost { rows: 1, reason: "a row arrived after the writer shut down", cause: &WriterShutDown }
                     .emit(&self.inner.shared);
             }
@@ -422,15 +456,17 @@ async fn run_batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Message>)
             BatcherEvent::Received(_) => {
                 let n_rows = inbox.iter().filter(|message| !matches!(message, Message::Flush(_))).count();
                 shared.counters.in_batcher.fetch_add(n_rows as u64, Ordering::Relaxed);
+                let bytes: u64 = inbox.iter().map(|message| u64::from(message.bytes())).sum();
+                shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 for message in inbox.drain(..) {
                     match message {
-                        Message::Span(row) => {
+                        Message::Span(row, _) => {
                             spans.push(row, flush_interval);
                             if spans.rows.len() >= batch_rows {
                                 shared.deliver(BatchRows::Spans(spans.take()), Delivery::Normal).await;
                             }
                         }
-                        Message::Usage(row) => {
+                        Message::Usage(row, _) => {
                             usage.push(row, flush_interval);
                             if usage.rows.len() >= batch_rows {
                                 shared.deliver(BatchRows::Usage(usage.take()), Delivery::Normal).await;
@@ -460,8 +496,8 @@ async fn run_batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Message>)
     let mut acks = Vec::new();
     while let Some(message) = receiver.recv().await {
         match message {
-            Message::Span(row) => spans.rows.push(row),
-            Message::Usage(row) => usage.rows.push(row),
+            Message::Span(row, _) => spans.rows.push(row),
+            Message::Usage(row, _) => usage.rows.push(row),
             Message::Flush(ack) => acks.push(ack),
         }
     }
@@ -667,10 +703,9 @@ impl Shared {
     #[cold]
     fn overflow(&self, message: Message) {
         let estimate = match &message {
-            Message::Span(row) => approx_span_bytes(row),
-            Message::Usage(row) => approx_usage_bytes(row),
+            Message::Span(_, bytes) | Message::Usage(_, bytes) => u64::from(*bytes),
             Message::Flush(_) => return,
-        } as u64;
+        };
         let limit = self.spool.max_bytes();
         let mut overflow = self.overflow.lock().unwrap_or_else(PoisonError::into_inner);
         if overflow.closed {
@@ -688,11 +723,11 @@ impl Shared {
         overflow.reserved_bytes += estimate;
         let batch_rows = self.config.batch_rows;
         let full_batch = match message {
-            Message::Span(row) => {
+            Message::Span(row, _) => {
                 overflow.spans.push(row);
                 overflow.spans.len() == batch_rows
             }
-            Message::Usage(row) => {
+            Message::Usage(row, _) => {
                 overflow.usage.push(row);
                 overflow.usage.len() == batch_rows
             }

@@ -382,6 +382,7 @@ clickhouse_cluster = "main"
 spool_dir = "/var/spool/glassbox"
 flush_interval_ms = 250
 batch_rows = 5000
+queue_max_bytes = 8388608
 span_ttl_days = 7
 
 [telemetry]
@@ -419,6 +420,7 @@ capture = "redacted"
     assert_eq!(config.store.spool_dir, std::path::PathBuf::from("/var/spool/glassbox"));
     assert_eq!(config.store.flush_interval, std::time::Duration::from_millis(250));
     assert_eq!(config.store.batch_rows, 5000);
+    assert_eq!(config.store.queue_max_bytes, 8 << 20);
     assert_eq!(config.store.span_ttl_days, 7);
     let otlp = config.telemetry.otlp.as_ref().unwrap();
     assert_eq!(otlp.protocol, glassbox_config::OtlpProtocol::HttpProtobuf);

@@ -174,3 +174,30 @@ async fn losses_are_logged_at_error_level_but_not_once_per_row() {
     let rest = stats.dropped_rows - 10;
     assert!(lost[1].contains(&format!("rows_since_last_log={rest} ")), "{}", lost[1]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_is_bounded_in_bytes_as_well_as_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new();
+    // Rows with a captured prompt of 100 kB each: a 1 MiB queue holds about ten of them,
+    // however many rows it could count.
+    let config = WriterConfig { max_queued_rows: 100_000, max_queued_bytes: 1 << 20, batch_rows: 5, ..config(dir.path()) };
+    let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
+    let prompt = "x".repeat(100_000);
+    for n in 0..40 {
+        let mut row = span(n);
+        row.span_attributes.push(("gen_ai.input.messages".to_owned(), prompt.clone()));
+        writer.write_span(row);
+    }
+    assert_eq!(writer.stats().queued_rows, 40, "accepted, none lost");
+    writer.flush().await;
+    let stats = writer.stats();
+    assert_eq!(stats.dropped_rows, 0);
+    assert_eq!(stats.written_rows, 10, "the rows that fit in 1 MiB went straight to the store");
+    assert_eq!(stats.spooled_rows, 30, "the rest waited in the spool");
+
+    settle(6_000).await;
+    assert_eq!(backend.span_ids(), ids(0..40));
+    assert_eq!(writer.stats().replayed_rows, 30);
+    writer.shutdown().await;
+}
