@@ -197,6 +197,43 @@ pub async fn list_workflows(State(host): State<WorkflowHost>) -> Json<Value> {
     Json(Value::Object(all))
 }
 
+/// The error answers of starting a run (`start`, `start-async`, `stream`), documented once
+/// for the OpenAPI document. Never constructed: handlers answer through [`ApiError`].
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum StartErrors {
+    #[response(status = 400, description = "Malformed body, input not matching the input schema, or invalid `runId` (`details.field`)")]
+    Invalid(crate::error::ErrorBody<'static>),
+    #[response(status = 401, description = "Missing or wrong API key")]
+    Unauthorized(crate::error::ErrorBody<'static>),
+    #[response(status = 404, description = "Unknown workflow")]
+    NotFound(crate::error::ErrorBody<'static>),
+    #[response(status = 409, description = "The run exists and is not startable (`details.status`)")]
+    Conflict(crate::error::ErrorBody<'static>),
+    #[response(status = 413, description = "Body over the limit")]
+    TooLarge(crate::error::ErrorBody<'static>),
+    #[response(status = 503, description = "The run queue is full")]
+    QueueFull(crate::error::ErrorBody<'static>),
+}
+
+/// The error answers of resuming a suspended run (`resume`, `resume-async`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum ResumeErrors {
+    #[response(status = 400, description = "Missing `runId`, malformed body, resume data not matching the step's resume schema, or a step that is not suspended (`details.field`)")]
+    Invalid(crate::error::ErrorBody<'static>),
+    #[response(status = 401, description = "Missing or wrong API key")]
+    Unauthorized(crate::error::ErrorBody<'static>),
+    #[response(status = 404, description = "Unknown workflow or run")]
+    NotFound(crate::error::ErrorBody<'static>),
+    #[response(status = 409, description = "The run is not suspended (`details.status`)")]
+    Conflict(crate::error::ErrorBody<'static>),
+    #[response(status = 413, description = "Body over the limit")]
+    TooLarge(crate::error::ErrorBody<'static>),
+    #[response(status = 503, description = "The run queue is full")]
+    QueueFull(crate::error::ErrorBody<'static>),
+}
+
 /// One workflow: its input schema, its steps with their schemas, and its step graph.
 #[utoipa::path(
     get,
@@ -395,12 +432,7 @@ pub async fn create_run(
     request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
     responses(
         (status = 200, description = "`{message, runId}`", body = Object),
-        (status = 400, description = "Malformed body, input not matching the input schema, or invalid `runId` (`details.field`)", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
-        (status = 409, description = "The run exists and is not startable (`details.status`)", body = crate::error::ErrorBody),
-        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
-        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+        StartErrors,
     )
 )]
 pub async fn start(
@@ -457,12 +489,7 @@ fn accepted(run_id: &str, limit: Duration) -> Response {
     responses(
         (status = 200, description = "The run: `{runId, workflowId, status, createdAt, updatedAt, inputData, steps, suspended, result?, error?}`", body = Object),
         (status = 202, description = "The run did not finish within the wait timeout and goes on in the background: `{runId, status, message}`", body = Object),
-        (status = 400, description = "Malformed body, input not matching the input schema, or invalid `runId` (`details.field`)", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
-        (status = 409, description = "The run exists and is not startable (`details.status`)", body = crate::error::ErrorBody),
-        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
-        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+        StartErrors,
     )
 )]
 pub async fn start_async(
@@ -491,12 +518,7 @@ pub async fn start_async(
     request_body(content = StartBody, description = "`{inputData}`, or an empty body (input `null`)", content_type = "application/json"),
     responses(
         (status = 200, description = "Server-sent events: `data: {type, runId, from, payload}` (`step-start`, `step-result`, `suspended`, `finish`), then `data: [DONE]`", content_type = "text/event-stream", body = crate::api::openapi::ServerSentEvent),
-        (status = 400, description = "Malformed body, input not matching the input schema, or invalid `runId` (`details.field`)", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown workflow", body = crate::error::ErrorBody),
-        (status = 409, description = "The run exists and is not startable (`details.status`)", body = crate::error::ErrorBody),
-        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
-        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+        StartErrors,
     )
 )]
 pub async fn stream(
@@ -589,12 +611,7 @@ async fn resume_started(
     request_body(content = ResumeBody, description = "`{step, resumeData}`; `step` may be omitted when one step is suspended", content_type = "application/json"),
     responses(
         (status = 200, description = "`{message, runId}`", body = Object),
-        (status = 400, description = "Missing `runId`, malformed body, resume data not matching the step's resume schema, or a step that is not suspended (`details.field`)", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown workflow or run", body = crate::error::ErrorBody),
-        (status = 409, description = "The run is not suspended (`details.status`)", body = crate::error::ErrorBody),
-        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
-        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+        ResumeErrors,
     )
 )]
 pub async fn resume(
@@ -620,12 +637,7 @@ pub async fn resume(
     responses(
         (status = 200, description = "The run: `{runId, workflowId, status, createdAt, updatedAt, inputData, steps, suspended, result?, error?}`", body = Object),
         (status = 202, description = "The run did not finish within the wait timeout and goes on in the background: `{runId, status, message}`", body = Object),
-        (status = 400, description = "Missing `runId`, malformed body, resume data not matching the step's resume schema, or a step that is not suspended (`details.field`)", body = crate::error::ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown workflow or run", body = crate::error::ErrorBody),
-        (status = 409, description = "The run is not suspended (`details.status`)", body = crate::error::ErrorBody),
-        (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
-        (status = 503, description = "The run queue is full", body = crate::error::ErrorBody),
+        ResumeErrors,
     )
 )]
 pub async fn resume_async(
