@@ -8,7 +8,9 @@ use crate::backend::StoreError;
 use crate::query::TimeRange;
 
 /// One run of an eval suite.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized with the store's column names (the ClickHouse tables read and write it as is).
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct EvalRunRow {
     pub run_id: String,
     pub suite: String,
@@ -16,6 +18,7 @@ pub struct EvalRunRow {
     pub target: String,
     /// `replay`, `record` or `live`.
     pub mode: String,
+    #[serde(rename = "StartedAt")]
     pub started_at_ns: i64,
     pub duration_ms: f64,
     pub total: u64,
@@ -26,7 +29,9 @@ pub struct EvalRunRow {
 }
 
 /// One scorer's verdict on one case of a run.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized with the store's column names (the ClickHouse tables read and write it as is).
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct EvalResultRow {
     pub run_id: String,
     pub case_id: String,
@@ -41,8 +46,11 @@ pub struct EvalResultRow {
 }
 
 /// One online scorer's verdict on one production request.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialized with the store's column names (the ClickHouse tables read and write it as is).
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct EvalScoreRow {
+    #[serde(rename = "Timestamp")]
     pub timestamp_ns: i64,
     pub trace_id: String,
     /// The span whose output was scored (the request's).

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::Operation;
 use super::{ClickHouseBackend, Table};
@@ -13,74 +13,6 @@ use crate::evals::{
     EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TENANT_LOOKBACK_NS,
 };
 use crate::query::TimeRange;
-
-#[derive(Row, Serialize, Deserialize)]
-struct RunWire {
-    #[serde(rename = "RunId")]
-    run_id: String,
-    #[serde(rename = "Suite")]
-    suite: String,
-    #[serde(rename = "Target")]
-    target: String,
-    #[serde(rename = "Mode")]
-    mode: String,
-    #[serde(rename = "StartedAt")]
-    started_at: i64,
-    #[serde(rename = "DurationMs")]
-    duration_ms: f64,
-    #[serde(rename = "Total")]
-    total: u64,
-    #[serde(rename = "Passed")]
-    passed: u64,
-    #[serde(rename = "Errored")]
-    errored: u64,
-    #[serde(rename = "PassRate")]
-    pass_rate: f64,
-    #[serde(rename = "GatePassed")]
-    gate_passed: bool,
-}
-
-#[derive(Row, Serialize, Deserialize)]
-struct ResultWire {
-    #[serde(rename = "RunId")]
-    run_id: String,
-    #[serde(rename = "CaseId")]
-    case_id: String,
-    #[serde(rename = "Scorer")]
-    scorer: String,
-    #[serde(rename = "Score")]
-    score: Option<f64>,
-    #[serde(rename = "Passed")]
-    passed: bool,
-    #[serde(rename = "Reason")]
-    reason: String,
-    #[serde(rename = "Error")]
-    error: String,
-    #[serde(rename = "LatencyMs")]
-    latency_ms: f64,
-}
-
-#[derive(Row, Serialize, Deserialize)]
-struct ScoreWire {
-    #[serde(rename = "Timestamp")]
-    timestamp: i64,
-    #[serde(rename = "TraceId")]
-    trace_id: String,
-    #[serde(rename = "SpanId")]
-    span_id: String,
-    #[serde(rename = "Agent")]
-    agent: String,
-    #[serde(rename = "Scorer")]
-    scorer: String,
-    #[serde(rename = "Score")]
-    score: Option<f64>,
-    #[serde(rename = "Passed")]
-    passed: bool,
-    #[serde(rename = "Reason")]
-    reason: String,
-    #[serde(rename = "Error")]
-    error: String,
-}
 
 #[derive(Row, Deserialize)]
 struct TallyWire {
@@ -114,22 +46,6 @@ fn dedup_token(parts: &[&str]) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn run_from_wire(row: RunWire) -> EvalRunRow {
-    EvalRunRow {
-        run_id: row.run_id,
-        suite: row.suite,
-        target: row.target,
-        mode: row.mode,
-        started_at_ns: row.started_at,
-        duration_ms: row.duration_ms,
-        total: row.total,
-        passed: row.passed,
-        errored: row.errored,
-        pass_rate: row.pass_rate,
-        gate_passed: row.gate_passed,
-    }
-}
-
 impl ClickHouseBackend {
     async fn insert_rows<T>(&self, table: Table, rows: &[T], token: &str) -> Result<(), StoreError>
     where
@@ -156,60 +72,20 @@ impl ClickHouseBackend {
 #[async_trait]
 impl EvalStore for ClickHouseBackend {
     async fn insert_eval_run(&self, run: &EvalRunRow, results: &[EvalResultRow]) -> Result<(), StoreError> {
-        let wire: Vec<ResultWire> = results
-            .iter()
-            .map(|result| ResultWire {
-                run_id: result.run_id.clone(),
-                case_id: result.case_id.clone(),
-                scorer: result.scorer.clone(),
-                score: result.score,
-                passed: result.passed,
-                reason: result.reason.clone(),
-                error: result.error.clone(),
-                latency_ms: result.latency_ms,
-            })
-            .collect();
         // Results first: a run row is only visible once its results are stored.
-        if !wire.is_empty() {
-            self.insert_rows(Table::EvalResults, &wire, &dedup_token(&["eval_results", &run.run_id])).await?;
+        if !results.is_empty() {
+            self.insert_rows(Table::EvalResults, results, &dedup_token(&["eval_results", &run.run_id])).await?;
         }
-        let run_wire = RunWire {
-            run_id: run.run_id.clone(),
-            suite: run.suite.clone(),
-            target: run.target.clone(),
-            mode: run.mode.clone(),
-            started_at: run.started_at_ns,
-            duration_ms: run.duration_ms,
-            total: run.total,
-            passed: run.passed,
-            errored: run.errored,
-            pass_rate: run.pass_rate,
-            gate_passed: run.gate_passed,
-        };
-        self.insert_rows(Table::EvalRuns, &[run_wire], &dedup_token(&["eval_runs", &run.run_id])).await
+        self.insert_rows(Table::EvalRuns, std::slice::from_ref(run), &dedup_token(&["eval_runs", &run.run_id])).await
     }
 
     async fn insert_eval_scores(&self, rows: &[EvalScoreRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let wire: Vec<ScoreWire> = rows
-            .iter()
-            .map(|row| ScoreWire {
-                timestamp: row.timestamp_ns,
-                trace_id: row.trace_id.clone(),
-                span_id: row.span_id.clone(),
-                agent: row.agent.clone(),
-                scorer: row.scorer.clone(),
-                score: row.score,
-                passed: row.passed,
-                reason: row.reason.clone(),
-                error: row.error.clone(),
-            })
-            .collect();
         let keys: Vec<String> = rows.iter().map(|row| format!("{}/{}/{}", row.trace_id, row.span_id, row.scorer)).collect();
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        self.insert_rows(Table::EvalScores, &wire, &dedup_token(&key_refs)).await
+        self.insert_rows(Table::EvalScores, rows, &dedup_token(&key_refs)).await
     }
 
     async fn eval_runs(&self, suite: Option<&str>, limit: u32) -> Result<Vec<EvalRunRow>, StoreError> {
@@ -226,8 +102,7 @@ impl EvalStore for ClickHouseBackend {
                 .query(&format!("SELECT {RUN_COLUMNS} FROM eval_runs FINAL ORDER BY StartedAt DESC, RunId DESC LIMIT ?"))
                 .bind(limit),
         };
-        let rows = self.timed(Operation::ReadEvals, query.fetch_all::<RunWire>()).await?;
-        Ok(rows.into_iter().map(run_from_wire).collect())
+        self.timed(Operation::ReadEvals, query.fetch_all::<EvalRunRow>()).await
     }
 
     async fn eval_results(&self, run_id: &str) -> Result<Vec<EvalResultRow>, StoreError> {
@@ -236,20 +111,7 @@ impl EvalStore for ClickHouseBackend {
             .client
             .query("SELECT RunId, CaseId, Scorer, Score, Passed, Reason, Error, LatencyMs FROM eval_results FINAL WHERE RunId = ? ORDER BY CaseId, Scorer")
             .bind(run_id);
-        let rows = self.timed(Operation::ReadEvals, query.fetch_all::<ResultWire>()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| EvalResultRow {
-                run_id: row.run_id,
-                case_id: row.case_id,
-                scorer: row.scorer,
-                score: row.score,
-                passed: row.passed,
-                reason: row.reason,
-                error: row.error,
-                latency_ms: row.latency_ms,
-            })
-            .collect())
+        self.timed(Operation::ReadEvals, query.fetch_all::<EvalResultRow>()).await
     }
 
     async fn eval_run(&self, run_id: &str) -> Result<Option<EvalRunRow>, StoreError> {
@@ -258,8 +120,7 @@ impl EvalStore for ClickHouseBackend {
             .client
             .query(&format!("SELECT {RUN_COLUMNS} FROM eval_runs FINAL WHERE RunId = ? LIMIT 1"))
             .bind(run_id);
-        let row = self.timed(Operation::ReadEvals, query.fetch_optional::<RunWire>()).await?;
-        Ok(row.map(run_from_wire))
+        self.timed(Operation::ReadEvals, query.fetch_optional::<EvalRunRow>()).await
     }
 
     async fn eval_scorer_tallies(&self, suite: Option<&str>, limit: u32) -> Result<Vec<EvalScorerTally>, StoreError> {
@@ -334,20 +195,6 @@ impl EvalStore for ClickHouseBackend {
             .client
             .query("SELECT Timestamp, TraceId, SpanId, Agent, Scorer, Score, Passed, Reason, Error FROM eval_scores FINAL WHERE TraceId = ? ORDER BY Scorer, SpanId")
             .bind(trace_id);
-        let rows = self.timed(Operation::ReadEvals, query.fetch_all::<ScoreWire>()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| EvalScoreRow {
-                timestamp_ns: row.timestamp,
-                trace_id: row.trace_id,
-                span_id: row.span_id,
-                agent: row.agent,
-                scorer: row.scorer,
-                score: row.score,
-                passed: row.passed,
-                reason: row.reason,
-                error: row.error,
-            })
-            .collect())
+        self.timed(Operation::ReadEvals, query.fetch_all::<EvalScoreRow>()).await
     }
 }
