@@ -329,6 +329,41 @@ pub fn online_evals(
     Ok(Some(Arc::new(OnlineEvals::new(agents, store, pricing))))
 }
 
+/// A request sampled for online evals, with what its scorers need, taken before the run. The
+/// decision is by trace id, so an unsampled request pays nothing. Every agent route (native
+/// `generate` and `stream`, the OpenAI-compatible `chat/completions`) goes through it.
+pub struct OnlineSample {
+    evals: Arc<OnlineEvals>,
+    agent: Agent,
+    trace: TraceContext,
+    input: String,
+    /// The request span: a stream finishes outside the handler, so it is kept, not looked up.
+    request_span: tracing::Span,
+    started: std::time::Instant,
+}
+
+impl OnlineSample {
+    /// `Some` when `online` scores `agent` and samples this trace; call right before the run.
+    pub fn take(online: Option<&Arc<OnlineEvals>>, agent: &Agent, trace: &TraceContext, messages: &[Message]) -> Option<Self> {
+        let evals = online.filter(|evals| evals.sampled(agent.id(), &trace.trace_id_hex()))?;
+        Some(Self {
+            evals: Arc::clone(evals),
+            agent: agent.clone(),
+            trace: *trace,
+            input: last_user_text(messages),
+            request_span: tracing::Span::current(),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// Spawns the scorers on the finished run's output, in a span of the request's trace.
+    /// Returns at once: the response never waits for scoring.
+    pub fn score(self, output: &AgentOutput) {
+        let latency = self.started.elapsed();
+        spawn_online_in(&self.request_span, self.evals, &self.agent, &self.trace, self.input, output, latency);
+    }
+}
+
 /// The last user text of a conversation, what online scorers see as the input.
 pub fn last_user_text(messages: &[Message]) -> String {
     messages
@@ -341,21 +376,9 @@ pub fn last_user_text(messages: &[Message]) -> String {
         .unwrap_or_default()
 }
 
-/// Spawns the online scorers of a finished `generate` request, in a span of the request's
-/// trace. Returns at once: the response never waits for scoring.
-pub fn spawn_online(
-    online: Arc<OnlineEvals>,
-    agent: &Agent,
-    trace: &TraceContext,
-    input: String,
-    output: &AgentOutput,
-    latency: Duration,
-) {
-    spawn_online_in(&tracing::Span::current(), online, agent, trace, input, output, latency);
-}
-
-/// [`spawn_online`] with an explicit request span (a stream finishes outside the handler).
-pub fn spawn_online_in(
+/// Spawns the online scorers of a finished request in a span of its trace, under
+/// `request_span` (see [`OnlineSample`]).
+fn spawn_online_in(
     request_span: &tracing::Span,
     online: Arc<OnlineEvals>,
     agent: &Agent,

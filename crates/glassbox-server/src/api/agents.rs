@@ -18,6 +18,7 @@ use super::wire::{GenerateBody, GenerateResponse, StreamChunk, WireToolCall, Wir
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::ApiError;
+use crate::evals::OnlineSample;
 use crate::trace_context::TraceContext;
 
 pub fn router() -> Router<AppState> {
@@ -160,13 +161,10 @@ pub async fn generate(
     // Held until the run ends; actual usage is settled from its usage rows.
     let _reservation = state.access.reserve(&caller, agent, &body.messages.0)?;
     let trace_id = trace.trace_id_hex();
-    // Online evals: decided by trace id before the run, so unsampled requests pay nothing.
-    let online = online_evals.map(|Extension(online)| online).filter(|online| online.sampled(agent.id(), &trace_id));
-    let input = online.as_ref().map(|_| crate::evals::last_user_text(&body.messages.0));
-    let started = std::time::Instant::now();
+    let online = OnlineSample::take(online_evals.as_ref().map(|Extension(online)| online), agent, &trace, &body.messages.0);
     let output = agent.generate(body.messages.0, options).await?;
-    if let (Some(online), Some(input)) = (online, input) {
-        crate::evals::spawn_online(online, agent, &trace, input, &output, started.elapsed());
+    if let Some(online) = online {
+        online.score(&output);
     }
     Ok(Json(GenerateResponse::new(&output, &trace_id)).into_response())
 }
@@ -202,21 +200,8 @@ pub async fn stream(
     let agent = state.agents.get(&agent_id).ok_or(ApiError::AgentNotFound { agent_id })?;
     let options = options(&mut body, &caller);
     let reservation = state.access.reserve(&caller, agent, &body.messages.0)?;
-    let online = online_evals
-        .map(|Extension(online)| online)
-        .filter(|online| online.sampled(agent.id(), &trace.trace_id_hex()))
-        .map(|online| (online, crate::evals::last_user_text(&body.messages.0), tracing::Span::current(), agent.clone()));
-    let started = std::time::Instant::now();
-    let chunks = agent.stream(body.messages.0, options);
-    // Online evals score the finished run; the stream's consumer never waits for them.
-    let mut online = online;
-    let mut chunks: glassbox_core::AgentStream = Box::pin(chunks.inspect(move |chunk| {
-        if let Ok(AgentChunk::Finish(output)) = chunk
-            && let Some((evals, input, span, agent)) = online.take()
-        {
-            crate::evals::spawn_online_in(&span, evals, &agent, &trace, input, output, started.elapsed());
-        }
-    }));
+    let online = OnlineSample::take(online_evals.as_ref().map(|Extension(online)| online), agent, &trace, &body.messages.0);
+    let mut chunks = score_on_finish(agent.stream(body.messages.0, options), online);
     let first = match chunks.next().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(error)) => return Err(error.into()),
@@ -229,6 +214,20 @@ pub async fn stream(
         chunk
     });
     Ok(Sse::new(sse_events(events, run_id)).into_response())
+}
+
+/// Online evals score a streamed run when its `Finish` chunk passes; the stream's consumer
+/// never waits for them.
+pub(crate) fn score_on_finish(chunks: glassbox_core::AgentStream, online: Option<OnlineSample>) -> glassbox_core::AgentStream {
+    let Some(online) = online else { return chunks };
+    let mut online = Some(online);
+    Box::pin(chunks.inspect(move |chunk| {
+        if let Ok(AgentChunk::Finish(output)) = chunk
+            && let Some(online) = online.take()
+        {
+            online.score(output);
+        }
+    }))
 }
 
 /// Maps each agent chunk to one SSE event; after the run ends (or fails) sends `[DONE]`.

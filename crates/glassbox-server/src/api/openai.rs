@@ -32,6 +32,7 @@ use super::body::JsonBody;
 use crate::AppState;
 use crate::access::Caller;
 use crate::error::ApiError;
+use crate::evals::OnlineSample;
 use crate::trace_context::TraceContext;
 
 pub fn router() -> Router<AppState> {
@@ -438,6 +439,7 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(trace): Extension<TraceContext>,
     caller: Caller,
+    online_evals: Option<Extension<std::sync::Arc<glassbox_evals::online::OnlineEvals>>>,
     JsonBody(mut request): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let agent_id = std::mem::take(&mut request.model);
@@ -454,8 +456,12 @@ pub async fn chat_completions(
     // (the pipeline's stages) wraps these too.
     let id = format!("chatcmpl-{}", trace.trace_id_hex());
     let created = unix_seconds();
+    let online = OnlineSample::take(online_evals.as_ref().map(|Extension(online)| online), agent, &trace, &messages);
     if !request.stream {
         let output = agent.generate(messages, options).await?;
+        if let Some(online) = online {
+            online.score(&output);
+        }
         let completion = ChatCompletion {
             id,
             object: "chat.completion",
@@ -474,7 +480,7 @@ pub async fn chat_completions(
     }
     // As on the native stream route: the first chunk is awaited before answering, so a run
     // that fails before any output answers with its real status.
-    let mut chunks = agent.stream(messages, options);
+    let mut chunks = crate::api::agents::score_on_finish(agent.stream(messages, options), online);
     let first = match chunks.next().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(error)) => return Err(error.into()),

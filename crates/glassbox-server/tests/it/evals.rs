@@ -1,4 +1,5 @@
-//! Evals through the server: online scorers after `generate` (scores in the store and as
+//! Evals through the server: online scorers after `generate`, `stream` and the
+//! OpenAI-compatible `chat/completions` (scores in the store and as
 //! `evaluation` spans on the request's trace; a panicking or slow scorer is an errored score
 //! and the request is unaffected), and the `glassbox eval` command on the shipped suites.
 
@@ -162,6 +163,34 @@ async fn online_scores_reach_the_store_and_the_trace_without_touching_the_reques
     }
     assert_eq!(rows.len(), 4, "{rows:#?}");
     assert!(rows.iter().any(|row| row.scorer == "contains" && row.passed));
+
+    // The OpenAI-compatible route samples and scores the same way, answered whole or streamed.
+    for stream in [false, true] {
+        mock.push(Reply::Text("Fog in Oslo.".into()));
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .json(&json!({ "model": "assistant", "stream": stream, "messages": [{ "role": "user", "content": "weather in Oslo?" }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let traceparent = response.headers()["traceparent"].to_str().unwrap().to_owned();
+        let trace = traceparent.split('-').nth(1).unwrap().to_owned();
+        let text = response.text().await.unwrap();
+        // Streamed, the text comes in deltas; the `contains` score below checks it whole.
+        assert!(text.contains(if stream { "[DONE]" } else { "Fog in Oslo." }), "{text}");
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            rows = store.evals.eval_scores(&trace).await.unwrap();
+            if rows.len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(rows.len(), 4, "stream: {stream}: {rows:#?}");
+        assert!(rows.iter().any(|row| row.scorer == "contains" && row.passed), "stream: {stream}: {rows:#?}");
+        assert!(rows.iter().any(|row| row.scorer == "paris" && !row.passed), "stream: {stream}: {rows:#?}");
+    }
     telemetry.shutdown().await;
     mock.shutdown().await;
 }
