@@ -201,61 +201,44 @@ async fn facade_errors_answer_in_openais_shape() {
         expect_openai_error(app.post_raw(chat, "{not json").await, 400, "invalid_request_error", "malformed_json")
             .await;
     assert!(body["error"]["param"].is_null());
-    let body = expect_openai_error(
-        app.post_json(chat, json!({"model": "echo", "messages": "hi"})).await,
-        400,
-        "invalid_request_error",
-        "invalid_body",
-    )
-    .await;
-    assert_eq!(body["error"]["param"], "messages");
-    let body = expect_openai_error(
-        app.post_json(chat, json!({"messages": []})).await,
-        400,
-        "invalid_request_error",
-        "invalid_body",
-    )
-    .await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("model"), "{body}");
-    let body = expect_openai_error(
-        app.post_json(chat, json!({"model": "echo", "messages": []})).await,
-        400,
-        "invalid_request_error",
-        "invalid_body",
-    )
-    .await;
-    assert_eq!(body["error"]["param"], "messages");
-    let body = expect_openai_error(
-        app.post_json(
-            chat,
+    // Each bad body, and what the error names: its `param`, or (`model` missing, no param to
+    // point at) a word of its message.
+    let user_hi = json!([{"role": "user", "content": "hi"}]);
+    let cases = [
+        (json!({"model": "echo", "messages": "hi"}), 400, "invalid_body", Some("messages"), ""),
+        (json!({"messages": []}), 400, "invalid_body", None, "model"),
+        (json!({"model": "echo", "messages": []}), 400, "invalid_body", Some("messages"), ""),
+        (
             json!({"model": "echo", "messages": [{"role": "tool", "content": "42", "tool_call_id": "c"}]}),
-        )
-        .await,
-        400,
-        "invalid_request_error",
-        "invalid_body",
-    )
-    .await;
-    assert_eq!(body["error"]["param"], "messages[0].role");
-    let body = expect_openai_error(
-        app.post_json(
-            chat,
+            400,
+            "invalid_body",
+            Some("messages[0].role"),
+            "",
+        ),
+        (
             json!({"model": "echo", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
-        )
-        .await,
-        400,
-        "invalid_request_error",
-        "invalid_body",
-    )
-    .await;
-    assert_eq!(body["error"]["param"], "messages[0].content[0].type");
-    expect_openai_error(
-        app.post_json(chat, json!({"model": "nobody", "messages": [{"role": "user", "content": "hi"}]})).await,
-        404,
-        "not_found_error",
-        "agent_not_found",
-    )
-    .await;
+            400,
+            "invalid_body",
+            Some("messages[0].content[0].type"),
+            "",
+        ),
+        (json!({"model": "nobody", "messages": user_hi}), 404, "agent_not_found", None, ""),
+        (json!({"model": "broken", "messages": user_hi}), 502, "provider_error", None, "model call failed"),
+        // A stream that fails before any output answers with the status, not a 200 stream.
+        (json!({"model": "broken", "stream": true, "messages": user_hi}), 502, "provider_error", None, ""),
+    ];
+    for (request, status, code, param, message_has) in cases {
+        let kind = match status {
+            404 => "not_found_error",
+            502 => "api_error",
+            _ => "invalid_request_error",
+        };
+        let body = expect_openai_error(app.post_json(chat, request.clone()).await, status, kind, code).await;
+        if let Some(param) = param {
+            assert_eq!(body["error"]["param"], param, "{request}");
+        }
+        assert!(body["error"]["message"].as_str().unwrap().contains(message_has), "{request}: {body}");
+    }
     expect_openai_error(
         app.client.get(app.url("/v1/models/nobody")).send().await.unwrap(),
         404,
@@ -277,27 +260,6 @@ async fn facade_errors_answer_in_openais_shape() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["message"], "Method Not Allowed");
     assert_eq!(body["error"]["type"], "invalid_request_error");
-    let body = expect_openai_error(
-        app.post_json(chat, json!({"model": "broken", "messages": [{"role": "user", "content": "hi"}]})).await,
-        502,
-        "api_error",
-        "provider_error",
-    )
-    .await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("model call failed"), "{body}");
-    // A stream that fails before any output answers with the status, not a 200 stream.
-    expect_openai_error(
-        app.post_json(
-            chat,
-            json!({"model": "broken", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .await,
-        502,
-        "api_error",
-        "provider_error",
-    )
-    .await;
-
     // The native routes keep Glassbox's own shape.
     let response = app.post_json("/api/agents/nobody/generate", json!({"messages": "hi"})).await;
     assert_eq!(response.status(), 404);
