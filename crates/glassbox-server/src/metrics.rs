@@ -22,22 +22,24 @@
 //! `glassbox_budget_limit_usd`, and `counter!("glassbox_budget_rejections_total", ..)` where a
 //! 402 is answered).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use glassbox_store::UsageRow;
 use glassbox_store::writer::{TelemetryWriter, WriterStats};
 use http_body::Frame;
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::span;
 use tracing_subscriber::layer::Context as LayerContext;
@@ -206,25 +208,85 @@ fn refresh_writer_gauges() {
     counter!("glassbox_telemetry_dropped_rows_total").absolute(total.dropped_rows);
 }
 
+/// Metric handles by their label values, registered once: a request then costs atomic adds,
+/// not building and hashing label sets (a dozen allocations per model call before). Label
+/// values are bounded (configured agents and models, matched routes, status codes), and the
+/// cache stops growing at [`MAX_CACHED_LABEL_SETS`] anyway. Handles are only cached once
+/// Glassbox's recorder is installed, so none is bound to the no-op recorder.
+struct HandleCache<H> {
+    handles: LazyLock<RwLock<HashMap<String, H>>>,
+}
+
+const MAX_CACHED_LABEL_SETS: usize = 10_000;
+
+impl<H: Clone> HandleCache<H> {
+    const fn new() -> Self {
+        Self { handles: LazyLock::new(|| RwLock::new(HashMap::new())) }
+    }
+
+    fn get(&self, labels: &[&str], register: impl FnOnce() -> H) -> H {
+        thread_local! {
+            static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            for label in labels {
+                key.push_str(label);
+                key.push('\u{1f}');
+            }
+            if let Some(handle) = self.handles.read().unwrap_or_else(PoisonError::into_inner).get(key.as_str()) {
+                return handle.clone();
+            }
+            let handle = register();
+            if HANDLE.get().is_some_and(Option::is_some) {
+                let mut handles = self.handles.write().unwrap_or_else(PoisonError::into_inner);
+                if handles.len() < MAX_CACHED_LABEL_SETS {
+                    handles.entry(key.clone()).or_insert_with(|| handle.clone());
+                }
+            }
+            handle
+        })
+    }
+}
+
+/// The model-call families of one agent, provider and model.
+struct ModelHandles {
+    calls_ok: Counter,
+    calls_error: Counter,
+    /// Input, output, cached input, reasoning.
+    tokens: [Counter; 4],
+    cost: Counter,
+    duration: Histogram,
+}
+
+static MODEL_HANDLES: HandleCache<Arc<ModelHandles>> = HandleCache::new();
+
 /// Counts one model call from its usage row: calls, tokens by type, cost and provider time.
 pub fn record_usage(row: &UsageRow) {
-    let labels = [("agent", row.agent.clone()), ("provider", row.provider.clone()), ("model", row.model.clone())];
-    let status = if row.status == "ok" { "ok" } else { "error" };
-    let mut with_status = labels.to_vec();
-    with_status.push(("status", status.to_owned()));
-    counter!("glassbox_model_calls_total", &with_status).increment(1);
-    for (kind, tokens) in [
-        ("input", row.input_tokens),
-        ("output", row.output_tokens),
-        ("cached_input", row.cached_input_tokens),
-        ("reasoning", row.reasoning_tokens),
-    ] {
-        let mut with_type = labels.to_vec();
-        with_type.push(("type", kind.to_owned()));
-        counter!("glassbox_model_tokens_total", &with_type).increment(tokens);
-    }
-    counter!("glassbox_model_cost_nano_usd_total", &labels).increment(u64::try_from(row.cost_nano_usd).unwrap_or(0));
-    histogram!("glassbox_model_call_duration_seconds", &labels).record(row.latency_ns as f64 / 1e9);
+    let handles = MODEL_HANDLES.get(&[&row.agent, &row.provider, &row.model], || {
+        let labels = [("agent", row.agent.clone()), ("provider", row.provider.clone()), ("model", row.model.clone())];
+        let with = |name: &'static str, value: &'static str| {
+            let mut labels = labels.to_vec();
+            labels.push((name, value.to_owned()));
+            labels
+        };
+        Arc::new(ModelHandles {
+            calls_ok: counter!("glassbox_model_calls_total", &with("status", "ok")),
+            calls_error: counter!("glassbox_model_calls_total", &with("status", "error")),
+            tokens: ["input", "output", "cached_input", "reasoning"]
+                .map(|kind| counter!("glassbox_model_tokens_total", &with("type", kind))),
+            cost: counter!("glassbox_model_cost_nano_usd_total", &labels),
+            duration: histogram!("glassbox_model_call_duration_seconds", &labels),
+        })
+    });
+    if row.status == "ok" { &handles.calls_ok } else { &handles.calls_error }.increment(1);
+    let [input, output, cached_input, reasoning] = &handles.tokens;
+    input.increment(row.input_tokens);
+    output.increment(row.output_tokens);
+    cached_input.increment(row.cached_input_tokens);
+    reasoning.increment(row.reasoning_tokens);
+    handles.cost.increment(u64::try_from(row.cost_nano_usd).unwrap_or(0));
+    handles.duration.record(row.latency_ns as f64 / 1e9);
 }
 
 fn method_label(method: &Method) -> &'static str {
@@ -253,35 +315,37 @@ pub async fn track(request: Request, next: Next) -> Response {
     let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status();
-    counter!(
-        "glassbox_http_requests_total",
-        "route" => route.clone(),
-        "method" => method,
-        "status" => status_label(status),
-    )
-    .increment(1);
-    let recorder = DurationOnDrop { started, route, method };
+    let handles = HTTP_HANDLES.get(&[&route, method, status.as_str()], || HttpHandles {
+        requests: counter!(
+            "glassbox_http_requests_total",
+            "route" => route.clone(),
+            "method" => method,
+            "status" => status.as_str().to_owned(),
+        ),
+        duration: histogram!("glassbox_http_request_duration_seconds", "route" => route.clone(), "method" => method),
+    });
+    handles.requests.increment(1);
+    let recorder = DurationOnDrop { started, duration: handles.duration };
     response.map(|body| Body::new(TimedBody { inner: body, _recorder: recorder }))
 }
 
-fn status_label(status: StatusCode) -> String {
-    status.as_u16().to_string()
+/// The request families of one route, method and status.
+#[derive(Clone)]
+struct HttpHandles {
+    requests: Counter,
+    duration: Histogram,
 }
+
+static HTTP_HANDLES: HandleCache<HttpHandles> = HandleCache::new();
 
 struct DurationOnDrop {
     started: Instant,
-    route: String,
-    method: &'static str,
+    duration: Histogram,
 }
 
 impl Drop for DurationOnDrop {
     fn drop(&mut self) {
-        histogram!(
-            "glassbox_http_request_duration_seconds",
-            "route" => std::mem::take(&mut self.route),
-            "method" => self.method,
-        )
-        .record(self.started.elapsed().as_secs_f64());
+        self.duration.record(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -337,6 +401,8 @@ where
 }
 
 struct OverheadLayer;
+
+static OVERHEAD_HANDLES: HandleCache<Histogram> = HandleCache::new();
 
 struct RouteVisitor<'a>(&'a mut Option<String>);
 
@@ -396,8 +462,10 @@ where
         let extensions = span.extensions();
         if let Some(timing) = extensions.get::<RequestTiming>() {
             let overhead = timing.started.elapsed().saturating_sub(timing.provider_wait);
-            let route = timing.route.clone().unwrap_or_else(|| "unmatched".to_owned());
-            histogram!("glassbox_pipeline_overhead_seconds", "route" => route).record(overhead.as_secs_f64());
+            let route = timing.route.as_deref().unwrap_or("unmatched");
+            OVERHEAD_HANDLES
+                .get(&[route], || histogram!("glassbox_pipeline_overhead_seconds", "route" => route.to_owned()))
+                .record(overhead.as_secs_f64());
         }
     }
 }
