@@ -68,6 +68,7 @@ pub enum Table {
     EvalRuns,
     EvalResults,
     EvalScores,
+    EvalCases,
 }
 
 impl Table {
@@ -84,6 +85,7 @@ impl Table {
             Self::EvalRuns => "eval_runs",
             Self::EvalResults => "eval_results",
             Self::EvalScores => "eval_scores",
+            Self::EvalCases => "eval_cases",
         }
     }
 }

@@ -45,6 +45,24 @@ pub struct EvalResultRow {
     pub latency_ms: f64,
 }
 
+/// One case of a run: what it sent, what came back and what was expected (the dashboard
+/// diffs a case's output against the baseline run's).
+/// Serialized with the store's column names (the ClickHouse tables read and write it as is).
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EvalCaseRow {
+    pub run_id: String,
+    pub case_id: String,
+    /// The case's input as the suite gave it (the last user text of a conversation).
+    pub input: String,
+    /// The text the target answered; empty when the run errored.
+    pub output: String,
+    /// The case's `expected` value as JSON text; empty when it has none.
+    pub expected: String,
+    /// Why the case's run failed; empty when it did not.
+    pub error: String,
+}
+
 /// One online scorer's verdict on one production request.
 /// Serialized with the store's column names (the ClickHouse tables read and write it as is).
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
@@ -71,6 +89,11 @@ pub const TENANT_LOOKBACK_NS: i64 = 3_600_000_000_000;
 /// Where eval results go; every backend answers identically.
 #[async_trait]
 pub trait EvalStore: Send + Sync + 'static {
+    /// Writes the cases of a run; call before [`EvalStore::insert_eval_run`], which makes the
+    /// run visible. Writing the same cases again adds nothing.
+    async fn insert_eval_cases(&self, cases: &[EvalCaseRow]) -> Result<(), StoreError>;
+    /// The cases of one run, by case id.
+    async fn eval_cases(&self, run_id: &str) -> Result<Vec<EvalCaseRow>, StoreError>;
     /// Writes a run and its results. Writing the same run again adds nothing.
     async fn insert_eval_run(&self, run: &EvalRunRow, results: &[EvalResultRow]) -> Result<(), StoreError>;
     /// Writes online scores; rows already written (same trace, span, scorer) are ignored.

@@ -22,7 +22,7 @@ pub mod writer;
 
 pub use keys::{KeyStore, KeyUsage, StoredKey};
 pub use backend::{Backend, MigrationReport, StoreError, TraceReader};
-pub use evals::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary};
+pub use evals::{EvalCaseRow, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary};
 pub use query::{
     LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary, UsageBy,
     UsageGroup,

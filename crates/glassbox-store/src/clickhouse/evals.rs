@@ -10,7 +10,7 @@ use super::{ClickHouseBackend, Table};
 use crate::backend::StoreError;
 use super::sql::Sql;
 use crate::evals::{
-    EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TENANT_LOOKBACK_NS,
+    EvalCaseRow, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TENANT_LOOKBACK_NS,
 };
 use crate::query::TimeRange;
 
@@ -71,6 +71,22 @@ impl ClickHouseBackend {
 
 #[async_trait]
 impl EvalStore for ClickHouseBackend {
+    async fn insert_eval_cases(&self, cases: &[EvalCaseRow]) -> Result<(), StoreError> {
+        let Some(first) = cases.first() else { return Ok(()) };
+        let keys: Vec<&str> = cases.iter().map(|case| case.case_id.as_str()).collect();
+        let token = dedup_token(&[&["eval_cases", &first.run_id], keys.as_slice()].concat());
+        self.insert_rows(Table::EvalCases, cases, &token).await
+    }
+
+    async fn eval_cases(&self, run_id: &str) -> Result<Vec<EvalCaseRow>, StoreError> {
+        let query = self
+            .inner
+            .client
+            .query("SELECT RunId, CaseId, Input, Output, Expected, Error FROM eval_cases FINAL WHERE RunId = ? ORDER BY CaseId")
+            .bind(run_id);
+        self.timed(Operation::ReadEvals, query.fetch_all::<EvalCaseRow>()).await
+    }
+
     async fn insert_eval_run(&self, run: &EvalRunRow, results: &[EvalResultRow]) -> Result<(), StoreError> {
         // Results first: a run row is only visible once its results are stored.
         if !results.is_empty() {

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_hourly",
         sql: include_str!("../../../../migrations/clickhouse/0008_usage_hourly.sql"),
     },
+    Migration {
+        version: 9,
+        name: "eval_cases",
+        sql: include_str!("../../../../migrations/clickhouse/0009_eval_cases.sql"),
+    },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";

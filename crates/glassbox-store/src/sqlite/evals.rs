@@ -7,7 +7,7 @@ use rusqlite::{Connection, Row, TransactionBehavior, params};
 use super::{SqliteBackend, store_error};
 use crate::backend::StoreError;
 use crate::evals::{
-    EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TENANT_LOOKBACK_NS,
+    EvalCaseRow, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TENANT_LOOKBACK_NS,
 };
 use crate::query::TimeRange;
 
@@ -17,6 +17,10 @@ const INSERT_RESULT: &str = "INSERT OR IGNORE INTO eval_results (RunId, CaseId, 
      LatencyMs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 const INSERT_SCORE: &str = "INSERT OR IGNORE INTO eval_scores (Timestamp, TraceId, SpanId, Agent, Scorer, Score, \
      Passed, Reason, Error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const INSERT_CASE: &str = "INSERT OR IGNORE INTO eval_cases (RunId, CaseId, Input, Output, Expected, Error) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const SELECT_CASES: &str =
+    "SELECT RunId, CaseId, Input, Output, Expected, Error FROM eval_cases WHERE RunId = ?1 ORDER BY CaseId";
 const RUN_COLUMNS: &str =
     "RunId, Suite, Target, Mode, StartedAt, DurationMs, Total, Passed, Errored, PassRate, GatePassed";
 const SELECT_RESULTS: &str = "SELECT RunId, CaseId, Scorer, Score, Passed, Reason, Error, LatencyMs FROM eval_results \
@@ -114,6 +118,19 @@ fn insert_run(connection: &mut Connection, run: &EvalRunRow, results: &[EvalResu
     transaction.commit().map_err(store_error)
 }
 
+fn insert_cases(connection: &mut Connection, cases: &[EvalCaseRow]) -> Result<(), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
+    {
+        let mut insert = transaction.prepare_cached(INSERT_CASE).map_err(store_error)?;
+        for case in cases {
+            insert
+                .execute(params![case.run_id, case.case_id, case.input, case.output, case.expected, case.error])
+                .map_err(store_error)?;
+        }
+    }
+    transaction.commit().map_err(store_error)
+}
+
 fn insert_scores(connection: &mut Connection, rows: &[EvalScoreRow]) -> Result<(), StoreError> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
     {
@@ -139,6 +156,35 @@ fn insert_scores(connection: &mut Connection, rows: &[EvalScoreRow]) -> Result<(
 
 #[async_trait]
 impl EvalStore for SqliteBackend {
+    async fn insert_eval_cases(&self, cases: &[EvalCaseRow]) -> Result<(), StoreError> {
+        if cases.is_empty() {
+            return Ok(());
+        }
+        let cases = cases.to_vec();
+        self.with_writer(move |connection| insert_cases(connection, &cases)).await
+    }
+
+    async fn eval_cases(&self, run_id: &str) -> Result<Vec<EvalCaseRow>, StoreError> {
+        let run_id = run_id.to_owned();
+        self.with_reader(move |connection| {
+            let mut statement = connection.prepare_cached(SELECT_CASES).map_err(store_error)?;
+            let rows = statement
+                .query_map(params![run_id], |row| {
+                    Ok(EvalCaseRow {
+                        run_id: row.get(0)?,
+                        case_id: row.get(1)?,
+                        input: row.get(2)?,
+                        output: row.get(3)?,
+                        expected: row.get(4)?,
+                        error: row.get(5)?,
+                    })
+                })
+                .map_err(store_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
+        })
+        .await
+    }
+
     async fn insert_eval_run(&self, run: &EvalRunRow, results: &[EvalResultRow]) -> Result<(), StoreError> {
         let run = run.clone();
         let results = results.to_vec();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
 use glassbox_store::{
-    Backend, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TimeRange, UsageRow,
+    Backend, EvalCaseRow, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary, TimeRange, UsageRow,
 };
 use glassbox_testkit::ClickHouseFixture;
 
@@ -59,6 +59,30 @@ async fn scenario(backend: Arc<dyn Backend>, store: Arc<dyn EvalStore>) {
     assert!(store.eval_runs(None, 10).await.unwrap().is_empty());
 
     let results = vec![result("r1", "c1", "contains", Some(1.0)), result("r1", "c2", "contains", None)];
+    // Cases first (inputs, outputs, expectations), then the run, which makes them visible.
+    let cases = vec![
+        EvalCaseRow {
+            run_id: "r1".to_owned(),
+            case_id: "c1".to_owned(),
+            input: "Capital of Norway? <script>alert(1)</script>".to_owned(),
+            output: "Oslo.\nIt is in the south.".to_owned(),
+            expected: r#"{"contains":"Oslo"}"#.to_owned(),
+            error: String::new(),
+        },
+        EvalCaseRow {
+            run_id: "r1".to_owned(),
+            case_id: "c2".to_owned(),
+            input: "é ünïcode — 🦀".to_owned(),
+            output: String::new(),
+            expected: String::new(),
+            error: "model call failed: 503".to_owned(),
+        },
+    ];
+    store.insert_eval_cases(&cases[1..]).await.unwrap();
+    store.insert_eval_cases(&cases).await.unwrap();
+    store.insert_eval_cases(&cases).await.unwrap();
+    assert_eq!(store.eval_cases("r1").await.unwrap(), cases, "by case id, each once");
+    assert!(store.eval_cases("r2").await.unwrap().is_empty());
     store.insert_eval_run(&run("r1", "assistant", 1_000), &results).await.unwrap();
     // A retried write adds nothing.
     store.insert_eval_run(&run("r1", "assistant", 1_000), &results).await.unwrap();
