@@ -14,7 +14,7 @@ use glassbox_evals::online::{AgentEvals, OnlineEvals, ScoredRequest};
 use glassbox_evals::progress::ConsoleProgress;
 use glassbox_evals::report::{self, Report};
 use glassbox_evals::{Layer, Mode, ScoreInput, Suite, Targets};
-use glassbox_store::{EvalResultRow, EvalRunRow, EvalStore};
+use glassbox_store::{EvalCaseRow, EvalResultRow, EvalRunRow, EvalStore};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -260,15 +260,20 @@ async fn store_runs(config: &glassbox_config::StoreConfig, reports: &[Report]) {
         return;
     }
     for report in reports {
-        let (run, results) = rows(report);
-        if let Err(error) = store.evals.insert_eval_run(&run, &results).await {
+        let (run, cases, results) = rows(report);
+        // Cases first: the run row makes the run (and so its cases) visible.
+        let stored = match store.evals.insert_eval_cases(&cases).await {
+            Ok(()) => store.evals.insert_eval_run(&run, &results).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = stored {
             eprintln!("warning: eval run {} not stored: {}", report.run_id, glassbox_evals::error_chain(&error));
         }
     }
 }
 
-/// A report as store rows.
-pub fn rows(report: &Report) -> (EvalRunRow, Vec<EvalResultRow>) {
+/// A report as store rows: the run, its cases, and one result per case and scorer.
+pub fn rows(report: &Report) -> (EvalRunRow, Vec<EvalCaseRow>, Vec<EvalResultRow>) {
     let run = EvalRunRow {
         run_id: report.run_id.clone(),
         suite: report.suite.clone(),
@@ -298,7 +303,19 @@ pub fn rows(report: &Report) -> (EvalRunRow, Vec<EvalResultRow>) {
             })
         })
         .collect();
-    (run, results)
+    let cases = report
+        .cases
+        .iter()
+        .map(|case| EvalCaseRow {
+            run_id: report.run_id.clone(),
+            case_id: case.id.clone(),
+            input: case.input.clone(),
+            output: case.output.clone(),
+            expected: case.expected.as_ref().map(serde_json::Value::to_string).unwrap_or_default(),
+            error: case.error.clone().unwrap_or_default(),
+        })
+        .collect();
+    (run, cases, results)
 }
 
 /// Builds the online evals of `config` (`[online_evals.<agent>]`); `None` when there are none.

@@ -16,7 +16,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use glassbox_store::{EvalResultRow, EvalRunRow, EvalScorerTally, EvalStore};
+use glassbox_store::{EvalCaseRow, EvalResultRow, EvalRunRow, EvalScorerTally, EvalStore};
 use serde::Deserialize;
 
 use super::access::Viewer;
@@ -33,6 +33,10 @@ const MAX_RUNS: u32 = 500;
 const BASELINE_LOOKBACK: u32 = 200;
 /// Characters of a reason or error shown per cell.
 const MAX_REASON_CHARS: usize = 400;
+/// A case's input, expected value and output are clipped to this many characters each.
+const MAX_CASE_TEXT_CHARS: usize = 4_000;
+/// An output diff shows at most this many lines.
+const MAX_DIFF_LINES: usize = 200;
 /// Space kept at the chart's edges for the dots, in SVG units.
 const DOT_INSET: f64 = 4.0;
 /// Colour classes of the chart lines (`series-0` … in the stylesheet), reused in turn.
@@ -338,6 +342,60 @@ pub struct CaseView {
     pub passed: bool,
     pub changed: bool,
     pub verdicts: Vec<VerdictView>,
+    /// What the case sent and got; `None` for runs stored before cases were.
+    pub detail: Option<CaseDetail>,
+}
+
+/// A case's texts, and its output's line diff against the baseline's when they differ.
+pub struct CaseDetail {
+    pub input: String,
+    pub expected: String,
+    pub output: String,
+    pub error: String,
+    /// Empty when the baseline has no output for the case or the same one.
+    pub diff: Vec<DiffLine>,
+}
+
+pub struct DiffLine {
+    /// `same`, `added` or `removed` (a CSS class).
+    pub kind: &'static str,
+    pub text: String,
+}
+
+impl CaseDetail {
+    fn new(case: &EvalCaseRow, baseline: Option<&EvalCaseRow>) -> Self {
+        let diff = match baseline {
+            Some(old) if old.output != case.output && old.error.is_empty() && case.error.is_empty() => {
+                output_diff(&old.output, &case.output)
+            }
+            _ => Vec::new(),
+        };
+        Self {
+            input: clip(&case.input, MAX_CASE_TEXT_CHARS),
+            expected: clip(&case.expected, MAX_CASE_TEXT_CHARS),
+            output: clip(&case.output, MAX_CASE_TEXT_CHARS),
+            error: clip(&case.error, MAX_CASE_TEXT_CHARS),
+            diff,
+        }
+    }
+}
+
+/// The line diff of a case's output from the baseline's (the eval reports' `text_diff`: three
+/// lines of context around each change), clipped.
+fn output_diff(old: &str, new: &str) -> Vec<DiffLine> {
+    let diff = glassbox_evals::diff::text_diff(&clip(old, MAX_CASE_TEXT_CHARS), &clip(new, MAX_CASE_TEXT_CHARS));
+    diff.lines()
+        .take(MAX_DIFF_LINES)
+        .map(|line| {
+            let (kind, text) = match line.split_at_checked(2) {
+                Some(("- ", text)) => ("removed", text),
+                Some(("+ ", text)) => ("added", text),
+                Some((_, text)) => ("same", text),
+                None => ("same", line),
+            };
+            DiffLine { kind, text: text.to_owned() }
+        })
+        .collect()
 }
 
 pub struct ScorerView {
@@ -401,14 +459,18 @@ pub async fn eval_run(
             .into_iter()
             .find(|other| (other.started_at_ns, &other.run_id) < (run.started_at_ns, &run.run_id)),
     };
-    let (results, baseline_results) = match &baseline {
-        Some(baseline) => {
-            let (results, baseline_results) =
-                tokio::join!(store.eval_results(&run.run_id), store.eval_results(&baseline.run_id));
-            (results?, baseline_results?)
-        }
-        None => (store.eval_results(&run.run_id).await?, Vec::new()),
-    };
+    let baseline_id_or_none = baseline.as_ref().map_or("", |baseline| baseline.run_id.as_str());
+    let (results, baseline_results, run_cases, baseline_cases) = tokio::join!(
+        store.eval_results(&run.run_id),
+        async { if baseline.is_some() { store.eval_results(baseline_id_or_none).await } else { Ok(Vec::new()) } },
+        store.eval_cases(&run.run_id),
+        async { if baseline.is_some() { store.eval_cases(baseline_id_or_none).await } else { Ok(Vec::new()) } },
+    );
+    let (results, baseline_results, run_cases, baseline_cases) =
+        (results?, baseline_results?, run_cases?, baseline_cases?);
+    let case_texts: BTreeMap<&str, &EvalCaseRow> = run_cases.iter().map(|case| (case.case_id.as_str(), case)).collect();
+    let baseline_texts: BTreeMap<&str, &EvalCaseRow> =
+        baseline_cases.iter().map(|case| (case.case_id.as_str(), case)).collect();
     let before: BTreeMap<(&str, &str), &EvalResultRow> =
         baseline_results.iter().map(|row| ((row.case_id.as_str(), row.scorer.as_str()), row)).collect();
 
@@ -451,7 +513,10 @@ pub async fn eval_run(
         fixes += verdicts.iter().filter(|verdict| verdict.change == "fixed").count();
         let passed = verdicts.iter().all(|verdict| verdict.passed);
         let changed = verdicts.iter().any(|verdict| matches!(verdict.change, "regressed" | "fixed"));
-        cases.push(CaseView { case_id: (*case_id).to_owned(), passed, changed, verdicts });
+        let detail = case_texts
+            .get(case_id)
+            .map(|case| CaseDetail::new(case, baseline_texts.get(case_id).copied()));
+        cases.push(CaseView { case_id: (*case_id).to_owned(), passed, changed, verdicts, detail });
     }
     let total_cases = cases.len();
     let failing_cases = cases.iter().filter(|case| !case.passed).count();

@@ -240,11 +240,15 @@ fn shipped_suites_pass_in_replay_and_a_changed_prompt_fails_with_a_diff() {
     assert_eq!(reports.len(), 3);
     assert!(reports.iter().all(|report| report.total >= 25 && report.passed == report.total));
     assert!(std::fs::read_to_string(&junit).unwrap().contains("<testsuite name=\"researcher\""));
-    let runs = rusqlite::Connection::open(&store)
-        .unwrap()
-        .query_row("SELECT count(*) FROM eval_runs WHERE GatePassed = 1", [], |row| row.get::<_, i64>(0))
-        .unwrap();
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let runs = db.query_row("SELECT count(*) FROM eval_runs WHERE GatePassed = 1", [], |row| row.get::<_, i64>(0)).unwrap();
     assert_eq!(runs, 3, "every suite run is in the store");
+    // And every case with its texts, for the dashboard's run page.
+    let cases: usize = reports.iter().map(|report| report.cases.len()).sum();
+    let stored = db
+        .query_row("SELECT count(*) FROM eval_cases WHERE Input <> '' AND Output <> ''", [], |row| row.get::<_, i64>(0))
+        .unwrap();
+    assert_eq!(stored as usize, cases, "every case's input and output is stored");
 
     let changed = config.replace(
         "You are a concise, friendly assistant. Answer in at most three sentences.",

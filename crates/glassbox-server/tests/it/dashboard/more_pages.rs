@@ -5,7 +5,7 @@
 use glassbox_server::dashboard::{Access, ResolveViewer, Scope, Viewer};
 
 use super::seed_pages::{
-    HOSTILE_CASE, HOSTILE_ERROR, HOSTILE_KEY, HOSTILE_REASON, HOSTILE_RESULT, OTHER_SUITE, SECRET, SUITE,
+    HOSTILE_CASE, HOSTILE_ERROR, HOSTILE_KEY, HOSTILE_OUTPUT, HOSTILE_REASON, HOSTILE_RESULT, OTHER_SUITE, SECRET, SUITE,
 };
 use super::{ADMIN_TOKEN, DashboardApp, Kind, spawn_seeded};
 
@@ -73,6 +73,16 @@ async fn figures_match_the_seed(app: &DashboardApp) {
     assert_eq!(body_all.matches("class=\"case-row").count(), 12, "6 cases x 2 scorers");
     assert!(failing_rows < 12 && failing_rows > 0);
     assert_eq!(body.matches("class=\"case-row change-regressed\"").count(), expect.latest_regressions);
+    // Each case's input, expected value and output, and its output diffed against the
+    // baseline's: the line naming the run changed, the lines around it did not.
+    assert_eq!(body_all.matches("class=\"case-detail\"").count(), 6);
+    let previous = expect.run_ids.len() - 2;
+    let this = expect.run_ids.len() - 1;
+    assert!(body_all.contains("<pre>question 1</pre>"), "input shown");
+    assert!(body_all.contains("{&#34;contains&#34;:&#34;Hello&#34;}") || body_all.contains("{&quot;contains&quot;:&quot;Hello&quot;}"), "expected shown");
+    assert!(body_all.contains(&format!("<span class=\"diff-removed\">- run {previous} answers case 1</span>")), "old line");
+    assert!(body_all.contains(&format!("<span class=\"diff-added\">+ run {this} answers case 1</span>")), "new line");
+    assert!(body_all.contains("<span class=\"diff-same\">  Hello.</span>"), "context line");
     // Another baseline, named in the URL.
     let body = ok_page(app, &format!("/dashboard/evals/runs/{latest}?baseline={}", expect.run_ids[0])).await;
     assert_eq!(by_id(&body, "eval-regressions"), expect.regressions_against_oldest.to_string());
@@ -157,7 +167,7 @@ async fn hostile_cases_results_and_key_names_render_inert() {
     ];
     for path in &pages {
         let body = ok_page(&app, path).await;
-        for raw in [HOSTILE_CASE, HOSTILE_REASON, HOSTILE_RESULT, HOSTILE_ERROR, HOSTILE_KEY] {
+        for raw in [HOSTILE_CASE, HOSTILE_REASON, HOSTILE_RESULT, HOSTILE_ERROR, HOSTILE_KEY, HOSTILE_OUTPUT] {
             assert!(!body.contains(raw), "{path} contains raw {raw}");
         }
         for tag in ["<script", "<img", "<iframe", "<svg onload"] {
@@ -172,6 +182,7 @@ async fn hostile_cases_results_and_key_names_render_inert() {
             || body.contains("&lt;script&gt;window.pwned=3"),
         "case id escaped"
     );
+    assert!(body.contains("window.pwned=9"), "the hostile output is rendered, escaped");
     let body = ok_page(&app, "/dashboard/workflows").await;
     assert!(body.contains("window.pwned=5") && body.contains("window.pwned=7"));
     let body = ok_page(&app, "/dashboard/budgets").await;

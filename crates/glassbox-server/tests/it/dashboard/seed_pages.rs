@@ -13,7 +13,7 @@ use std::sync::Arc;
 use glassbox_config::{BudgetConfig, KeyConfig, KeySecret, TenantConfig};
 use glassbox_server::access::Access;
 use glassbox_store::pricing::PricingTable;
-use glassbox_store::{EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore, RunRecord, RunStore, SpanRow, UsageRow};
+use glassbox_store::{EvalCaseRow, EvalResultRow, EvalRunRow, EvalScoreRow, EvalStore, RunRecord, RunStore, SpanRow, UsageRow};
 
 use super::seed::Expect;
 
@@ -23,6 +23,7 @@ pub const HOSTILE_CASE: &str = "<script>window.pwned=3</script>";
 pub const HOSTILE_REASON: &str = "\"><img src=x onerror=\"window.pwned=4\"> ' OR 1=1 --";
 pub const HOSTILE_RESULT: &str = r#"{"summary":"</code><script>window.pwned=5</script>"}"#;
 pub const HOSTILE_ERROR: &str = "step failed: <iframe src=javascript:window.pwned=7></iframe>";
+pub const HOSTILE_OUTPUT: &str = "Sure.\n</pre><script>window.pwned=9</script>";
 pub const HOSTILE_KEY: &str = "\"><svg onload=\"window.pwned=6\">";
 pub const SECRET: &str = "sk-acme-secret-must-never-render";
 const MINUTE_NS: i64 = 60_000_000_000;
@@ -133,6 +134,25 @@ async fn seed_evals(store: &dyn EvalStore, now: i64, usage: &[UsageRow], expect:
             pass_rate: passed as f64 / CASES.len() as f64,
             gate_passed: passed * 2 >= CASES.len(),
         };
+        // Each case's texts; the middle line of every output names the run, so the run page
+        // diffs it against the baseline's.
+        let cases: Vec<EvalCaseRow> = CASES
+            .iter()
+            .enumerate()
+            .map(|(case, case_id)| EvalCaseRow {
+                run_id: run_id.clone(),
+                case_id: (*case_id).to_owned(),
+                input: format!("question {case}"),
+                output: if case == 5 {
+                    format!("{HOSTILE_OUTPUT}\nrun {run}")
+                } else {
+                    format!("Hello.\nrun {run} answers case {case}\nBye.")
+                },
+                expected: if case == 0 { r#"{"contains":"Hello"}"#.to_owned() } else { String::new() },
+                error: String::new(),
+            })
+            .collect();
+        store.insert_eval_cases(&cases).await.expect("insert eval cases");
         store.insert_eval_run(&row, &results).await.expect("insert eval run");
         expect.run_ids.push(run_id);
         expect.pass_rates.push(percent(passed, CASES.len()));
