@@ -340,7 +340,16 @@ impl<U: Updates> Visit for SpanVisitor<'_, U> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.text(field, Cow::Owned(value.to_owned()));
+        // The kind and status are read without copying the text.
+        match field.name() {
+            "otel.kind" => {
+                if let Some(kind) = span_kind(value) {
+                    self.0.update(Update::Kind(kind));
+                }
+            }
+            "otel.status_code" => self.0.update(Update::Status(status(value))),
+            _ => self.text(field, Cow::Owned(value.to_owned())),
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
