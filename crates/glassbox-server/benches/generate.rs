@@ -21,6 +21,10 @@
 //! thread), the target under test (2 threads) and the load generator (2 threads). On a
 //! 2-core machine they share the CPU, so compare the two targets' figures with each other,
 //! not with figures from other machines.
+//!
+//! CPU per request is the on-CPU time of the target runtime's threads (workers and blocking
+//! threads, named `target`; Linux `schedstat`) while that target is driven, warm-up included,
+//! over the requests answered in that time (the warm-up's at the measured rate).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -363,6 +367,24 @@ async fn drive(
     Figures { requests: all.len(), errors, elapsed: duration, latencies_us: all }
 }
 
+/// Nanoseconds on CPU of this process's threads named `target` (the target runtime's
+/// workers and blocking threads), from `/proc/self/task/*/schedstat`; 0 off Linux.
+fn target_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.starts_with("target")))
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()))
+        .sum()
+}
+
+/// CPU per request of a drive (warm-up second included, counted at the measured rate).
+fn cpu_us_per_request(cpu_ns: u64, figures: &Figures) -> f64 {
+    let requests = figures.rps() * (figures.elapsed.as_secs_f64() + 1.0);
+    cpu_ns as f64 / 1000.0 / requests
+}
+
 fn main() {
     // Test runners list the targets of a workspace with `--list`; this is not a test.
     if std::env::args().any(|arg| arg == "--list") {
@@ -402,6 +424,7 @@ fn main() {
         if full { "full (key, rate limit, budgets, processors, guardrails, 10% online evals)" } else { "bare" },
         if telemetry_on { format!("on ({store})") } else { "off".to_owned() }
     );
+    let cpu_before_floor = target_cpu_ns();
     let floor = load_runtime.block_on(drive(
         format!("http://{proxy_addr}/v1/chat/completions"),
         proxy_body,
@@ -409,6 +432,8 @@ fn main() {
         connections,
         duration,
     ));
+    let cpu_floor = target_cpu_ns() - cpu_before_floor;
+    let cpu_before_glassbox = target_cpu_ns();
     let glassbox = load_runtime.block_on(drive(
         format!("http://{glassbox_addr}/api/agents/bench/generate"),
         glassbox_body,
@@ -416,17 +441,21 @@ fn main() {
         connections,
         duration,
     ));
+    let cpu_glassbox = target_cpu_ns() - cpu_before_glassbox;
 
     println!();
-    println!("| target | requests/s | p50 ms | p99 ms | errors |");
-    println!("|---|---:|---:|---:|---:|");
-    for (name, figures) in [("pass-through proxy (floor)", &floor), ("glassbox generate", &glassbox)] {
+    println!("| target | requests/s | p50 ms | p99 ms | errors | target CPU µs/request |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, figures, cpu_ns) in
+        [("pass-through proxy (floor)", &floor, cpu_floor), ("glassbox generate", &glassbox, cpu_glassbox)]
+    {
         println!(
-            "| {name} | {:.0} | {:.3} | {:.3} | {} |",
+            "| {name} | {:.0} | {:.3} | {:.3} | {} | {:.1} |",
             figures.rps(),
             figures.percentile_ms(0.50),
             figures.percentile_ms(0.99),
-            figures.errors
+            figures.errors,
+            cpu_us_per_request(cpu_ns, figures)
         );
     }
     println!();

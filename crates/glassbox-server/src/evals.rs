@@ -16,9 +16,9 @@ use glassbox_evals::report::{self, Report};
 use glassbox_evals::{Layer, Mode, ScoreInput, Suite, Targets};
 use glassbox_store::{EvalCaseRow, EvalResultRow, EvalRunRow, EvalStore};
 use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::runtime;
+use crate::telemetry::SpanExt as _;
 use crate::trace_context::TraceContext;
 
 /// `glassbox eval ...`.
@@ -422,8 +422,7 @@ fn spawn_online_in(
             metadata: serde_json::Value::Null,
         },
     };
-    let parent = request_span.context();
     let span = tracing::info_span!("online_evals", otel.name = "online_evals", gen_ai.agent.name = %request.agent);
-    let _ = span.set_parent(parent);
+    span.set_parent_span(request_span);
     tokio::spawn(online.evaluate(request).instrument(span));
 }

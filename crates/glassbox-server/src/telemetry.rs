@@ -1,23 +1,36 @@
-//! Traces out of the process: `tracing` spans become OpenTelemetry spans (through
-//! `tracing-opentelemetry`), and every finished span goes to the store writer as a
-//! [`SpanRow`] — plus a [`UsageRow`] with its cost for each `chat` span — and, when
-//! configured, to an OTLP collector.
+//! Traces out of the process: a `tracing` layer of our own ([`layer`], `record.rs`) records
+//! every Glassbox span straight into what becomes a [`SpanRow`] — plus a [`UsageRow`] with its
+//! cost for each `chat` span — and hands it to the store writer and, when configured, to an
+//! OTLP collector (through OpenTelemetry's batch processor, fed `SpanData` built from the same
+//! record, so the store and the collector see the same ids).
+//!
+//! No OpenTelemetry SDK span, tracer or `tracing-opentelemetry` layer sits on the request path:
+//! profiles showed them at about half of the server's CPU per request. Ids, parents and
+//! renames go through [`SpanExt`] (`span_ext.rs`).
 //!
 //! The store path does not use OpenTelemetry's batch processor, whose bounded queue drops
-//! spans under load: [`StoreSpanProcessor`] hands each span to the writer, which batches,
-//! retries and spools to disk, and never drops a row while the spool has room.
+//! spans under load: each span goes to the writer, which batches, retries and spools to
+//! disk, and never drops a row while the spool has room.
 
+mod record;
+mod span_ext;
+
+pub use self::record::AttributeValue;
+pub use self::span_ext::{RemoteParent, SpanExt, SpanIds};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glassbox_store::pricing::{PricingTable, TokenCounts};
 use glassbox_store::writer::TelemetryWriter;
 use glassbox_store::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
-use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::InstrumentationScope;
+use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, Span, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
+
+use self::record::SpanRecord;
 
 /// Where spans go besides the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,18 +70,17 @@ pub enum TelemetryError {
 /// Called with every usage row as it is made (budget settlement, `crate::access`).
 pub type UsageObserver = Arc<dyn Fn(&UsageRow) + Send + Sync>;
 
-/// The tracer provider and the writer behind it. Shut it down to flush both.
+/// The pipeline: where finished spans go (store writer, OTLP). Shut it down to flush both.
 pub struct Telemetry {
-    provider: SdkTracerProvider,
-    writer: Option<TelemetryWriter>,
-    usage_observer: Arc<OnceLock<UsageObserver>>,
-    usage_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
-    span_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
+    sink: Arc<Sink>,
 }
 
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Telemetry").field("store", &self.writer.is_some()).finish_non_exhaustive()
+        f.debug_struct("Telemetry")
+            .field("store", &self.sink.store.is_some())
+            .field("otlp", &self.sink.otlp.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,119 +92,144 @@ impl Telemetry {
         pricing: Arc<PricingTable>,
         otlp: Option<OtlpTarget>,
     ) -> Result<Self, TelemetryError> {
-        let resource = Resource::builder().with_service_name(service_name.to_owned()).build();
-        let mut builder = SdkTracerProvider::builder().with_resource(resource);
-        let usage_observer = Arc::new(OnceLock::new());
-        let usage_journal = Arc::new(OnceLock::new());
-        let span_journal = Arc::new(OnceLock::new());
-        if let Some(writer) = &writer {
-            builder = builder.with_span_processor(StoreSpanProcessor {
-                writer: writer.clone(),
-                pricing,
-                service_name: service_name.to_owned(),
-                usage_observer: Arc::clone(&usage_observer),
-                usage_journal: Arc::clone(&usage_journal),
-                span_journal: Arc::clone(&span_journal),
-            });
-        }
-        if let Some(target) = otlp {
-            use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
-            let exporter = match target {
-                OtlpTarget::Grpc { endpoint } => {
-                    let mut exporter = SpanExporter::builder().with_tonic();
-                    if let Some(endpoint) = endpoint {
-                        exporter = exporter.with_endpoint(endpoint);
-                    }
-                    exporter.build()
-                }
-                OtlpTarget::HttpProtobuf { endpoint } => {
-                    // The exporter builds a rustls reqwest client, which panics without a
-                    // process-wide crypto provider — absent when no model built an HTTP client.
-                    glassbox_providers::install_crypto_provider();
-                    let mut exporter = SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary);
-                    if let Some(endpoint) = endpoint {
-                        exporter = exporter.with_endpoint(endpoint);
-                    }
-                    exporter.build()
-                }
-            }
-            .map_err(|source| TelemetryError::Otlp { source })?;
-            builder = builder.with_batch_exporter(exporter);
-        }
-        Ok(Self { provider: builder.build(), writer, usage_observer, usage_journal, span_journal })
+        let otlp = match otlp {
+            Some(target) => Some(Arc::new(otlp_processor(target, service_name)?)),
+            None => None,
+        };
+        let store = writer.map(|writer| StoreSink {
+            writer,
+            pricing,
+            usage_observer: OnceLock::new(),
+            usage_journal: OnceLock::new(),
+            span_journal: OnceLock::new(),
+        });
+        let sink = Sink {
+            service_name: service_name.to_owned(),
+            store,
+            otlp,
+            scope: InstrumentationScope::builder("glassbox").build(),
+            shut_down: AtomicBool::new(false),
+        };
+        Ok(Self { sink: Arc::new(sink) })
     }
 
     /// Appends every usage row to `journal` after handing it to the writer, so a killed
     /// process loses none (once per pipeline; a second call answers `false`).
     pub fn journal_usage(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
-        self.usage_journal.set(journal).is_ok()
+        self.sink.store.as_ref().is_some_and(|store| store.usage_journal.set(journal).is_ok())
     }
 
     /// Appends every span row to `journal` after handing it to the writer (`span_journal`),
     /// so a killed process loses no span of an answered request (once per pipeline).
     pub fn journal_spans(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
-        self.span_journal.set(journal).is_ok()
+        self.sink.store.as_ref().is_some_and(|store| store.span_journal.set(journal).is_ok())
     }
 
     /// Hands every usage row the store writer gets to `observer` too (once per pipeline; a
     /// second call is ignored and answers `false`). Only usage rows of a pipeline with a
     /// writer are observed.
     pub fn observe_usage(&self, observer: UsageObserver) -> bool {
-        self.usage_observer.set(observer).is_ok()
-    }
-
-    pub fn tracer(&self) -> SdkTracer {
-        self.provider.tracer("glassbox")
+        self.sink.store.as_ref().is_some_and(|store| store.usage_observer.set(observer).is_ok())
     }
 
     pub fn writer(&self) -> Option<&TelemetryWriter> {
-        self.writer.as_ref()
+        self.sink.store.as_ref().map(|store| &store.writer)
     }
 
     /// Exports what the OTLP exporter holds and writes (or spools) what the writer holds.
     pub async fn flush(&self) {
-        let provider = self.provider.clone();
-        let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
-        if let Some(writer) = &self.writer {
+        if let Some(otlp) = &self.sink.otlp {
+            let otlp = Arc::clone(otlp);
+            let _ = tokio::task::spawn_blocking(move || otlp.force_flush()).await;
+        }
+        if let Some(writer) = self.writer() {
             writer.flush().await;
         }
     }
 
     /// Flushes and stops both exporters; spans ended afterwards are not recorded.
     pub async fn shutdown(&self) {
-        let provider = self.provider.clone();
-        match tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(Duration::from_secs(5))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "OpenTelemetry shutdown reported an error"),
-            Err(error) => tracing::warn!(%error, "OpenTelemetry shutdown task failed"),
+        self.sink.shut_down.store(true, Ordering::Release);
+        if let Some(otlp) = &self.sink.otlp {
+            let otlp = Arc::clone(otlp);
+            match tokio::task::spawn_blocking(move || otlp.shutdown_with_timeout(Duration::from_secs(5))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "OpenTelemetry shutdown reported an error"),
+                Err(error) => tracing::warn!(%error, "OpenTelemetry shutdown task failed"),
+            }
         }
-        if let Some(writer) = &self.writer {
+        if let Some(writer) = self.writer() {
             writer.shutdown().await;
         }
     }
 }
 
-/// Hands every finished span to the store writer, deriving a usage row from `chat` spans.
-struct StoreSpanProcessor {
-    writer: TelemetryWriter,
-    pricing: Arc<PricingTable>,
-    service_name: String,
-    usage_observer: Arc<OnceLock<UsageObserver>>,
-    usage_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
-    span_journal: Arc<OnceLock<Arc<crate::usage_journal::UsageJournal>>>,
+/// OpenTelemetry's batch processor around the OTLP exporter `target` asks for.
+fn otlp_processor(target: OtlpTarget, service_name: &str) -> Result<BatchSpanProcessor, TelemetryError> {
+    use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+    let exporter = match target {
+        OtlpTarget::Grpc { endpoint } => {
+            let mut exporter = SpanExporter::builder().with_tonic();
+            if let Some(endpoint) = endpoint {
+                exporter = exporter.with_endpoint(endpoint);
+            }
+            exporter.build()
+        }
+        OtlpTarget::HttpProtobuf { endpoint } => {
+            // The exporter builds a rustls reqwest client, which panics without a
+            // process-wide crypto provider — absent when no model built an HTTP client.
+            glassbox_providers::install_crypto_provider();
+            let mut exporter = SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary);
+            if let Some(endpoint) = endpoint {
+                exporter = exporter.with_endpoint(endpoint);
+            }
+            exporter.build()
+        }
+    }
+    .map_err(|source| TelemetryError::Otlp { source })?;
+    let mut processor = BatchSpanProcessor::builder(exporter).build();
+    // What the SDK's tracer provider did with its resource: every exported span carries it.
+    processor.set_resource(&Resource::builder().with_service_name(service_name.to_owned()).build());
+    Ok(processor)
 }
 
-impl std::fmt::Debug for StoreSpanProcessor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreSpanProcessor").field("service_name", &self.service_name).finish_non_exhaustive()
+/// Where the layer hands every finished span.
+pub(crate) struct Sink {
+    service_name: String,
+    store: Option<StoreSink>,
+    otlp: Option<Arc<BatchSpanProcessor>>,
+    scope: InstrumentationScope,
+    shut_down: AtomicBool,
+}
+
+/// The store writer and what hears about its rows.
+struct StoreSink {
+    writer: TelemetryWriter,
+    pricing: Arc<PricingTable>,
+    usage_observer: OnceLock<UsageObserver>,
+    usage_journal: OnceLock<Arc<crate::usage_journal::UsageJournal>>,
+    span_journal: OnceLock<Arc<crate::usage_journal::UsageJournal>>,
+}
+
+impl Sink {
+    /// One span has ended: to the OTLP exporter, then (row and usage row) to the store.
+    pub(crate) fn finish(&self, record: SpanRecord) {
+        if self.shut_down.load(Ordering::Acquire) {
+            return;
+        }
+        let duration = record.elapsed();
+        if let Some(otlp) = &self.otlp {
+            otlp.on_end(span_data(&record, duration, &self.scope));
+        }
+        if let Some(store) = &self.store {
+            let (row, usage) = span_row(record, duration, &self.service_name, &store.pricing);
+            store.write(row, usage);
+        }
     }
 }
 
-impl SpanProcessor for StoreSpanProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &opentelemetry::Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        let (row, usage) = span_row(span, &self.service_name, &self.pricing);
+impl StoreSink {
+    fn write(&self, row: SpanRow, usage: Option<UsageRow>) {
         if let Some(usage) = usage {
             crate::metrics::record_usage(&usage);
             if let Some(observer) = self.usage_observer.get() {
@@ -215,31 +252,10 @@ impl SpanProcessor for StoreSpanProcessor {
             journal.append(&line);
         }
     }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        // The writer flushes on its own schedule; `Telemetry::flush` awaits it.
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
 }
 
 fn unix_ns(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |since| i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// Takes the value's text; an owned string (a captured prompt, say) moves without a copy.
-fn value_text(value: Value) -> String {
-    match value {
-        Value::String(text) => String::from(text),
-        other => other.to_string(),
-    }
-}
-
-fn attributes(pairs: impl IntoIterator<Item = KeyValue>) -> Vec<(String, String)> {
-    pairs.into_iter().map(|pair| (String::from(pair.key), value_text(pair.value))).collect()
 }
 
 fn kind_name(kind: &SpanKind) -> &'static str {
@@ -252,6 +268,15 @@ fn kind_name(kind: &SpanKind) -> &'static str {
     }
 }
 
+/// Lower-case hex of `bytes`, written once per id.
+fn hex(bytes: &[u8]) -> String {
+    crate::access::secret::hex(bytes)
+}
+
+fn text_attributes(attributes: Vec<record::Attribute>) -> Vec<(String, String)> {
+    attributes.into_iter().map(|(key, value)| (key.into_string(), value.into_text())).collect()
+}
+
 /// Formats nano-USD as a decimal dollar amount with nine places: `0.000123450`.
 pub fn format_usd(nano_usd: i64) -> String {
     let sign = if nano_usd < 0 { "-" } else { "" };
@@ -260,26 +285,29 @@ pub fn format_usd(nano_usd: i64) -> String {
 }
 
 /// Converts one span, computing the cost of a `chat` span and attaching it as attributes.
-fn span_row(span: SpanData, service_name: &str, pricing: &PricingTable) -> (SpanRow, Option<UsageRow>) {
-    let timestamp_ns = unix_ns(span.start_time);
-    let duration_ns = span.end_time.duration_since(span.start_time).map_or(0, |d| d.as_nanos() as u64);
-    let (status_code, status_message) = match &span.status {
+fn span_row(
+    record: SpanRecord,
+    duration: Duration,
+    service_name: &str,
+    pricing: &PricingTable,
+) -> (SpanRow, Option<UsageRow>) {
+    let timestamp_ns = unix_ns(record.start);
+    let duration_ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    let (status_code, status_message) = match record.status {
         Status::Unset => (StatusCode::Unset, String::new()),
         Status::Ok => (StatusCode::Ok, String::new()),
-        Status::Error { description } => (StatusCode::Error, description.to_string()),
+        Status::Error { description } => (StatusCode::Error, description.into_owned()),
     };
-    let trace_id = span.span_context.trace_id().to_string();
-    let span_id = span.span_context.span_id().to_string();
-    let parent_span_id = if span.parent_span_id == opentelemetry::trace::SpanId::INVALID {
-        String::new()
-    } else {
-        span.parent_span_id.to_string()
-    };
-    let mut span_attributes = attributes(span.attributes);
+    let trace_id = hex(&record.trace_id);
+    let span_id = hex(&record.span_id);
+    let parent_span_id = if record.parent_span_id == [0; 8] { String::new() } else { hex(&record.parent_span_id) };
+    // Room for the cost attributes of a `chat` span.
+    let mut span_attributes = Vec::with_capacity(record.attributes.len() + 2);
+    span_attributes.extend(record.attributes.into_iter().map(|(key, value)| (key.into_string(), value.into_text())));
     let lookup = |attributes: &[(String, String)], key: &str| {
         attributes.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone())
     };
-    let is_chat = lookup(&span_attributes, "gen_ai.operation.name").as_deref() == Some("chat");
+    let is_chat = span_attributes.iter().find(|(name, _)| name == "gen_ai.operation.name").is_some_and(|(_, v)| v == "chat");
     let usage = is_chat.then(|| {
         let number = |key: &str| lookup(&span_attributes, key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let text = |key: &str| lookup(&span_attributes, key).unwrap_or_default();
@@ -329,38 +357,92 @@ fn span_row(span: SpanData, service_name: &str, pricing: &PricingTable) -> (Span
         trace_id,
         span_id,
         parent_span_id,
-        trace_state: span.span_context.trace_state().header(),
-        span_name: span.name.into_owned(),
-        span_kind: kind_name(&span.span_kind).to_owned(),
+        trace_state: record.trace_state,
+        span_name: record.name.into_owned(),
+        span_kind: kind_name(&record.kind).to_owned(),
         service_name: service_name.to_owned(),
         resource_attributes: vec![("service.name".to_owned(), service_name.to_owned())],
-        scope_name: span.instrumentation_scope.name().to_owned(),
-        scope_version: span.instrumentation_scope.version().unwrap_or_default().to_owned(),
+        // The instrumentation scope the SDK tracer was named after.
+        scope_name: "glassbox".to_owned(),
+        scope_version: String::new(),
         span_attributes,
         duration_ns,
         status_code,
         status_message,
-        events: span
+        events: record
             .events
             .into_iter()
             .map(|event| SpanEvent {
-                timestamp_ns: unix_ns(event.timestamp),
+                timestamp_ns: unix_ns(event.time),
                 name: event.name.into_owned(),
-                attributes: attributes(event.attributes),
+                attributes: text_attributes(event.attributes),
             })
             .collect(),
-        links: span
+        links: record
             .links
             .into_iter()
             .map(|link| SpanLink {
-                trace_id: link.span_context.trace_id().to_string(),
-                span_id: link.span_context.span_id().to_string(),
-                trace_state: link.span_context.trace_state().header(),
-                attributes: attributes(link.attributes),
+                trace_id: hex(&link.trace_id),
+                span_id: hex(&link.span_id),
+                trace_state: link.trace_state,
+                attributes: Vec::new(),
             })
             .collect(),
     };
     (row, usage)
+}
+
+/// The same span as OpenTelemetry's `SpanData`, for the OTLP exporter.
+fn span_data(record: &SpanRecord, duration: Duration, scope: &InstrumentationScope) -> opentelemetry_sdk::trace::SpanData {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let flags = |sampled: bool| if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+    let trace_state =
+        |header: &str| if header.is_empty() { TraceState::default() } else { header.parse().unwrap_or_default() };
+    let key_values = |attributes: &[record::Attribute]| {
+        attributes.iter().map(|(key, value)| opentelemetry::KeyValue::new(key.to_otel(), value.to_otel())).collect()
+    };
+    let mut events = opentelemetry_sdk::trace::SpanEvents::default();
+    events.events = record
+        .events
+        .iter()
+        .map(|event| opentelemetry::trace::Event::new(event.name.clone(), event.time, key_values(&event.attributes), 0))
+        .collect();
+    events.dropped_count = record.dropped_events;
+    let mut links = opentelemetry_sdk::trace::SpanLinks::default();
+    links.links = record
+        .links
+        .iter()
+        .map(|link| {
+            opentelemetry::trace::Link::with_context(SpanContext::new(
+                TraceId::from_bytes(link.trace_id),
+                SpanId::from_bytes(link.span_id),
+                flags(link.sampled),
+                false,
+                trace_state(&link.trace_state),
+            ))
+        })
+        .collect();
+    opentelemetry_sdk::trace::SpanData {
+        span_context: SpanContext::new(
+            TraceId::from_bytes(record.trace_id),
+            SpanId::from_bytes(record.span_id),
+            flags(record.sampled),
+            false,
+            trace_state(&record.trace_state),
+        ),
+        parent_span_id: SpanId::from_bytes(record.parent_span_id),
+        parent_span_is_remote: record.parent_is_remote,
+        span_kind: record.kind.clone(),
+        name: record.name.clone(),
+        start_time: record.start,
+        end_time: record.start + duration,
+        attributes: key_values(&record.attributes),
+        dropped_attributes_count: record.dropped_attributes,
+        events,
+        links,
+        status: record.status.clone(),
+        instrumentation_scope: scope.clone(),
+    }
 }
 
 /// The shipped price list with the config's `[[pricing]]` entries on top.
@@ -386,7 +468,7 @@ pub fn pricing_table(entries: &[glassbox_config::PricingConfig]) -> PricingTable
 pub const TRACED_TARGETS: [&str; 5] =
     ["glassbox_core", "glassbox_providers", "glassbox_server", "glassbox_store", "glassbox_evals"];
 
-/// The `tracing` layer that turns spans into OpenTelemetry spans for `telemetry`.
+/// The `tracing` layer that records Glassbox's spans for `telemetry` (`record.rs`).
 pub fn layer<S>(telemetry: &Telemetry) -> impl tracing_subscriber::Layer<S> + Send + Sync
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span> + Send + Sync,
@@ -397,19 +479,10 @@ where
         .fold(tracing_subscriber::filter::Targets::new(), |targets, target| {
             targets.with_target(*target, tracing::Level::INFO)
         });
-    // Source locations, thread names and busy/idle times are noise in a request's trace.
-    // Context activation (attaching the span's OpenTelemetry context to the thread on every
-    // enter, detaching on exit) serves code that reads `opentelemetry::Context::current()`;
-    // Glassbox reads ids through the span itself, and parents come from the `tracing` span
-    // tree, so it is switched off: every poll of an instrumented future enters its spans.
-    tracing_opentelemetry::layer()
-        .with_tracer(telemetry.tracer())
-        .with_location(false)
-        .with_threads(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-        .with_filter(targets)
+    // No source locations, thread names, targets or busy/idle times on spans (noise in a
+    // request's trace, as the OpenTelemetry layer was configured), and nothing done on
+    // enter/exit: every poll of an instrumented future enters its spans.
+    record::RecordLayer { sink: Arc::clone(&telemetry.sink) }.with_filter(targets)
 }
 
 #[cfg(test)]

@@ -15,11 +15,9 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Frame;
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt as _;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::telemetry::{RemoteParent, SpanExt as _};
 
 /// The trace this request belongs to and the server span's own id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +28,9 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// The ids OpenTelemetry gave `span`, when an OpenTelemetry layer is installed.
+    /// The ids Glassbox's telemetry layer gave `span`, when it is installed.
     pub fn from_span(span: &tracing::Span) -> Option<Self> {
-        let context = span.context();
-        let otel_span = context.span();
-        let span_context = otel_span.span_context();
-        span_context.is_valid().then(|| Self {
-            trace_id: span_context.trace_id().to_bytes(),
-            span_id: span_context.span_id().to_bytes(),
-            sampled: span_context.is_sampled(),
-        })
+        span.span_ids().map(|ids| Self { trace_id: ids.trace_id, span_id: ids.span_id, sampled: ids.sampled })
     }
 
     /// Without OpenTelemetry (a library user who set up no tracing): continues the caller's
@@ -48,7 +39,7 @@ impl TraceContext {
         let parent = header.and_then(|value| value.to_str().ok()).and_then(parse_traceparent);
         let span_id = random_nonzero::<8>();
         match parent {
-            Some((trace_id, sampled)) => Self { trace_id, span_id, sampled },
+            Some(Traceparent { trace_id, sampled, .. }) => Self { trace_id, span_id, sampled },
             None => Self { trace_id: random_nonzero::<16>(), span_id, sampled: true },
         }
     }
@@ -78,8 +69,34 @@ fn random_nonzero<const N: usize>() -> [u8; N] {
     }
 }
 
+/// The fields of a W3C `traceparent` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Traceparent {
+    trace_id: [u8; 16],
+    parent_id: [u8; 8],
+    sampled: bool,
+}
+
+/// The caller's span, from its `traceparent` and `tracestate` headers, if it is valid.
+fn remote_parent(headers: &HeaderMap) -> Option<RemoteParent> {
+    let traceparent = parse_traceparent(headers.get("traceparent")?.to_str().ok()?)?;
+    // Normalized as OpenTelemetry's propagator did; an invalid list is dropped, not the trace.
+    let trace_state = headers
+        .get("tracestate")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<opentelemetry::trace::TraceState>().ok())
+        .map(|state| state.header())
+        .unwrap_or_default();
+    Some(RemoteParent {
+        trace_id: traceparent.trace_id,
+        span_id: traceparent.parent_id,
+        sampled: traceparent.sampled,
+        trace_state,
+    })
+}
+
 /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids are invalid per the W3C spec.
-fn parse_traceparent(value: &str) -> Option<([u8; 16], bool)> {
+fn parse_traceparent(value: &str) -> Option<Traceparent> {
     let mut parts = value.trim().split('-');
     let version = parts.next()?;
     let trace_id = parts.next()?;
@@ -99,7 +116,7 @@ fn parse_traceparent(value: &str) -> Option<([u8; 16], bool)> {
     if trace.iter().all(|&b| b == 0) || parent.iter().all(|&b| b == 0) {
         return None;
     }
-    Some((trace, flags[0] & 1 == 1))
+    Some(Traceparent { trace_id: trace, parent_id: parent, sampled: flags[0] & 1 == 1 })
 }
 
 fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
@@ -114,17 +131,6 @@ fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
         out[index] = (high * 16 + low) as u8;
     }
     Some(out)
-}
-
-struct HeaderExtractor<'a>(&'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|name| name.as_str()).collect()
-    }
 }
 
 /// Middleware: the request span, its [`TraceContext`] in the request, `traceparent` on the
@@ -142,9 +148,8 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         http.response.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
+    if let Some(parent) = remote_parent(request.headers()) {
+        span.set_remote_parent(&parent);
     }
     let context =
         TraceContext::from_span(&span).unwrap_or_else(|| TraceContext::from_traceparent(request.headers().get("traceparent")));
@@ -170,9 +175,7 @@ pub async fn name_route(request: Request, next: Next) -> Response {
     if let Some(route) = request.extensions().get::<MatchedPath>() {
         let span = tracing::Span::current();
         span.record("http.route", route.as_str());
-        // The OpenTelemetry span exists already (its ids went into the trace context), so it
-        // is renamed directly; recording `otel.name` would be ignored by now.
-        span.context().span().update_name(format!("{} {}", request.method(), route.as_str()));
+        span.rename(format!("{} {}", request.method(), route.as_str()));
     }
     next.run(request).await
 }

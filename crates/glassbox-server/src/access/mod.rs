@@ -35,12 +35,12 @@ use glassbox_core::{Agent, GenerateOptions, Message};
 use glassbox_store::pricing::{PricingTable, TokenCounts};
 use glassbox_store::{KeyStore, StoreError, StoredKey, UsageRow};
 use subtle::ConstantTimeEq as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use self::budget::{Amount, Budgets, Limits, Period, Reservation, Scope, ScopeKind};
 use self::rate::{RateLimit, RateState};
 use crate::AppState;
 use crate::error::ApiError;
+use crate::telemetry::SpanExt as _;
 
 /// Output tokens assumed for a request when the agent sets no `max_output_tokens`.
 pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 1024;

@@ -6,6 +6,7 @@
 mod access;
 mod agents_api;
 mod dashboard;
+mod direct_layer;
 mod errors;
 mod container;
 mod evals;
