@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_hourly",
         sql: include_str!("../../../../migrations/clickhouse/0008_usage_hourly.sql"),
     },
+    Migration {
+        version: 9,
+        name: "latency_hourly",
+        sql: include_str!("../../../../migrations/clickhouse/0009_latency_hourly.sql"),
+    },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";

@@ -450,6 +450,11 @@ struct LatencyFetch {
     quantiles: Vec<u64>,
 }
 
+/// Latency percentiles per group and bucket. With a bucket of whole hours, the whole hours of
+/// the range come from `latency_hourly` (exact `quantilesExact` states, migration 9) and only
+/// the partial hours at its ends from `usage`; both parts are states of the same function,
+/// merged per group and bucket, so the answer is exactly that of the rows. Other buckets
+/// read `usage` alone, the same way.
 pub(super) async fn latency(
     backend: &ClickHouseBackend,
     by: LatencyBy,
@@ -461,27 +466,66 @@ pub(super) async fn latency(
         return Err(StoreError::InvalidQuery { message: "the latency bucket must be at least one second".into() });
     }
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
-    let mut sql = Sql::new("SELECT ");
-    sql.push(match by {
+    let key = match by {
         LatencyBy::Agent => "toString(Agent)",
         LatencyBy::Model => "toString(Model)",
-    });
+    };
     // As LatencyRow documents: buckets floored (positiveModulo, also before 1970), and
     // quantilesExact, whose p-quantile of n values is the one at index floor(p * n) (computed
     // in f64) of the sorted values.
-    sql.bind(
-        " AS group_key,
+    let raw_part = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
+        sql.push("SELECT ");
+        sql.push(key);
+        sql.bind(
+            " AS group_key,
     toUnixTimestamp64Nano(Timestamp) - positiveModulo(toUnixTimestamp64Nano(Timestamp), toInt64(?)) AS bucket_start_ns,
     count() AS calls,
-    quantilesExact(0.5, 0.95, 0.99)(LatencyNs) AS quantiles
+    quantilesExactState(0.5, 0.95, 0.99)(LatencyNs) AS latency_state
 FROM usage
 WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
-        [bucket_ns.into(), range.from_ns.into(), range.to_ns.into()],
+            [bucket_ns.into(), from_ns.into(), to_ns.into()],
+        );
+        if let Some(tenant) = tenant {
+            sql.bind(" AND Tenant = ?", [tenant.into()]);
+        }
+        sql.push(" GROUP BY group_key, bucket_start_ns");
+    };
+    let mut sql = Sql::new(
+        "SELECT group_key, bucket_start_ns, sum(calls) AS calls,
+    quantilesExactMerge(0.5, 0.95, 0.99)(latency_state) AS quantiles
+FROM (",
     );
-    if let Some(tenant) = tenant {
-        sql.bind(" AND Tenant = ?", [tenant.into()]);
+    // An hour lies in one bucket only when buckets are whole hours (they start at multiples
+    // of the bucket since the epoch).
+    match whole_hours(range).filter(|_| bucket_ns % NANOS_PER_HOUR == 0) {
+        Some((from_hour, to_hour)) => {
+            sql.push("SELECT ");
+            sql.push(key);
+            sql.bind(
+                " AS group_key,
+    toInt64(toUnixTimestamp(Hour)) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(Hour)) * 1000000000, toInt64(?)) AS bucket_start_ns,
+    sum(Calls) AS calls,
+    quantilesExactMergeState(0.5, 0.95, 0.99)(LatencyNs) AS latency_state
+FROM latency_hourly
+WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
+                [bucket_ns.into(), (from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
+            );
+            if let Some(tenant) = tenant {
+                sql.bind(" AND Tenant = ?", [tenant.into()]);
+            }
+            sql.push(" GROUP BY group_key, bucket_start_ns");
+            if range.from_ns < from_hour {
+                sql.push(" UNION ALL ");
+                raw_part(&mut sql, range.from_ns, from_hour);
+            }
+            if to_hour < range.to_ns {
+                sql.push(" UNION ALL ");
+                raw_part(&mut sql, to_hour, range.to_ns);
+            }
+        }
+        None => raw_part(&mut sql, range.from_ns, range.to_ns),
     }
-    sql.push(" GROUP BY group_key, bucket_start_ns ORDER BY group_key ASC, bucket_start_ns ASC");
+    sql.push(") GROUP BY group_key, bucket_start_ns ORDER BY group_key ASC, bucket_start_ns ASC");
 
     let rows = sql.query(&backend.inner.client).fetch_all::<LatencyFetch>();
     let rows = backend.timed(Operation::Latency, rows).await?;
