@@ -543,9 +543,39 @@ WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'U
         .collect())
 }
 
-/// One finished row per trace whose start is in the range (see the module doc for why the
-/// candidate ids come from a partition-pruned subquery first), of one tenant when asked.
-fn traces_in_range(sql: &mut Sql, range: &TimeRange, tenant: Option<&str>) {
+/// Which partial rows [`traces_in_range`] finishes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Straddlers {
+    /// No trace has partial rows both before the range and in it: every partial row of a
+    /// trace that starts in the range starts at or after the range's start, so the partial
+    /// rows from there on (whole day partitions) finish every such trace, and a trace that
+    /// started before the range is seen only through rows at or after its end, which the
+    /// `HAVING` on the start drops.
+    None,
+    /// Some may: candidates from a partition-pruned subquery, then every partial row of each
+    /// (see the module doc).
+    Possible,
+}
+
+/// Whether some trace has a partial row that starts before `range` and one that starts in it.
+/// Compares 64-bit hashes of the ids (a set of integers is far cheaper than one of strings):
+/// a collision can only answer "possible" wrongly, which costs time, never exactness.
+async fn straddlers(backend: &ClickHouseBackend, range: &TimeRange) -> Result<Straddlers, StoreError> {
+    let mut sql = Sql::new("SELECT count() FROM (SELECT 1 FROM trace_index");
+    sql.bind(
+        " WHERE Start < fromUnixTimestamp64Nano(toInt64(?)) AND cityHash64(TraceId) IN (SELECT cityHash64(TraceId)
+    FROM trace_index
+    WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))
+LIMIT 1)",
+        [range.from_ns.into(), range.from_ns.into(), range.to_ns.into()],
+    );
+    let found = sql.query(&backend.inner.client).fetch_one::<u64>();
+    let found = backend.timed(Operation::TraceStats, found).await?;
+    Ok(if found == 0 { Straddlers::None } else { Straddlers::Possible })
+}
+
+/// One finished row per trace whose start is in the range, of one tenant when asked.
+fn traces_in_range(sql: &mut Sql, range: &TimeRange, tenant: Option<&str>, straddlers: Straddlers) {
     sql.push(
         "(SELECT
         toUnixTimestamp64Nano(min(Start)) AS start_ns,
@@ -558,14 +588,30 @@ fn traces_in_range(sql: &mut Sql, range: &TimeRange, tenant: Option<&str>) {
     if tenant.is_some() {
         sql.push(",\n        argMinMerge(Tenant) AS tenant");
     }
-    sql.bind(
-        "
+    match straddlers {
+        Straddlers::None => {
+            sql.bind(
+                "
+    FROM trace_index
+    WHERE Start >= fromUnixTimestamp64Nano(toInt64(?))",
+                [range.from_ns.into()],
+            );
+        }
+        Straddlers::Possible => {
+            sql.bind(
+                "
     FROM trace_index
     WHERE TraceId IN (SELECT TraceId FROM trace_index
-        WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))
+        WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))",
+                [range.from_ns.into(), range.to_ns.into()],
+            );
+        }
+    }
+    sql.bind(
+        "
     GROUP BY TraceId
     HAVING start_ns >= ? AND start_ns < ?",
-        [range.from_ns.into(), range.to_ns.into(), range.from_ns.into(), range.to_ns.into()],
+        [range.from_ns.into(), range.to_ns.into()],
     );
     if let Some(tenant) = tenant {
         sql.bind(" AND tenant = ?", [tenant.into()]);
@@ -599,9 +645,10 @@ pub(super) async fn trace_stats(
         return Err(StoreError::InvalidQuery { message: "the stats bucket must be at least one second".into() });
     }
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
-    let mut sql = Sql::new("");
-    sql.bind(
-        "SELECT toUInt8(grouping(bucket_start_ns)) AS is_total,
+    let query = |straddlers: Straddlers| {
+        let mut sql = Sql::new("");
+        sql.bind(
+            "SELECT toUInt8(grouping(bucket_start_ns)) AS is_total,
     start_ns - positiveModulo(start_ns, toInt64(?)) AS bucket_start_ns,
     count() AS traces,
     toUInt64(countIf(has_error = 1)) AS error_traces,
@@ -610,13 +657,23 @@ pub(super) async fn trace_stats(
     toInt64(sum(cost_nano_usd)) AS cost_nano_usd,
     if(is_total = 1, arrayMap(x -> toInt64(x), quantilesExact(0.5, 0.95, 0.99)(duration_ns)), []) AS quantiles
 FROM ",
-        [bucket_ns.into()],
-    );
-    traces_in_range(&mut sql, range, tenant);
-    sql.push(" GROUP BY GROUPING SETS ((bucket_start_ns), ()) ORDER BY is_total, bucket_start_ns");
-
+            [bucket_ns.into()],
+        );
+        traces_in_range(&mut sql, range, tenant, straddlers);
+        sql.push(" GROUP BY GROUPING SETS ((bucket_start_ns), ()) ORDER BY is_total, bucket_start_ns");
+        sql
+    };
+    // The cheap read first, then the check: rows are only ever added (and dropped whole by
+    // the TTL), so a straddling partial row the read could have seen is seen by the check
+    // that follows it. Only when the check finds one is the range read the exact way.
     let client = &backend.inner.client;
-    let rows = backend.timed(Operation::TraceStats, sql.query(client).fetch_all::<TraceBucketFetch>()).await?;
+    let mut rows = backend
+        .timed(Operation::TraceStats, query(Straddlers::None).query(client).fetch_all::<TraceBucketFetch>())
+        .await?;
+    if straddlers(backend, range).await? == Straddlers::Possible {
+        let exact = query(Straddlers::Possible);
+        rows = backend.timed(Operation::TraceStats, exact.query(client).fetch_all::<TraceBucketFetch>()).await?;
+    }
     let mut stats = TraceStats::default();
     for row in rows {
         if row.is_total == 1 {
