@@ -1,4 +1,4 @@
--- One row per case of an eval suite run (see migrations/clickhouse/0009_eval_cases.sql).
+-- One row per case of an eval suite run (see migrations/clickhouse/0010_eval_cases.sql).
 CREATE TABLE eval_cases (
     RunId TEXT NOT NULL,
     CaseId TEXT NOT NULL,

@@ -7,6 +7,9 @@
 //! The Evals, Workflows and Budgets pages get their own seed (`support/dashboard_pages.rs`),
 //! scaled with `BENCH_TRACES`.
 //!
+//! Before timing, it waits for ClickHouse's background merges of the seed to finish
+//! (`BENCH_SETTLE_SECS`), so the pages are timed on a settled store, not against a merge storm.
+//!
 //! Run: `GLASSBOX_PYTHON=... cargo bench -p glassbox-server --bench dashboard`.
 //! The fixture serves ClickHouse through one Python process and one chDB session, so the
 //! figures are an upper bound of what a real `clickhouse-server` gives.
@@ -44,6 +47,7 @@ async fn main() {
     let repeat = env_number("BENCH_REPEAT", 5).max(1) as usize;
     let fixture = ClickHouseFixture::start().await.expect("the ClickHouse fixture must start (set GLASSBOX_PYTHON)");
     let database = fixture.fresh_database().await.unwrap();
+    let database_name = database.clone();
     let backend = Arc::new(
         ClickHouseBackend::new(ClickHouseSettings {
             url: fixture.url(),
@@ -86,6 +90,27 @@ async fn main() {
     );
 
     let (sources, more_pages) = dashboard_pages::seed(&backend, now, n_traces).await;
+
+    // A bulk load leaves ClickHouse merging the fresh parts for a while (minutes at a million
+    // traces), and on two cores those merges would be timed as page renders: wait until the
+    // database has none running (`BENCH_SETTLE_SECS`, default 900, bounds the wait; 0 skips it).
+    let settle_limit = Duration::from_secs(env_number("BENCH_SETTLE_SECS", 900));
+    let settling = Instant::now();
+    let merges_sql = format!("SELECT count() FROM system.merges WHERE database = '{database_name}'");
+    while settling.elapsed() < settle_limit {
+        let running: u64 = fixture.query_text(&merges_sql).await.unwrap().trim().parse().unwrap_or(0);
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let parts_sql = format!("SELECT count() FROM system.parts WHERE database = '{database_name}' AND active");
+    println!(
+        "waited {:.1} s for background merges to finish (limit {} s); {} active parts",
+        settling.elapsed().as_secs_f64(),
+        settle_limit.as_secs(),
+        fixture.query_text(&parts_sql).await.unwrap().trim()
+    );
     let dashboard = Dashboard {
         reader: backend.clone(),
         access: Access::OpenDevelopment,

@@ -8,6 +8,9 @@
 //!   (merged) row per trace for the traces list;
 //! - `usage_daily` (SummingMergeTree) and `latency_minute` (AggregatingMergeTree with
 //!   `quantilesState`): dashboard rollups filled from `usage` by materialized views;
+//! - `usage_hourly` (SummingMergeTree) and `latency_hourly` (AggregatingMergeTree with exact
+//!   `quantilesExact` states): the hourly rollups `usage_by` and `latency` read for the whole
+//!   hours of a range (migrations 8 and 9);
 //! - `api_keys`: keys made by `glassbox keys create` (their SHA-256, never the key);
 //! - `glassbox_migrations`: what has been applied, with checksums.
 //!

@@ -54,8 +54,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 9,
+        name: "latency_hourly",
+        sql: include_str!("../../../../migrations/clickhouse/0009_latency_hourly.sql"),
+    },
+    Migration {
+        version: 10,
         name: "eval_cases",
-        sql: include_str!("../../../../migrations/clickhouse/0009_eval_cases.sql"),
+        sql: include_str!("../../../../migrations/clickhouse/0010_eval_cases.sql"),
     },
 ];
 

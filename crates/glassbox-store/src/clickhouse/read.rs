@@ -450,6 +450,11 @@ struct LatencyFetch {
     quantiles: Vec<u64>,
 }
 
+/// Latency percentiles per group and bucket. With a bucket of whole hours, the whole hours of
+/// the range come from `latency_hourly` (exact `quantilesExact` states, migration 9) and only
+/// the partial hours at its ends from `usage`; both parts are states of the same function,
+/// merged per group and bucket, so the answer is exactly that of the rows. Other buckets
+/// read `usage` alone, the same way.
 pub(super) async fn latency(
     backend: &ClickHouseBackend,
     by: LatencyBy,
@@ -461,27 +466,66 @@ pub(super) async fn latency(
         return Err(StoreError::InvalidQuery { message: "the latency bucket must be at least one second".into() });
     }
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
-    let mut sql = Sql::new("SELECT ");
-    sql.push(match by {
+    let key = match by {
         LatencyBy::Agent => "toString(Agent)",
         LatencyBy::Model => "toString(Model)",
-    });
+    };
     // As LatencyRow documents: buckets floored (positiveModulo, also before 1970), and
     // quantilesExact, whose p-quantile of n values is the one at index floor(p * n) (computed
     // in f64) of the sorted values.
-    sql.bind(
-        " AS group_key,
+    let raw_part = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
+        sql.push("SELECT ");
+        sql.push(key);
+        sql.bind(
+            " AS group_key,
     toUnixTimestamp64Nano(Timestamp) - positiveModulo(toUnixTimestamp64Nano(Timestamp), toInt64(?)) AS bucket_start_ns,
     count() AS calls,
-    quantilesExact(0.5, 0.95, 0.99)(LatencyNs) AS quantiles
+    quantilesExactState(0.5, 0.95, 0.99)(LatencyNs) AS latency_state
 FROM usage
 WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
-        [bucket_ns.into(), range.from_ns.into(), range.to_ns.into()],
+            [bucket_ns.into(), from_ns.into(), to_ns.into()],
+        );
+        if let Some(tenant) = tenant {
+            sql.bind(" AND Tenant = ?", [tenant.into()]);
+        }
+        sql.push(" GROUP BY group_key, bucket_start_ns");
+    };
+    let mut sql = Sql::new(
+        "SELECT group_key, bucket_start_ns, sum(calls) AS calls,
+    quantilesExactMerge(0.5, 0.95, 0.99)(latency_state) AS quantiles
+FROM (",
     );
-    if let Some(tenant) = tenant {
-        sql.bind(" AND Tenant = ?", [tenant.into()]);
+    // An hour lies in one bucket only when buckets are whole hours (they start at multiples
+    // of the bucket since the epoch).
+    match whole_hours(range).filter(|_| bucket_ns % NANOS_PER_HOUR == 0) {
+        Some((from_hour, to_hour)) => {
+            sql.push("SELECT ");
+            sql.push(key);
+            sql.bind(
+                " AS group_key,
+    toInt64(toUnixTimestamp(Hour)) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(Hour)) * 1000000000, toInt64(?)) AS bucket_start_ns,
+    sum(Calls) AS calls,
+    quantilesExactMergeState(0.5, 0.95, 0.99)(LatencyNs) AS latency_state
+FROM latency_hourly
+WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
+                [bucket_ns.into(), (from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
+            );
+            if let Some(tenant) = tenant {
+                sql.bind(" AND Tenant = ?", [tenant.into()]);
+            }
+            sql.push(" GROUP BY group_key, bucket_start_ns");
+            if range.from_ns < from_hour {
+                sql.push(" UNION ALL ");
+                raw_part(&mut sql, range.from_ns, from_hour);
+            }
+            if to_hour < range.to_ns {
+                sql.push(" UNION ALL ");
+                raw_part(&mut sql, to_hour, range.to_ns);
+            }
+        }
+        None => raw_part(&mut sql, range.from_ns, range.to_ns),
     }
-    sql.push(" GROUP BY group_key, bucket_start_ns ORDER BY group_key ASC, bucket_start_ns ASC");
+    sql.push(") GROUP BY group_key, bucket_start_ns ORDER BY group_key ASC, bucket_start_ns ASC");
 
     let rows = sql.query(&backend.inner.client).fetch_all::<LatencyFetch>();
     let rows = backend.timed(Operation::Latency, rows).await?;
@@ -499,9 +543,39 @@ WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixT
         .collect())
 }
 
-/// One finished row per trace whose start is in the range (see the module doc for why the
-/// candidate ids come from a partition-pruned subquery first), of one tenant when asked.
-fn traces_in_range(sql: &mut Sql, range: &TimeRange, tenant: Option<&str>) {
+/// Which partial rows [`traces_in_range`] finishes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Straddlers {
+    /// No trace has partial rows both before the range and in it: every partial row of a
+    /// trace that starts in the range starts at or after the range's start, so the partial
+    /// rows from there on (whole day partitions) finish every such trace, and a trace that
+    /// started before the range is seen only through rows at or after its end, which the
+    /// `HAVING` on the start drops.
+    None,
+    /// Some may: candidates from a partition-pruned subquery, then every partial row of each
+    /// (see the module doc).
+    Possible,
+}
+
+/// Whether some trace has a partial row that starts before `range` and one that starts in it.
+/// Compares 64-bit hashes of the ids (a set of integers is far cheaper than one of strings):
+/// a collision can only answer "possible" wrongly, which costs time, never exactness.
+async fn straddlers(backend: &ClickHouseBackend, range: &TimeRange) -> Result<Straddlers, StoreError> {
+    let mut sql = Sql::new("SELECT count() FROM (SELECT 1 FROM trace_index");
+    sql.bind(
+        " WHERE Start < fromUnixTimestamp64Nano(toInt64(?)) AND cityHash64(TraceId) IN (SELECT cityHash64(TraceId)
+    FROM trace_index
+    WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))
+LIMIT 1)",
+        [range.from_ns.into(), range.from_ns.into(), range.to_ns.into()],
+    );
+    let found = sql.query(&backend.inner.client).fetch_one::<u64>();
+    let found = backend.timed(Operation::TraceStats, found).await?;
+    Ok(if found == 0 { Straddlers::None } else { Straddlers::Possible })
+}
+
+/// One finished row per trace whose start is in the range, of one tenant when asked.
+fn traces_in_range(sql: &mut Sql, range: &TimeRange, tenant: Option<&str>, straddlers: Straddlers) {
     sql.push(
         "(SELECT
         toUnixTimestamp64Nano(min(Start)) AS start_ns,
@@ -514,14 +588,30 @@ fn traces_in_range(sql: &mut Sql, range: &TimeRange, tenant: Option<&str>) {
     if tenant.is_some() {
         sql.push(",\n        argMinMerge(Tenant) AS tenant");
     }
-    sql.bind(
-        "
+    match straddlers {
+        Straddlers::None => {
+            sql.bind(
+                "
+    FROM trace_index
+    WHERE Start >= fromUnixTimestamp64Nano(toInt64(?))",
+                [range.from_ns.into()],
+            );
+        }
+        Straddlers::Possible => {
+            sql.bind(
+                "
     FROM trace_index
     WHERE TraceId IN (SELECT TraceId FROM trace_index
-        WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))
+        WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))",
+                [range.from_ns.into(), range.to_ns.into()],
+            );
+        }
+    }
+    sql.bind(
+        "
     GROUP BY TraceId
     HAVING start_ns >= ? AND start_ns < ?",
-        [range.from_ns.into(), range.to_ns.into(), range.from_ns.into(), range.to_ns.into()],
+        [range.from_ns.into(), range.to_ns.into()],
     );
     if let Some(tenant) = tenant {
         sql.bind(" AND tenant = ?", [tenant.into()]);
@@ -555,9 +645,10 @@ pub(super) async fn trace_stats(
         return Err(StoreError::InvalidQuery { message: "the stats bucket must be at least one second".into() });
     }
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
-    let mut sql = Sql::new("");
-    sql.bind(
-        "SELECT toUInt8(grouping(bucket_start_ns)) AS is_total,
+    let query = |straddlers: Straddlers| {
+        let mut sql = Sql::new("");
+        sql.bind(
+            "SELECT toUInt8(grouping(bucket_start_ns)) AS is_total,
     start_ns - positiveModulo(start_ns, toInt64(?)) AS bucket_start_ns,
     count() AS traces,
     toUInt64(countIf(has_error = 1)) AS error_traces,
@@ -566,13 +657,23 @@ pub(super) async fn trace_stats(
     toInt64(sum(cost_nano_usd)) AS cost_nano_usd,
     if(is_total = 1, arrayMap(x -> toInt64(x), quantilesExact(0.5, 0.95, 0.99)(duration_ns)), []) AS quantiles
 FROM ",
-        [bucket_ns.into()],
-    );
-    traces_in_range(&mut sql, range, tenant);
-    sql.push(" GROUP BY GROUPING SETS ((bucket_start_ns), ()) ORDER BY is_total, bucket_start_ns");
-
+            [bucket_ns.into()],
+        );
+        traces_in_range(&mut sql, range, tenant, straddlers);
+        sql.push(" GROUP BY GROUPING SETS ((bucket_start_ns), ()) ORDER BY is_total, bucket_start_ns");
+        sql
+    };
+    // The cheap read first, then the check: rows are only ever added (and dropped whole by
+    // the TTL), so a straddling partial row the read could have seen is seen by the check
+    // that follows it. Only when the check finds one is the range read the exact way.
     let client = &backend.inner.client;
-    let rows = backend.timed(Operation::TraceStats, sql.query(client).fetch_all::<TraceBucketFetch>()).await?;
+    let mut rows = backend
+        .timed(Operation::TraceStats, query(Straddlers::None).query(client).fetch_all::<TraceBucketFetch>())
+        .await?;
+    if straddlers(backend, range).await? == Straddlers::Possible {
+        let exact = query(Straddlers::Possible);
+        rows = backend.timed(Operation::TraceStats, exact.query(client).fetch_all::<TraceBucketFetch>()).await?;
+    }
     let mut stats = TraceStats::default();
     for row in rows {
         if row.is_total == 1 {

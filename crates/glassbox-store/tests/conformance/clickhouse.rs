@@ -12,8 +12,8 @@ use std::time::Duration;
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings, MIGRATIONS, MIGRATIONS_TABLE_SQL, render_sql};
 use glassbox_store::query::Cursor;
 use glassbox_store::{
-    Backend, LatencyBy, PageRequest, SpanEvent, SpanLink, SpanRow, StatusCode, StoreError, TimeRange, TraceFilter,
-    TraceReader, UsageBy, UsageRow,
+    Backend, LatencyBy, LatencyRow, PageRequest, SpanEvent, SpanLink, SpanRow, StatusCode, StoreError, TimeRange,
+    TraceFilter, TraceReader, UsageBy, UsageRow,
 };
 use glassbox_testkit::ClickHouseFixture;
 
@@ -692,6 +692,44 @@ async fn a_trace_started_before_the_range_is_not_listed_by_its_later_batch() {
     assert_eq!(list(t0).await, [(inside, t0 + 90 * 60 * SECOND), (crossing, t0)]);
 }
 
+/// `trace_stats` reads the partial rows from the range's start on, then checks that no trace
+/// has partial rows both before the range and in it; a trace that does (its later batch
+/// starts in the range) is not counted there, and the counts stay those of the whole traces.
+#[tokio::test]
+async fn trace_stats_does_not_count_a_trace_started_before_the_range_by_its_later_batch() {
+    let env = env().await;
+    let hour = 3600 * SECOND;
+    let t0 = (BASE_NS / hour) * hour;
+    let crossing = trace_id(510);
+    let inside = trace_id(511);
+    let stats = |from_ns: i64| {
+        let backend = env.backend.clone();
+        async move {
+            let stats = backend.trace_stats(&TimeRange { from_ns, to_ns: t0 + 3 * hour }, 3600).await.unwrap();
+            let buckets: Vec<(i64, u64, u64)> = stats
+                .buckets
+                .iter()
+                .map(|bucket| (bucket.bucket_start_ns, bucket.traces, bucket.error_traces))
+                .collect();
+            (stats.traces, stats.error_traces, stats.p50_ms, buckets)
+        }
+    };
+    env.backend.insert_spans(&[span(&crossing, "00000000000000a1", "", "root", t0, 10)], "early").await.unwrap();
+    let mut late_child = span(&crossing, "00000000000000a2", "00000000000000a1", "late child", t0 + 2 * hour, 10);
+    late_child.status_code = StatusCode::Error;
+    env.backend.insert_spans(&[late_child], "late").await.unwrap();
+    // The cheap read alone would count `crossing` in the 2nd hour after the range's start.
+    assert_eq!(stats(t0 + hour).await, (0, 0, 0.0, Vec::new()));
+    env.backend
+        .insert_spans(&[span(&inside, "00000000000000b1", "", "root", t0 + 90 * 60 * SECOND, 4_000_000)], "inside")
+        .await
+        .unwrap();
+    assert_eq!(stats(t0 + hour).await, (1, 0, 4.0, vec![(t0 + hour, 1, 0)]));
+    // From t0 both count, `crossing` with its whole duration and its late error.
+    let (traces, errors, _, buckets) = stats(t0).await;
+    assert_eq!((traces, errors, buckets), (2, 1, vec![(t0, 1, 1), (t0 + hour, 1, 0)]));
+}
+
 /// Migration 8's backfill puts rows written before the hourly rollup existed into it, once.
 #[tokio::test]
 async fn the_hourly_rollup_backfill_counts_old_rows_once() {
@@ -723,6 +761,133 @@ async fn the_hourly_rollup_backfill_counts_old_rows_once() {
     // The tenant filter applies to the rollup too.
     let acme = env.backend.usage_by_tenant(UsageBy::Agent, &whole, Some("acme")).await.unwrap();
     assert_eq!((acme[0].calls, acme[0].cost_nano_usd), (6, 6_030));
+}
+
+/// Latency over whole hours (from `latency_hourly`, migration 9) equals latency over the same
+/// rows read from `usage`, per agent and model, hourly and daily, for every tenant and one.
+#[tokio::test]
+async fn latency_from_the_hourly_rollup_equals_latency_from_the_rows() {
+    let env = env().await;
+    let hour = 3600 * SECOND;
+    let day0 = (BASE_NS / DAY) * DAY;
+    let rows: Vec<UsageRow> = (0..200i64)
+        .map(|n| {
+            let agent = ["alpha", "beta", "gamma"][usize::try_from(n % 3).unwrap()];
+            let model = ["m1", "m2"][usize::try_from(n % 2).unwrap()];
+            let latency_ms = u64::try_from((n * 7919) % 1_000 + 1).unwrap();
+            let mut row = usage(
+                &trace_id(600),
+                &format!("{n:016x}"),
+                day0 + n * 17 * 60 * SECOND + n,
+                agent,
+                model,
+                latency_ms,
+                n,
+            );
+            row.tenant = ["acme", "globex"][usize::try_from(n % 2).unwrap()].into();
+            row
+        })
+        .collect();
+    // Several inserts, so the rollup merges states of several parts.
+    for (index, chunk) in rows.chunks(23).enumerate() {
+        env.backend.insert_usage(chunk, &format!("latency-chunk-{index}")).await.unwrap();
+    }
+    for (bucket_secs, whole) in [
+        (3600, TimeRange { from_ns: day0 + hour, to_ns: day0 + 40 * hour }),
+        (86_400, TimeRange { from_ns: day0, to_ns: day0 + 3 * DAY }),
+        // Partial hours at both ends: the ends come from `usage`, the middle from the rollup.
+        (3600, TimeRange { from_ns: day0 + hour + 7 * 60 * SECOND, to_ns: day0 + 30 * hour + 1 }),
+    ] {
+        for by in [LatencyBy::Agent, LatencyBy::Model] {
+            for tenant in [None, Some("globex")] {
+                let from_rollup = env.backend.latency_of_tenant(by, &whole, bucket_secs, tenant).await.unwrap();
+                // Buckets of 30 minutes never use the rollup: the same rows, read from `usage`.
+                let from_rows = env.backend.latency_of_tenant(by, &whole, 1800, tenant).await.unwrap();
+                let calls = |rows: &[LatencyRow]| rows.iter().map(|row| row.calls).sum::<u64>();
+                assert!(calls(&from_rows) > 0);
+                assert_eq!(calls(&from_rollup), calls(&from_rows), "{by:?} {tenant:?} {bucket_secs} {whole:?}");
+                let expected = reference_latency(&rows, by, &whole, bucket_secs, tenant);
+                assert_eq!(from_rollup, expected, "{by:?} {tenant:?} {bucket_secs} {whole:?}");
+            }
+        }
+    }
+}
+
+/// `LatencyRow`'s rule, computed here from the rows.
+fn reference_latency(
+    rows: &[UsageRow],
+    by: LatencyBy,
+    range: &TimeRange,
+    bucket_secs: u32,
+    tenant: Option<&str>,
+) -> Vec<LatencyRow> {
+    let bucket_ns = i64::from(bucket_secs) * SECOND;
+    let mut groups: std::collections::BTreeMap<(String, i64), Vec<u64>> = std::collections::BTreeMap::new();
+    for row in rows {
+        if !(range.from_ns..range.to_ns).contains(&row.timestamp_ns)
+            || tenant.is_some_and(|tenant| row.tenant != tenant)
+        {
+            continue;
+        }
+        let key = match by {
+            LatencyBy::Agent => row.agent.clone(),
+            LatencyBy::Model => row.model.clone(),
+        };
+        groups.entry((key, row.timestamp_ns.div_euclid(bucket_ns) * bucket_ns)).or_default().push(row.latency_ns);
+    }
+    groups
+        .into_iter()
+        .map(|((key, bucket_start_ns), mut latencies)| {
+            latencies.sort_unstable();
+            let at = |p: f64| {
+                let index = ((p * latencies.len() as f64) as usize).min(latencies.len() - 1);
+                latencies[index] as f64 / 1_000_000.0
+            };
+            LatencyRow {
+                key,
+                bucket_start_ns,
+                calls: latencies.len() as u64,
+                p50_ms: at(0.5),
+                p95_ms: at(0.95),
+                p99_ms: at(0.99),
+            }
+        })
+        .collect()
+}
+
+/// Migration 9's backfill puts rows written before the latency rollup existed into it, once.
+#[tokio::test]
+async fn the_latency_rollup_backfill_counts_old_rows_once() {
+    let env = env().await;
+    let hour = 3600 * SECOND;
+    let start = (BASE_NS / hour) * hour;
+    let rows: Vec<UsageRow> = (0..12i64)
+        .map(|n| {
+            let latency_ms = u64::try_from(n + 1).unwrap();
+            let mut row =
+                usage(&trace_id(700), &format!("{n:016x}"), start + n * 20 * 60 * SECOND, "a", "m", latency_ms, 0);
+            row.tenant = ["acme", "globex"][usize::try_from(n % 2).unwrap()].into();
+            row
+        })
+        .collect();
+    env.backend.insert_usage(&rows, "before-the-latency-rollup").await.unwrap();
+    // As if the rows predated migration 9: empty the rollup, then run its backfill (twice).
+    env.scalar("TRUNCATE TABLE $db.latency_hourly").await;
+    let whole = TimeRange { from_ns: start, to_ns: start + 4 * hour };
+    assert!(env.backend.latency(LatencyBy::Agent, &whole, 3600).await.unwrap().is_empty(), "the rollup is empty");
+    let migration = MIGRATIONS.iter().find(|migration| migration.name == "latency_hourly").unwrap();
+    let backfill = migration.statements().find(|statement| statement.starts_with("INSERT")).unwrap();
+    for _ in 0..2 {
+        let sql = render_sql(&backfill, &settings(&env.fixture, &env.database));
+        env.fixture.query_text(&sql).await.unwrap();
+    }
+    let daily = env.backend.latency(LatencyBy::Agent, &whole, 86_400).await.unwrap();
+    assert_eq!(daily, reference_latency(&rows, LatencyBy::Agent, &whole, 86_400, None));
+    assert_eq!(daily[0].calls, 12);
+    // The tenant filter applies to the rollup too.
+    let acme = env.backend.latency_of_tenant(LatencyBy::Model, &whole, 3600, Some("acme")).await.unwrap();
+    assert_eq!(acme, reference_latency(&rows, LatencyBy::Model, &whole, 3600, Some("acme")));
+    assert_eq!(acme.iter().map(|row| row.calls).sum::<u64>(), 6);
 }
 
 #[tokio::test]

@@ -682,6 +682,9 @@ pub async fn dedup_token_makes_retries_idempotent(backend: Arc<dyn Backend>, rea
         }
         let groups = reader.usage_by(UsageBy::Tenant, &everything()).await.expect("usage_by");
         assert_eq!(groups, dataset.expected_usage_by(UsageBy::Tenant, &everything()), "attempt {attempt}");
+        // The latency rollup (ClickHouse's `latency_hourly`) counts a retried batch once too.
+        let latency = reader.latency(LatencyBy::Model, &everything(), 3600).await.expect("latency");
+        assert_latency_eq(&latency, &dataset.expected_latency(LatencyBy::Model, &everything(), 3600), "retried");
     }
 }
 
