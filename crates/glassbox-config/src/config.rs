@@ -100,7 +100,7 @@ impl StoreConfig {
     pub const DEFAULT_SPOOL_DIR: &'static str = ".glassbox/spool";
     pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
     pub const DEFAULT_BATCH_ROWS: usize = 1000;
-    pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 32 << 20;
+    pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 16 << 20;
     pub const DEFAULT_SPAN_TTL_DAYS: u32 = 30;
 }
 

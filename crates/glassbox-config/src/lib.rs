@@ -67,7 +67,7 @@
 //! spool_dir = ".glassbox/spool"     # batches wait here while the store is down
 //! flush_interval_ms = 1000
 //! batch_rows = 1000                 # 1..=1000000
-//! queue_max_bytes = 33554432        # rows held in memory before the spool takes them; >= 1 MiB
+//! queue_max_bytes = 16777216        # rows held in memory before the spool takes them; >= 1 MiB
 //! span_ttl_days = 30                # 1..=36500
 //!
 //! [telemetry]

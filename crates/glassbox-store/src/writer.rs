@@ -20,7 +20,7 @@
 //! - A batch the store rejects (not retryable) is logged at error level and spooled too; the
 //!   replayer tries it again with exponential backoff, not in a loop.
 //!
-//! The memory held is bounded by `max_queued_rows` rows and `max_queued_bytes` (estimated)
+//! The memory held is bounded by `max_queued_rows` rows and `max_queued_bytes` (estimated heap)
 //! bytes in the queue — whichever is reached first sends rows to the overflow buffer — two
 //! batches in the batcher, and the overflow buffer, which only admits rows whose (estimated) spool size still
 //! fits under `spool_max_bytes`.
@@ -60,8 +60,8 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     /// Rows the in-memory queue holds before rows spill to the spool (default 100 000).
     pub max_queued_rows: usize,
-    /// Estimated bytes of the rows in the queue before rows spill to the spool (default
-    /// 32 MiB). Rows carry captured prompts and completions, so a row count alone does not
+    /// Estimated bytes of memory the rows in the queue hold before rows spill to the spool
+    /// (default 16 MiB). Rows carry captured prompts and completions, so a row count alone does not
     /// bound memory: 100 000 rows of a few kilobytes each are hundreds of megabytes.
     pub max_queued_bytes: u64,
     /// Retries after a failed first attempt, on retryable errors (default 3: four attempts).
@@ -89,7 +89,7 @@ impl WriterConfig {
             batch_rows: 1000,
             flush_interval: Duration::from_secs(1),
             max_queued_rows: 100_000,
-            max_queued_bytes: 32 << 20,
+            max_queued_bytes: 16 << 20,
             retry_attempts: 3,
             retry_base: Duration::from_millis(200),
             insert_timeout: Duration::from_secs(10),
@@ -156,6 +156,62 @@ enum Message {
     Usage(UsageRow, u32),
     /// Acknowledged once every message before it is delivered or spooled.
     Flush(oneshot::Sender<()>),
+}
+
+/// The memory a queued row holds: its own size and every heap allocation's capacity, plus
+/// what the allocator keeps per allocation. The queue's byte bound counts this, not the row's
+/// (much smaller) spool size: a span of twenty attributes is some forty allocations.
+mod heap {
+    use crate::rows::{SpanRow, UsageRow};
+
+    /// Allocator bookkeeping and rounding per allocation (glibc: a 16-byte header and
+    /// 16-byte alignment).
+    const PER_ALLOCATION: usize = 24;
+
+    fn text(text: &str, capacity: usize) -> usize {
+        if capacity == 0 { 0 } else { capacity.max(text.len()) + PER_ALLOCATION }
+    }
+
+    fn string(value: &String) -> usize {
+        text(value, value.capacity())
+    }
+
+    fn pairs(pairs: &Vec<(String, String)>) -> usize {
+        let own = if pairs.capacity() == 0 { 0 } else { pairs.capacity() * size_of::<(String, String)>() + PER_ALLOCATION };
+        own + pairs.iter().map(|(key, value)| string(key) + string(value)).sum::<usize>()
+    }
+
+    pub(super) fn span(row: &SpanRow) -> usize {
+        size_of::<SpanRow>()
+            + [&row.trace_id, &row.span_id, &row.parent_span_id, &row.trace_state, &row.span_name, &row.span_kind]
+                .into_iter()
+                .chain([&row.service_name, &row.scope_name, &row.scope_version, &row.status_message])
+                .map(string)
+                .sum::<usize>()
+            + pairs(&row.resource_attributes)
+            + pairs(&row.span_attributes)
+            + row.events.iter().map(|event| size_of_val(event) + string(&event.name) + pairs(&event.attributes)).sum::<usize>()
+            + row
+                .links
+                .iter()
+                .map(|link| {
+                    size_of_val(link)
+                        + string(&link.trace_id)
+                        + string(&link.span_id)
+                        + string(&link.trace_state)
+                        + pairs(&link.attributes)
+                })
+                .sum::<usize>()
+    }
+
+    pub(super) fn usage(row: &UsageRow) -> usize {
+        size_of::<UsageRow>()
+            + [&row.trace_id, &row.span_id, &row.tenant, &row.api_key_id, &row.agent, &row.workflow, &row.provider]
+                .into_iter()
+                .chain([&row.model, &row.status, &row.error_type])
+                .map(string)
+                .sum::<usize>()
+    }
 }
 
 impl Message {
@@ -276,13 +332,13 @@ impl TelemetryWriter {
     /// Hands a finished span to the writer. Never blocks, never fails; safe to call from any
     /// thread, inside or outside the runtime.
     pub fn write_span(&self, row: SpanRow) {
-        let bytes = approx_span_bytes(&row);
+        let bytes = heap::span(&row);
         self.enqueue(Message::Span(row, u32::try_from(bytes).unwrap_or(u32::MAX)));
     }
 
     /// Hands a model call's usage row to the writer. Never blocks, never fails.
     pub fn write_usage(&self, row: UsageRow) {
-        let bytes = approx_usage_bytes(&row);
+        let bytes = heap::usage(&row);
         self.enqueue(Message::Usage(row, u32::try_from(bytes).unwrap_or(u32::MAX)));
     }
 
@@ -702,10 +758,12 @@ impl Shared {
     /// I/O.
     #[cold]
     fn overflow(&self, message: Message) {
+        // The row's size in the spool (the queue counted its size in memory).
         let estimate = match &message {
-            Message::Span(_, bytes) | Message::Usage(_, bytes) => u64::from(*bytes),
+            Message::Span(row, _) => approx_span_bytes(row),
+            Message::Usage(row, _) => approx_usage_bytes(row),
             Message::Flush(_) => return,
-        };
+        } as u64;
         let limit = self.spool.max_bytes();
         let mut overflow = self.overflow.lock().unwrap_or_else(PoisonError::into_inner);
         if overflow.closed {
