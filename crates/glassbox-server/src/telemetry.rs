@@ -5,7 +5,7 @@
 //! record, so the store and the collector see the same ids).
 //!
 //! No OpenTelemetry SDK span, tracer or `tracing-opentelemetry` layer sits on the request path:
-//! profiles showed them at about half of the server's CPU per request. Ids, parents and
+//! they were the largest named cost in the profiles (`benchmarks/profiles/`). Ids, parents and
 //! renames go through [`SpanExt`] (`span_ext.rs`).
 //!
 //! The store path does not use OpenTelemetry's batch processor, whose bounded queue drops

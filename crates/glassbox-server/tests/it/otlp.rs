@@ -298,9 +298,9 @@ async fn generate_is_exported(exported: &Exported) -> Vec<(ResourceSpans, Span)>
     assert_eq!(attribute(chat, "gen_ai.provider.name").as_deref(), Some("mock"));
     assert_eq!(attribute(chat, "gen_ai.request.model").as_deref(), Some("mock-echo"));
     let input_tokens = find(&chat.attributes, "gen_ai.usage.input_tokens").expect("input tokens recorded");
-    // The value is the response's count. tracing-opentelemetry 0.34 has no `record_u64`, so the
-    // `u64` counts glassbox-core records arrive as OTLP strings ("9"), not the integers the
-    // GenAI conventions ask for; `any_text` reads either.
+    // The value is the response's count. `tracing` hands a `u64` to layers as `Debug` text and
+    // the span layer keeps it so (as tracing-opentelemetry 0.34 did), so `u64` counts arrive as
+    // OTLP strings ("9"), not the integers the GenAI conventions ask for; `any_text` reads either.
     assert_eq!(any_text(input_tokens), body["usage"]["inputTokens"].to_string(), "{body}");
     assert!(attribute(chat, "gen_ai.usage.output_tokens").is_some());
     assert_ne!(status_code(chat), StatusCode::Error);
