@@ -403,18 +403,7 @@ FROM usage_hourly",
                 " WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
                 [(from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
             );
-            if let Some(tenant) = tenant {
-                sql.bind(" AND Tenant = ?", [tenant.into()]);
-            }
-            sql.push(" GROUP BY group_key");
-            if range.from_ns < from_hour {
-                sql.push(" UNION ALL ");
-                raw_part(&mut sql, range.from_ns, from_hour);
-            }
-            if to_hour < range.to_ns {
-                sql.push(" UNION ALL ");
-                raw_part(&mut sql, to_hour, range.to_ns);
-            }
+            rollup_then_raw_ends(&mut sql, tenant, " GROUP BY group_key", range, (from_hour, to_hour), raw_part);
         }
         None => raw_part(&mut sql, range.from_ns, range.to_ns),
     }
@@ -439,6 +428,31 @@ FROM usage_hourly",
             })
         })
         .collect()
+}
+
+/// The end of a read over an hourly rollup, shared by `usage_by` and `latency`: the rollup
+/// part's tenant filter and grouping, then the partial hours at the range's ends read from the
+/// raw rows by `raw_part`, each as another `UNION ALL` part.
+fn rollup_then_raw_ends(
+    sql: &mut Sql,
+    tenant: Option<&str>,
+    group_by: &'static str,
+    range: &TimeRange,
+    (from_hour, to_hour): (i64, i64),
+    raw_part: impl Fn(&mut Sql, i64, i64),
+) {
+    if let Some(tenant) = tenant {
+        sql.bind(" AND Tenant = ?", [tenant.into()]);
+    }
+    sql.push(group_by);
+    if range.from_ns < from_hour {
+        sql.push(" UNION ALL ");
+        raw_part(sql, range.from_ns, from_hour);
+    }
+    if to_hour < range.to_ns {
+        sql.push(" UNION ALL ");
+        raw_part(sql, to_hour, range.to_ns);
+    }
 }
 
 #[derive(Row, Deserialize)]
@@ -510,18 +524,8 @@ FROM latency_hourly
 WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
                 [bucket_ns.into(), (from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
             );
-            if let Some(tenant) = tenant {
-                sql.bind(" AND Tenant = ?", [tenant.into()]);
-            }
-            sql.push(" GROUP BY group_key, bucket_start_ns");
-            if range.from_ns < from_hour {
-                sql.push(" UNION ALL ");
-                raw_part(&mut sql, range.from_ns, from_hour);
-            }
-            if to_hour < range.to_ns {
-                sql.push(" UNION ALL ");
-                raw_part(&mut sql, to_hour, range.to_ns);
-            }
+            let group_by = " GROUP BY group_key, bucket_start_ns";
+            rollup_then_raw_ends(&mut sql, tenant, group_by, range, (from_hour, to_hour), raw_part);
         }
         None => raw_part(&mut sql, range.from_ns, range.to_ns),
     }
