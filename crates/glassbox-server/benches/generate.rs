@@ -262,7 +262,13 @@ async fn start_full(mock_url: String, dir: &std::path::Path) -> (SocketAddr, gla
     let app = glassbox_server::build_router(
         agents,
         HttpOptions::default(),
-        glassbox_server::RouterParts { access: Some(access), workflows: None, dashboard: None, online_evals },
+        glassbox_server::RouterParts {
+            access: Some(access),
+            workflows: None,
+            dashboard: None,
+            online_evals,
+            telemetry: telemetry.writer().cloned(),
+        },
     );
     let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();

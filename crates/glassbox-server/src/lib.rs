@@ -127,6 +127,27 @@ pub struct RouterParts {
     pub dashboard: Option<dashboard::Dashboard>,
     /// Scorers run after agents' requests (`[online_evals.<agent>]`).
     pub online_evals: Option<Arc<glassbox_evals::online::OnlineEvals>>,
+    /// The telemetry writer, for backpressure: agent, OpenAI-compatible and workflow
+    /// requests wait up to [`INTAKE_MAX_WAIT`] while its queue is nearly full
+    /// ([`TelemetryWriter::admit`](glassbox_store::writer::TelemetryWriter::admit)).
+    pub telemetry: Option<glassbox_store::writer::TelemetryWriter>,
+}
+
+/// The longest a request waits for the telemetry writer to make room before it runs anyway
+/// (its rows then go through the spool): a store that falls behind costs at most this much
+/// latency per request, never a failure.
+pub const INTAKE_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Backpressure in front of the routes that make telemetry (see [`RouterParts::telemetry`]).
+fn with_intake(router: Router<AppState>, writer: Option<&glassbox_store::writer::TelemetryWriter>) -> Router<AppState> {
+    let Some(writer) = writer.cloned() else { return router };
+    router.route_layer(middleware::from_fn(move |request: Request, next: Next| {
+        let writer = writer.clone();
+        async move {
+            writer.admit(INTAKE_MAX_WAIT).await;
+            next.run(request).await
+        }
+    }))
 }
 
 /// The whole server: the API with its layers, and the dashboard beside it.
@@ -137,14 +158,14 @@ pub fn build_router(agents: AgentRegistry, options: HttpOptions, parts: RouterPa
     let body_limit = options.body_limit;
     let body_read_timeout = options.body_read_timeout;
     let mut routes = Router::new()
-        .merge(access::protect(api::agents::router(), &state))
+        .merge(access::protect(with_intake(api::agents::router(), parts.telemetry.as_ref()), &state))
         .merge(access::protect(api::budgets::router(), &state))
-        .merge(access::protect(api::openai::router(), &state))
+        .merge(access::protect(with_intake(api::openai::router(), parts.telemetry.as_ref()), &state))
         .merge(api::health::router())
         .merge(api::openapi::router())
         .merge(metrics::router());
     if let Some(workflows) = parts.workflows {
-        routes = routes.merge(access::protect(api::workflows::router(workflows), &state));
+        routes = routes.merge(access::protect(with_intake(api::workflows::router(workflows), parts.telemetry.as_ref()), &state));
     }
     let api = routes
         .route_layer(middleware::from_fn(trace_context::name_route))

@@ -466,6 +466,7 @@ fn run_serve(
                 workflows: Some(workflow_host),
                 dashboard: Some(dashboard),
                 online_evals,
+                telemetry: telemetry.writer().cloned(),
             },
         );
         let limits = serve::ConnectionLimits { header_read_timeout: config.server.header_read_timeout };

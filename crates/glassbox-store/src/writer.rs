@@ -231,6 +231,8 @@ struct Shared {
     counters: Counters,
     /// Estimated bytes of the rows in the queue (`max_queued_bytes`).
     queued_bytes: AtomicU64,
+    /// Signalled each time the batcher takes rows off the queue ([`TelemetryWriter::admit`]).
+    room: Notify,
     /// Rows that found the queue full, waiting for the spiller.
     overflow: Mutex<Overflow>,
     overflow_ready: Notify,
@@ -305,6 +307,7 @@ impl TelemetryWriter {
             spool: Arc::new(spool),
             counters: Counters::default(),
             queued_bytes: AtomicU64::new(0),
+            room: Notify::new(),
             overflow: Mutex::new(Overflow::default()),
             overflow_ready: Notify::new(),
             spill_lock: tokio::sync::Mutex::new(()),
@@ -363,6 +366,33 @@ impl TelemetryWriter {
                 shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 RowsLost { rows: 1, reason: "a row arrived after the writer shut down", cause: &WriterShutDown }
                     .emit(&self.inner.shared);
+            }
+        }
+    }
+
+    /// Backpressure for the request path: returns at once while the queue is less than
+    /// three quarters full (in bytes), otherwise when the batcher has made room or after
+    /// `max_wait`, whichever comes first. A caller that awaits this before making rows slows
+    /// its intake to what the store takes, so a store that falls behind under sustained load
+    /// costs latency (bounded by `max_wait`) instead of memory and spool traffic. It never
+    /// fails and never waits longer: a store that is down still gets every row spooled.
+    pub async fn admit(&self, max_wait: Duration) {
+        let shared = &self.inner.shared;
+        let high_water = shared.config.max_queued_bytes / 4 * 3;
+        if shared.queued_bytes.load(Ordering::Relaxed) < high_water {
+            return;
+        }
+        let deadline = Instant::now() + max_wait;
+        loop {
+            // Registered before the check, so a notification in between is not missed.
+            let room = shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if shared.queued_bytes.load(Ordering::Relaxed) < high_water {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return;
             }
         }
     }
@@ -514,6 +544,7 @@ async fn run_batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Message>)
                 shared.counters.in_batcher.fetch_add(n_rows as u64, Ordering::Relaxed);
                 let bytes: u64 = inbox.iter().map(|message| u64::from(message.bytes())).sum();
                 shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                shared.room.notify_waiters();
                 for message in inbox.drain(..) {
                     match message {
                         Message::Span(row, _) => {

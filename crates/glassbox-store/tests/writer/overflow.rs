@@ -201,3 +201,47 @@ async fn the_queue_is_bounded_in_bytes_as_well_as_rows() {
     assert_eq!(writer.stats().replayed_rows, 30);
     writer.shutdown().await;
 }
+
+/// A span carrying a captured prompt of about 100 kB.
+fn big_span(n: u64) -> glassbox_store::SpanRow {
+    let mut row = span(n);
+    row.span_attributes.push(("gen_ai.input.messages".to_owned(), "x".repeat(100_000)));
+    row
+}
+
+#[tokio::test(start_paused = true)]
+async fn admit_holds_intake_while_the_queue_is_nearly_full_and_never_past_its_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new();
+    // Each insert takes 2 s: the batcher is busy while rows pile up in the queue.
+    backend.state().delay = Duration::from_secs(2);
+    let config = WriterConfig { max_queued_bytes: 1 << 20, batch_rows: 5, ..config(dir.path()) };
+    let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    writer.admit(Duration::from_secs(60)).await;
+    assert_eq!(started.elapsed(), Duration::ZERO, "an empty queue admits at once");
+
+    // Five rows start an insert; the next nine (about 0.9 MiB, over three quarters of the
+    // bound) wait in the queue behind it.
+    for n in 0..5 {
+        writer.write_span(span(n));
+    }
+    tokio::task::yield_now().await;
+    for n in 5..14 {
+        writer.write_span(big_span(n));
+    }
+    let started = tokio::time::Instant::now();
+    writer.admit(Duration::from_millis(250)).await;
+    assert_eq!(started.elapsed(), Duration::from_millis(250), "never waits past max_wait");
+
+    let started = tokio::time::Instant::now();
+    writer.admit(Duration::from_secs(60)).await;
+    let waited = started.elapsed();
+    assert!(waited > Duration::ZERO && waited <= Duration::from_secs(2), "admitted once the batcher made room: {waited:?}");
+
+    writer.flush().await;
+    let stats = writer.stats();
+    assert_eq!((stats.written_rows, stats.spooled_rows, stats.dropped_rows), (14, 0, 0), "{stats:?}");
+    writer.shutdown().await;
+}
