@@ -51,6 +51,20 @@ fn builtin(table: serde_json::Value) -> ConfiguredScorer {
     ScorerSpec::from_json(&table, "test").unwrap().build("test", &|_| None).unwrap()
 }
 
+/// The online scores of `trace_id` once `count` of them are stored (scorers run after the
+/// response); fails after 5 s with what is there.
+async fn scores_of(store: &Store, trace_id: &str, count: usize) -> Vec<EvalScoreRow> {
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = store.evals.eval_scores(trace_id).await.unwrap();
+        if rows.len() == count {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} scores of {trace_id} after 5 s, not {count}: {rows:#?}", rows.len())
+}
+
 #[tokio::test]
 async fn online_scores_reach_the_store_and_the_trace_without_touching_the_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,15 +118,7 @@ async fn online_scores_reach_the_store_and_the_trace_without_touching_the_reques
     assert_eq!(body["text"], "Sunny in Oslo.");
     let trace_id = body["traceId"].as_str().unwrap().to_owned();
 
-    let mut rows: Vec<EvalScoreRow> = Vec::new();
-    for _ in 0..100 {
-        rows = store.evals.eval_scores(&trace_id).await.unwrap();
-        if rows.len() == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let rows = scores_of(&store, &trace_id, 4).await;
     let by_name = |name: &str| rows.iter().find(|row| row.scorer == name).unwrap_or_else(|| panic!("no {name} score"));
     assert_eq!((by_name("contains").score, by_name("contains").passed), (Some(1.0), true));
     assert_eq!((by_name("paris").score, by_name("paris").passed), (Some(0.0), false));
@@ -153,15 +159,7 @@ async fn online_scores_reach_the_store_and_the_trace_without_touching_the_reques
     let traceparent = response.headers()["traceparent"].to_str().unwrap().to_owned();
     let stream_trace = traceparent.split('-').nth(1).unwrap().to_owned();
     assert!(response.text().await.unwrap().contains("Rain in Oslo."));
-    let mut rows = Vec::new();
-    for _ in 0..100 {
-        rows = store.evals.eval_scores(&stream_trace).await.unwrap();
-        if rows.len() == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let rows = scores_of(&store, &stream_trace, 4).await;
     assert!(rows.iter().any(|row| row.scorer == "contains" && row.passed));
 
     // The OpenAI-compatible route samples and scores the same way, answered whole or streamed.
@@ -179,15 +177,7 @@ async fn online_scores_reach_the_store_and_the_trace_without_touching_the_reques
         let text = response.text().await.unwrap();
         // Streamed, the text comes in deltas; the `contains` score below checks it whole.
         assert!(text.contains(if stream { "[DONE]" } else { "Fog in Oslo." }), "{text}");
-        let mut rows = Vec::new();
-        for _ in 0..100 {
-            rows = store.evals.eval_scores(&trace).await.unwrap();
-            if rows.len() == 4 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(rows.len(), 4, "stream: {stream}: {rows:#?}");
+        let rows = scores_of(&store, &trace, 4).await;
         assert!(rows.iter().any(|row| row.scorer == "contains" && row.passed), "stream: {stream}: {rows:#?}");
         assert!(rows.iter().any(|row| row.scorer == "paris" && !row.passed), "stream: {stream}: {rows:#?}");
     }
