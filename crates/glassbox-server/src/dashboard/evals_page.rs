@@ -459,12 +459,13 @@ pub async fn eval_run(
             .into_iter()
             .find(|other| (other.started_at_ns, &other.run_id) < (run.started_at_ns, &run.run_id)),
     };
-    let baseline_id_or_none = baseline.as_ref().map_or("", |baseline| baseline.run_id.as_str());
+    // The baseline's rows (none without a baseline), read in the same round as the run's.
+    let baseline_run = baseline.as_ref().map(|baseline| baseline.run_id.as_str());
     let (results, baseline_results, run_cases, baseline_cases) = tokio::join!(
         store.eval_results(&run.run_id),
-        async { if baseline.is_some() { store.eval_results(baseline_id_or_none).await } else { Ok(Vec::new()) } },
+        async { if let Some(id) = baseline_run { store.eval_results(id).await } else { Ok(Vec::new()) } },
         store.eval_cases(&run.run_id),
-        async { if baseline.is_some() { store.eval_cases(baseline_id_or_none).await } else { Ok(Vec::new()) } },
+        async { if let Some(id) = baseline_run { store.eval_cases(id).await } else { Ok(Vec::new()) } },
     );
     let (results, baseline_results, run_cases, baseline_cases) =
         (results?, baseline_results?, run_cases?, baseline_cases?);

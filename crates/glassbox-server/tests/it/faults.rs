@@ -133,6 +133,39 @@ async fn clickhouse_killed_under_load_loses_and_doubles_nothing() {
 const PROVIDER_KEY: &str = "sk-fault-test-provider-key-9f8e7d6c5b4a";
 
 /// Rows held in the spool's batch files: (spans, usage), from each file's header.
+/// A config for the kill tests: one agent `echo` on the mock (its key in
+/// `FAULT_TEST_PROVIDER_KEY`), ClickHouse as the store, the spool at `spool`, 100 ms flushes.
+pub(crate) fn write_spool_config(
+    path: &std::path::Path,
+    clickhouse_url: &str,
+    database: &str,
+    spool: &std::path::Path,
+    mock_url: &str,
+    model: &str,
+) {
+    let spool = spool.display();
+    let text = format!(
+        r#"
+[store]
+clickhouse_url = "{clickhouse_url}"
+clickhouse_database = "{database}"
+spool_dir = "{spool}"
+flush_interval_ms = 100
+
+[models.main]
+provider = "openai"
+model = "{model}"
+base_url = "{mock_url}"
+api_key_env = "FAULT_TEST_PROVIDER_KEY"
+
+[agents.echo]
+instructions = "Repeat."
+model = "main"
+"#
+    );
+    std::fs::write(path, text).unwrap();
+}
+
 pub(crate) fn spooled_rows(spool: &std::path::Path) -> (u64, u64) {
     let mut totals = (0, 0);
     for entry in std::fs::read_dir(spool).into_iter().flatten() {
@@ -162,32 +195,7 @@ async fn a_killed_server_replays_its_spool_exactly_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let config = dir.path().join("glassbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-clickhouse_url = "{url}"
-clickhouse_database = "{database}"
-spool_dir = "{spool}"
-flush_interval_ms = 100
-
-[models.main]
-provider = "openai"
-model = "spool-test-model"
-base_url = "{mock_url}"
-api_key_env = "FAULT_TEST_PROVIDER_KEY"
-
-[agents.echo]
-instructions = "Repeat."
-model = "main"
-"#,
-            url = fixture.url(),
-            spool = spool.display(),
-            mock_url = mock.openai_base_url(),
-        ),
-    )
-    .unwrap();
+    write_spool_config(&config, &fixture.url(), &database, &spool, &mock.openai_base_url(), "spool-test-model");
     let mut server = start_server(&config, &[("FAULT_TEST_PROVIDER_KEY", PROVIDER_KEY)]).await;
     fixture.kill().await;
 

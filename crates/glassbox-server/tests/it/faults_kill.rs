@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use glassbox_testkit::ClickHouseFixture;
 
-use crate::faults::spooled_rows;
+use crate::faults::{spooled_rows, write_spool_config};
 use crate::faults_outage::{collect, spawn_clients, stored, usage_per_trace, wait_for};
 use crate::helpers::start_server;
 
@@ -29,32 +29,7 @@ async fn killed_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let config = dir.path().join("glassbox.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-clickhouse_url = "{url}"
-clickhouse_database = "{database}"
-spool_dir = "{spool}"
-flush_interval_ms = 100
-
-[models.main]
-provider = "openai"
-model = "kill-test-model"
-base_url = "{mock_url}"
-api_key_env = "FAULT_TEST_PROVIDER_KEY"
-
-[agents.echo]
-instructions = "Repeat."
-model = "main"
-"#,
-            url = fixture.url(),
-            spool = spool.display(),
-            mock_url = mock.openai_base_url(),
-        ),
-    )
-    .unwrap();
+    write_spool_config(&config, &fixture.url(), &database, &spool, &mock.openai_base_url(), "kill-test-model");
     let envs = [("FAULT_TEST_PROVIDER_KEY", PROVIDER_KEY)];
     let mut server = start_server(&config, &envs).await;
 
