@@ -70,6 +70,8 @@ try {
     await page.goto(`${base}/dashboard`);
     assert.equal(await text('#stat-requests'), expect.requests);
     assert.equal(await text('#stat-error-rate'), expect.error_rate);
+    assert.equal(await text('#stat-blocked'), expect.blocked);
+    assert.equal(await text('#stat-refused'), expect.refused);
     assert.equal(await text('#stat-cost'), expect.cost);
     assert.equal(await text('#stat-p50'), expect.p50);
     assert.equal(await page.locator('figure.chart svg rect.bar').count() > 0, true, 'charts have bars');

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::query::{LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup};
+use crate::query::{LatencyBy, LatencyRow, Page, PageRequest, TimeRange, RequestStats, TraceFilter, TraceSummary, UsageBy, UsageGroup};
 use crate::rows::{SpanRow, UsageRow};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -101,11 +101,11 @@ pub trait TraceReader: Send + Sync + 'static {
     async fn latency(&self, by: LatencyBy, range: &TimeRange, bucket_secs: u32) -> Result<Vec<LatencyRow>, StoreError> {
         self.latency_of_tenant(by, range, bucket_secs, None).await
     }
-    /// Traces started in `range`: counts, errors, tokens, cost and duration percentiles, in
-    /// total and per bucket of `bucket_secs` (see [`TraceStats`]). A bucket of 0 is
-    /// `InvalidQuery`.
-    async fn trace_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<TraceStats, StoreError> {
-        self.trace_stats_of_tenant(range, bucket_secs, None).await
+    /// API requests served in `range` (counts, errors, refusals, guardrail blocks, latency
+    /// percentiles) and the tokens and cost of its model calls, in total and per bucket of
+    /// `bucket_secs` (see [`RequestStats`]). A bucket of 0 is `InvalidQuery`.
+    async fn request_stats(&self, range: &TimeRange, bucket_secs: u32) -> Result<RequestStats, StoreError> {
+        self.request_stats_of_tenant(range, bucket_secs, None).await
     }
     /// [`usage_by`](Self::usage_by) over the usage rows of one tenant only (`UsageRow::tenant`),
     /// or of every tenant with `None`.
@@ -123,12 +123,12 @@ pub trait TraceReader: Send + Sync + 'static {
         bucket_secs: u32,
         tenant: Option<&str>,
     ) -> Result<Vec<LatencyRow>, StoreError>;
-    /// [`trace_stats`](Self::trace_stats) over the traces of one tenant only
-    /// (`TraceSummary::tenant`, the trace index's rule), or of every tenant.
-    async fn trace_stats_of_tenant(
+    /// [`request_stats`](Self::request_stats) over one tenant's requests, blocks and usage
+    /// rows only, or of every tenant.
+    async fn request_stats_of_tenant(
         &self,
         range: &TimeRange,
         bucket_secs: u32,
         tenant: Option<&str>,
-    ) -> Result<TraceStats, StoreError>;
+    ) -> Result<RequestStats, StoreError>;
 }

@@ -44,7 +44,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::backend::{Backend, MigrationReport, StoreError, TraceReader};
 use crate::query::{
-    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup,
+    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, RequestStats, TraceFilter, TraceSummary, UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
 use crate::runs::{RunFilter, RunRecord, RunStore, RunTrace, check_run_ids};
@@ -336,13 +336,13 @@ impl TraceReader for ClickHouseBackend {
         read::latency(self, by, range, bucket_secs, tenant).await
     }
 
-    async fn trace_stats_of_tenant(
+    async fn request_stats_of_tenant(
         &self,
         range: &TimeRange,
         bucket_secs: u32,
         tenant: Option<&str>,
-    ) -> Result<TraceStats, StoreError> {
-        read::trace_stats(self, range, bucket_secs, tenant).await
+    ) -> Result<RequestStats, StoreError> {
+        read::request_stats(self, range, bucket_secs, tenant).await
     }
 }
 

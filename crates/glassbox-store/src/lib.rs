@@ -24,8 +24,8 @@ pub use keys::{KeyStore, KeyUsage, StoredKey};
 pub use backend::{Backend, MigrationReport, StoreError, TraceReader};
 pub use evals::{EvalCaseRow, EvalResultRow, EvalRunRow, EvalScoreRow, EvalScorerTally, EvalStore, OnlineScoreSummary};
 pub use query::{
-    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary, UsageBy,
-    UsageGroup,
+    LatencyBy, LatencyRow, Page, PageRequest, REQUEST_ATTRIBUTE, RequestBucket, RequestStats, TimeRange, TraceFilter,
+    TraceSummary, UsageBy, UsageGroup,
 };
 pub use rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 pub use runs::{RunFilter, RunRecord, RunStore, RunTrace};

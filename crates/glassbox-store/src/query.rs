@@ -103,32 +103,53 @@ pub struct LatencyRow {
     pub p99_ms: f64,
 }
 
-/// The traces started in a range, counted per time bucket and in total (the dashboard's
-/// overview). Every backend computes it identically from the trace index:
-/// - a trace belongs to the range and to the bucket of its start (`TraceSummary::start_ns`),
-///   `bucket_start_ns = floor(start_ns / bucket_ns) * bucket_ns`;
-/// - only buckets with at least one trace are returned, ordered by start;
-/// - the duration percentiles are over `end_ns - start_ns` of every trace in the range, with
-///   `LatencyRow`'s definition (`quantileExact`, no interpolation), in milliseconds.
+/// The API requests served in a range and the model calls made in it, per time bucket and in
+/// total (the dashboard's overview). Every backend computes it identically:
+/// - a *request* is a span of kind `Server` carrying [`REQUEST_ATTRIBUTE`] (the server's
+///   request span of every API call: health checks, metrics and OpenAPI reads are not
+///   requests); it belongs to the bucket of its start (`Timestamp`), its latency is its
+///   `Duration`, it failed when its status is `Error` (the server answered 5xx), it was
+///   refused when its `http.response.status_code` is 402 (budget) or 429 (rate limit), and
+///   its tenant is its `glassbox.tenant` attribute (absent: the empty tenant);
+/// - a *guardrail block* is a span carrying a non-empty `glassbox.tripwire.processor` (an
+///   agent run ended by a guardrail), counted in the bucket of its start with its
+///   `glassbox.tenant`;
+/// - tokens and cost are the usage rows' (`UsageRow`), in the bucket of the call's start, of
+///   the tenant's rows when a tenant is asked: what was spent in the range;
+/// - `bucket_start_ns = floor(time / bucket_ns) * bucket_ns`; only buckets with a request, a
+///   block or a usage row are returned, ordered by start;
+/// - the latency percentiles are over every request of the range with `LatencyRow`'s rule
+///   (`quantileExact`, no interpolation), in milliseconds.
+///
+/// Each figure depends on one row, never on a whole trace, so late spans and traces split
+/// over batches need nothing and ClickHouse keeps it as an hourly rollup (`requests_hourly`).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct TraceStats {
-    pub traces: u64,
-    pub error_traces: u64,
+pub struct RequestStats {
+    pub requests: u64,
+    pub errors: u64,
+    pub refused: u64,
+    pub blocked: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_nano_usd: i64,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
-    pub buckets: Vec<TraceBucket>,
+    pub buckets: Vec<RequestBucket>,
 }
 
-/// One time bucket of [`TraceStats`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct TraceBucket {
+/// The attribute that marks a `Server` span as an API request (see [`RequestStats`]); the
+/// server's access check sets it to `true` on every API call, before the key is checked.
+pub const REQUEST_ATTRIBUTE: &str = "glassbox.request";
+
+/// One time bucket of [`RequestStats`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequestBucket {
     pub bucket_start_ns: i64,
-    pub traces: u64,
-    pub error_traces: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub refused: u64,
+    pub blocked: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_nano_usd: i64,

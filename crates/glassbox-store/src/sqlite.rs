@@ -30,7 +30,7 @@ use rusqlite::{Connection, ErrorCode};
 
 use crate::backend::{Backend, MigrationReport, StoreError, TraceReader};
 use crate::query::{
-    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceFilter, TraceStats, TraceSummary, UsageBy, UsageGroup,
+    LatencyBy, LatencyRow, Page, PageRequest, TimeRange, RequestStats, TraceFilter, TraceSummary, UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
 use crate::runs::{RunFilter, RunRecord, RunStore, RunTrace, check_run_ids};
@@ -312,17 +312,17 @@ impl TraceReader for SqliteBackend {
         self.with_reader(move |connection| read::latency(connection, by, &range, bucket_secs, tenant.as_deref())).await
     }
 
-    async fn trace_stats_of_tenant(
+    async fn request_stats_of_tenant(
         &self,
         range: &TimeRange,
         bucket_secs: u32,
         tenant: Option<&str>,
-    ) -> Result<TraceStats, StoreError> {
+    ) -> Result<RequestStats, StoreError> {
         if bucket_secs == 0 {
             return Err(StoreError::InvalidQuery { message: "the stats bucket must be at least one second".into() });
         }
         let (range, tenant) = (*range, tenant.map(str::to_owned));
-        self.with_reader(move |connection| read::trace_stats(connection, &range, bucket_secs, tenant.as_deref())).await
+        self.with_reader(move |connection| read::request_stats(connection, &range, bucket_secs, tenant.as_deref())).await
     }
 }
 

@@ -408,6 +408,17 @@ pub fn protect(router: axum::Router<AppState>, state: &AppState) -> axum::Router
 
 /// The middleware of [`protect`].
 async fn check(State(state): State<AppState>, params: RawPathParams, mut request: Request, next: Next) -> Response {
+    // The request span (this middleware runs inside it) is an API request from here on,
+    // whatever the answer: the dashboard's overview counts these spans (`RequestStats`).
+    let span = tracing::Span::current();
+    span.set_attribute(glassbox_store::REQUEST_ATTRIBUTE, true);
+    for (name, value) in &params {
+        match name {
+            "agent_id" | "agentId" => span.set_attribute("glassbox.agent", value.to_owned()),
+            "workflow_id" | "workflowId" => span.set_attribute("glassbox.workflow", value.to_owned()),
+            _ => {}
+        }
+    }
     let access = &state.access;
     if access.is_open() {
         request.extensions_mut().insert(Caller::Open);
@@ -417,7 +428,6 @@ async fn check(State(state): State<AppState>, params: RawPathParams, mut request
         Ok(key) => key,
         Err(error) => return error.into_response(),
     };
-    let span = tracing::Span::current();
     span.set_attribute("glassbox.tenant", key.tenant.clone());
     span.set_attribute("glassbox.api_key_id", key.id.clone());
     for (name, value) in &params {

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use glassbox_store::{LatencyBy, LatencyRow, PageRequest, TraceFilter, UsageBy, UsageGroup};
+use glassbox_store::{LatencyBy, LatencyRow, PageRequest, RequestBucket, TraceFilter, UsageBy, UsageGroup};
 
 use super::access::{Access, Viewer};
 use super::chart::{BarChart, LineChart};
@@ -99,6 +99,8 @@ pub struct OverviewPage {
     requests: u64,
     errors: u64,
     error_rate: String,
+    refused: u64,
+    blocked: u64,
     p50: String,
     p95: String,
     p99: String,
@@ -120,7 +122,7 @@ pub async fn overview(
     let reader = &dashboard.reader;
     let tenant = viewer.forced_tenant();
     let (stats, agents, models) = tokio::join!(
-        reader.trace_stats_of_tenant(&window.range, window.bucket.secs(), tenant),
+        reader.request_stats_of_tenant(&window.range, window.bucket.secs(), tenant),
         reader.usage_by_tenant(UsageBy::Agent, &window.range, tenant),
         reader.usage_by_tenant(UsageBy::Model, &window.range, tenant),
     );
@@ -128,7 +130,7 @@ pub async fn overview(
     let buckets = every_bucket(&stats.buckets, &window);
     let labels: Vec<String> =
         buckets.iter().map(|bucket| bucket_label(window.bucket, bucket.bucket_start_ns)).collect();
-    let series = |f: &dyn Fn(&glassbox_store::TraceBucket) -> (f64, String)| -> Vec<(String, f64, String)> {
+    let series = |f: &dyn Fn(&RequestBucket) -> (f64, String)| -> Vec<(String, f64, String)> {
         buckets
             .iter()
             .zip(&labels)
@@ -139,8 +141,8 @@ pub async fn overview(
             .collect()
     };
     let charts = vec![
-        BarChart::new("Requests", &series(&|b| (b.traces as f64, b.traces.to_string()))),
-        BarChart::new("Errors", &series(&|b| (b.error_traces as f64, b.error_traces.to_string()))),
+        BarChart::new("Requests", &series(&|b| (b.requests as f64, b.requests.to_string()))),
+        BarChart::new("Errors", &series(&|b| (b.errors as f64, b.errors.to_string()))),
         BarChart::new(
             "Tokens (input + output)",
             &series(&|b| {
@@ -158,9 +160,11 @@ pub async fn overview(
     };
     let page = OverviewPage {
         chrome: Chrome::new(&dashboard, &viewer, "overview"),
-        requests: stats.traces,
-        errors: stats.error_traces,
-        error_rate: format::percent(stats.error_traces, stats.traces),
+        requests: stats.requests,
+        errors: stats.errors,
+        error_rate: format::percent(stats.errors, stats.requests),
+        refused: stats.refused,
+        blocked: stats.blocked,
         p50: format::millis(stats.p50_ms),
         p95: format::millis(stats.p95_ms),
         p99: format::millis(stats.p99_ms),
@@ -183,25 +187,17 @@ pub async fn overview(
     Ok(render(StatusCode::OK, &page))
 }
 
-/// The store returns only buckets with traces; the charts need every bucket of the window,
-/// empty ones as zeros, so the time axis is linear.
-fn every_bucket(found: &[glassbox_store::TraceBucket], window: &Window) -> Vec<glassbox_store::TraceBucket> {
+/// The store returns only buckets with something in them; the charts need every bucket of the
+/// window, empty ones as zeros, so the time axis is linear.
+fn every_bucket(found: &[RequestBucket], window: &Window) -> Vec<RequestBucket> {
     let bucket_ns = i64::from(window.bucket.secs()) * 1_000_000_000;
-    let by_start: BTreeMap<i64, &glassbox_store::TraceBucket> =
-        found.iter().map(|bucket| (bucket.bucket_start_ns, bucket)).collect();
+    let by_start: BTreeMap<i64, &RequestBucket> = found.iter().map(|bucket| (bucket.bucket_start_ns, bucket)).collect();
     let first = window.range.from_ns.div_euclid(bucket_ns) * bucket_ns;
     let mut buckets = Vec::new();
     let mut start = first;
     while start < window.range.to_ns {
-        buckets.push(by_start.get(&start).map_or(
-            glassbox_store::TraceBucket {
-                bucket_start_ns: start,
-                traces: 0,
-                error_traces: 0,
-                input_tokens: 0,
-                output_tokens: 0,
-                cost_nano_usd: 0,
-            },
+        buckets.push(by_start.get(&start).map_or_else(
+            || RequestBucket { bucket_start_ns: start, ..RequestBucket::default() },
             |bucket| (*bucket).clone(),
         ));
         start += bucket_ns;

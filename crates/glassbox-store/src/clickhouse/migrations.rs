@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "eval_cases",
         sql: include_str!("../../../../migrations/clickhouse/0010_eval_cases.sql"),
     },
+    Migration {
+        version: 11,
+        name: "requests_hourly",
+        sql: include_str!("../../../../migrations/clickhouse/0011_requests_hourly.sql"),
+    },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";

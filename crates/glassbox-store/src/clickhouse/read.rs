@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::backend::StoreError;
 use crate::query::{
-    Cursor, LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary,
+    Cursor, LatencyBy, LatencyRow, Page, PageRequest, RequestBucket, RequestStats, TimeRange, TraceFilter, TraceSummary,
     UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, UsageRow};
@@ -547,156 +547,189 @@ WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'U
         .collect())
 }
 
-/// Which partial rows [`traces_in_range`] finishes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Straddlers {
-    /// No trace has partial rows both before the range and in it: every partial row of a
-    /// trace that starts in the range starts at or after the range's start, so the partial
-    /// rows from there on (whole day partitions) finish every such trace, and a trace that
-    /// started before the range is seen only through rows at or after its end, which the
-    /// `HAVING` on the start drops.
-    None,
-    /// Some may: candidates from a partition-pruned subquery, then every partial row of each
-    /// (see the module doc).
-    Possible,
+/// A request span (see `RequestStats`): the condition of migration 11's view. Macros, so the
+/// SQL stays `&'static str` (`Sql::push` takes no built strings).
+macro_rules! is_request {
+    () => {
+        "SpanKind = 'Server' AND SpanAttributes['glassbox.request'] != ''"
+    };
 }
-
-/// Whether some trace has a partial row that starts before `range` and one that starts in it.
-/// Compares 64-bit hashes of the ids (a set of integers is far cheaper than one of strings):
-/// a collision can only answer "possible" wrongly, which costs time, never exactness.
-async fn straddlers(backend: &ClickHouseBackend, range: &TimeRange) -> Result<Straddlers, StoreError> {
-    let mut sql = Sql::new("SELECT count() FROM (SELECT 1 FROM trace_index");
-    sql.bind(
-        " WHERE Start < fromUnixTimestamp64Nano(toInt64(?)) AND cityHash64(TraceId) IN (SELECT cityHash64(TraceId)
-    FROM trace_index
-    WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))
-LIMIT 1)",
-        [range.from_ns.into(), range.from_ns.into(), range.to_ns.into()],
-    );
-    let found = sql.query(&backend.inner.client).fetch_one::<u64>();
-    let found = backend.timed(Operation::TraceStats, found).await?;
-    Ok(if found == 0 { Straddlers::None } else { Straddlers::Possible })
-}
-
-/// One finished row per trace whose start is in the range, of one tenant when asked.
-fn traces_in_range(sql: &mut Sql, range: &TimeRange, tenant: Option<&str>, straddlers: Straddlers) {
-    sql.push(
-        "(SELECT
-        toUnixTimestamp64Nano(min(Start)) AS start_ns,
-        toUnixTimestamp64Nano(max(End)) - start_ns AS duration_ns,
-        max(HasError) AS has_error,
-        sum(InputTokens) AS input_tokens,
-        sum(OutputTokens) AS output_tokens,
-        sum(CostNanoUsd) AS cost_nano_usd",
-    );
-    if tenant.is_some() {
-        sql.push(",\n        argMinMerge(Tenant) AS tenant");
-    }
-    match straddlers {
-        Straddlers::None => {
-            sql.bind(
-                "
-    FROM trace_index
-    WHERE Start >= fromUnixTimestamp64Nano(toInt64(?))",
-                [range.from_ns.into()],
-            );
-        }
-        Straddlers::Possible => {
-            sql.bind(
-                "
-    FROM trace_index
-    WHERE TraceId IN (SELECT TraceId FROM trace_index
-        WHERE Start >= fromUnixTimestamp64Nano(toInt64(?)) AND Start < fromUnixTimestamp64Nano(toInt64(?)))",
-                [range.from_ns.into(), range.to_ns.into()],
-            );
-        }
-    }
-    sql.bind(
-        "
-    GROUP BY TraceId
-    HAVING start_ns >= ? AND start_ns < ?",
-        [range.from_ns.into(), range.to_ns.into()],
-    );
-    if let Some(tenant) = tenant {
-        sql.bind(" AND tenant = ?", [tenant.into()]);
-    }
-    sql.push(")");
+/// A guardrail block.
+macro_rules! is_block {
+    () => {
+        "SpanAttributes['glassbox.tripwire.processor'] != ''"
+    };
 }
 
 #[derive(Row, Deserialize)]
-struct TraceBucketFetch {
-    /// 1 on the row that totals every bucket (the empty grouping set).
-    is_total: u8,
+struct RequestBucketFetch {
     bucket_start_ns: i64,
-    traces: u64,
-    error_traces: u64,
+    requests: u64,
+    errors: u64,
+    refused: u64,
+    blocked: u64,
     input_tokens: u64,
     output_tokens: u64,
-    cost_nano_usd: i64,
-    /// p50, p95, p99 of the durations; computed on the total row only.
-    quantiles: Vec<i64>,
+    /// `Decimal(38, 9)`: nano-USD.
+    cost: i128,
 }
 
-/// One pass over the range's traces: the per-bucket rows and the total row (grouping sets),
-/// the duration percentiles on the total row.
-pub(super) async fn trace_stats(
+/// The overview's figures (`RequestStats`): two queries, run at once. The buckets sum the
+/// request rollup (`requests_hourly`, migration 11) and the usage rollup (`usage_hourly`)
+/// over the range's whole hours, and `spans` and `usage` over its partial hours; the latency
+/// percentiles merge the rollup's exact states with states of the partial hours' spans. With
+/// a bucket that is not a whole number of hours, everything is read from the raw rows.
+pub(super) async fn request_stats(
     backend: &ClickHouseBackend,
     range: &TimeRange,
     bucket_secs: u32,
     tenant: Option<&str>,
-) -> Result<TraceStats, StoreError> {
+) -> Result<RequestStats, StoreError> {
     if bucket_secs == 0 {
         return Err(StoreError::InvalidQuery { message: "the stats bucket must be at least one second".into() });
     }
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
-    let query = |straddlers: Straddlers| {
-        let mut sql = Sql::new("");
+    let hours = whole_hours(range).filter(|_| bucket_ns % NANOS_PER_HOUR == 0);
+    let hour_bucket = "toInt64(toUnixTimestamp(Hour)) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(Hour)) * 1000000000, toInt64(?)) AS bucket_start_ns";
+    let raw_bucket = "toUnixTimestamp64Nano(Timestamp) - positiveModulo(toUnixTimestamp64Nano(Timestamp), toInt64(?)) AS bucket_start_ns";
+    let raw_range = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
         sql.bind(
-            "SELECT toUInt8(grouping(bucket_start_ns)) AS is_total,
-    start_ns - positiveModulo(start_ns, toInt64(?)) AS bucket_start_ns,
-    count() AS traces,
-    toUInt64(countIf(has_error = 1)) AS error_traces,
-    toUInt64(sum(input_tokens)) AS input_tokens,
-    toUInt64(sum(output_tokens)) AS output_tokens,
-    toInt64(sum(cost_nano_usd)) AS cost_nano_usd,
-    if(is_total = 1, arrayMap(x -> toInt64(x), quantilesExact(0.5, 0.95, 0.99)(duration_ns)), []) AS quantiles
-FROM ",
-            [bucket_ns.into()],
+            " WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
+            [from_ns.into(), to_ns.into()],
         );
-        traces_in_range(&mut sql, range, tenant, straddlers);
-        sql.push(" GROUP BY GROUPING SETS ((bucket_start_ns), ()) ORDER BY is_total, bucket_start_ns");
-        sql
     };
-    // The cheap read first, then the check: rows are only ever added (and dropped whole by
-    // the TTL), so a straddling partial row the read could have seen is seen by the check
-    // that follows it. Only when the check finds one is the range read the exact way.
-    let client = &backend.inner.client;
-    let mut rows = backend
-        .timed(Operation::TraceStats, query(Straddlers::None).query(client).fetch_all::<TraceBucketFetch>())
-        .await?;
-    if straddlers(backend, range).await? == Straddlers::Possible {
-        let exact = query(Straddlers::Possible);
-        rows = backend.timed(Operation::TraceStats, exact.query(client).fetch_all::<TraceBucketFetch>()).await?;
-    }
-    let mut stats = TraceStats::default();
-    for row in rows {
-        if row.is_total == 1 {
-            let millis = |index: usize| row.quantiles.get(index).map_or(0.0, |&ns| ns.max(0) as f64 / 1_000_000.0);
-            (stats.p50_ms, stats.p95_ms, stats.p99_ms) = (millis(0), millis(1), millis(2));
-            continue;
+    let hour_range = |sql: &mut Sql, (from_hour, to_hour): (i64, i64)| {
+        sql.bind(
+            " WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
+            [(from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
+        );
+    };
+    let span_tenant = |sql: &mut Sql| {
+        if let Some(tenant) = tenant {
+            sql.bind(" AND SpanAttributes['glassbox.tenant'] = ?", [tenant.into()]);
         }
-        stats.traces += row.traces;
-        stats.error_traces += row.error_traces;
+    };
+
+    // The buckets: requests, then usage, each as rollup plus raw ends.
+    let raw_requests = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
+        sql.push("SELECT ");
+        sql.bind(raw_bucket, [bucket_ns.into()]);
+        sql.push(concat!(
+            ", countIf(",
+            is_request!(),
+            ") AS requests, countIf(",
+            is_request!(),
+            " AND StatusCode = 'Error') AS errors,
+    countIf(",
+            is_request!(),
+            " AND SpanAttributes['http.response.status_code'] IN ('402', '429')) AS refused,
+    countIf(",
+            is_block!(),
+            ") AS blocked, toUInt64(0) AS input_tokens, toUInt64(0) AS output_tokens,
+    CAST(0, 'Decimal(38, 9)') AS cost
+FROM spans"
+        ));
+        raw_range(sql, from_ns, to_ns);
+        sql.push(concat!(" AND ((", is_request!(), ") OR ", is_block!(), ")"));
+        span_tenant(sql);
+        sql.push(" GROUP BY bucket_start_ns");
+    };
+    let raw_usage = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
+        sql.push("SELECT ");
+        sql.bind(raw_bucket, [bucket_ns.into()]);
+        sql.push(
+            ", toUInt64(0) AS requests, toUInt64(0) AS errors, toUInt64(0) AS refused, toUInt64(0) AS blocked,
+    sum(InputTokens) AS input_tokens, sum(OutputTokens) AS output_tokens, CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
+FROM usage",
+        );
+        raw_range(sql, from_ns, to_ns);
+        if let Some(tenant) = tenant {
+            sql.bind(" AND Tenant = ?", [tenant.into()]);
+        }
+        sql.push(" GROUP BY bucket_start_ns");
+    };
+    let mut buckets = Sql::new(
+        "SELECT bucket_start_ns, sum(requests) AS requests, sum(errors) AS errors, sum(refused) AS refused,
+    sum(blocked) AS blocked, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+    CAST(sum(cost), 'Decimal(38, 9)') AS cost
+FROM (",
+    );
+    match hours {
+        Some(hours) => {
+            buckets.push("SELECT ");
+            buckets.bind(hour_bucket, [bucket_ns.into()]);
+            buckets.push(
+                ", sum(Requests) AS requests, sum(Errors) AS errors, sum(Refused) AS refused, sum(Blocked) AS blocked,
+    toUInt64(0) AS input_tokens, toUInt64(0) AS output_tokens, CAST(0, 'Decimal(38, 9)') AS cost
+FROM requests_hourly",
+            );
+            hour_range(&mut buckets, hours);
+            rollup_then_raw_ends(&mut buckets, tenant, " GROUP BY bucket_start_ns", range, hours, raw_requests);
+            buckets.push(" UNION ALL SELECT ");
+            buckets.bind(hour_bucket, [bucket_ns.into()]);
+            buckets.push(
+                ", toUInt64(0) AS requests, toUInt64(0) AS errors, toUInt64(0) AS refused, toUInt64(0) AS blocked,
+    sum(InputTokens) AS input_tokens, sum(OutputTokens) AS output_tokens, CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
+FROM usage_hourly",
+            );
+            hour_range(&mut buckets, hours);
+            rollup_then_raw_ends(&mut buckets, tenant, " GROUP BY bucket_start_ns", range, hours, raw_usage);
+        }
+        None => {
+            raw_requests(&mut buckets, range.from_ns, range.to_ns);
+            buckets.push(" UNION ALL ");
+            raw_usage(&mut buckets, range.from_ns, range.to_ns);
+        }
+    }
+    buckets.push(") GROUP BY bucket_start_ns ORDER BY bucket_start_ns ASC");
+
+    // The latency percentiles over every request of the range.
+    let raw_latency = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
+        sql.push("SELECT quantilesExactState(0.5, 0.95, 0.99)(Duration) AS latency_state FROM spans");
+        raw_range(sql, from_ns, to_ns);
+        sql.push(concat!(" AND ", is_request!()));
+        span_tenant(sql);
+    };
+    let mut latency = Sql::new("SELECT quantilesExactMerge(0.5, 0.95, 0.99)(latency_state) FROM (");
+    match hours {
+        Some(hours) => {
+            latency.push("SELECT quantilesExactMergeState(0.5, 0.95, 0.99)(DurationNs) AS latency_state FROM requests_hourly");
+            hour_range(&mut latency, hours);
+            rollup_then_raw_ends(&mut latency, tenant, "", range, hours, raw_latency);
+        }
+        None => raw_latency(&mut latency, range.from_ns, range.to_ns),
+    }
+    latency.push(")");
+
+    let client = &backend.inner.client;
+    let (rows, quantiles) = tokio::try_join!(
+        backend.timed(Operation::RequestStats, buckets.query(client).fetch_all::<RequestBucketFetch>()),
+        backend.timed(Operation::RequestStats, latency.query(client).fetch_one::<Vec<u64>>()),
+    )?;
+    let mut stats = RequestStats::default();
+    let millis = |index: usize| quantiles.get(index).map_or(0.0, |&ns| ns as f64 / 1_000_000.0);
+    (stats.p50_ms, stats.p95_ms, stats.p99_ms) = (millis(0), millis(1), millis(2));
+    for row in rows {
+        let cost_nano_usd = i64::try_from(row.cost).map_err(|source| StoreError::Rejected {
+            message: format!("the cost of the bucket at {} does not fit in i64 nano-USD", row.bucket_start_ns),
+            source: Some(Box::new(source)),
+        })?;
+        stats.requests += row.requests;
+        stats.errors += row.errors;
+        stats.refused += row.refused;
+        stats.blocked += row.blocked;
         stats.input_tokens = stats.input_tokens.wrapping_add(row.input_tokens);
         stats.output_tokens = stats.output_tokens.wrapping_add(row.output_tokens);
-        stats.cost_nano_usd = stats.cost_nano_usd.wrapping_add(row.cost_nano_usd);
-        stats.buckets.push(TraceBucket {
+        stats.cost_nano_usd = stats.cost_nano_usd.wrapping_add(cost_nano_usd);
+        stats.buckets.push(RequestBucket {
             bucket_start_ns: row.bucket_start_ns,
-            traces: row.traces,
-            error_traces: row.error_traces,
+            requests: row.requests,
+            errors: row.errors,
+            refused: row.refused,
+            blocked: row.blocked,
             input_tokens: row.input_tokens,
             output_tokens: row.output_tokens,
-            cost_nano_usd: row.cost_nano_usd,
+            cost_nano_usd,
         });
     }
     Ok(stats)

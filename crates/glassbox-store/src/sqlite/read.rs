@@ -10,7 +10,7 @@ use super::codec::{attributes_from_json, events_from_json, from_sql_int, links_f
 use super::store_error;
 use crate::backend::StoreError;
 use crate::query::{
-    Cursor, LatencyBy, LatencyRow, Page, PageRequest, TimeRange, TraceBucket, TraceFilter, TraceStats, TraceSummary,
+    Cursor, LatencyBy, LatencyRow, Page, PageRequest, RequestBucket, RequestStats, TimeRange, TraceFilter, TraceSummary,
     UsageBy, UsageGroup,
 };
 use crate::rows::{SpanRow, StatusCode, UsageRow};
@@ -330,53 +330,81 @@ pub(super) fn latency(
         .collect())
 }
 
-const TRACE_STATS: [&str; 2] = [
-    "SELECT StartNs, EndNs - StartNs, HasError, InputTokens, OutputTokens, CostNanoUsd \
-     FROM trace_index WHERE StartNs >= ?1 AND StartNs < ?2",
-    "SELECT StartNs, EndNs - StartNs, HasError, InputTokens, OutputTokens, CostNanoUsd \
-     FROM trace_index WHERE StartNs >= ?1 AND StartNs < ?2 AND Tenant = ?3",
+/// The request and block spans of a range, through the `spans_requests` partial index
+/// (migration 9: the condition must be written exactly as the index's).
+const REQUEST_SPANS: &str = "SELECT Timestamp, Duration, SpanKind = 'Server', StatusCode, \
+     json_extract(SpanAttributes, '$.\"glassbox.request\"'), \
+     json_extract(SpanAttributes, '$.\"http.response.status_code\"'), \
+     json_extract(SpanAttributes, '$.\"glassbox.tripwire.processor\"'), \
+     json_extract(SpanAttributes, '$.\"glassbox.tenant\"') \
+     FROM spans INDEXED BY spans_requests \
+     WHERE (SpanKind = 'Server' OR instr(SpanAttributes, '\"glassbox.tripwire.processor\"') > 0) \
+     AND Timestamp >= ?1 AND Timestamp < ?2";
+
+const USAGE_OF_RANGE: [&str; 2] = [
+    "SELECT Timestamp, InputTokens, OutputTokens, CostNanoUsd FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2",
+    "SELECT Timestamp, InputTokens, OutputTokens, CostNanoUsd FROM usage \
+     WHERE Tenant = ?3 AND Timestamp >= ?1 AND Timestamp < ?2",
 ];
 
-/// Reads one row per trace of the range and aggregates here, exactly as [`TraceStats`]
-/// defines it (the percentiles need the sorted durations anyway).
-pub(super) fn trace_stats(
+/// Reads the range's request spans, block spans and usage rows and aggregates here, exactly as
+/// [`RequestStats`] defines it (the percentiles need the sorted durations anyway).
+pub(super) fn request_stats(
     connection: &Connection,
     range: &TimeRange,
     bucket_secs: u32,
     tenant: Option<&str>,
-) -> Result<TraceStats, StoreError> {
+) -> Result<RequestStats, StoreError> {
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
-    let mut stats = TraceStats::default();
-    let mut buckets: BTreeMap<i64, TraceBucket> = BTreeMap::new();
+    let mut buckets: BTreeMap<i64, RequestBucket> = BTreeMap::new();
+    fn bucket_at(buckets: &mut BTreeMap<i64, RequestBucket>, bucket_ns: i64, timestamp_ns: i64) -> &mut RequestBucket {
+        let bucket_start_ns = timestamp_ns.div_euclid(bucket_ns) * bucket_ns;
+        buckets.entry(bucket_start_ns).or_insert_with(|| RequestBucket { bucket_start_ns, ..RequestBucket::default() })
+    }
     let mut durations: Vec<u64> = Vec::new();
-    let mut statement = connection.prepare_cached(TRACE_STATS[variant(tenant)]).map_err(store_error)?;
+    let present = |text: &Option<String>| text.as_deref().is_some_and(|text| !text.is_empty());
+
+    let mut statement = connection.prepare_cached(REQUEST_SPANS).map_err(store_error)?;
+    let mut rows = statement.query([range.from_ns, range.to_ns]).map_err(store_error)?;
+    while let Some(row) = rows.next().map_err(store_error)? {
+        let span_tenant: Option<String> = row.get(7).map_err(store_error)?;
+        if tenant.is_some_and(|tenant| span_tenant.as_deref().unwrap_or("") != tenant) {
+            continue;
+        }
+        let timestamp_ns: i64 = row.get(0).map_err(store_error)?;
+        let is_server: bool = row.get(2).map_err(store_error)?;
+        let is_request = is_server && present(&row.get(4).map_err(store_error)?);
+        let is_block = present(&row.get(6).map_err(store_error)?);
+        if !is_request && !is_block {
+            continue;
+        }
+        let bucket = bucket_at(&mut buckets, bucket_ns, timestamp_ns);
+        bucket.blocked += u64::from(is_block);
+        if is_request {
+            let status: String = row.get(3).map_err(store_error)?;
+            let http_status: Option<String> = row.get(5).map_err(store_error)?;
+            bucket.requests += 1;
+            bucket.errors += u64::from(status == StatusCode::Error.as_str());
+            bucket.refused += u64::from(matches!(http_status.as_deref(), Some("402" | "429")));
+            durations.push(from_sql_int(row.get(1).map_err(store_error)?));
+        }
+    }
+
+    let mut statement = connection.prepare_cached(USAGE_OF_RANGE[variant(tenant)]).map_err(store_error)?;
     let mut rows = statement.query(params_from_iter(range_values(range, tenant))).map_err(store_error)?;
     while let Some(row) = rows.next().map_err(store_error)? {
-        let start_ns: i64 = row.get(0).map_err(store_error)?;
-        let duration_ns: i64 = row.get(1).map_err(store_error)?;
-        let has_error: bool = row.get(2).map_err(store_error)?;
-        let input_tokens = from_sql_int(row.get(3).map_err(store_error)?);
-        let output_tokens = from_sql_int(row.get(4).map_err(store_error)?);
-        let cost_nano_usd: i64 = row.get(5).map_err(store_error)?;
-        let bucket_start_ns = start_ns.div_euclid(bucket_ns) * bucket_ns;
-        let bucket = buckets.entry(bucket_start_ns).or_insert(TraceBucket {
-            bucket_start_ns,
-            traces: 0,
-            error_traces: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_nano_usd: 0,
-        });
-        bucket.traces += 1;
-        bucket.error_traces += u64::from(has_error);
-        bucket.input_tokens = bucket.input_tokens.wrapping_add(input_tokens);
-        bucket.output_tokens = bucket.output_tokens.wrapping_add(output_tokens);
-        bucket.cost_nano_usd = bucket.cost_nano_usd.wrapping_add(cost_nano_usd);
-        durations.push(u64::try_from(duration_ns).unwrap_or(0));
+        let bucket = bucket_at(&mut buckets, bucket_ns, row.get(0).map_err(store_error)?);
+        bucket.input_tokens = bucket.input_tokens.wrapping_add(from_sql_int(row.get(1).map_err(store_error)?));
+        bucket.output_tokens = bucket.output_tokens.wrapping_add(from_sql_int(row.get(2).map_err(store_error)?));
+        bucket.cost_nano_usd = bucket.cost_nano_usd.wrapping_add(row.get::<_, i64>(3).map_err(store_error)?);
     }
+
+    let mut stats = RequestStats::default();
     for bucket in buckets.values() {
-        stats.traces += bucket.traces;
-        stats.error_traces += bucket.error_traces;
+        stats.requests += bucket.requests;
+        stats.errors += bucket.errors;
+        stats.refused += bucket.refused;
+        stats.blocked += bucket.blocked;
         stats.input_tokens = stats.input_tokens.wrapping_add(bucket.input_tokens);
         stats.output_tokens = stats.output_tokens.wrapping_add(bucket.output_tokens);
         stats.cost_nano_usd = stats.cost_nano_usd.wrapping_add(bucket.cost_nano_usd);

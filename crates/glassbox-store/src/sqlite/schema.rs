@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/sqlite/0007_tenant_indexes.sql"),
     },
     Migration { version: 8, name: "eval_cases", sql: include_str!("../../../../migrations/sqlite/0008_eval_cases.sql") },
+    Migration { version: 9, name: "requests", sql: include_str!("../../../../migrations/sqlite/0009_requests.sql") },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

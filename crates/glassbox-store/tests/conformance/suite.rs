@@ -48,7 +48,7 @@ use std::sync::Arc;
 use glassbox_store::query::Cursor;
 use glassbox_store::{
     Backend, LatencyBy, LatencyRow, PageRequest, SpanEvent, SpanLink, SpanRow, StatusCode, StoreError, TimeRange,
-    TraceBucket, TraceFilter, TraceReader, TraceStats, TraceSummary, UsageBy, UsageGroup, UsageRow,
+    RequestBucket, RequestStats, TraceFilter, TraceReader, TraceSummary, UsageBy, UsageGroup, UsageRow,
 };
 
 /// One backend under test, as the scenarios take it.
@@ -81,7 +81,7 @@ macro_rules! conformance_tests {
             page_limit_is_capped_at_1000,
             usage_grouping_by_agent_model_tenant_day,
             latency_percentiles,
-            trace_stats_per_bucket_and_total,
+            request_stats_per_bucket_and_total,
             tenant_scoped_aggregates,
             dedup_token_makes_retries_idempotent,
             hostile_strings_round_trip,
@@ -547,38 +547,40 @@ pub async fn latency_percentiles(backend: Arc<dyn Backend>, reader: Arc<dyn Trac
     assert_latency_eq(&rows, &expected, "1..=20 ms");
 }
 
-/// `trace_stats` equals what the reference computes from the expected trace list: per
-/// bucket of the trace's start, and in total with exact duration percentiles.
-pub async fn trace_stats_per_bucket_and_total(backend: Arc<dyn Backend>, reader: Arc<dyn TraceReader>) {
+/// `request_stats` equals what the reference computes from the rows by `RequestStats`'
+/// definition: over the range's whole hours and its partial ones, for hourly, 6-hourly and
+/// daily buckets and for a bucket that is not a whole number of hours (read from the rows).
+pub async fn request_stats_per_bucket_and_total(backend: Arc<dyn Backend>, reader: Arc<dyn TraceReader>) {
     migrate(&backend).await;
-    let dataset = Dataset::standard();
+    let dataset = Dataset::standard().with_requests();
     insert(&backend, &dataset, "stats").await;
     let ranges = [
         everything(),
-        TimeRange { from_ns: BASE_NS + DAY_NS / 2, to_ns: BASE_NS + 2 * DAY_NS + 7 * HOUR_NS },
+        TimeRange { from_ns: BASE_NS + DAY_NS / 2 + 17 * MS as i64, to_ns: BASE_NS + 2 * DAY_NS + 7 * HOUR_NS + 3 },
+        TimeRange { from_ns: BASE_NS + HOUR_NS, to_ns: BASE_NS + 20 * HOUR_NS },
         TimeRange { from_ns: BASE_NS - 2 * DAY_NS, to_ns: BASE_NS - DAY_NS },
     ];
     for range in ranges {
-        for bucket_secs in [3_600_u32, 6 * 3_600, 86_400] {
-            let filter = TraceFilter { range: Some(range), ..TraceFilter::default() };
-            let expected = expected_trace_stats(&dataset.expected_list(&filter), bucket_secs);
-            let actual = reader.trace_stats(&range, bucket_secs).await.expect("trace stats");
+        for bucket_secs in [3_600_u32, 6 * 3_600, 86_400, 1_800] {
+            let expected = dataset.expected_request_stats(&range, bucket_secs, None);
+            let actual = reader.request_stats(&range, bucket_secs).await.expect("request stats");
             assert_eq!(actual, expected, "range {range:?}, bucket {bucket_secs}s");
         }
     }
-    let stats = reader.trace_stats(&everything(), 86_400).await.expect("trace stats");
-    assert_eq!(stats.traces, 48);
-    assert!(stats.error_traces > 0 && stats.buckets.len() == 3, "{stats:?}");
-    let zero = reader.trace_stats(&everything(), 0).await;
+    let stats = reader.request_stats(&everything(), 86_400).await.expect("request stats");
+    assert!(stats.requests > 30 && stats.requests < 48, "unmarked server spans are not requests: {stats:?}");
+    assert!(stats.errors > 0 && stats.refused > 0 && stats.blocked > 0, "{stats:?}");
+    assert_eq!(stats.buckets.len(), 3, "{stats:?}");
+    let zero = reader.request_stats(&everything(), 0).await;
     assert!(matches!(zero, Err(StoreError::InvalidQuery { .. })), "{zero:?}");
 }
 
-/// `usage_by_tenant`, `latency_of_tenant` and `trace_stats_of_tenant` answer what the
-/// unscoped queries answer over that tenant's usage rows / traces alone; an unknown tenant
-/// sees nothing.
+/// `usage_by_tenant`, `latency_of_tenant` and `request_stats_of_tenant` answer what the
+/// unscoped queries answer over that tenant's usage rows / request spans alone; an unknown
+/// tenant sees nothing.
 pub async fn tenant_scoped_aggregates(backend: Arc<dyn Backend>, reader: Arc<dyn TraceReader>) {
     migrate(&backend).await;
-    let dataset = Dataset::standard();
+    let dataset = Dataset::standard().with_requests();
     insert(&backend, &dataset, "tenants").await;
     let mut tenants: BTreeSet<String> = dataset.usage.iter().map(|usage| usage.tenant.clone()).collect();
     assert!(tenants.len() >= 2, "the dataset has several tenants: {tenants:?}");
@@ -604,60 +606,20 @@ pub async fn tenant_scoped_aggregates(backend: Arc<dyn Backend>, reader: Arc<dyn
                 assert_latency_eq(&rows, &expected, &format!("{tenant}: {by:?} over {range:?}"));
             }
             for bucket_secs in [3_600_u32, 86_400] {
-                let filter = TraceFilter { range: Some(*range), tenant: Some(tenant.clone()), ..TraceFilter::default() };
-                let expected = expected_trace_stats(&dataset.expected_list(&filter), bucket_secs);
-                let actual = reader.trace_stats_of_tenant(range, bucket_secs, Some(tenant)).await.expect("stats");
+                let expected = dataset.expected_request_stats(range, bucket_secs, Some(tenant));
+                let actual = reader.request_stats_of_tenant(range, bucket_secs, Some(tenant)).await.expect("stats");
                 assert_eq!(actual, expected, "{tenant}: range {range:?}, bucket {bucket_secs}s");
             }
         }
     }
     // `None` is every tenant: the unscoped answers.
-    let all = reader.trace_stats_of_tenant(&everything(), 86_400, None).await.expect("stats");
-    assert_eq!(all, reader.trace_stats(&everything(), 86_400).await.expect("stats"));
-    assert_eq!(all.traces, 48);
-}
-
-/// The reference for `trace_stats`, from the expected summaries.
-fn expected_trace_stats(summaries: &[TraceSummary], bucket_secs: u32) -> TraceStats {
-    let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
-    let mut buckets: BTreeMap<i64, TraceBucket> = BTreeMap::new();
-    let mut durations: Vec<u64> = Vec::new();
-    let mut stats = TraceStats::default();
-    for summary in summaries {
-        let bucket_start_ns = summary.start_ns.div_euclid(bucket_ns) * bucket_ns;
-        let bucket = buckets.entry(bucket_start_ns).or_insert(TraceBucket {
-            bucket_start_ns,
-            traces: 0,
-            error_traces: 0,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_nano_usd: 0,
-        });
-        bucket.traces += 1;
-        bucket.error_traces += u64::from(summary.has_error);
-        bucket.input_tokens += summary.input_tokens;
-        bucket.output_tokens += summary.output_tokens;
-        bucket.cost_nano_usd += summary.cost_nano_usd;
-        stats.traces += 1;
-        stats.error_traces += u64::from(summary.has_error);
-        stats.input_tokens += summary.input_tokens;
-        stats.output_tokens += summary.output_tokens;
-        stats.cost_nano_usd += summary.cost_nano_usd;
-        durations.push((summary.end_ns - summary.start_ns) as u64);
-    }
-    durations.sort_unstable();
-    let quantile = |p: f64| {
-        if durations.is_empty() {
-            return 0.0;
-        }
-        let index = ((p * durations.len() as f64) as usize).min(durations.len() - 1);
-        durations[index] as f64 / 1_000_000.0
-    };
-    stats.p50_ms = quantile(0.5);
-    stats.p95_ms = quantile(0.95);
-    stats.p99_ms = quantile(0.99);
-    stats.buckets = buckets.into_values().collect();
-    stats
+    let all = reader.request_stats_of_tenant(&everything(), 86_400, None).await.expect("stats");
+    assert_eq!(all, reader.request_stats(&everything(), 86_400).await.expect("stats"));
+    assert_eq!(all, dataset.expected_request_stats(&everything(), 86_400, None));
+    // Requests refused before their key was read carry no tenant: the empty tenant's.
+    let anonymous = reader.request_stats_of_tenant(&everything(), 86_400, Some("")).await.expect("stats");
+    assert!(anonymous.requests > 0, "{anonymous:?}");
+    assert_eq!(anonymous, dataset.expected_request_stats(&everything(), 86_400, Some("")));
 }
 
 pub async fn dedup_token_makes_retries_idempotent(backend: Arc<dyn Backend>, reader: Arc<dyn TraceReader>) {
@@ -685,6 +647,9 @@ pub async fn dedup_token_makes_retries_idempotent(backend: Arc<dyn Backend>, rea
         // The latency rollup (ClickHouse's `latency_hourly`) counts a retried batch once too.
         let latency = reader.latency(LatencyBy::Model, &everything(), 3600).await.expect("latency");
         assert_latency_eq(&latency, &dataset.expected_latency(LatencyBy::Model, &everything(), 3600), "retried");
+        // So does the request rollup (ClickHouse's `requests_hourly`).
+        let stats = reader.request_stats(&everything(), 3600).await.expect("request stats");
+        assert_eq!(stats, dataset.expected_request_stats(&everything(), 3600, None), "attempt {attempt}");
     }
 }
 
@@ -875,6 +840,113 @@ impl Dataset {
     /// end before their last child; links, events and a trace state.
     pub fn standard() -> Self {
         Self::generate(20261102, 48)
+    }
+
+    /// The dataset with the server's request marks: each trace's root (a `Server` span) is
+    /// an API request (`glassbox.request`), except every 9th (a server span of another
+    /// service, or a health check: not a request); some were refused (402, 429), some carry no
+    /// tenant (refused before the key was read), the failed ones answered 502; every 4th
+    /// trace's first model call carries a guardrail block, every 8th an empty tripwire
+    /// attribute (not a block).
+    pub fn with_requests(mut self) -> Self {
+        let mut root_index = 0_usize;
+        let mut first_chat: BTreeSet<String> = BTreeSet::new();
+        let mut block_of: BTreeMap<String, usize> = BTreeMap::new();
+        for span in &mut self.spans {
+            if span.parent_span_id.is_empty() {
+                let index = root_index;
+                root_index += 1;
+                block_of.insert(span.trace_id.clone(), index);
+                if index % 9 == 0 {
+                    continue;
+                }
+                let status = match index % 7 {
+                    2 => "429",
+                    4 => "402",
+                    _ if span.status_code == StatusCode::Error => "502",
+                    _ => "200",
+                };
+                span.span_attributes.push(("glassbox.request".into(), "true".into()));
+                span.span_attributes.push(("http.response.status_code".into(), status.into()));
+                if index % 5 == 1 {
+                    span.span_attributes.retain(|(key, _)| key != "glassbox.tenant");
+                }
+            }
+        }
+        for span in &mut self.spans {
+            let Some(&index) = block_of.get(&span.trace_id) else { continue };
+            if chat_model(span).is_none() || !first_chat.insert(span.trace_id.clone()) {
+                continue;
+            }
+            if index % 4 == 3 {
+                span.span_attributes.push(("glassbox.tripwire.processor".into(), "guardrail-topic".into()));
+            } else if index % 8 == 1 {
+                span.span_attributes.push(("glassbox.tripwire.processor".into(), String::new()));
+            }
+        }
+        self
+    }
+
+    /// The reference for `request_stats`, from the rows by `RequestStats`' definition.
+    pub fn expected_request_stats(&self, range: &TimeRange, bucket_secs: u32, tenant: Option<&str>) -> RequestStats {
+        let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
+        let in_range = |at: i64| at >= range.from_ns && at < range.to_ns;
+        let mut buckets: BTreeMap<i64, RequestBucket> = BTreeMap::new();
+        fn bucket(buckets: &mut BTreeMap<i64, RequestBucket>, bucket_ns: i64, at: i64) -> &mut RequestBucket {
+            let bucket_start_ns = at.div_euclid(bucket_ns) * bucket_ns;
+            buckets.entry(bucket_start_ns).or_insert_with(|| RequestBucket { bucket_start_ns, ..RequestBucket::default() })
+        }
+        let mut durations = Vec::new();
+        for span in self.spans.iter().filter(|span| in_range(span.timestamp_ns)) {
+            let attribute =
+                |key: &str| span.span_attributes.iter().find(|(k, _)| k == key).map_or("", |(_, value)| value.as_str());
+            if tenant.is_some_and(|tenant| attribute("glassbox.tenant") != tenant) {
+                continue;
+            }
+            let is_request = span.span_kind == "Server" && !attribute("glassbox.request").is_empty();
+            let is_block = !attribute("glassbox.tripwire.processor").is_empty();
+            if !is_request && !is_block {
+                continue;
+            }
+            let entry = bucket(&mut buckets, bucket_ns, span.timestamp_ns);
+            entry.blocked += u64::from(is_block);
+            if is_request {
+                entry.requests += 1;
+                entry.errors += u64::from(span.status_code == StatusCode::Error);
+                entry.refused += u64::from(matches!(attribute("http.response.status_code"), "402" | "429"));
+                durations.push(span.duration_ns);
+            }
+        }
+        for usage in self.usage.iter().filter(|usage| in_range(usage.timestamp_ns)) {
+            if tenant.is_some_and(|tenant| usage.tenant != tenant) {
+                continue;
+            }
+            let entry = bucket(&mut buckets, bucket_ns, usage.timestamp_ns);
+            entry.input_tokens += usage.input_tokens;
+            entry.output_tokens += usage.output_tokens;
+            entry.cost_nano_usd += usage.cost_nano_usd;
+        }
+        let mut stats = RequestStats::default();
+        for entry in buckets.values() {
+            stats.requests += entry.requests;
+            stats.errors += entry.errors;
+            stats.refused += entry.refused;
+            stats.blocked += entry.blocked;
+            stats.input_tokens += entry.input_tokens;
+            stats.output_tokens += entry.output_tokens;
+            stats.cost_nano_usd += entry.cost_nano_usd;
+        }
+        durations.sort_unstable();
+        let quantile = |p: f64| {
+            if durations.is_empty() {
+                return 0.0;
+            }
+            let index = ((p * durations.len() as f64) as usize).min(durations.len() - 1);
+            durations[index] as f64 / 1_000_000.0
+        };
+        (stats.p50_ms, stats.p95_ms, stats.p99_ms) = (quantile(0.5), quantile(0.95), quantile(0.99));
+        stats.buckets = buckets.into_values().collect();
+        stats
     }
 
     pub fn generate(seed: u64, n_traces: usize) -> Self {

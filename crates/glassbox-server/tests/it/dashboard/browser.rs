@@ -41,6 +41,8 @@ fn expectations(app: &DashboardApp) -> serde_json::Value {
     json!({
         "requests": expect.traces.to_string(),
         "error_rate": format::percent(expect.error_traces, expect.traces),
+        "blocked": expect.blocked.to_string(),
+        "refused": expect.refused.to_string(),
         "cost": format::usd(expect.cost_nano_usd),
         "p50": format::millis(expect.duration_quantile_ms(0.5)),
         "first_page": newest[..50],

@@ -81,7 +81,7 @@ async fn every_grafana_panel_query_runs_on_the_schema_and_counts_right() {
                 n_queries += 1;
                 let title = panel["title"].as_str().unwrap_or_default();
                 if title == "Requests" {
-                    assert_eq!(result.trim(), expect.traces.to_string(), "root spans in the last 24 hours");
+                    assert_eq!(result.trim(), expect.traces.to_string(), "API request spans in the last 24 hours");
                 }
                 if title == "Model calls" {
                     assert_eq!(result.trim(), expect.calls.to_string());

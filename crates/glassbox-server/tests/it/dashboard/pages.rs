@@ -34,6 +34,9 @@ async fn figures_match_the_data(app: &DashboardApp) {
     assert!(body.contains(&format!(r#"id="stat-p50">{}<"#, format::millis(expect.duration_quantile_ms(0.5)))), "p50");
     assert!(body.contains(&format!(r#"id="stat-p99">{}<"#, format::millis(expect.duration_quantile_ms(0.99)))), "p99");
     assert!(body.contains(&format!(r#"id="stat-tokens">{} / {}<"#, expect.input_tokens, expect.output_tokens)));
+    assert!(expect.blocked > 0 && expect.refused > 0, "the seed has blocks and refusals");
+    assert!(body.contains(&format!(r#"id="stat-blocked">{}<"#, expect.blocked)), "guardrail blocks");
+    assert!(body.contains(&format!(r#"id="stat-refused">{}<"#, expect.refused)), "refused requests");
 
     // Traces: newest first, 50 a page, a cursor to the next page.
     let newest = expect.newest_first();
@@ -353,6 +356,8 @@ async fn tenant_keys_see_only_their_tenant(kind: Kind) {
         body.contains(&format!(r#"id="stat-error-rate">{}<"#, format::percent(acme.error_traces, acme.traces))),
         "acme's error rate"
     );
+    assert!(body.contains(&format!(r#"id="stat-blocked">{}<"#, acme.blocked)), "acme's blocks");
+    assert!(body.contains(&format!(r#"id="stat-refused">{}<"#, acme.refused)), "acme's refusals");
     let (status, body) = get_as(&app, ACME_KEY, "/dashboard/cost?range=7d").await;
     assert_eq!(status, 200);
     assert!(body.contains(&format!(r#"id="cost-total">{}<"#, format::usd(acme.usage_cost_nano_usd))), "acme's cost");

@@ -1,6 +1,7 @@
-//! Deterministic telemetry for the dashboard's tests and benchmark: agent runs with model
-//! calls, tool calls, processor spans and failures, spread back in time from `now`, plus one
-//! hostile trace. While generating, it keeps the figures the pages must show (computed from
+//! Deterministic telemetry for the dashboard's tests and benchmark: API requests (the
+//! server's request span) running agents with model calls, tool calls, processor spans,
+//! failures and guardrail blocks, and requests refused by a budget or rate limit, spread back
+//! in time from `now`, plus one hostile trace. While generating, it keeps the figures the pages must show (computed from
 //! the rows by the trace index's rules, independently of the store), so tests compare the
 //! rendered pages against the data.
 
@@ -29,15 +30,20 @@ pub const HOSTILE_MODEL: &str = "x' OR '1'='1'; DROP TABLE spans; --";
 /// What the pages must show for the seeded data.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
+    /// Traces; each holds one API request (its root `Server` span), so also the requests.
     pub traces: u64,
     pub error_traces: u64,
+    /// Requests refused with 402 or 429 (a trace of the request span alone).
+    pub refused: u64,
+    /// Agent runs ended by a guardrail (`glassbox.tripwire.processor`).
+    pub blocked: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_nano_usd: i64,
     /// Model calls (usage rows) and their cost.
     pub calls: u64,
     pub usage_cost_nano_usd: i64,
-    /// Trace durations (end - start), for the percentiles.
+    /// Trace durations (end - start, the request span's duration), for the percentiles.
     pub durations_ns: Vec<u64>,
     /// (start, trace id) of every trace.
     pub starts: Vec<(i64, String)>,
@@ -55,6 +61,8 @@ pub struct Expect {
 pub struct TenantExpect {
     pub traces: u64,
     pub error_traces: u64,
+    pub refused: u64,
+    pub blocked: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_nano_usd: i64,
@@ -143,9 +151,58 @@ pub fn trace(index: u64, now_ns: i64, spacing_ns: i64, expect: &mut Expect) -> T
     let tenant = TENANTS[((h >> 8) % 4) as usize];
     let failed = index % 11 == 3;
     let start = now_ns - 60_000_000_000 - i64::try_from(index).unwrap_or(0) * spacing_ns - (h % 1000) as i64 * 1000;
+    if index % 17 == 9 {
+        return refused(&trace_id, agent, tenant, start, h, expect);
+    }
     let n_chats = 1 + (h >> 16) % 3;
     let n_tools = (h >> 20) % 3;
     build(&trace_id, agent, tenant, start, n_chats, n_tools, failed, h, expect)
+}
+
+/// The server's request span (`trace_context::layer` with the access check's attributes).
+fn request_span(trace_id: &str, span_id: String, agent: &str, tenant: &str, start: i64, duration: u64, status: u16) -> SpanRow {
+    let mut request = span(
+        trace_id,
+        span_id,
+        "",
+        "POST /api/agents/:agentId/generate".into(),
+        start,
+        duration,
+        attrs(&[
+            ("http.request.method", "POST".into()),
+            ("http.route", "/api/agents/:agentId/generate".into()),
+            ("url.path", format!("/api/agents/{agent}/generate")),
+            ("glassbox.request", "true".into()),
+            ("glassbox.agent", agent.into()),
+            ("glassbox.tenant", tenant.into()),
+            ("http.response.status_code", status.to_string()),
+        ]),
+    );
+    request.span_kind = "Server".into();
+    request.scope_name = "glassbox-server".into();
+    if status >= 500 {
+        request.status_code = StatusCode::Error;
+    }
+    request
+}
+
+/// A request refused before any agent ran (budget exhausted or rate limited): a trace of its
+/// request span alone.
+fn refused(trace_id: &str, agent: &str, tenant: &str, start: i64, h: u64, expect: &mut Expect) -> TraceRows {
+    let status = if h % 2 == 0 { 402 } else { 429 };
+    let duration = 200_000 + h % 300_000;
+    let request = request_span(trace_id, format!("{:016x}", splitmix(h ^ 2)), agent, tenant, start, duration, status);
+    expect.traces += 1;
+    expect.refused += 1;
+    let of_tenant = expect.by_tenant.entry(tenant.to_owned()).or_default();
+    of_tenant.traces += 1;
+    of_tenant.refused += 1;
+    of_tenant.trace_ids.push(trace_id.to_owned());
+    expect.durations_ns.push(duration);
+    expect.starts.push((start, trace_id.to_owned()));
+    expect.spans_by_trace.insert(trace_id.to_owned(), 1);
+    expect.cost_by_trace.insert(trace_id.to_owned(), 0);
+    TraceRows { spans: vec![request], usage: Vec::new() }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -273,13 +330,17 @@ fn build(
         }
     }
     let end = at + 100_000;
+    // The request span from `start` to `end`; the agent run inside it, 50 µs in at each end.
+    let request_id = format!("{:016x}", splitmix(h ^ 2));
+    let duration = u64::try_from(end - start).unwrap_or(0);
+    let request = request_span(trace_id, request_id.clone(), agent, tenant, start, duration, if failed { 502 } else { 200 });
     let mut root = span(
         trace_id,
         root_id.clone(),
-        "",
+        &request_id,
         format!("invoke_agent {agent}"),
-        start,
-        u64::try_from(end - start).unwrap_or(0),
+        start + 50_000,
+        duration - 100_000,
         attrs(&[
             ("gen_ai.operation.name", "invoke_agent".into()),
             ("gen_ai.agent.name", agent.into()),
@@ -289,12 +350,21 @@ fn build(
     if failed {
         root.status_code = StatusCode::Error;
     }
+    // Some runs that did not fail were ended by the injection guardrail.
+    let blocked = !failed && (h >> 40) % 9 == 4;
+    if blocked {
+        root.span_attributes.push(("glassbox.tripwire.processor".into(), "guardrail injection".into()));
+        root.span_attributes.push(("glassbox.tripwire.reason".into(), "prompt injection detected".into()));
+    }
     spans.insert(0, root);
+    spans.insert(0, request);
     expect.traces += 1;
     expect.error_traces += u64::from(failed);
+    expect.blocked += u64::from(blocked);
     let of_tenant = expect.by_tenant.entry(tenant.to_owned()).or_default();
     of_tenant.traces += 1;
     of_tenant.error_traces += u64::from(failed);
+    of_tenant.blocked += u64::from(blocked);
     of_tenant.cost_nano_usd += cost_total;
     of_tenant.trace_ids.push(trace_id.to_owned());
     expect.cost_nano_usd += cost_total;
