@@ -102,8 +102,9 @@ pub trait EvalStore: Send + Sync + 'static {
     async fn eval_runs(&self, suite: Option<&str>, limit: u32) -> Result<Vec<EvalRunRow>, StoreError>;
     /// The results of one run, by case then scorer.
     async fn eval_results(&self, run_id: &str) -> Result<Vec<EvalResultRow>, StoreError>;
-    /// The online scores of one trace, by scorer.
-    async fn eval_scores(&self, trace_id: &str) -> Result<Vec<EvalScoreRow>, StoreError>;
+    /// The online scores of some traces (one trace's page, or a page of the traces list), by
+    /// trace id, scorer and span.
+    async fn eval_scores(&self, trace_ids: &[String]) -> Result<Vec<EvalScoreRow>, StoreError>;
     /// One run, if it is stored.
     async fn eval_run(&self, run_id: &str) -> Result<Option<EvalRunRow>, StoreError>;
     /// Per-scorer tallies of the runs [`EvalStore::eval_runs`] returns for the same arguments,

@@ -210,6 +210,7 @@ fn every_bucket(found: &[RequestBucket], window: &Window) -> Vec<RequestBucket> 
 // ----------------------------------------------------------------------------------------
 
 pub struct TraceRowView {
+    pub scores: Vec<ScoreView>,
     pub href: String,
     pub trace_id: String,
     pub time: String,
@@ -251,12 +252,15 @@ pub async fn traces(
         .reader
         .list_traces(&filters.filter, &PageRequest { after: filters.after.clone(), limit: TRACES_PER_PAGE })
         .await?;
+    let ids: Vec<String> = page.items.iter().map(|summary| summary.trace_id.clone()).collect();
+    let mut scores = scores_by_trace(&dashboard, &ids).await?;
     let mut base_pairs = window.pairs();
     base_pairs.extend(filters.pairs());
     let rows = page
         .items
         .iter()
         .map(|summary| TraceRowView {
+            scores: scores.remove(&summary.trace_id).unwrap_or_default(),
             href: format!("/dashboard/traces/{}", summary.trace_id),
             trace_id: summary.trace_id.clone(),
             time: format::utc_time(summary.start_ns),
@@ -282,6 +286,43 @@ pub async fn traces(
     Ok(render(StatusCode::OK, &page))
 }
 
+/// One online eval score, as the traces table and the trace page show it.
+pub struct ScoreView {
+    pub scorer: String,
+    /// `pass`, `fail` or `error` (also the CSS class).
+    pub verdict: &'static str,
+    pub score: String,
+    pub reason: String,
+    pub error: String,
+}
+
+impl ScoreView {
+    fn new(row: &glassbox_store::EvalScoreRow) -> Self {
+        let verdict = match (row.error.is_empty(), row.passed) {
+            (false, _) => "error",
+            (true, true) => "pass",
+            (true, false) => "fail",
+        };
+        Self {
+            scorer: row.scorer.clone(),
+            verdict,
+            score: row.score.map_or_else(|| "–".to_owned(), |score| format!("{score:.2}")),
+            reason: format::truncate(&row.reason, 500).0,
+            error: format::truncate(&row.error, 500).0,
+        }
+    }
+}
+
+/// The online scores of some traces, by trace id; none when the server has no eval store.
+async fn scores_by_trace(dashboard: &Dashboard, trace_ids: &[String]) -> Result<BTreeMap<String, Vec<ScoreView>>, PageError> {
+    let mut by_trace: BTreeMap<String, Vec<ScoreView>> = BTreeMap::new();
+    let Some(evals) = dashboard.sources.evals.as_ref() else { return Ok(by_trace) };
+    for row in evals.eval_scores(trace_ids).await? {
+        by_trace.entry(row.trace_id.clone()).or_default().push(ScoreView::new(&row));
+    }
+    Ok(by_trace)
+}
+
 // ----------------------------------------------------------------------------------------
 // One trace
 // ----------------------------------------------------------------------------------------
@@ -302,6 +343,7 @@ pub struct TracePage {
     output_tokens: u64,
     cost: String,
     usage: Vec<UsageView>,
+    scores: Vec<ScoreView>,
     spans: Vec<SpanView>,
 }
 
@@ -329,8 +371,13 @@ pub async fn trace(
     if viewer.forced_tenant().is_some_and(|tenant| tenant != summary.tenant) {
         return Err(not_found());
     }
-    let (spans, usage) = tokio::join!(dashboard.reader.trace_spans(&trace_id), dashboard.reader.trace_usage(&trace_id));
-    let (spans, usage) = (spans?, usage?);
+    let ids = [trace_id.clone()];
+    let (spans, usage, scores) = tokio::join!(
+        dashboard.reader.trace_spans(&trace_id),
+        dashboard.reader.trace_usage(&trace_id),
+        scores_by_trace(&dashboard, &ids),
+    );
+    let (spans, usage, mut scores) = (spans?, usage?, scores?);
     let views = waterfall::layout(&spans, &usage, summary.start_ns, summary.end_ns);
     let page = TracePage {
         chrome: Chrome::new(&dashboard, &viewer, "traces"),
@@ -345,6 +392,7 @@ pub async fn trace(
         output_tokens: summary.output_tokens,
         cost: format::usd(summary.cost_nano_usd),
         usage: usage.iter().map(UsageView::new).collect(),
+        scores: scores.remove(&trace_id).unwrap_or_default(),
         spans: views,
         trace_id,
     };

@@ -56,7 +56,7 @@ fn builtin(table: serde_json::Value) -> ConfiguredScorer {
 async fn scores_of(store: &Store, trace_id: &str, count: usize) -> Vec<EvalScoreRow> {
     let mut rows = Vec::new();
     for _ in 0..100 {
-        rows = store.evals.eval_scores(trace_id).await.unwrap();
+        rows = store.evals.eval_scores(&[trace_id.to_owned()]).await.unwrap();
         if rows.len() == count {
             return rows;
         }

@@ -205,12 +205,15 @@ impl EvalStore for ClickHouseBackend {
             .collect())
     }
 
-    async fn eval_scores(&self, trace_id: &str) -> Result<Vec<EvalScoreRow>, StoreError> {
+    async fn eval_scores(&self, trace_ids: &[String]) -> Result<Vec<EvalScoreRow>, StoreError> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let query = self
             .inner
             .client
-            .query("SELECT Timestamp, TraceId, SpanId, Agent, Scorer, Score, Passed, Reason, Error FROM eval_scores FINAL WHERE TraceId = ? ORDER BY Scorer, SpanId")
-            .bind(trace_id);
+            .query("SELECT Timestamp, TraceId, SpanId, Agent, Scorer, Score, Passed, Reason, Error FROM eval_scores FINAL WHERE has(?, TraceId) ORDER BY TraceId, Scorer, SpanId")
+            .bind(trace_ids);
         self.timed(Operation::ReadEvals, query.fetch_all::<EvalScoreRow>()).await
     }
 }

@@ -26,7 +26,7 @@ const RUN_COLUMNS: &str =
 const SELECT_RESULTS: &str = "SELECT RunId, CaseId, Scorer, Score, Passed, Reason, Error, LatencyMs FROM eval_results \
      WHERE RunId = ?1 ORDER BY CaseId, Scorer";
 const SELECT_SCORES: &str = "SELECT Timestamp, TraceId, SpanId, Agent, Scorer, Score, Passed, Reason, Error FROM \
-     eval_scores WHERE TraceId = ?1 ORDER BY Scorer, SpanId";
+     eval_scores WHERE TraceId IN (SELECT value FROM json_each(?1)) ORDER BY TraceId, Scorer, SpanId";
 
 const SELECT_TALLIES_OF_SUITE: &str = "SELECT r.RunId, r.Scorer, COUNT(*), SUM(r.Passed), \
      SUM(CASE WHEN r.Error <> '' THEN 1 ELSE 0 END) FROM eval_results r JOIN (SELECT RunId FROM eval_runs WHERE Suite = ?1 \
@@ -310,8 +310,13 @@ impl EvalStore for SqliteBackend {
         .await
     }
 
-    async fn eval_scores(&self, trace_id: &str) -> Result<Vec<EvalScoreRow>, StoreError> {
-        let trace_id = trace_id.to_owned();
+    async fn eval_scores(&self, trace_ids: &[String]) -> Result<Vec<EvalScoreRow>, StoreError> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One bound JSON array: the statement stays constant whatever the number of ids.
+        let trace_id = serde_json::to_string(trace_ids)
+            .map_err(|source| StoreError::InvalidQuery { message: format!("trace ids: {source}") })?;
         self.with_reader(move |connection| {
             let mut statement = connection.prepare_cached(SELECT_SCORES).map_err(store_error)?;
             let rows = statement

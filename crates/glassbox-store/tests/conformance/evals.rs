@@ -102,7 +102,10 @@ async fn scenario(backend: Arc<dyn Backend>, store: Arc<dyn EvalStore>) {
     store.insert_eval_scores(&scores).await.unwrap();
     store.insert_eval_scores(&scores).await.unwrap();
     store.insert_eval_scores(&[score("other", "contains", Some(0.0))]).await.unwrap();
-    assert_eq!(store.eval_scores(trace).await.unwrap(), scores);
+    assert_eq!(store.eval_scores(&[trace.to_owned()]).await.unwrap(), scores);
+    let both = store.eval_scores(&[trace.to_owned(), "other".to_owned(), "none".to_owned()]).await.unwrap();
+    assert_eq!(both.len(), 3, "{both:?}");
+    assert!(store.eval_scores(&[]).await.unwrap().is_empty());
 
     // One run by id, and the dashboard's aggregates.
     assert_eq!(store.eval_run("r1").await.unwrap(), Some(run("r1", "assistant", 1_000)));

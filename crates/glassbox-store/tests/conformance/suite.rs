@@ -857,7 +857,7 @@ impl Dataset {
                 let index = root_index;
                 root_index += 1;
                 block_of.insert(span.trace_id.clone(), index);
-                if index % 9 == 0 {
+                if index.is_multiple_of(9) {
                     continue;
                 }
                 let status = match index % 7 {

@@ -55,6 +55,17 @@ async fn figures_match_the_data(app: &DashboardApp) {
     );
     assert!(!body.contains(&format!("data-trace-id=\"{}\"", newest[49])));
 
+    // Online eval scores: a badge in the traces table, a row on the trace page.
+    let scored = &app.pages.scored_trace;
+    let (status, body) = app.page(&format!("/dashboard/traces?range=7d&trace_id={scored}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#"<span class="score pass""#) && body.contains("contains 1.00</span>"), "score badge");
+    let (status, body) = app.page(&format!("/dashboard/traces/{scored}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#"id="scores-table""#), "scores on the trace page");
+    assert!(body.contains(r#"<td>contains</td>"#) && body.contains(r#"<span class="score pass">pass</span>"#));
+    assert!(body.contains(r#"<td class="num">1.00</td>"#));
+
     // Filters: agent and status.
     let agent = seed::AGENTS[1];
     let (status, body) = app.page(&format!("/dashboard/traces?agent={agent}&status=error")).await;

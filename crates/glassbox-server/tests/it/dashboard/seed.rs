@@ -189,7 +189,7 @@ fn request_span(trace_id: &str, span_id: String, agent: &str, tenant: &str, star
 /// A request refused before any agent ran (budget exhausted or rate limited): a trace of its
 /// request span alone.
 fn refused(trace_id: &str, agent: &str, tenant: &str, start: i64, h: u64, expect: &mut Expect) -> TraceRows {
-    let status = if h % 2 == 0 { 402 } else { 429 };
+    let status = if h.is_multiple_of(2) { 402 } else { 429 };
     let duration = 200_000 + h % 300_000;
     let request = request_span(trace_id, format!("{:016x}", splitmix(h ^ 2)), agent, tenant, start, duration, status);
     expect.traces += 1;

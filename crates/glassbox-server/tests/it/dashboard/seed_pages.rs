@@ -51,6 +51,8 @@ pub struct PagesExpect {
     pub online_pass_rate: String,
     /// Online scores of acme's traces in the last 24 h (all passed).
     pub acme_online_scored: u64,
+    /// A trace with one online score: `contains`, 1.0, passed.
+    pub scored_trace: String,
     pub workflow_runs: usize,
     pub failed_runs: usize,
     /// (run id, its trace ids)
@@ -237,6 +239,7 @@ async fn seed_evals(store: &dyn EvalStore, now: i64, usage: &[UsageRow], expect:
     push(11, "billing-agent", "judge", None, 6 * MINUTE_NS);
     push(12, "billing-agent", "judge", Some(1.0), 3 * 24 * 60 * MINUTE_NS);
     store.insert_eval_scores(&scores).await.expect("insert eval scores");
+    expect.scored_trace = scores[0].trace_id.clone();
     expect.online_scored = 7;
     expect.online_pass_rate = percent(4, 7);
     expect.acme_online_scored = acme_used as u64;
