@@ -1,6 +1,6 @@
 //! Server-side render time of every dashboard page on a large ClickHouse store: seeds the
 //! ClickHouse test fixture (the real engine, chDB) with `BENCH_TRACES` traces (default
-//! 100,000, about 6.5 spans each, spread over the last 7 days), then renders each page
+//! 100,000, about 10.5 spans each, spread over the last 7 days), then renders each page
 //! `BENCH_REPEAT` times (default 5) through the router in-process (no network) and prints
 //! min / median / max. Baseline in the same run: a `SELECT 1` round trip to the same store.
 //!

@@ -222,19 +222,24 @@ fn build(
     let mut usage = Vec::new();
     let mut at = start + 200_000;
     let mut cost_total = 0_i64;
-    // Input processors.
-    for (step, name) in ["process_input normalize", "guardrail injection"].iter().enumerate() {
+    // Input processors and guardrails (a full pipeline: with the request, the agent run, the
+    // model and tool calls and the output guardrail, about 10.5 spans a trace).
+    let processor = |step: u64, name: &str, at: &mut i64, spans: &mut Vec<SpanRow>| {
         let duration = 150_000 + (h >> (step * 4)) % 200_000;
         spans.push(span(
             trace_id,
-            format!("{:016x}", splitmix(h ^ (10 + step as u64))),
+            format!("{:016x}", splitmix(h ^ (10 + step))),
             &root_id,
-            (*name).to_owned(),
-            at,
+            name.to_owned(),
+            *at,
             duration,
-            attrs(&[("glassbox.processor", (*name).to_owned()), ("glassbox.guardrail.decision", "allow".into())]),
+            attrs(&[("glassbox.processor", name.to_owned()), ("glassbox.guardrail.decision", "allow".into())]),
         ));
-        at += i64::try_from(duration).unwrap_or(0);
+        *at += i64::try_from(duration).unwrap_or(0);
+    };
+    let inputs = ["process_input normalize", "process_input length", "process_input pii", "guardrail injection", "guardrail topic"];
+    for (step, name) in inputs.iter().enumerate() {
+        processor(step as u64, name, &mut at, &mut spans);
     }
     for call in 0..n_chats {
         let (model, provider, price_in, price_out) = MODELS[((h >> (24 + call * 2)) % 3) as usize];
@@ -329,6 +334,7 @@ fn build(
             at += i64::try_from(duration).unwrap_or(0);
         }
     }
+    processor(inputs.len() as u64, "guardrail pii-out", &mut at, &mut spans);
     let end = at + 100_000;
     // The request span from `start` to `end`; the agent run inside it, 50 µs in at each end.
     let request_id = format!("{:016x}", splitmix(h ^ 2));
