@@ -122,7 +122,7 @@ pub struct LatencyRow {
 ///   (`quantileExact`, no interpolation), in milliseconds.
 ///
 /// Each figure depends on one row, never on a whole trace, so late spans and traces split
-/// over batches need nothing and ClickHouse keeps it as an hourly rollup (`requests_hourly`).
+/// over batches need nothing and ClickHouse keeps it as a rollup per minute (`requests_minutely`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestStats {
     pub requests: u64,

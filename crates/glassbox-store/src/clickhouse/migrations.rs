@@ -64,8 +64,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 11,
-        name: "requests_hourly",
-        sql: include_str!("../../../../migrations/clickhouse/0011_requests_hourly.sql"),
+        name: "requests_minutely",
+        sql: include_str!("../../../../migrations/clickhouse/0011_requests_minutely.sql"),
     },
 ];
 

@@ -330,18 +330,24 @@ struct UsageGroupFetch {
     cost: i128,
 }
 
+const NANOS_PER_MINUTE: i64 = 60 * 1_000_000_000;
 const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
-/// The hours `usage_hourly` holds (see migration 0008): from 1970-01-01 01:00 to 2100-01-01 UTC.
+/// The periods the rollups hold (see migration 0008): from 1970-01-01 01:00 to 2100-01-01 UTC.
 const ROLLUP_FROM_NS: i64 = NANOS_PER_HOUR;
 const ROLLUP_TO_NS: i64 = 4_102_444_800 * 1_000_000_000;
 
 /// The whole hours of `range` that `usage_hourly` answers for: `[from, to)`, aligned, or `None`
 /// when there is none. The rest of the range is read from `usage`.
 fn whole_hours(range: &TimeRange) -> Option<(i64, i64)> {
+    whole_periods(range, NANOS_PER_HOUR)
+}
+
+/// The whole periods of `period_ns` (a divisor of an hour) of `range` that a rollup holds.
+fn whole_periods(range: &TimeRange, period_ns: i64) -> Option<(i64, i64)> {
     let from = range.from_ns.max(ROLLUP_FROM_NS);
     let to = range.to_ns.min(ROLLUP_TO_NS);
-    let from = from.checked_add(NANOS_PER_HOUR - 1)? / NANOS_PER_HOUR * NANOS_PER_HOUR;
-    let to = to.div_euclid(NANOS_PER_HOUR) * NANOS_PER_HOUR;
+    let from = from.checked_add(period_ns - 1)? / period_ns * period_ns;
+    let to = to.div_euclid(period_ns) * period_ns;
     (from < to).then_some((from, to))
 }
 
@@ -575,10 +581,11 @@ struct RequestBucketFetch {
 }
 
 /// The overview's figures (`RequestStats`): two queries, run at once. The buckets sum the
-/// request rollup (`requests_hourly`, migration 11) and the usage rollup (`usage_hourly`)
-/// over the range's whole hours, and `spans` and `usage` over its partial hours; the latency
-/// percentiles merge the rollup's exact states with states of the partial hours' spans. With
-/// a bucket that is not a whole number of hours, everything is read from the raw rows.
+/// request rollup (`requests_minutely`, migration 11) over the range's whole minutes and
+/// `spans` over its partial minutes, and the usage rollup (`usage_hourly`) over its whole hours
+/// and `usage` over its partial hours; the latency percentiles merge the rollup's exact states
+/// with states of the partial minutes' spans. A part whose bucket is not a whole number of its
+/// rollup's periods is read from the raw rows alone.
 pub(super) async fn request_stats(
     backend: &ClickHouseBackend,
     range: &TimeRange,
@@ -590,7 +597,9 @@ pub(super) async fn request_stats(
     }
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
     let hours = whole_hours(range).filter(|_| bucket_ns % NANOS_PER_HOUR == 0);
+    let minutes = whole_periods(range, NANOS_PER_MINUTE).filter(|_| bucket_ns % NANOS_PER_MINUTE == 0);
     let hour_bucket = "toInt64(toUnixTimestamp(Hour)) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(Hour)) * 1000000000, toInt64(?)) AS bucket_start_ns";
+    let minute_bucket = "toInt64(toUnixTimestamp(Minute)) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(Minute)) * 1000000000, toInt64(?)) AS bucket_start_ns";
     let raw_bucket = "toUnixTimestamp64Nano(Timestamp) - positiveModulo(toUnixTimestamp64Nano(Timestamp), toInt64(?)) AS bucket_start_ns";
     let raw_range = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
         sql.bind(
@@ -602,6 +611,12 @@ pub(super) async fn request_stats(
         sql.bind(
             " WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
             [(from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
+        );
+    };
+    let minute_range = |sql: &mut Sql, (from_minute, to_minute): (i64, i64)| {
+        sql.bind(
+            " WHERE Minute >= toDateTime(toInt64(?), 'UTC') AND Minute < toDateTime(toInt64(?), 'UTC')",
+            [(from_minute / 1_000_000_000).into(), (to_minute / 1_000_000_000).into()],
         );
     };
     let span_tenant = |sql: &mut Sql| {
@@ -654,18 +669,24 @@ FROM usage",
     CAST(sum(cost), 'Decimal(38, 9)') AS cost
 FROM (",
     );
-    match hours {
-        Some(hours) => {
+    match minutes {
+        Some(minutes) => {
             buckets.push("SELECT ");
-            buckets.bind(hour_bucket, [bucket_ns.into()]);
+            buckets.bind(minute_bucket, [bucket_ns.into()]);
             buckets.push(
                 ", sum(Requests) AS requests, sum(Errors) AS errors, sum(Refused) AS refused, sum(Blocked) AS blocked,
     toUInt64(0) AS input_tokens, toUInt64(0) AS output_tokens, CAST(0, 'Decimal(38, 9)') AS cost
-FROM requests_hourly",
+FROM requests_minutely",
             );
-            hour_range(&mut buckets, hours);
-            rollup_then_raw_ends(&mut buckets, tenant, " GROUP BY bucket_start_ns", range, hours, raw_requests);
-            buckets.push(" UNION ALL SELECT ");
+            minute_range(&mut buckets, minutes);
+            rollup_then_raw_ends(&mut buckets, tenant, " GROUP BY bucket_start_ns", range, minutes, raw_requests);
+        }
+        None => raw_requests(&mut buckets, range.from_ns, range.to_ns),
+    }
+    buckets.push(" UNION ALL ");
+    match hours {
+        Some(hours) => {
+            buckets.push("SELECT ");
             buckets.bind(hour_bucket, [bucket_ns.into()]);
             buckets.push(
                 ", toUInt64(0) AS requests, toUInt64(0) AS errors, toUInt64(0) AS refused, toUInt64(0) AS blocked,
@@ -675,11 +696,7 @@ FROM usage_hourly",
             hour_range(&mut buckets, hours);
             rollup_then_raw_ends(&mut buckets, tenant, " GROUP BY bucket_start_ns", range, hours, raw_usage);
         }
-        None => {
-            raw_requests(&mut buckets, range.from_ns, range.to_ns);
-            buckets.push(" UNION ALL ");
-            raw_usage(&mut buckets, range.from_ns, range.to_ns);
-        }
+        None => raw_usage(&mut buckets, range.from_ns, range.to_ns),
     }
     buckets.push(") GROUP BY bucket_start_ns ORDER BY bucket_start_ns ASC");
 
@@ -691,11 +708,12 @@ FROM usage_hourly",
         span_tenant(sql);
     };
     let mut latency = Sql::new("SELECT quantilesExactMerge(0.5, 0.95, 0.99)(latency_state) FROM (");
-    match hours {
-        Some(hours) => {
-            latency.push("SELECT quantilesExactMergeState(0.5, 0.95, 0.99)(DurationNs) AS latency_state FROM requests_hourly");
-            hour_range(&mut latency, hours);
-            rollup_then_raw_ends(&mut latency, tenant, "", range, hours, raw_latency);
+    match minutes {
+        Some(minutes) => {
+            latency
+                .push("SELECT quantilesExactMergeState(0.5, 0.95, 0.99)(DurationNs) AS latency_state FROM requests_minutely");
+            minute_range(&mut latency, minutes);
+            rollup_then_raw_ends(&mut latency, tenant, "", range, minutes, raw_latency);
         }
         None => raw_latency(&mut latency, range.from_ns, range.to_ns),
     }
@@ -749,6 +767,10 @@ mod tests {
         assert_eq!(whole_hours(&TimeRange { from_ns: -5 * hour, to_ns: hour }), None);
         assert_eq!(whole_hours(&TimeRange { from_ns: i64::MIN, to_ns: i64::MAX }), Some((ROLLUP_FROM_NS, ROLLUP_TO_NS)));
         assert_eq!(whole_hours(&TimeRange { from_ns: 12 * hour, to_ns: 10 * hour }), None);
+        let minute = NANOS_PER_MINUTE;
+        let range = TimeRange { from_ns: 10 * hour + minute + 1, to_ns: 11 * hour + 5 * minute + 7 };
+        assert_eq!(whole_periods(&range, minute), Some((10 * hour + 2 * minute, 11 * hour + 5 * minute)));
+        assert_eq!(whole_periods(&TimeRange { from_ns: hour + 1, to_ns: hour + minute }, minute), None);
     }
 
     #[test]

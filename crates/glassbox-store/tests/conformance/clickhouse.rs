@@ -705,9 +705,9 @@ async fn the_request_rollup_backfill_counts_old_spans_once() {
     assert!(expected.requests > 0 && expected.blocked > 0, "{expected:?}");
     assert_eq!(env.backend.request_stats(&whole, 3600).await.unwrap(), expected);
     // As if the spans predated migration 11: empty the rollup, then run its backfill (twice).
-    env.scalar("TRUNCATE TABLE $db.requests_hourly").await;
+    env.scalar("TRUNCATE TABLE $db.requests_minutely").await;
     assert_eq!(env.backend.request_stats(&whole, 3600).await.unwrap().requests, 0, "the rollup is empty");
-    let migration = MIGRATIONS.iter().find(|migration| migration.name == "requests_hourly").unwrap();
+    let migration = MIGRATIONS.iter().find(|migration| migration.name == "requests_minutely").unwrap();
     let backfill = migration.statements().find(|statement| statement.starts_with("INSERT")).unwrap();
     for _ in 0..2 {
         let sql = render_sql(&backfill, &settings(&env.fixture, &env.database));

@@ -548,8 +548,9 @@ pub async fn latency_percentiles(backend: Arc<dyn Backend>, reader: Arc<dyn Trac
 }
 
 /// `request_stats` equals what the reference computes from the rows by `RequestStats`'
-/// definition: over the range's whole hours and its partial ones, for hourly, 6-hourly and
-/// daily buckets and for a bucket that is not a whole number of hours (read from the rows).
+/// definition: over the range's whole periods and its partial ones, for hourly, 6-hourly,
+/// daily and half-hour buckets (ClickHouse: request rollup per minute, usage rollup per hour
+/// or the rows) and 90 s buckets (the rows alone).
 pub async fn request_stats_per_bucket_and_total(backend: Arc<dyn Backend>, reader: Arc<dyn TraceReader>) {
     migrate(&backend).await;
     let dataset = Dataset::standard().with_requests();
@@ -561,7 +562,7 @@ pub async fn request_stats_per_bucket_and_total(backend: Arc<dyn Backend>, reade
         TimeRange { from_ns: BASE_NS - 2 * DAY_NS, to_ns: BASE_NS - DAY_NS },
     ];
     for range in ranges {
-        for bucket_secs in [3_600_u32, 6 * 3_600, 86_400, 1_800] {
+        for bucket_secs in [3_600_u32, 6 * 3_600, 86_400, 1_800, 90] {
             let expected = dataset.expected_request_stats(&range, bucket_secs, None);
             let actual = reader.request_stats(&range, bucket_secs).await.expect("request stats");
             assert_eq!(actual, expected, "range {range:?}, bucket {bucket_secs}s");
@@ -647,7 +648,7 @@ pub async fn dedup_token_makes_retries_idempotent(backend: Arc<dyn Backend>, rea
         // The latency rollup (ClickHouse's `latency_hourly`) counts a retried batch once too.
         let latency = reader.latency(LatencyBy::Model, &everything(), 3600).await.expect("latency");
         assert_latency_eq(&latency, &dataset.expected_latency(LatencyBy::Model, &everything(), 3600), "retried");
-        // So does the request rollup (ClickHouse's `requests_hourly`).
+        // So does the request rollup (ClickHouse's `requests_minutely`).
         let stats = reader.request_stats(&everything(), 3600).await.expect("request stats");
         assert_eq!(stats, dataset.expected_request_stats(&everything(), 3600, None), "attempt {attempt}");
     }

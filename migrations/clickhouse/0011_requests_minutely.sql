@@ -1,4 +1,4 @@
--- Glassbox ClickHouse migration 0011: `requests_hourly`, the API requests and guardrail blocks
+-- Glassbox ClickHouse migration 0011: `requests_minutely`, the API requests and guardrail blocks
 -- per UTC hour and tenant, filled by a materialized view from `spans`, backfilled once.
 --
 -- The dashboard's overview (`request_stats`, see RequestStats in src/query.rs) reads the whole
@@ -11,7 +11,7 @@
 -- A batch retried with its `insert_deduplication_token` is dropped by `spans` and by this table
 -- alike (`non_replicated_deduplication_window`; the view's insert carries a derived token), so a
 -- spool replay is never counted twice. Only spans from 1970-01-01 01:00 to 2100-01-01 UTC enter
--- the rollup (`DateTime` cannot hold the others); readers read other hours from `spans`.
+-- the rollup (`DateTime` cannot hold the others); readers read other minutes from `spans`.
 --
 -- The backfill (no ON CLUSTER: on a cluster it runs on one replica and replication copies it)
 -- carries an `insert_deduplication_token`, so two servers applying this migration at once add
@@ -19,9 +19,9 @@
 -- upgrading a busy store.
 --
 -- Placeholders (see 0001_spans.sql): {database}, {on_cluster}, {replicated}, {replica_args}.
-CREATE TABLE IF NOT EXISTS {database}.requests_hourly{on_cluster}
+CREATE TABLE IF NOT EXISTS {database}.requests_minutely{on_cluster}
 (
-    Hour DateTime('UTC'),
+    Minute DateTime('UTC'),
     Tenant LowCardinality(String),
     Requests SimpleAggregateFunction(sum, UInt64),
     Errors SimpleAggregateFunction(sum, UInt64),
@@ -30,14 +30,14 @@ CREATE TABLE IF NOT EXISTS {database}.requests_hourly{on_cluster}
     DurationNs AggregateFunction(quantilesExact(0.5, 0.95, 0.99), UInt64)
 )
 ENGINE = {replicated}AggregatingMergeTree({replica_args})
-PARTITION BY toYYYYMM(Hour)
-ORDER BY (Hour, Tenant)
+PARTITION BY toYYYYMM(Minute)
+ORDER BY (Minute, Tenant)
 SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 1000;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.requests_hourly_mv{on_cluster}
-TO {database}.requests_hourly
+CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.requests_minutely_mv{on_cluster}
+TO {database}.requests_minutely
 AS SELECT
-    toStartOfHour(toDateTime(Timestamp, 'UTC')) AS Hour,
+    toStartOfMinute(toDateTime(Timestamp, 'UTC')) AS Minute,
     SpanAttributes['glassbox.tenant'] AS Tenant,
     countIf(SpanKind = 'Server' AND SpanAttributes['glassbox.request'] != '') AS Requests,
     countIf(SpanKind = 'Server' AND SpanAttributes['glassbox.request'] != '' AND StatusCode = 'Error') AS Errors,
@@ -48,11 +48,11 @@ AS SELECT
 FROM {database}.spans
 WHERE ((SpanKind = 'Server' AND SpanAttributes['glassbox.request'] != '') OR SpanAttributes['glassbox.tripwire.processor'] != '')
     AND Timestamp >= toDateTime64('1970-01-01 01:00:00', 9, 'UTC') AND Timestamp < toDateTime64('2100-01-01 00:00:00', 9, 'UTC')
-GROUP BY Hour, Tenant;
+GROUP BY Minute, Tenant;
 
-INSERT INTO {database}.requests_hourly
+INSERT INTO {database}.requests_minutely
 SELECT
-    toStartOfHour(toDateTime(Timestamp, 'UTC')) AS Hour,
+    toStartOfMinute(toDateTime(Timestamp, 'UTC')) AS Minute,
     SpanAttributes['glassbox.tenant'] AS Tenant,
     countIf(SpanKind = 'Server' AND SpanAttributes['glassbox.request'] != '') AS Requests,
     countIf(SpanKind = 'Server' AND SpanAttributes['glassbox.request'] != '' AND StatusCode = 'Error') AS Errors,
@@ -63,5 +63,5 @@ SELECT
 FROM {database}.spans
 WHERE ((SpanKind = 'Server' AND SpanAttributes['glassbox.request'] != '') OR SpanAttributes['glassbox.tripwire.processor'] != '')
     AND Timestamp >= toDateTime64('1970-01-01 01:00:00', 9, 'UTC') AND Timestamp < toDateTime64('2100-01-01 00:00:00', 9, 'UTC')
-GROUP BY Hour, Tenant
-SETTINGS insert_deduplication_token = 'glassbox-migration-0011-requests-hourly-backfill';
+GROUP BY Minute, Tenant
+SETTINGS insert_deduplication_token = 'glassbox-migration-0011-requests-minutely-backfill';
