@@ -105,7 +105,7 @@ impl StoreConfig {
     pub const DEFAULT_BATCH_ROWS: usize = 1000;
     pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 16 << 20;
     pub const DEFAULT_SPAN_TTL_DAYS: u32 = 30;
-    pub const DEFAULT_WRITER_NICE: i32 = 19;
+    pub const DEFAULT_WRITER_NICE: i32 = 0;
 }
 
 impl Default for StoreConfig {

@@ -10,9 +10,10 @@
 //! applies to that thread alone): the kernel then preempts it whenever a request thread wakes
 //! up, and it uses the CPU the requests leave.
 //!
-//! It still gets the CPU it needs under sustained load: the telemetry writer's backpressure
-//! (`TelemetryWriter::admit`) makes requests wait while the queue is three quarters full, and
-//! waiting requests leave the CPU to this thread.
+//! Under sustained load the telemetry writer's backpressure (`TelemetryWriter::admit`) makes
+//! requests wait while the queue is three quarters full, and waiting requests leave the CPU
+//! to this thread; but at a high nice value on a saturated machine that is how it gets the
+//! CPU at all, and peak throughput pays for it (BENCHMARKS.md). So the default is 0.
 //!
 //! Where the nice value cannot be set (another OS, a sandbox refusing it), the thread logs
 //! that once and runs at the process's priority.
@@ -32,9 +33,11 @@ pub struct WriterPriority {
 }
 
 impl WriterPriority {
-    /// The default: 19. Measured on 2 cores at half peak (BENCHMARKS.md): it takes the store's
-    /// batches off the request threads' CPU without costing peak throughput.
-    pub const DEFAULT_NICE: i32 = 19;
+    /// The default: 0, the process's priority. Measured on 2 cores (BENCHMARKS.md): at 19 the
+    /// thread starved whenever the CPU was saturated, backpressure then held requests back and
+    /// the peak fell by a quarter, with no tail latency gain the noise let us see; a higher value
+    /// is for machines where telemetry should only use idle CPU.
+    pub const DEFAULT_NICE: i32 = 0;
 }
 
 impl Default for WriterPriority {
