@@ -169,7 +169,11 @@ pub fn spawn_rotation(journal: Arc<UsageJournal>, writer: TelemetryWriter) -> to
             };
             // Every line of `old` was handed to the writer before it was written.
             writer.flush().await;
-            remove(&old);
+            // On the blocking pool: unlinking a segment of tens of megabytes frees its page
+            // cache, milliseconds a runtime worker's requests would wait for.
+            if let Err(error) = tokio::task::spawn_blocking(move || remove(&old)).await {
+                tracing::warn!(%error, "could not delete a settled journal segment");
+            }
         }
     })
 }
