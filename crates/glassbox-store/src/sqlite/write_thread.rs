@@ -113,7 +113,10 @@ fn lower_priority(nice: i32) {
     }
     #[cfg(not(target_os = "linux"))]
     if nice > 0 {
-        tracing::info!(nice, "per-thread priorities are not supported on this OS; the SQLite write thread runs at the process's priority");
+        tracing::info!(
+            nice,
+            "per-thread priorities are not supported on this OS; the SQLite write thread runs at the process's priority"
+        );
     }
 }
 
