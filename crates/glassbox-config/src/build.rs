@@ -35,6 +35,7 @@ const STORE_KEYS: &[&str] = &[
     "batch_rows",
     "queue_max_bytes",
     "span_ttl_days",
+    "writer_nice",
 ];
 const TELEMETRY_KEYS: &[&str] = &["service_name", "otlp_endpoint", "otlp_protocol"];
 const PRICING_KEYS: &[&str] =
@@ -271,6 +272,10 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
         Some(field) => cx.integer(&field, 1..=36_500).and_then(|value| u32::try_from(value).ok()),
         None => Some(defaults.span_ttl_days),
     };
+    let writer_nice = match section.get("writer_nice") {
+        Some(field) => cx.integer(&field, 0..=19).and_then(|value| i32::try_from(value).ok()),
+        None => Some(defaults.writer_nice),
+    };
     section.finish(cx);
     let clickhouse = match url {
         Some(url) => Some(ClickHouseConfig { url: url?, database: database?, user: user?, password_env: password_env?, cluster: cluster? }),
@@ -284,6 +289,7 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
         batch_rows: batch_rows?,
         queue_max_bytes: queue_max_bytes?,
         span_ttl_days: span_ttl_days?,
+        writer_nice: writer_nice?,
     })
 }
 

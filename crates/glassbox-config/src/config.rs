@@ -93,6 +93,9 @@ pub struct StoreConfig {
     /// Estimated bytes of telemetry rows held in memory before rows spill to the spool.
     pub queue_max_bytes: u64,
     pub span_ttl_days: u32,
+    /// The nice value (0..=19) of the SQLite store's write thread: its batch writes yield
+    /// the CPU to request threads.
+    pub writer_nice: i32,
 }
 
 impl StoreConfig {
@@ -102,6 +105,7 @@ impl StoreConfig {
     pub const DEFAULT_BATCH_ROWS: usize = 1000;
     pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 16 << 20;
     pub const DEFAULT_SPAN_TTL_DAYS: u32 = 30;
+    pub const DEFAULT_WRITER_NICE: i32 = 0;
 }
 
 impl Default for StoreConfig {
@@ -114,6 +118,7 @@ impl Default for StoreConfig {
             batch_rows: Self::DEFAULT_BATCH_ROWS,
             queue_max_bytes: Self::DEFAULT_QUEUE_MAX_BYTES,
             span_ttl_days: Self::DEFAULT_SPAN_TTL_DAYS,
+            writer_nice: Self::DEFAULT_WRITER_NICE,
         }
     }
 }

@@ -69,6 +69,7 @@
 //! batch_rows = 1000                 # 1..=1000000
 //! queue_max_bytes = 16777216        # rows held in memory before the spool takes them; >= 1 MiB
 //! span_ttl_days = 30                # 1..=36500
+//! writer_nice = 0                   # 0..=19: the SQLite write thread's nice value (Linux)
 //!
 //! [telemetry]
 //! service_name = "glassbox"

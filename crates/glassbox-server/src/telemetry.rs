@@ -212,8 +212,9 @@ struct StoreSink {
 }
 
 impl Sink {
-    /// One span has ended: to the OTLP exporter, then (row and usage row) to the store.
-    pub(crate) fn finish(&self, record: SpanRecord) {
+    /// One span has ended: to the OTLP exporter, then (row and usage row) to the store, and
+    /// their journal lines to `lines`, for [`commit_journals`](Self::commit_journals).
+    pub(crate) fn finish(&self, record: SpanRecord, lines: &mut record::JournalLines) {
         if self.shut_down.load(Ordering::Acquire) {
             return;
         }
@@ -223,34 +224,42 @@ impl Sink {
         }
         if let Some(store) = &self.store {
             let (row, usage) = span_row(record, duration, &self.service_name, &store.pricing);
-            store.write(row, usage);
+            store.write(row, usage, lines);
+        }
+    }
+
+    /// Appends journal lines made by [`finish`](Self::finish): one write per journal.
+    pub(crate) fn commit_journals(&self, lines: &record::JournalLines) {
+        let Some(store) = &self.store else { return };
+        if let (Some(journal), false) = (store.usage_journal.get(), lines.usage.is_empty()) {
+            journal.append(&lines.usage);
+        }
+        if let (Some(journal), false) = (store.span_journal.get(), lines.spans.is_empty()) {
+            journal.append(&lines.spans);
         }
     }
 }
 
 impl StoreSink {
-    fn write(&self, row: SpanRow, usage: Option<UsageRow>) {
+    /// Hands the rows to the writer and adds their journal lines to `lines`; the caller
+    /// writes those after (`Sink::commit_journals`), so every journal line is of a row the
+    /// writer has: a journal segment is deleted once a flush after its rotation returns
+    /// (`usage_journal`).
+    fn write(&self, row: SpanRow, usage: Option<UsageRow>, lines: &mut record::JournalLines) {
         if let Some(usage) = usage {
             crate::metrics::record_usage(&usage);
             if let Some(observer) = self.usage_observer.get() {
                 observer(&usage);
             }
-            // Handed to the writer before its journal line is written: a journal segment is
-            // deleted once a flush after its rotation returns (`usage_journal`).
-            let journal = self.usage_journal.get();
-            let line = journal.map(|_| crate::usage_journal::UsageJournal::encode(&usage));
-            self.writer.write_usage(usage);
-            if let (Some(journal), Some(line)) = (journal, line) {
-                journal.append(&line);
+            if self.usage_journal.get().is_some() {
+                crate::usage_journal::UsageJournal::encode_into(&usage, &mut lines.usage);
             }
+            self.writer.write_usage(usage);
         }
-        // Same order as the usage row: to the writer first, then the journal (`span_journal`).
-        let span_journal = self.span_journal.get();
-        let span_line = span_journal.map(|_| crate::span_journal::encode(&row));
+        if self.span_journal.get().is_some() {
+            crate::span_journal::encode_into(&row, &mut lines.spans);
+        }
         self.writer.write_span(row);
-        if let (Some(journal), Some(line)) = (span_journal, span_line) {
-            journal.append(&line);
-        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! is handed to the writer — on the request's own path, before the response is sent:
 //!
 //! - `<spool_dir>/journal/usage-<uuidv7>.jsonl`, one row as JSON per line, appended with one
-//!   `write` call under a short lock (page cache only: a killed process loses nothing, a power
+//!   `write` call under a short lock (for a request, one `write` for all its rows, when its
+//!   request span closes: the group commit of `span_journal`) (page cache only: a killed process loses nothing, a power
 //!   cut may lose the last lines; the spool's fsync is for batches, not for every request).
 //! - The row is handed to the writer *before* its line is appended, so every line of a segment
 //!   is in the writer once the segment is rotated out. A rotation task swaps in a new segment
@@ -92,7 +93,16 @@ impl UsageJournal {
         line
     }
 
-    /// Appends a line made by [`encode`](Self::encode). A failure is logged: the row is still
+    /// Appends the JSON line of `row` to `lines` (nothing if it cannot be encoded, which a
+    /// `UsageRow` always can).
+    pub fn encode_into(row: &UsageRow, lines: &mut Vec<u8>) {
+        let start = lines.len();
+        if glassbox_store::spool::encode_usage_line(row, lines).is_err() {
+            lines.truncate(start);
+        }
+    }
+
+    /// Appends lines made by [`encode`](Self::encode) (or several, with one `write`). A failure is logged: the row is still
     /// in the writer, only its protection against a kill is gone.
     pub fn append(&self, line: &[u8]) {
         let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
@@ -159,7 +169,11 @@ pub fn spawn_rotation(journal: Arc<UsageJournal>, writer: TelemetryWriter) -> to
             };
             // Every line of `old` was handed to the writer before it was written.
             writer.flush().await;
-            remove(&old);
+            // On the blocking pool: unlinking a segment of tens of megabytes frees its page
+            // cache, milliseconds a runtime worker's requests would wait for.
+            if let Err(error) = tokio::task::spawn_blocking(move || remove(&old)).await {
+                tracing::warn!(%error, "could not delete a settled journal segment");
+            }
         }
     })
 }

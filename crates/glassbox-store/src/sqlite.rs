@@ -20,6 +20,7 @@ mod runs;
 mod schema;
 mod trace_index;
 mod write;
+mod write_thread;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +37,7 @@ use crate::rows::{SpanRow, UsageRow};
 use crate::runs::{RunFilter, RunRecord, RunStore, RunTrace, check_run_ids};
 
 pub use schema::MIGRATIONS;
+pub use write_thread::WriterPriority;
 
 /// How long a connection waits for another connection's (or process's) write lock before
 /// the call fails as [`StoreError::Unavailable`].
@@ -65,6 +67,9 @@ pub struct SqliteBackend {
 
 struct Shared {
     writer: Mutex<Connection>,
+    /// `Some`: the write connection's work runs on this thread, at a lowered priority
+    /// ([`SqliteBackend::open_with_priority`]); `None`: on Tokio's blocking pool.
+    write_thread: Option<write_thread::WriteThread>,
     /// `None` for an in-memory database, which exists only inside its one connection:
     /// reads then share the write connection.
     readers: Option<ReaderPool>,
@@ -86,7 +91,19 @@ impl SqliteBackend {
     /// Opens (creating when missing) the database file in WAL mode. Does not migrate: call
     /// [`Backend::migrate`] before writing.
     pub async fn open(settings: SqliteSettings) -> Result<Self, StoreError> {
+        Self::open_on(settings, None).await
+    }
+
+    /// [`open`](Self::open), with the write connection's work on a dedicated thread at
+    /// `priority` (see `write_thread`): for the telemetry store, whose batch writes should
+    /// not take CPU from requests.
+    pub async fn open_with_priority(settings: SqliteSettings, priority: WriterPriority) -> Result<Self, StoreError> {
+        Self::open_on(settings, Some(priority)).await
+    }
+
+    async fn open_on(settings: SqliteSettings, priority: Option<WriterPriority>) -> Result<Self, StoreError> {
         let path = settings.path;
+        let write_thread = priority.map(write_thread::WriteThread::spawn).transpose()?;
         run_blocking(move || {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
@@ -94,7 +111,7 @@ impl SqliteBackend {
             }
             let writer = open_connection(&path, ConnectionRole::Writer)?;
             let readers = ReaderPool { path, idle: Mutex::new(Vec::new()) };
-            Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), readers: Some(readers) }) })
+            Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), write_thread, readers: Some(readers) }) })
         })
         .await
     }
@@ -104,23 +121,27 @@ impl SqliteBackend {
         run_blocking(|| {
             let writer = Connection::open_in_memory().map_err(store_error)?;
             configure(&writer, ConnectionRole::Writer)?;
-            Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), readers: None }) })
+            Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), write_thread: None, readers: None }) })
         })
         .await
     }
 
-    /// Runs `work` on the blocking pool with the write connection.
+    /// Runs `work` with the write connection, on the write thread if there is one, else on
+    /// the blocking pool.
     async fn with_writer<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        run_blocking(move || {
+        let work = move || {
             let mut connection = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
             work(&mut connection)
-        })
-        .await
+        };
+        match &self.shared.write_thread {
+            Some(thread) => thread.run(work).await,
+            None => run_blocking(work).await,
+        }
     }
 
     /// Runs `work` on the blocking pool with a read connection.

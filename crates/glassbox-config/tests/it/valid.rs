@@ -384,6 +384,7 @@ flush_interval_ms = 250
 batch_rows = 5000
 queue_max_bytes = 8388608
 span_ttl_days = 7
+writer_nice = 5
 
 [telemetry]
 service_name = "glassbox-eu"
@@ -422,6 +423,7 @@ capture = "redacted"
     assert_eq!(config.store.batch_rows, 5000);
     assert_eq!(config.store.queue_max_bytes, 8 << 20);
     assert_eq!(config.store.span_ttl_days, 7);
+    assert_eq!(config.store.writer_nice, 5);
     let otlp = config.telemetry.otlp.as_ref().unwrap();
     assert_eq!(otlp.protocol, glassbox_config::OtlpProtocol::HttpProtobuf);
     assert_eq!(config.telemetry.service_name, "glassbox-eu");

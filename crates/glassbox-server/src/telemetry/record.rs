@@ -168,6 +168,9 @@ pub(crate) struct SpanRecord {
     /// All zeros for a root span.
     pub(crate) parent_span_id: [u8; 8],
     pub(crate) parent_is_remote: bool,
+    /// Inside a request span (kind `Server`): its journal lines wait in its parent's
+    /// [`JournalLines`] and are written with the request's, in one write (see `on_close`).
+    pub(crate) journal_with_parent: bool,
     /// Unsampled spans (a caller's `traceparent` said so) keep their ids but are not recorded.
     pub(crate) sampled: bool,
     /// The W3C `tracestate` header of the trace, inherited from the (remote) parent.
@@ -457,19 +460,20 @@ where
             None => None,
         };
         let inherited = parent.and_then(|parent| {
-            parent
-                .extensions()
-                .get::<SpanRecord>()
-                .map(|record| (record.trace_id, record.span_id, record.sampled, record.trace_state.clone()))
+            parent.extensions().get::<SpanRecord>().map(|record| {
+                let journal_with_parent = record.journal_with_parent || matches!(record.kind, SpanKind::Server);
+                (record.trace_id, record.span_id, record.sampled, record.trace_state.clone(), journal_with_parent)
+            })
         });
-        let (trace_id, parent_span_id, sampled, trace_state) =
-            inherited.unwrap_or_else(|| (random_id::<16>(), [0; 8], true, String::new()));
+        let (trace_id, parent_span_id, sampled, trace_state, journal_with_parent) =
+            inherited.unwrap_or_else(|| (random_id::<16>(), [0; 8], true, String::new(), false));
         let metadata = attrs.metadata();
         let mut record = SpanRecord {
             trace_id,
             span_id: random_id::<8>(),
             parent_span_id,
             parent_is_remote: false,
+            journal_with_parent,
             sampled,
             trace_state,
             name: Cow::Borrowed(metadata.name()),
@@ -555,11 +559,59 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
         // The extensions' lock is released before the sink runs (it may log).
-        let record = span.extensions_mut().remove::<SpanRecord>();
+        let (record, mut lines) = {
+            let mut extensions = span.extensions_mut();
+            (extensions.remove::<SpanRecord>(), extensions.remove::<JournalLines>().unwrap_or_default())
+        };
+        let journal_with_parent = record.as_ref().is_some_and(|record| record.journal_with_parent);
         if let Some(record) = record
             && record.sampled
         {
-            self.sink.finish(record);
+            self.sink.finish(record, &mut lines);
         }
+        if lines.is_empty() {
+            return;
+        }
+        // Group commit of the kill-safety journals: the registry closes a span only after
+        // all its children, so the lines of a request's spans travel up to the request span
+        // and go out in one write per journal when it closes, which is before its answer's
+        // last bytes (`span_journal`). Spans outside a request write their own at once.
+        if journal_with_parent && let Some(parent) = span.parent() {
+            let mut extensions = parent.extensions_mut();
+            match extensions.get_mut::<JournalLines>() {
+                Some(pending) => pending.append(lines),
+                None => extensions.insert(lines),
+            }
+            return;
+        }
+        self.sink.commit_journals(&lines);
+    }
+}
+
+/// Journal lines of closed spans not written yet: in the extensions of the span they wait
+/// for (see [`RecordLayer`]'s `on_close`).
+#[derive(Debug, Default)]
+pub(crate) struct JournalLines {
+    pub(crate) spans: Vec<u8>,
+    pub(crate) usage: Vec<u8>,
+}
+
+impl JournalLines {
+    fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.usage.is_empty()
+    }
+
+    fn append(&mut self, mut other: JournalLines) {
+        append_bytes(&mut self.spans, &mut other.spans);
+        append_bytes(&mut self.usage, &mut other.usage);
+    }
+}
+
+/// `to.append(from)`, without a copy when `to` is empty.
+fn append_bytes(to: &mut Vec<u8>, from: &mut Vec<u8>) {
+    if to.is_empty() {
+        std::mem::swap(to, from);
+    } else {
+        to.append(from);
     }
 }

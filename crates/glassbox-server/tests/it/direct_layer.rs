@@ -482,6 +482,48 @@ async fn a_span_can_be_parented_on_another_recorded_span() {
     assert!(rows.iter().all(|span| span.trace_id == row("request").trace_id));
 }
 
+/// The kill-safety journal's group commit (`span_journal`): the lines of a request's spans are
+/// written together when the request span closes; spans outside a request write their own.
+#[tokio::test]
+async fn a_requests_journal_lines_are_written_when_its_request_span_closes_and_others_at_once() {
+    let direct = direct_pipeline().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = glassbox_server::span_journal::open(dir.path()).unwrap();
+    assert!(direct.telemetry.journal_spans(journal));
+    let lines = || -> Vec<SpanRow> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .flat_map(|entry| std::fs::read_to_string(entry.path()).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .map(|line| glassbox_store::spool::decode_span_line(&line).unwrap())
+            .collect()
+    };
+    let (rows, _) = direct
+        .record(|| {
+            let request =
+                tracing::info_span!(target: "glassbox_server", "http_request", otel.name = "POST /x", otel.kind = "server");
+            request.in_scope(|| {
+                let agent = tracing::info_span!(target: "glassbox_core", "invoke_agent");
+                agent.in_scope(|| tracing::info_span!(target: "glassbox_core", "chat").in_scope(|| {}));
+                drop(agent);
+                assert_eq!(lines().len(), 0, "the request's spans wait for the request span");
+            });
+            drop(request);
+            let names: Vec<String> = lines().into_iter().map(|row| row.span_name).collect();
+            assert_eq!(names, ["chat", "invoke_agent", "POST /x"], "all of them once it closed");
+
+            let background = tracing::info_span!(target: "glassbox_server", "background");
+            background.in_scope(|| {
+                tracing::info_span!(target: "glassbox_core", "step").in_scope(|| {});
+                assert_eq!(lines().len(), 4, "a span outside a request is journaled when it ends");
+            });
+            drop(background);
+            assert_eq!(lines().len(), 5);
+        })
+        .await;
+    assert_eq!(rows.len(), 5, "every span also reached the writer");
+}
+
 #[test]
 fn spans_nobody_records_answer_no_ids_and_ignore_changes() {
     // No subscriber at all, then one without Glassbox's layer, then a span the filter drops.

@@ -1,0 +1,144 @@
+//! The SQLite write connection's own OS thread, at a lowered scheduling priority.
+//!
+//! Every span and usage batch is one write transaction of tens of milliseconds of CPU (JSON
+//! encoding, inserts, index upkeep, WAL checkpoints). On Tokio's blocking pool that work runs
+//! at the same priority as the request-serving workers, so on a machine with few cores a batch
+//! takes a core away from requests for its whole length: the requests that arrive meanwhile
+//! queue behind it, which is where the telemetry path's tail latency came from. Telemetry can
+//! wait a few milliseconds; answers should not. So the write connection's work runs on one
+//! dedicated thread whose nice value is raised (Linux: `setpriority(PRIO_PROCESS, tid)`, which
+//! applies to that thread alone): the kernel then preempts it whenever a request thread wakes
+//! up, and it uses the CPU the requests leave.
+//!
+//! Under sustained load the telemetry writer's backpressure (`TelemetryWriter::admit`) makes
+//! requests wait while the queue is three quarters full, and waiting requests leave the CPU
+//! to this thread; but at a high nice value on a saturated machine that is how it gets the
+//! CPU at all, and peak throughput pays for it (BENCHMARKS.md). So the default is 0.
+//!
+//! Where the nice value cannot be set (another OS, a sandbox refusing it), the thread logs
+//! that once and runs at the process's priority.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+
+use crate::backend::StoreError;
+
+/// The scheduling priority of the SQLite write thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterPriority {
+    /// The thread's nice value, 0 (the process's priority) to 19 (runs only on CPU time
+    /// nothing else wants). Never set below the process's own nice value (that needs
+    /// privileges and would raise the thread above the requests).
+    pub nice: i32,
+}
+
+impl WriterPriority {
+    /// The default: 0, the process's priority. Measured on 2 cores (BENCHMARKS.md): at 19 the
+    /// thread starved whenever the CPU was saturated, backpressure then held requests back and
+    /// the peak fell by a quarter, with no tail latency gain the noise let us see; a higher value
+    /// is for machines where telemetry should only use idle CPU.
+    pub const DEFAULT_NICE: i32 = 0;
+}
+
+impl Default for WriterPriority {
+    fn default() -> Self {
+        Self { nice: Self::DEFAULT_NICE }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The handle to the thread; the thread ends when the handle is dropped (after the jobs sent
+/// before).
+pub(super) struct WriteThread {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl WriteThread {
+    pub(super) fn spawn(priority: WriterPriority) -> Result<WriteThread, StoreError> {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("glassbox-sqlite-writer".into())
+            .spawn(move || {
+                lower_priority(priority.nice);
+                while let Ok(job) = inbox.recv() {
+                    job();
+                }
+            })
+            .map_err(|source| StoreError::Unavailable { source: Box::new(source) })?;
+        Ok(WriteThread { jobs })
+    }
+
+    /// Runs `work` on the thread and waits (asynchronously) for its result. A panic in `work`
+    /// is an error of this call, not the end of the thread.
+    pub(super) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(work));
+            // The caller may have stopped waiting (its future dropped): nothing to tell.
+            let _ = done.send(outcome);
+        });
+        self.jobs.send(job).map_err(|_| stopped("the SQLite write thread has stopped"))?;
+        match result.await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_panic)) => Err(stopped("a SQLite write panicked")),
+            Err(_) => Err(stopped("the SQLite write thread has stopped")),
+        }
+    }
+}
+
+fn stopped(message: &'static str) -> StoreError {
+    StoreError::Unavailable { source: Box::new(std::io::Error::other(message)) }
+}
+
+/// Raises the calling thread's nice value to `nice` (never lowers it); logs once if it cannot.
+fn lower_priority(nice: i32) {
+    let nice = nice.clamp(0, 19);
+    #[cfg(target_os = "linux")]
+    {
+        let thread = Some(rustix::thread::gettid());
+        let current = rustix::process::getpriority_process(thread).unwrap_or(0);
+        if current >= nice {
+            return;
+        }
+        match rustix::process::setpriority_process(thread, nice) {
+            Ok(()) => tracing::debug!(nice, "SQLite write thread runs at a lowered priority"),
+            Err(error) => tracing::warn!(nice, %error,
+                "could not lower the SQLite write thread's priority; it runs at the process's priority"),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    if nice > 0 {
+        tracing::info!(
+            nice,
+            "per-thread priorities are not supported on this OS; the SQLite write thread runs at the process's priority"
+        );
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_runs_at_the_lowered_priority_and_a_panic_is_an_error_not_the_end_of_the_thread() {
+        let process_nice = rustix::process::getpriority_process(None).unwrap();
+        let thread = WriteThread::spawn(WriterPriority { nice: 15 }).unwrap();
+        let nice = thread
+            .run(|| Ok(rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(nice, process_nice.max(15), "the write thread's nice value");
+        let panicked = thread.run::<(), _>(|| panic!("boom")).await;
+        assert!(matches!(panicked, Err(StoreError::Unavailable { .. })), "{panicked:?}");
+        let after = thread.run(|| Ok(7)).await.unwrap();
+        assert_eq!(after, 7, "the thread still runs work after a panic");
+        let caller = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        assert_eq!(caller, process_nice, "only the write thread was reniced");
+    }
+}
