@@ -15,7 +15,9 @@
 --
 -- The backfill (no ON CLUSTER: on a cluster it runs on one replica and replication copies it)
 -- carries an `insert_deduplication_token`, so two servers applying this migration at once add
--- the old rows once. As with migration 8, run `glassbox migrate` before starting writers when
+-- the old rows once. It runs with `max_threads = 1`: the token is extended per inserted block,
+-- and a parallel SELECT cut its output into a varying number of blocks, so a second run was
+-- sometimes not recognised (seen in the conformance test, 2 runs in 4). As with migration 8, run `glassbox migrate` before starting writers when
 -- upgrading a busy store.
 --
 -- Placeholders (see 0001_spans.sql): {database}, {on_cluster}, {replicated}, {replica_args}.
@@ -64,4 +66,4 @@ FROM {database}.spans
 WHERE ((SpanKind = 'Server' AND SpanAttributes['glassbox.request'] != '') OR SpanAttributes['glassbox.tripwire.processor'] != '')
     AND Timestamp >= toDateTime64('1970-01-01 01:00:00', 9, 'UTC') AND Timestamp < toDateTime64('2100-01-01 00:00:00', 9, 'UTC')
 GROUP BY Minute, Tenant
-SETTINGS insert_deduplication_token = 'glassbox-migration-0011-requests-minutely-backfill';
+SETTINGS insert_deduplication_token = 'glassbox-migration-0011-requests-minutely-backfill', max_threads = 1;

@@ -649,14 +649,14 @@ FROM spans"
         span_tenant(sql);
         sql.push(" GROUP BY bucket_start_ns");
     };
+    // `usage` and `usage_hourly` share these column names.
+    let usage_sums = ", toUInt64(0) AS requests, toUInt64(0) AS errors, toUInt64(0) AS refused, toUInt64(0) AS blocked,
+    sum(InputTokens) AS input_tokens, sum(OutputTokens) AS output_tokens, CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost";
     let raw_usage = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
         sql.push("SELECT ");
         sql.bind(raw_bucket, [bucket_ns.into()]);
-        sql.push(
-            ", toUInt64(0) AS requests, toUInt64(0) AS errors, toUInt64(0) AS refused, toUInt64(0) AS blocked,
-    sum(InputTokens) AS input_tokens, sum(OutputTokens) AS output_tokens, CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
-FROM usage",
-        );
+        sql.push(usage_sums);
+        sql.push(" FROM usage");
         raw_range(sql, from_ns, to_ns);
         if let Some(tenant) = tenant {
             sql.bind(" AND Tenant = ?", [tenant.into()]);
@@ -688,11 +688,8 @@ FROM requests_minutely",
         Some(hours) => {
             buckets.push("SELECT ");
             buckets.bind(hour_bucket, [bucket_ns.into()]);
-            buckets.push(
-                ", toUInt64(0) AS requests, toUInt64(0) AS errors, toUInt64(0) AS refused, toUInt64(0) AS blocked,
-    sum(InputTokens) AS input_tokens, sum(OutputTokens) AS output_tokens, CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
-FROM usage_hourly",
-            );
+            buckets.push(usage_sums);
+            buckets.push(" FROM usage_hourly");
             hour_range(&mut buckets, hours);
             rollup_then_raw_ends(&mut buckets, tenant, " GROUP BY bucket_start_ns", range, hours, raw_usage);
         }
