@@ -201,10 +201,24 @@ fn configure(connection: &Connection, role: ConnectionRole) -> Result<(), StoreE
     connection.busy_timeout(BUSY_TIMEOUT).map_err(store_error)?;
     match role {
         ConnectionRole::Writer => {
-            // WAL lets readers run beside the writer; the mode is stored in the file.
-            connection
-                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0))
-                .map_err(store_error)?;
+            // WAL lets readers run beside the writer; the mode is stored in the file. Two
+            // connections switching a new file at once may get SQLITE_BUSY without the busy
+            // handler being asked (SQLite refuses to wait where waiting could deadlock), so
+            // the switch is retried here, within the same time budget. This runs on a
+            // blocking thread, where sleeping is fine.
+            let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+            loop {
+                match connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0)) {
+                    Ok(_) => break,
+                    Err(error)
+                        if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(error) => return Err(store_error(error)),
+                }
+            }
             // In WAL mode NORMAL syncs at checkpoints instead of at every commit: a commit
             // survives a crash or kill of the process; only a power loss or OS crash may undo
             // the last commits (ClickHouse does not fsync inserts either by default).
