@@ -51,17 +51,8 @@ pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>)
     UsageJournal::open_segments(dir, PREFIX)
 }
 
-/// The journal line of `row`; made before the row is handed to the writer (which takes it).
-/// Empty (nothing to append) if the row cannot be encoded, which a `SpanRow` always can.
-pub fn encode(row: &SpanRow) -> Vec<u8> {
-    let mut line = Vec::with_capacity(1024);
-    if glassbox_store::spool::encode_span_line(row, &mut line).is_err() {
-        return Vec::new();
-    }
-    line
-}
-
-/// Appends the journal line of `row` to `lines` (nothing if it cannot be encoded).
+/// Appends the journal line of `row` to `lines`; made before the row is handed to the writer
+/// (which takes it). Nothing if it cannot be encoded, which a `SpanRow` always can.
 pub fn encode_into(row: &SpanRow, lines: &mut Vec<u8>) {
     let start = lines.len();
     if glassbox_store::spool::encode_span_line(row, lines).is_err() {
@@ -153,6 +144,12 @@ mod tests {
     use glassbox_store::{SpanEvent, SpanLink, StatusCode};
 
     use super::*;
+
+    fn encode(row: &SpanRow) -> Vec<u8> {
+        let mut line = Vec::new();
+        encode_into(row, &mut line);
+        line
+    }
 
     fn row(n: u64) -> SpanRow {
         SpanRow {

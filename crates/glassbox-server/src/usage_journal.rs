@@ -7,9 +7,10 @@
 //! is handed to the writer — on the request's own path, before the response is sent:
 //!
 //! - `<spool_dir>/journal/usage-<uuidv7>.jsonl`, one row as JSON per line, appended with one
-//!   `write` call under a short lock (for a request, one `write` for all its rows, when its
-//!   request span closes: the group commit of `span_journal`) (page cache only: a killed process loses nothing, a power
-//!   cut may lose the last lines; the spool's fsync is for batches, not for every request).
+//!   `write` call under a short lock; for a request, one `write` for all its rows when its
+//!   request span closes (the group commit of `span_journal`). Page cache only: a killed
+//!   process loses nothing, a power cut may lose the last lines; the spool's fsync is for
+//!   batches, not for every request.
 //! - The row is handed to the writer *before* its line is appended, so every line of a segment
 //!   is in the writer once the segment is rotated out. A rotation task swaps in a new segment
 //!   every few seconds, waits for [`TelemetryWriter::flush`] (every row handed over before it
@@ -87,9 +88,7 @@ impl UsageJournal {
     /// The JSON line of `row`; made before the row is handed to the writer (which takes it).
     pub fn encode(row: &UsageRow) -> Vec<u8> {
         let mut line = Vec::with_capacity(512);
-        if glassbox_store::spool::encode_usage_line(row, &mut line).is_err() {
-            return Vec::new();
-        }
+        Self::encode_into(row, &mut line);
         line
     }
 
@@ -102,8 +101,9 @@ impl UsageJournal {
         }
     }
 
-    /// Appends lines made by [`encode`](Self::encode) (or several, with one `write`). A failure is logged: the row is still
-    /// in the writer, only its protection against a kill is gone.
+    /// Appends one or more lines made by [`encode`](Self::encode) or
+    /// [`encode_into`](Self::encode_into), with one `write`. A failure is logged: the rows
+    /// are still in the writer, only their protection against a kill is gone.
     pub fn append(&self, line: &[u8]) {
         let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(error) = segment.file.write_all(line) {

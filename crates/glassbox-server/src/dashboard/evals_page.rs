@@ -423,10 +423,6 @@ pub struct EvalRunPage {
     scorers: Vec<ScorerView>,
 }
 
-fn score_text(score: Option<f64>) -> String {
-    score.map_or_else(|| "–".to_owned(), |score| format!("{score:.3}"))
-}
-
 fn signed_points(delta: f64) -> String {
     format!("{:+.1} pts", delta * 100.0)
 }
@@ -495,12 +491,12 @@ pub async fn eval_run(
                 VerdictView {
                     scorer: row.scorer.clone(),
                     passed: row.passed,
-                    score: score_text(row.score),
+                    score: format::score(row.score, 3),
                     reason: clip(&row.reason, MAX_REASON_CHARS),
                     error: clip(&row.error, MAX_REASON_CHARS),
                     baseline: match old {
                         None => "–".to_owned(),
-                        Some(old) => format!("{} {}", if old.passed { "pass" } else { "fail" }, score_text(old.score)),
+                        Some(old) => format!("{} {}", if old.passed { "pass" } else { "fail" }, format::score(old.score, 3)),
                     },
                     change: change.as_str(),
                     score_delta: match (old.and_then(|old| old.score), row.score) {

@@ -159,6 +159,11 @@ pub fn parse_usd(text: &str) -> Option<i64> {
     whole.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
+/// An eval score with `places` decimals, `–` when the scorer gave none (it errored).
+pub fn score(score: Option<f64>, places: usize) -> String {
+    score.map_or_else(|| "–".to_owned(), |score| format!("{score:.places$}"))
+}
+
 /// `12.5%`.
 pub fn percent(part: u64, whole: u64) -> String {
     if whole == 0 { "0.0%".to_owned() } else { format!("{:.1}%", part as f64 * 100.0 / whole as f64) }

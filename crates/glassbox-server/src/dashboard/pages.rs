@@ -306,7 +306,7 @@ impl ScoreView {
         Self {
             scorer: row.scorer.clone(),
             verdict,
-            score: row.score.map_or_else(|| "–".to_owned(), |score| format!("{score:.2}")),
+            score: format::score(row.score, 2),
             reason: format::truncate(&row.reason, 500).0,
             error: format::truncate(&row.error, 500).0,
         }

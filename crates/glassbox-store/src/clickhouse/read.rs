@@ -405,10 +405,7 @@ FROM (",
     CAST(sum(CostUsd), 'Decimal(38, 9)') AS cost
 FROM usage_hourly",
             );
-            sql.bind(
-                " WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
-                [(from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
-            );
+            period_range(&mut sql, "Hour", (from_hour, to_hour));
             rollup_then_raw_ends(&mut sql, tenant, " GROUP BY group_key", range, (from_hour, to_hour), raw_part);
         }
         None => raw_part(&mut sql, range.from_ns, range.to_ns),
@@ -521,15 +518,13 @@ FROM (",
         Some((from_hour, to_hour)) => {
             sql.push("SELECT ");
             sql.push(key);
-            sql.bind(
-                " AS group_key,
-    toInt64(toUnixTimestamp(Hour)) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(Hour)) * 1000000000, toInt64(?)) AS bucket_start_ns,
-    sum(Calls) AS calls,
-    quantilesExactMergeState(0.5, 0.95, 0.99)(LatencyNs) AS latency_state
-FROM latency_hourly
-WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
-                [bucket_ns.into(), (from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
+            sql.push(" AS group_key, ");
+            period_bucket(&mut sql, "Hour", bucket_ns);
+            sql.push(
+                ", sum(Calls) AS calls, quantilesExactMergeState(0.5, 0.95, 0.99)(LatencyNs) AS latency_state
+FROM latency_hourly",
             );
+            period_range(&mut sql, "Hour", (from_hour, to_hour));
             let group_by = " GROUP BY group_key, bucket_start_ns";
             rollup_then_raw_ends(&mut sql, tenant, group_by, range, (from_hour, to_hour), raw_part);
         }
@@ -551,6 +546,18 @@ WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'U
             calls: row.calls,
         })
         .collect())
+}
+
+/// A rollup's period (`column`: `Hour` or `Minute`) as the start of its bucket of `bucket_ns`.
+fn period_bucket(sql: &mut Sql, column: &'static str, bucket_ns: i64) {
+    sql.push("toInt64(toUnixTimestamp(").push(column).push(")) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(");
+    sql.push(column).bind(")) * 1000000000, toInt64(?)) AS bucket_start_ns", [bucket_ns.into()]);
+}
+
+/// ` WHERE` the rollup's period (`column`) is in `[from_ns, to_ns)`, both whole periods.
+fn period_range(sql: &mut Sql, column: &'static str, (from_ns, to_ns): (i64, i64)) {
+    sql.push(" WHERE ").push(column).bind(" >= toDateTime(toInt64(?), 'UTC') AND ", [(from_ns / 1_000_000_000).into()]);
+    sql.push(column).bind(" < toDateTime(toInt64(?), 'UTC')", [(to_ns / 1_000_000_000).into()]);
 }
 
 /// A request span (see `RequestStats`): the condition of migration 11's view. Macros, so the
@@ -598,25 +605,11 @@ pub(super) async fn request_stats(
     let bucket_ns = i64::from(bucket_secs) * 1_000_000_000;
     let hours = whole_hours(range).filter(|_| bucket_ns % NANOS_PER_HOUR == 0);
     let minutes = whole_periods(range, NANOS_PER_MINUTE).filter(|_| bucket_ns % NANOS_PER_MINUTE == 0);
-    let hour_bucket = "toInt64(toUnixTimestamp(Hour)) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(Hour)) * 1000000000, toInt64(?)) AS bucket_start_ns";
-    let minute_bucket = "toInt64(toUnixTimestamp(Minute)) * 1000000000 - positiveModulo(toInt64(toUnixTimestamp(Minute)) * 1000000000, toInt64(?)) AS bucket_start_ns";
     let raw_bucket = "toUnixTimestamp64Nano(Timestamp) - positiveModulo(toUnixTimestamp64Nano(Timestamp), toInt64(?)) AS bucket_start_ns";
     let raw_range = |sql: &mut Sql, from_ns: i64, to_ns: i64| {
         sql.bind(
             " WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(?)) AND Timestamp < fromUnixTimestamp64Nano(toInt64(?))",
             [from_ns.into(), to_ns.into()],
-        );
-    };
-    let hour_range = |sql: &mut Sql, (from_hour, to_hour): (i64, i64)| {
-        sql.bind(
-            " WHERE Hour >= toDateTime(toInt64(?), 'UTC') AND Hour < toDateTime(toInt64(?), 'UTC')",
-            [(from_hour / 1_000_000_000).into(), (to_hour / 1_000_000_000).into()],
-        );
-    };
-    let minute_range = |sql: &mut Sql, (from_minute, to_minute): (i64, i64)| {
-        sql.bind(
-            " WHERE Minute >= toDateTime(toInt64(?), 'UTC') AND Minute < toDateTime(toInt64(?), 'UTC')",
-            [(from_minute / 1_000_000_000).into(), (to_minute / 1_000_000_000).into()],
         );
     };
     let span_tenant = |sql: &mut Sql| {
@@ -672,13 +665,13 @@ FROM (",
     match minutes {
         Some(minutes) => {
             buckets.push("SELECT ");
-            buckets.bind(minute_bucket, [bucket_ns.into()]);
+            period_bucket(&mut buckets, "Minute", bucket_ns);
             buckets.push(
                 ", sum(Requests) AS requests, sum(Errors) AS errors, sum(Refused) AS refused, sum(Blocked) AS blocked,
     toUInt64(0) AS input_tokens, toUInt64(0) AS output_tokens, CAST(0, 'Decimal(38, 9)') AS cost
 FROM requests_minutely",
             );
-            minute_range(&mut buckets, minutes);
+            period_range(&mut buckets, "Minute", minutes);
             rollup_then_raw_ends(&mut buckets, tenant, " GROUP BY bucket_start_ns", range, minutes, raw_requests);
         }
         None => raw_requests(&mut buckets, range.from_ns, range.to_ns),
@@ -687,10 +680,10 @@ FROM requests_minutely",
     match hours {
         Some(hours) => {
             buckets.push("SELECT ");
-            buckets.bind(hour_bucket, [bucket_ns.into()]);
+            period_bucket(&mut buckets, "Hour", bucket_ns);
             buckets.push(usage_sums);
             buckets.push(" FROM usage_hourly");
-            hour_range(&mut buckets, hours);
+            period_range(&mut buckets, "Hour", hours);
             rollup_then_raw_ends(&mut buckets, tenant, " GROUP BY bucket_start_ns", range, hours, raw_usage);
         }
         None => raw_usage(&mut buckets, range.from_ns, range.to_ns),
@@ -709,7 +702,7 @@ FROM requests_minutely",
         Some(minutes) => {
             latency
                 .push("SELECT quantilesExactMergeState(0.5, 0.95, 0.99)(DurationNs) AS latency_state FROM requests_minutely");
-            minute_range(&mut latency, minutes);
+            period_range(&mut latency, "Minute", minutes);
             rollup_then_raw_ends(&mut latency, tenant, "", range, minutes, raw_latency);
         }
         None => raw_latency(&mut latency, range.from_ns, range.to_ns),

@@ -3,12 +3,12 @@
 //! Every span and usage batch is one write transaction of tens of milliseconds of CPU (JSON
 //! encoding, inserts, index upkeep, WAL checkpoints). On Tokio's blocking pool that work runs
 //! at the same priority as the request-serving workers, so on a machine with few cores a batch
-//! takes a core away from requests for its whole length: the requests that arrive meanwhile
-//! queue behind it, which is where the telemetry path's tail latency came from. Telemetry can
-//! wait a few milliseconds; answers should not. So the write connection's work runs on one
-//! dedicated thread whose nice value is raised (Linux: `setpriority(PRIO_PROCESS, tid)`, which
-//! applies to that thread alone): the kernel then preempts it whenever a request thread wakes
-//! up, and it uses the CPU the requests leave.
+//! takes a core away from requests for its whole length, and the requests that arrive meanwhile
+//! may queue behind it. So the write connection's work can run on one dedicated thread whose
+//! nice value is raised (Linux: `setpriority(PRIO_PROCESS, tid)`, which applies to that thread
+//! alone): the kernel then preempts it whenever a request thread wakes up, and it uses the CPU
+//! the requests leave. Measured on 2 cores, this did not lower the added p99 at half peak
+//! (BENCHMARKS.md), so it is off by default.
 //!
 //! Under sustained load the telemetry writer's backpressure (`TelemetryWriter::admit`) makes
 //! requests wait while the queue is three quarters full, and waiting requests leave the CPU
