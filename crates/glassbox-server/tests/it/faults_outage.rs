@@ -69,10 +69,10 @@ pub(crate) fn spawn_clients(
                                     }
                                 }
                                 (Ok(body), _) => seen.refused.push(format!("{route}: {status}: {body}")),
-                                (Err(error), _) => seen.unanswered.push(format!("{route}: {status}: body: {error}")),
+                                (Err(error), _) => seen.unanswered.push(format!("{route}: {status}: body: {error:?}")),
                             }
                         }
-                        Err(error) => seen.unanswered.push(format!("{route}: {error}")),
+                        Err(error) => seen.unanswered.push(format!("{route}: {error:?}")),
                     }
                     tokio::time::sleep(pace).await;
                 }
