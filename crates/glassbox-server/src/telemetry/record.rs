@@ -466,7 +466,7 @@ where
             })
         });
         let (trace_id, parent_span_id, sampled, trace_state, journal_with_parent) =
-            inherited.unwrap_or_else(|| (random_id::<16>(), [0; 8], true, String::new(), false));
+            inherited.unwrap_or_else(|| (crate::trace_context::new_trace_id(), [0; 8], true, String::new(), false));
         let metadata = attrs.metadata();
         let mut record = SpanRecord {
             trace_id,
