@@ -54,10 +54,8 @@ pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>)
 /// Appends the journal line of `row` to `lines`; made before the row is handed to the writer
 /// (which takes it). Nothing if it cannot be encoded, which a `SpanRow` always can.
 pub fn encode_into(row: &SpanRow, lines: &mut Vec<u8>) {
-    let start = lines.len();
-    if glassbox_store::spool::encode_span_line(row, lines).is_err() {
-        lines.truncate(start);
-    }
+    // An error leaves `lines` as it was (`encode_span_line`).
+    let _unencodable = glassbox_store::spool::encode_span_line(row, lines);
 }
 
 /// Writes again the rows of `segments` (an earlier process's) that are neither spooled in

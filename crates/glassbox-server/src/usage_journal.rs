@@ -85,24 +85,14 @@ impl UsageJournal {
         Ok((Arc::new(UsageJournal { dir, prefix, current: Mutex::new(segment) }), leftover))
     }
 
-    /// The JSON line of `row`; made before the row is handed to the writer (which takes it).
-    pub fn encode(row: &UsageRow) -> Vec<u8> {
-        let mut line = Vec::with_capacity(512);
-        Self::encode_into(row, &mut line);
-        line
-    }
-
-    /// Appends the JSON line of `row` to `lines` (nothing if it cannot be encoded, which a
-    /// `UsageRow` always can).
+    /// Appends the JSON line of `row` to `lines`; made before the row is handed to the writer
+    /// (which takes it). Nothing if it cannot be encoded, which a `UsageRow` always can.
     pub fn encode_into(row: &UsageRow, lines: &mut Vec<u8>) {
-        let start = lines.len();
-        if glassbox_store::spool::encode_usage_line(row, lines).is_err() {
-            lines.truncate(start);
-        }
+        // An error leaves `lines` as it was (`encode_usage_line`).
+        let _unencodable = glassbox_store::spool::encode_usage_line(row, lines);
     }
 
-    /// Appends one or more lines made by [`encode`](Self::encode) or
-    /// [`encode_into`](Self::encode_into), with one `write`. A failure is logged: the rows
+    /// Appends one or more lines made by [`encode_into`](Self::encode_into), with one `write`. A failure is logged: the rows
     /// are still in the writer, only their protection against a kill is gone.
     pub fn append(&self, line: &[u8]) {
         let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
@@ -271,6 +261,12 @@ struct SpanIdOnly {
 mod tests {
     use super::*;
 
+    fn encode(row: &UsageRow) -> Vec<u8> {
+        let mut line = Vec::new();
+        UsageJournal::encode_into(row, &mut line);
+        line
+    }
+
     fn row(n: u64) -> UsageRow {
         UsageRow {
             timestamp_ns: 1_700_000_000_000_000_000,
@@ -301,10 +297,10 @@ mod tests {
         let (journal, leftover) = UsageJournal::open(dir.path()).unwrap();
         assert!(leftover.is_empty());
         for n in 1..=3 {
-            journal.append(&UsageJournal::encode(&row(n)));
+            journal.append(&encode(&row(n)));
         }
         // A line cut by a kill mid-write.
-        let torn = UsageJournal::encode(&row(4));
+        let torn = encode(&row(4));
         journal.append(&torn[..torn.len() / 2]);
         let (_second, leftover) = UsageJournal::open(dir.path()).unwrap();
         assert_eq!(leftover.len(), 1, "the first process's segment is left over");
@@ -318,9 +314,9 @@ mod tests {
     fn rotation_hands_back_the_old_segment_and_writes_on_in_a_new_one() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = UsageJournal::open(dir.path()).unwrap();
-        journal.append(&UsageJournal::encode(&row(1)));
+        journal.append(&encode(&row(1)));
         let old = journal.rotate().unwrap();
-        journal.append(&UsageJournal::encode(&row(2)));
+        journal.append(&encode(&row(2)));
         assert_eq!(std::fs::read_to_string(&old).unwrap().lines().count(), 1);
         remove(&old);
         journal.remove_current();

@@ -511,9 +511,7 @@ mod span_links {
 /// Appends `row` to `out` as one spool line (JSON and `\n`), the format of a batch file's
 /// rows; for journals outside the spool that must read back as the same rows.
 pub fn encode_span_line(row: &SpanRow, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-    SpanRowDef::serialize(row, &mut serde_json::Serializer::new(&mut *out))?;
-    out.push(b'\n');
-    Ok(())
+    append_line(out, |serializer| SpanRowDef::serialize(row, serializer))
 }
 
 /// Reads back one line made by [`encode_span_line`] (without its `\n`).
@@ -523,9 +521,25 @@ pub fn decode_span_line(line: &str) -> Result<SpanRow, serde_json::Error> {
 
 /// One usage row as a JSON line in the spool's row format, for kill-safety journals.
 pub fn encode_usage_line(row: &UsageRow, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-    UsageRowDef::serialize(row, &mut serde_json::Serializer::new(&mut *out))?;
-    out.push(b'\n');
-    Ok(())
+    append_line(out, |serializer| UsageRowDef::serialize(row, serializer))
+}
+
+/// Appends one JSON line to `out`; on an error `out` is left as it was (no torn line).
+fn append_line(
+    out: &mut Vec<u8>,
+    serialize: impl FnOnce(&mut serde_json::Serializer<&mut Vec<u8>>) -> Result<(), serde_json::Error>,
+) -> Result<(), serde_json::Error> {
+    let start = out.len();
+    match serialize(&mut serde_json::Serializer::new(&mut *out)) {
+        Ok(()) => {
+            out.push(b'\n');
+            Ok(())
+        }
+        Err(error) => {
+            out.truncate(start);
+            Err(error)
+        }
+    }
 }
 
 /// Reads back one line made by [`encode_usage_line`] (without its `\n`).

@@ -7,8 +7,8 @@
 //! may queue behind it. So the write connection's work can run on one dedicated thread whose
 //! nice value is raised (Linux: `setpriority(PRIO_PROCESS, tid)`, which applies to that thread
 //! alone): the kernel then preempts it whenever a request thread wakes up, and it uses the CPU
-//! the requests leave. Measured on 2 cores, this did not lower the added p99 at half peak
-//! (BENCHMARKS.md), so it is off by default.
+//! the requests leave. Measured on 2 cores, a raised nice value did not lower the added p99 at
+//! half peak (BENCHMARKS.md), so the thread runs at the process's priority by default.
 //!
 //! Under sustained load the telemetry writer's backpressure (`TelemetryWriter::admit`) makes
 //! requests wait while the queue is three quarters full, and waiting requests leave the CPU
@@ -28,22 +28,9 @@ use crate::backend::StoreError;
 pub struct WriterPriority {
     /// The thread's nice value, 0 (the process's priority) to 19 (runs only on CPU time
     /// nothing else wants). Never set below the process's own nice value (that needs
-    /// privileges and would raise the thread above the requests).
+    /// privileges and would raise the thread above the requests). The default is the config's
+    /// (`store.writer_nice`, 0; see the module documentation).
     pub nice: i32,
-}
-
-impl WriterPriority {
-    /// The default: 0, the process's priority. Measured on 2 cores (BENCHMARKS.md): at 19 the
-    /// thread starved whenever the CPU was saturated, backpressure then held requests back and
-    /// the peak fell by a quarter, with no tail latency gain the noise let us see; a higher value
-    /// is for machines where telemetry should only use idle CPU.
-    pub const DEFAULT_NICE: i32 = 0;
-}
-
-impl Default for WriterPriority {
-    fn default() -> Self {
-        Self { nice: Self::DEFAULT_NICE }
-    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;
