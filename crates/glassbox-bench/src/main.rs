@@ -6,7 +6,10 @@
 //! the same oha load, and writes a Markdown table and the JSON of every figure to
 //! benchmarks/results/. `benchmarks/run.sh` builds and installs everything first; see
 //! BENCHMARKS.md. `glassbox-bench floor` is the floor itself, run as its own process.
+//! `glassbox-bench ab` alternates builds or configs of Glassbox against the floor, round by
+//! round, to judge one change.
 
+mod ab;
 mod floor;
 mod http;
 mod load;
@@ -28,12 +31,15 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Serve the bare pass-through proxy (the floor) until interrupted.
     Floor(floor::FloorArgs),
+    /// Alternate builds or configs of Glassbox, round by round, against the floor.
+    Ab(ab::AbArgs),
 }
 
 fn main() -> ExitCode {
     let result = match Command::parse() {
         Command::Run(args) => run_and_write(*args),
         Command::Floor(args) => floor::run(args),
+        Command::Ab(args) => ab::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

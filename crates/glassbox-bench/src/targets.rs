@@ -96,6 +96,8 @@ pub struct Programs {
     pub glassbox: PathBuf,
     pub mockllm: PathBuf,
     pub glassbox_config: PathBuf,
+    /// Extra environment variables of `glassbox serve` (`glassbox-bench ab`'s variants).
+    pub glassbox_env: Vec<(String, String)>,
     pub litellm: PathBuf,
     pub litellm_config: PathBuf,
     pub mastra_dir: PathBuf,
@@ -216,7 +218,8 @@ pub fn start(
                 .env("BENCH_MOCK_API_KEY", "bench")
                 .env("GLASSBOX_BENCH_KEY", GLASSBOX_KEY)
                 .env_remove("GLASSBOX_CLICKHOUSE_URL")
-                .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+                .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .envs(programs.glassbox_env.iter().map(|(name, value)| (name, value)));
             if let Some(url) = clickhouse_url.filter(|_| kind == Kind::GlassboxClickHouse) {
                 command.env("GLASSBOX_CLICKHOUSE_URL", url).env("GLASSBOX_CLICKHOUSE_DATABASE", "glassbox_bench");
             }
