@@ -18,7 +18,7 @@ load 11s > "$out.oha.txt"
 wait
 perf script --no-inline -i "$out.perf.data" 2>/dev/null | python3 "$here/collapse.py" > "$out.folded.full"
 # The summary reads the full frame names (generic arguments carry the type names it looks for).
-python3 "$here/server_summary.py" "$out.folded.full" 30 > "$out.summary.txt"
+python3 "$here/summary.py" "$out.folded.full" --all-threads > "$out.summary.txt"
 python3 "$here/shorten.py" < "$out.folded.full" \
   | awk '{ n = $NF; $NF = ""; sub(/ $/, ""); count[$0] += n } END { for (s in count) print s, count[s] }' | sort > "$out.folded"
 rm -f "$out.perf.data" "$out.folded.full"

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Summarizes folded stacks: CPU share per thread group, inclusive share of named cost buckets
-(target threads only), and the top self frames."""
+(target threads only), and the top self frames.
+
+usage: summary.py FOLDED               # the in-process benchmark (its server threads: `target*`)
+       summary.py FOLDED --all-threads  # a `glassbox` process profiled alone (server-profile.sh)"""
 import re, sys, collections
 lines = [l.rsplit(' ', 1) for l in open(sys.argv[1]) if l.strip()]
+all_threads = '--all-threads' in sys.argv[2:]
 stacks = [(s.split(';'), int(c)) for s, c in lines]
 total = sum(c for _, c in stacks)
 by_comm = collections.Counter()
@@ -12,13 +16,16 @@ print(f"samples: {total}")
 print("\n## CPU by thread group (share of all samples)")
 for comm, c in by_comm.most_common():
     print(f"{100*c/total:6.1f}%  {comm}")
-target = [(f, c) for f, c in stacks if f[0].startswith('target')]
+target = [(f, c) for f, c in stacks if all_threads or f[0].startswith('target')]
 ttotal = sum(c for _, c in target)
 buckets = [
     ("tracing-opentelemetry layer (span build, record, enter/exit, close)", r"tracing_opentelemetry::"),
     ("opentelemetry_sdk (SdkSpan, SpanData, processors)", r"opentelemetry_sdk::"),
     ("StoreSpanProcessor::on_end (SpanData -> SpanRow/UsageRow, enqueue)", r"StoreSpanProcessor.*on_end"),
     ("span_row conversion", r"telemetry::span_row"),
+    ("telemetry layer (telemetry::record)", r"telemetry::record::"),
+    ("span rows and journal lines (telemetry::Sink)", r"telemetry::Sink::"),
+    ("journal lines JSON (spool line encoders)", r"spool::encode_(span|usage)_line"),
     ("telemetry writer (batcher, deliver)", r"glassbox_store::writer::"),
     ("SQLite insert_spans (incl. JSON encode)", r"sqlite::write::insert_spans"),
     ("SQLite insert_usage", r"sqlite::write::insert_usage"),
@@ -41,6 +48,7 @@ buckets = [
     ("hyper", r"hyper::|hyper_util::"),
     ("axum", r"axum::"),
     ("malloc/free/realloc", r"^(__libc_)?(malloc|free|realloc|calloc|_int_malloc|_int_free|cfree|malloc_consolidate|__GI___libc_free|__GI___libc_malloc|_int_realloc|tcache|unlink_chunk|sysmalloc)"),
+    ("jemalloc", r"^_rjem_|_rjem_je_"),
     ("syscalls / kernel", r"\[unknown.*kernel|^entry_SYSCALL|syscall|__send|__recv|epoll_wait|__write|__read|writev|fdatasync|fsync"),
 ]
 print(f"\n## Inclusive share of target-runtime CPU (target threads: {100*ttotal/total:.1f}% of all samples)")
