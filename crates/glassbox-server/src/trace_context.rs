@@ -68,11 +68,12 @@ impl TraceContext {
 /// 64.8 KB of SQLite writes (WAL frames and checkpoints), with these 24.7 KB. W3C trace context
 /// asks randomness only of the last 7 bytes; online-eval sampling reads the last 8.
 pub(crate) fn new_trace_id() -> [u8; 16] {
-    let mut id = random_nonzero::<16>();
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    let mut id = [0_u8; 16];
     id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    id[6..].copy_from_slice(&random_nonzero::<10>());
     id
 }
 
