@@ -168,6 +168,9 @@ fn measure(
     }
     let rss_mb = procfs::peak_rss_kib(&procfs::tree(target.process.pid())) as f64 * 1024.0 / 1e6;
     target.process.stop();
+    // Each run leaves half a gigabyte of store behind; a run of many rounds would fill the disk.
+    let data = targets::data_dir(dir, Kind::Glassbox);
+    std::fs::remove_dir_all(&data).with_context(|| format!("while removing {}", data.display()))?;
     Ok(Row {
         peak_rps: closed.rps,
         cpu_ms: cpu_per_request,

@@ -177,6 +177,11 @@ fn agent_request(addr: SocketAddr, stream: bool, headers: Vec<(String, String)>)
     }
 }
 
+/// Where a Glassbox target started by [`start`] in `work` keeps its store and spool.
+pub fn data_dir(work: &Path, kind: Kind) -> PathBuf {
+    work.join(format!("{}-data", kind.short()))
+}
+
 /// Starts `kind` in front of the mock at `mock_url` and waits until it answers.
 pub fn start(
     kind: Kind,
@@ -206,7 +211,7 @@ pub fn start(
             Target { process, addr, request, expect: "Mock" }
         }
         Kind::Glassbox | Kind::GlassboxClickHouse => {
-            let data = work.join(format!("{}-data", kind.short()));
+            let data = data_dir(work, kind);
             std::fs::create_dir_all(&data).with_context(|| format!("while creating {}", data.display()))?;
             let mut command = Command::new(&programs.glassbox);
             command

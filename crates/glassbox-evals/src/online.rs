@@ -10,7 +10,8 @@
 //! store's `eval_scores`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glassbox_core::LanguageModel;
@@ -52,6 +53,7 @@ pub struct OnlineEvals {
     agents: HashMap<String, AgentEvals>,
     store: Option<Arc<dyn EvalStore>>,
     pricing: Arc<PricingTable>,
+    scores: ScoreGroup,
 }
 
 impl std::fmt::Debug for OnlineEvals {
@@ -76,7 +78,7 @@ const STORE_ATTEMPTS: u32 = 3;
 
 impl OnlineEvals {
     pub fn new(agents: HashMap<String, AgentEvals>, store: Option<Arc<dyn EvalStore>>, pricing: Arc<PricingTable>) -> Self {
-        Self { agents, store, pricing }
+        Self { agents, store, pricing, scores: ScoreGroup::default() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -153,21 +155,73 @@ impl OnlineEvals {
             });
         }
         let Some(store) = &self.store else { return };
-        for attempt in 1..=STORE_ATTEMPTS {
-            match store.insert_eval_scores(&rows).await {
-                Ok(()) => return,
-                Err(error) if attempt < STORE_ATTEMPTS && error.is_retryable() => {
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(error) => {
-                    tracing::error!(
-                        trace_id = %request.trace_id,
-                        n_scores = rows.len(),
-                        error = %crate::error_chain(&error),
-                        "could not store online eval scores (they remain on the trace's evaluation spans)"
-                    );
-                    return;
-                }
+        self.scores.store(store.as_ref(), rows).await;
+    }
+}
+
+/// Group commit of score rows: one insert carries the rows of every request that finished
+/// scoring while the insert before it was in flight, so at a high request rate the store
+/// sees a few large transactions instead of one per sampled request.
+///
+/// Whoever finds no insert in flight writes; the others leave their rows to it and return.
+/// A writer loops until nothing is left, so no row waits for a later request.
+#[derive(Debug, Default)]
+struct ScoreGroup {
+    pending: Mutex<Vec<EvalScoreRow>>,
+    writing: AtomicBool,
+}
+
+/// Lets go of [`ScoreGroup::writing`] even if the writing future is dropped mid-insert.
+struct Writing<'a>(&'a AtomicBool);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl ScoreGroup {
+    async fn store(&self, store: &dyn EvalStore, rows: Vec<EvalScoreRow>) {
+        self.lock().extend(rows);
+        loop {
+            if self.writing.swap(true, Ordering::AcqRel) {
+                // The writer in flight takes these rows when its insert returns.
+                return;
+            }
+            let writing = Writing(&self.writing);
+            let batch = std::mem::take(&mut *self.lock());
+            if !batch.is_empty() {
+                insert_with_retries(store, &batch).await;
+            }
+            drop(writing);
+            // Rows added after the take saw a writer and left: write them too.
+            if self.lock().is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<EvalScoreRow>> {
+        // The vector is only extended or taken whole: a panic elsewhere cannot leave it torn.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+async fn insert_with_retries(store: &dyn EvalStore, rows: &[EvalScoreRow]) {
+    for attempt in 1..=STORE_ATTEMPTS {
+        match store.insert_eval_scores(rows).await {
+            Ok(()) => return,
+            Err(error) if attempt < STORE_ATTEMPTS && error.is_retryable() => {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            Err(error) => {
+                tracing::error!(
+                    first_trace_id = rows.first().map_or("", |row| row.trace_id.as_str()),
+                    n_scores = rows.len(),
+                    error = %crate::error_chain(&error),
+                    "could not store online eval scores (they remain on the traces' evaluation spans)"
+                );
+                return;
             }
         }
     }

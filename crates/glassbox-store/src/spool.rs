@@ -129,7 +129,7 @@ pub enum SpoolError {
     Encode {
         kind: &'static str,
         #[source]
-        source: serde_json::Error,
+        source: sonic_rs::Error,
     },
 }
 
@@ -510,7 +510,9 @@ mod span_links {
 
 /// Appends `row` to `out` as one spool line (JSON and `\n`), the format of a batch file's
 /// rows; for journals outside the spool that must read back as the same rows.
-pub fn encode_span_line(row: &SpanRow, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+pub fn encode_span_line(row: &SpanRow, out: &mut Vec<u8>) -> Result<(), sonic_rs::Error> {
+    // Room up front (see `append_line`): lines of many short strings then never reallocate.
+    out.reserve(2 * approx_span_bytes(row));
     append_line(out, |serializer| SpanRowDef::serialize(row, serializer))
 }
 
@@ -520,17 +522,23 @@ pub fn decode_span_line(line: &str) -> Result<SpanRow, serde_json::Error> {
 }
 
 /// One usage row as a JSON line in the spool's row format, for kill-safety journals.
-pub fn encode_usage_line(row: &UsageRow, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+pub fn encode_usage_line(row: &UsageRow, out: &mut Vec<u8>) -> Result<(), sonic_rs::Error> {
+    out.reserve(2 * approx_usage_bytes(row));
     append_line(out, |serializer| UsageRowDef::serialize(row, serializer))
 }
 
 /// Appends one JSON line to `out`; on an error `out` is left as it was (no torn line).
+///
+/// Rows are encoded with sonic-rs (SIMD string escaping; serde_json's byte-by-byte escaping of
+/// a request's few hundred short strings was a sixth of the server's instructions) and read
+/// back with serde_json: the text is plain JSON either way. sonic-rs reserves six bytes per
+/// byte of each string it writes, so callers reserve room first.
 fn append_line(
     out: &mut Vec<u8>,
-    serialize: impl FnOnce(&mut serde_json::Serializer<&mut Vec<u8>>) -> Result<(), serde_json::Error>,
-) -> Result<(), serde_json::Error> {
+    serialize: impl FnOnce(&mut sonic_rs::Serializer<&mut Vec<u8>>) -> Result<(), sonic_rs::Error>,
+) -> Result<(), sonic_rs::Error> {
     let start = out.len();
-    match serialize(&mut serde_json::Serializer::new(&mut *out)) {
+    match serialize(&mut sonic_rs::Serializer::new(&mut *out)) {
         Ok(()) => {
             out.push(b'\n');
             Ok(())
@@ -547,19 +555,19 @@ pub fn decode_usage_line(line: &str) -> Result<UsageRow, serde_json::Error> {
     UsageRowDef::deserialize(&mut serde_json::Deserializer::from_str(line))
 }
 
-fn encode_header(out: &mut Vec<u8>, kind: BatchKind, token: &str, rows: usize) -> Result<(), serde_json::Error> {
+fn encode_header(out: &mut Vec<u8>, kind: BatchKind, token: &str, rows: usize) -> Result<(), sonic_rs::Error> {
     let header = Header { glassbox_spool: SPOOL_FORMAT_VERSION, kind: kind.as_str(), token, rows: rows as u64 };
-    serde_json::to_writer(&mut *out, &header)?;
+    sonic_rs::to_writer(&mut *out, &header)?;
     out.push(b'\n');
     Ok(())
 }
 
 fn encode_spans(token: &str, rows: &[SpanRow]) -> Result<Vec<u8>, SpoolError> {
-    let encode = || -> Result<Vec<u8>, serde_json::Error> {
+    let encode = || -> Result<Vec<u8>, sonic_rs::Error> {
         let mut out = Vec::with_capacity(rows.iter().map(approx_span_bytes).sum::<usize>() + 128);
         encode_header(&mut out, BatchKind::Spans, token, rows.len())?;
         for row in rows {
-            SpanRowDef::serialize(row, &mut serde_json::Serializer::new(&mut out))?;
+            SpanRowDef::serialize(row, &mut sonic_rs::Serializer::new(&mut out))?;
             out.push(b'\n');
         }
         Ok(out)
@@ -568,11 +576,11 @@ fn encode_spans(token: &str, rows: &[SpanRow]) -> Result<Vec<u8>, SpoolError> {
 }
 
 fn encode_usage(token: &str, rows: &[UsageRow]) -> Result<Vec<u8>, SpoolError> {
-    let encode = || -> Result<Vec<u8>, serde_json::Error> {
+    let encode = || -> Result<Vec<u8>, sonic_rs::Error> {
         let mut out = Vec::with_capacity(rows.iter().map(approx_usage_bytes).sum::<usize>() + 128);
         encode_header(&mut out, BatchKind::Usage, token, rows.len())?;
         for row in rows {
-            UsageRowDef::serialize(row, &mut serde_json::Serializer::new(&mut out))?;
+            UsageRowDef::serialize(row, &mut sonic_rs::Serializer::new(&mut out))?;
             out.push(b'\n');
         }
         Ok(out)

@@ -331,15 +331,14 @@ pub(super) fn latency(
 }
 
 /// The request and block spans of a range, through the `spans_requests` partial index
-/// (migration 9: the condition must be written exactly as the index's).
+/// (migration 10: the condition must be written exactly as the index's).
 const REQUEST_SPANS: &str = "SELECT Timestamp, Duration, SpanKind = 'Server', StatusCode, \
      json_extract(SpanAttributes, '$.\"glassbox.request\"'), \
      json_extract(SpanAttributes, '$.\"http.response.status_code\"'), \
      json_extract(SpanAttributes, '$.\"glassbox.tripwire.processor\"'), \
      json_extract(SpanAttributes, '$.\"glassbox.tenant\"') \
      FROM spans INDEXED BY spans_requests \
-     WHERE (SpanKind = 'Server' OR instr(SpanAttributes, '\"glassbox.tripwire.processor\"') > 0) \
-     AND Timestamp >= ?1 AND Timestamp < ?2";
+     WHERE RequestOrBlock = 1 AND Timestamp >= ?1 AND Timestamp < ?2";
 
 const USAGE_OF_RANGE: [&str; 2] = [
     "SELECT Timestamp, InputTokens, OutputTokens, CostNanoUsd FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2",

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 8, name: "eval_cases", sql: include_str!("../../../../migrations/sqlite/0008_eval_cases.sql") },
     Migration { version: 9, name: "requests", sql: include_str!("../../../../migrations/sqlite/0009_requests.sql") },
+    Migration {
+        version: 10,
+        name: "request_spans_marked",
+        sql: include_str!("../../../../migrations/sqlite/0010_request_spans_marked.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

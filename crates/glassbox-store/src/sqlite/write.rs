@@ -12,8 +12,8 @@ use crate::rows::{SpanRow, UsageRow};
 
 const INSERT_SPAN: &str = "INSERT OR IGNORE INTO spans (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, \
      SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, \
-     StatusCode, StatusMessage, Events, Links) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+     StatusCode, StatusMessage, Events, Links, RequestOrBlock) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 const INSERT_USAGE: &str = "INSERT OR IGNORE INTO usage (Timestamp, TraceId, SpanId, Tenant, ApiKeyId, Agent, \
      Workflow, Provider, Model, InputTokens, OutputTokens, CachedInputTokens, ReasoningTokens, CostNanoUsd, \
@@ -59,6 +59,7 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
                     span.status_message,
                     events_to_json(&span.events).map_err(encode_error)?,
                     links_to_json(&span.links).map_err(encode_error)?,
+                    is_request_or_block(span),
                 ])
                 .map_err(store_error)?;
             if added == 0 {
@@ -179,7 +180,13 @@ fn store_entry(transaction: &Transaction<'_>, trace_id: &str, entry: &TraceEntry
     Ok(())
 }
 
-fn encode_error(error: serde_json::Error) -> StoreError {
+/// Whether the `spans_requests` index holds `span` (migration 10): a request (`Server`) span,
+/// or one that carries a guardrail block. The overview's reader decides what each one counts as.
+fn is_request_or_block(span: &SpanRow) -> bool {
+    span.span_kind == "Server" || span.attribute("glassbox.tripwire.processor").is_some()
+}
+
+fn encode_error(error: sonic_rs::Error) -> StoreError {
     StoreError::Rejected {
         message: format!("span field could not be encoded as JSON: {error}"),
         source: Some(Box::new(error)),

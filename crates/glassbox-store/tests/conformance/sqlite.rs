@@ -227,3 +227,59 @@ async fn writing_before_migrating_is_rejected() {
     let error = backend.insert_spans(&dataset.spans[..1], "too-early").await.expect_err("no tables yet");
     assert!(matches!(error, StoreError::Rejected { .. }), "{error:?}");
 }
+
+/// Migration 10 on a file written under migration 9: the request and block spans already
+/// there are marked for the overview's index, the others are not, and the overview counts
+/// them as before.
+#[tokio::test]
+async fn migration_10_marks_the_request_and_block_spans_already_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    {
+        // The schema of migrations 1 to 9, recorded as applied, and spans in its columns.
+        let raw = rusqlite::Connection::open(&path).expect("raw connection");
+        raw.execute_batch(
+            "CREATE TABLE glassbox_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, \
+             checksum TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT '2026-11-01T00:00:00Z')",
+        )
+        .expect("migrations table");
+        for migration in MIGRATIONS.iter().filter(|migration| migration.version <= 9) {
+            raw.execute_batch(migration.sql).expect("old migration");
+            raw.execute(
+                "INSERT INTO glassbox_migrations (version, name, checksum) VALUES (?1, ?2, ?3)",
+                rusqlite::params![migration.version, migration.name, migration.checksum()],
+            )
+            .expect("record");
+        }
+        let spans = [
+            ("a1", "Server", r#"{"glassbox.request":"true","http.response.status_code":"200"}"#),
+            ("a2", "Internal", r#"{"gen_ai.operation.name":"invoke_agent"}"#),
+            ("b1", "Server", r#"{"glassbox.request":"true","http.response.status_code":"200"}"#),
+            ("b2", "Internal", r#"{"glassbox.tripwire.processor":"topic"}"#),
+            ("c1", "Client", r#"{"gen_ai.operation.name":"chat"}"#),
+        ];
+        for (n, (span_id, kind, attributes)) in spans.iter().enumerate() {
+            raw.execute(
+                "INSERT INTO spans (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, \
+                 ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, \
+                 StatusMessage, Events, Links) \
+                 VALUES (?1, ?2, ?3, '', '', 'span', ?4, 'glassbox', '{}', 'glassbox', '', ?5, 1000000, 'Unset', '', '[]', '[]')",
+                rusqlite::params![1_000_000_000 + n as i64, format!("trace-{}", &span_id[..1]), span_id, kind, attributes],
+            )
+            .expect("old span");
+        }
+    }
+    let backend = open(&path).await;
+    let report = backend.migrate().await.expect("migrate");
+    assert_eq!(report.applied, vec![10]);
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    let mut statement = raw.prepare("SELECT SpanId FROM spans WHERE RequestOrBlock = 1 ORDER BY SpanId").expect("sql");
+    let marked: Vec<String> =
+        statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+    assert_eq!(marked, ["a1", "b1", "b2"]);
+    let stats = backend
+        .request_stats(&glassbox_store::TimeRange { from_ns: 0, to_ns: 2_000_000_000 }, 3600)
+        .await
+        .expect("request stats");
+    assert_eq!((stats.requests, stats.blocked), (2, 1), "{stats:?}");
+}
