@@ -15,6 +15,8 @@
 //! - `glassbox_pipeline_overhead_seconds`: the request's time minus the time its model calls
 //!   took, measured by the [`layer`] on the request and `chat` spans.
 //! - `glassbox_telemetry_*`: the telemetry writer's [`WriterStats`], read at each scrape.
+//! - `glassbox_journal_failed_appends_total`: the kill-safety journals
+//!   ([`crate::usage_journal::UsageJournal::append`]), counted where an append fails.
 //!
 //! New families are added where their numbers are known, with a `describe_*!` line in
 //! `describe()` so `/metrics` explains them: budgets, for instance, belong to the budget code
@@ -118,6 +120,10 @@ fn describe() {
     describe_counter!(
         "glassbox_telemetry_dropped_rows_total",
         "Telemetry rows lost because the spool could not take them; anything but 0 is a problem"
+    );
+    describe_counter!(
+        "glassbox_journal_failed_appends_total",
+        "Kill-safety journal appends that failed (a full disk), by journal (usage, spans): the rows still go to the store, but a kill would lose them"
     );
 }
 

@@ -26,6 +26,7 @@
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub struct UsageJournal {
     /// `usage-` or `spans-`: the start of every segment's file name.
     prefix: &'static str,
     current: Mutex<Segment>,
+    /// The last append failed (a full disk): failures are logged once, not once per request.
+    failing: AtomicBool,
+    failed_appends: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -82,7 +86,14 @@ impl UsageJournal {
             .collect();
         leftover.sort();
         let segment = Segment::create(&dir, prefix)?;
-        Ok((Arc::new(UsageJournal { dir, prefix, current: Mutex::new(segment) }), leftover))
+        let journal = UsageJournal {
+            dir,
+            prefix,
+            current: Mutex::new(segment),
+            failing: AtomicBool::new(false),
+            failed_appends: AtomicU64::new(0),
+        };
+        Ok((Arc::new(journal), leftover))
     }
 
     /// Appends the JSON line of `row` to `lines`; made before the row is handed to the writer
@@ -92,13 +103,45 @@ impl UsageJournal {
         let _unencodable = glassbox_store::spool::encode_usage_line(row, lines);
     }
 
-    /// Appends one or more lines made by [`encode_into`](Self::encode_into), with one `write`. A failure is logged: the rows
-    /// are still in the writer, only their protection against a kill is gone.
+    /// Appends one or more lines made by [`encode_into`](Self::encode_into), with one `write`.
+    /// A failure (a full disk) leaves the rows in the writer, only their protection against a
+    /// kill is gone: it is counted, and logged when appends start failing and when they work
+    /// again, not once per request. The first append after failures starts on a new line, so
+    /// a line a failed write left torn cannot swallow the next one.
     pub fn append(&self, line: &[u8]) {
         let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(error) = segment.file.write_all(line) {
-            tracing::error!(path = %segment.path.display(), error = %error, "could not append to the usage journal");
+        let recovering = self.failing.load(Ordering::Acquire);
+        let file = &mut segment.file;
+        let written = if recovering { file.write_all(b"\n").and_then(|()| file.write_all(line)) } else { file.write_all(line) };
+        match written {
+            Ok(()) if recovering => {
+                self.failing.store(false, Ordering::Release);
+                tracing::warn!(
+                    path = %segment.path.display(),
+                    failed_appends = self.failed_appends(),
+                    "appending to the journal works again"
+                );
+            }
+            Ok(()) => {}
+            Err(error) => {
+                self.failed_appends.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("glassbox_journal_failed_appends_total", "journal" => self.prefix.trim_end_matches('-'))
+                    .increment(1);
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        path = %segment.path.display(),
+                        error = %error,
+                        "could not append to the journal: the rows still go to the store, but a kill would now lose \
+                         them; later failures are counted, not logged, until an append works again"
+                    );
+                }
+            }
         }
+    }
+
+    /// Appends that failed since the journal was opened.
+    pub fn failed_appends(&self) -> u64 {
+        self.failed_appends.load(Ordering::Relaxed)
     }
 
     /// Starts a new segment and returns the path of the one it replaces.
@@ -308,6 +351,37 @@ mod tests {
         let rows: Vec<UsageRow> =
             text.lines().filter_map(|line| glassbox_store::spool::decode_usage_line(line).ok()).collect();
         assert_eq!(rows, vec![row(1), row(2), row(3)]);
+    }
+
+    /// A full disk (`/dev/full` answers every write with ENOSPC): appends are counted as failed,
+    /// and once writes work again the next line starts on a line of its own.
+    #[test]
+    fn failed_appends_are_counted_and_the_next_line_after_them_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = UsageJournal::open(dir.path()).unwrap();
+        let path = {
+            let mut segment = journal.current.lock().unwrap();
+            let path = segment.path.clone();
+            segment.file = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+            path
+        };
+        journal.append(&encode(&row(1)));
+        journal.append(&encode(&row(2)));
+        assert_eq!(journal.failed_appends(), 2);
+        {
+            let mut segment = journal.current.lock().unwrap();
+            segment.file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            // What a write cut short by the full disk left behind.
+            let torn = encode(&row(3));
+            segment.file.write_all(&torn[..torn.len() / 2]).unwrap();
+        }
+        journal.append(&encode(&row(4)));
+        journal.append(&encode(&row(5)));
+        assert_eq!(journal.failed_appends(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rows: Vec<UsageRow> =
+            text.lines().filter_map(|line| glassbox_store::spool::decode_usage_line(line).ok()).collect();
+        assert_eq!(rows, vec![row(4), row(5)]);
     }
 
     #[test]
