@@ -10,6 +10,7 @@
 //! store's `eval_scores`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -92,7 +93,8 @@ impl OnlineEvals {
         sampled(trace_id, evals.sample_rate)
     }
 
-    /// Scores one request and stores the results. The caller spawns this, inside a span that
+    /// Scores one request and queues the results for the store (written by a task of their
+    /// own, grouped with other requests' scores). The caller spawns this, inside a span that
     /// belongs to the request's trace.
     pub async fn evaluate(self: Arc<Self>, mut request: ScoredRequest) {
         let Some(evals) = self.agents.get(&request.agent) else { return };
@@ -154,8 +156,20 @@ impl OnlineEvals {
                 error: outcome.error.unwrap_or_default(),
             });
         }
-        let Some(store) = &self.store else { return };
-        self.scores.store(store.as_ref(), rows).await;
+        let Some(store) = self.store.clone() else { return };
+        if self.scores.add(rows) {
+            // The writer runs as a task of its own, outside this request's span: it may go on
+            // writing the rows of requests that finish after this one.
+            let this = Arc::clone(&self);
+            tokio::spawn(async move {
+                this.scores
+                    .drain(|batch| {
+                        let store = Arc::clone(&store);
+                        async move { insert_with_retries(store.as_ref(), &batch).await }
+                    })
+                    .await;
+            });
+        }
     }
 }
 
@@ -163,15 +177,16 @@ impl OnlineEvals {
 /// scoring while the insert before it was in flight, so at a high request rate the store
 /// sees a few large transactions instead of one per sampled request.
 ///
-/// Whoever finds no insert in flight writes; the others leave their rows to it and return.
-/// A writer loops until nothing is left, so no row waits for a later request.
+/// The request that finds no writer running starts one ([`add`](Self::add) says so); the
+/// others leave their rows to it. The writer loops until nothing is left, so no row waits for
+/// a later request.
 #[derive(Debug, Default)]
 struct ScoreGroup {
     pending: Mutex<Vec<EvalScoreRow>>,
     writing: AtomicBool,
 }
 
-/// Lets go of [`ScoreGroup::writing`] even if the writing future is dropped mid-insert.
+/// Lets go of [`ScoreGroup::writing`] even if the writer is dropped mid-insert.
 struct Writing<'a>(&'a AtomicBool);
 
 impl Drop for Writing<'_> {
@@ -181,21 +196,29 @@ impl Drop for Writing<'_> {
 }
 
 impl ScoreGroup {
-    async fn store(&self, store: &dyn EvalStore, rows: Vec<EvalScoreRow>) {
+    /// Queues `rows`; true when no writer is running and the caller must run
+    /// [`drain`](Self::drain).
+    fn add(&self, rows: Vec<EvalScoreRow>) -> bool {
         self.lock().extend(rows);
+        !self.writing.swap(true, Ordering::AcqRel)
+    }
+
+    /// The writer: inserts what is queued, batch after batch, until nothing is.
+    async fn drain<F, Fut>(&self, mut insert: F)
+    where
+        F: FnMut(Vec<EvalScoreRow>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         loop {
-            if self.writing.swap(true, Ordering::AcqRel) {
-                // The writer in flight takes these rows when its insert returns.
-                return;
-            }
             let writing = Writing(&self.writing);
             let batch = std::mem::take(&mut *self.lock());
             if !batch.is_empty() {
-                insert_with_retries(store, &batch).await;
+                insert(batch).await;
             }
             drop(writing);
-            // Rows added after the take saw a writer and left: write them too.
-            if self.lock().is_empty() {
+            // Rows queued after the take saw a writer and left them to it: write them too,
+            // unless a newer writer has started meanwhile.
+            if self.lock().is_empty() || self.writing.swap(true, Ordering::AcqRel) {
                 return;
             }
         }
@@ -249,7 +272,64 @@ pub fn sampled(trace_id: &str, rate: f64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::sampled;
+    use super::{ScoreGroup, sampled};
+    use glassbox_store::EvalScoreRow;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    fn row(n: usize) -> EvalScoreRow {
+        EvalScoreRow {
+            timestamp_ns: 0,
+            trace_id: format!("{n:032x}"),
+            span_id: format!("{n:016x}"),
+            agent: "a".into(),
+            scorer: "s".into(),
+            score: Some(1.0),
+            passed: true,
+            reason: String::new(),
+            error: String::new(),
+        }
+    }
+
+    /// Many requests finishing at once against a slow store: every row is written once, in
+    /// fewer inserts than rows, and no row is left queued.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn score_rows_are_grouped_and_none_is_left_behind() {
+        let group = Arc::new(ScoreGroup::default());
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let inserts = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..300 {
+            let (group, written, inserts) = (Arc::clone(&group), Arc::clone(&written), Arc::clone(&inserts));
+            tasks.spawn(async move {
+                tokio::time::sleep(Duration::from_micros((n % 7) as u64 * 300)).await;
+                if group.add(vec![row(n)]) {
+                    group
+                        .drain(|batch| {
+                            let (written, inserts) = (Arc::clone(&written), Arc::clone(&inserts));
+                            async move {
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                                inserts.fetch_add(1, Ordering::Relaxed);
+                                written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(batch);
+                            }
+                        })
+                        .await;
+                }
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            assert!(joined.is_ok(), "{joined:?}");
+        }
+        let mut ids: Vec<String> =
+            written.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|row| row.trace_id.clone()).collect();
+        ids.sort();
+        let expected: Vec<String> = (0..300).map(|n| format!("{n:032x}")).collect();
+        assert_eq!(ids, expected);
+        let inserts = inserts.load(Ordering::Relaxed);
+        assert!(inserts < 100, "{inserts} inserts for 300 rows");
+        assert!(group.lock().is_empty());
+    }
 
     #[test]
     fn sampling_is_by_trace_id_and_rate() {

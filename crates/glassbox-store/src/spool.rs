@@ -564,7 +564,7 @@ fn encode_header(out: &mut Vec<u8>, kind: BatchKind, token: &str, rows: usize) -
 
 fn encode_spans(token: &str, rows: &[SpanRow]) -> Result<Vec<u8>, SpoolError> {
     let encode = || -> Result<Vec<u8>, sonic_rs::Error> {
-        let mut out = Vec::with_capacity(rows.iter().map(approx_span_bytes).sum::<usize>() + 128);
+        let mut out = Vec::with_capacity(2 * rows.iter().map(approx_span_bytes).sum::<usize>() + 128);
         encode_header(&mut out, BatchKind::Spans, token, rows.len())?;
         for row in rows {
             SpanRowDef::serialize(row, &mut sonic_rs::Serializer::new(&mut out))?;
@@ -577,7 +577,7 @@ fn encode_spans(token: &str, rows: &[SpanRow]) -> Result<Vec<u8>, SpoolError> {
 
 fn encode_usage(token: &str, rows: &[UsageRow]) -> Result<Vec<u8>, SpoolError> {
     let encode = || -> Result<Vec<u8>, sonic_rs::Error> {
-        let mut out = Vec::with_capacity(rows.iter().map(approx_usage_bytes).sum::<usize>() + 128);
+        let mut out = Vec::with_capacity(2 * rows.iter().map(approx_usage_bytes).sum::<usize>() + 128);
         encode_header(&mut out, BatchKind::Usage, token, rows.len())?;
         for row in rows {
             UsageRowDef::serialize(row, &mut sonic_rs::Serializer::new(&mut out))?;
@@ -649,10 +649,14 @@ fn decode(path: &Path, kind: BatchKind, token: &str, text: &str) -> Result<Spool
 
 /// Roughly how many bytes a span takes in the spool, without encoding it: for admission
 /// decisions on the overflow path, where encoding every row would cost too much.
+/// The JSON size of an attribute list, give or take its punctuation.
+pub(crate) fn approx_pairs_bytes(pairs: &[(String, String)]) -> usize {
+    pairs.iter().map(|(key, value)| key.len() + value.len() + 8).sum()
+}
+
 pub(crate) fn approx_span_bytes(row: &SpanRow) -> usize {
     const FIXED: usize = 420; // key names, punctuation and numbers
-    let pairs =
-        |pairs: &[(String, String)]| pairs.iter().map(|(key, value)| key.len() + value.len() + 8).sum::<usize>();
+    let pairs = approx_pairs_bytes;
     FIXED
         + row.trace_id.len()
         + row.span_id.len()

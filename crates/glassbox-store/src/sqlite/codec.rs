@@ -13,6 +13,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::rows::{SpanEvent, SpanLink};
+use crate::spool::approx_pairs_bytes;
 
 /// Serializes an attribute list as a JSON object, keeping its order.
 struct AttributesOut<'a>(&'a [(String, String)]);
@@ -94,15 +95,11 @@ struct LinkIn {
 fn to_json<T: Serialize>(value: &T, capacity: usize) -> sonic_rs::Result<String> {
     let mut out = Vec::with_capacity(capacity);
     sonic_rs::to_writer(&mut out, value)?;
-    String::from_utf8(out).map_err(|error| <sonic_rs::Error as serde::ser::Error>::custom(error))
-}
-
-fn pairs_len(pairs: &[(String, String)]) -> usize {
-    pairs.iter().map(|(key, value)| key.len() + value.len() + 6).sum()
+    String::from_utf8(out).map_err(<sonic_rs::Error as serde::ser::Error>::custom)
 }
 
 pub(super) fn attributes_to_json(attributes: &[(String, String)]) -> sonic_rs::Result<String> {
-    to_json(&AttributesOut(attributes), 2 * pairs_len(attributes) + 64)
+    to_json(&AttributesOut(attributes), 2 * approx_pairs_bytes(attributes) + 64)
 }
 
 pub(super) fn attributes_from_json(text: &str) -> serde_json::Result<Vec<(String, String)>> {
@@ -118,7 +115,7 @@ pub(super) fn events_to_json(events: &[SpanEvent]) -> sonic_rs::Result<String> {
             attributes: AttributesOut(&event.attributes),
         })
         .collect();
-    let estimate: usize = events.iter().map(|event| 64 + event.name.len() + pairs_len(event.attributes.0)).sum();
+    let estimate: usize = events.iter().map(|event| 64 + event.name.len() + approx_pairs_bytes(event.attributes.0)).sum();
     to_json(&events, 2 * estimate + 64)
 }
 
@@ -140,7 +137,7 @@ pub(super) fn links_to_json(links: &[SpanLink]) -> sonic_rs::Result<String> {
             attributes: AttributesOut(&link.attributes),
         })
         .collect();
-    let estimate: usize = links.iter().map(|link| 128 + link.trace_state.len() + pairs_len(link.attributes.0)).sum();
+    let estimate: usize = links.iter().map(|link| 128 + link.trace_state.len() + approx_pairs_bytes(link.attributes.0)).sum();
     to_json(&links, 2 * estimate + 64)
 }
 
