@@ -1,13 +1,16 @@
 -- Migration 9's partial index decided which spans it holds with instr() over each span's whole
 -- attribute text, on every insert: 3.5% of the server's instructions under load. The writer
 -- now marks those spans itself (RequestOrBlock = 1: a `Server` span, or one carrying
--- `glassbox.tripwire.processor`; 0 otherwise), and the index holds the marked rows.
+-- `glassbox.tripwire.processor`), and the index holds the marked rows. Rows from before this
+-- migration are marked here by the old condition, read through the old index (which holds
+-- exactly them); the others read as 0 without being rewritten.
 --
--- The column is NULL where no writer decided: rows from before this migration are marked
--- here by the old condition (through the old index, which holds exactly them), and a row
--- inserted by a binary that predates this migration (a rollback, a second process on the
--- file) is marked by the trigger, which only such rows pay for.
-ALTER TABLE spans ADD COLUMN RequestOrBlock INTEGER;
+-- A binary older than this migration cannot serve this file: its overview query names the
+-- index with the old condition (SQLite refuses it), and the spans it would insert are not
+-- marked. (A trigger marking them cost 9,500 instructions per span insert, SQLite's
+-- sub-program for every row: more than the index saved.) To go back, drop this index,
+-- create migration 9's again, and delete version 10 from glassbox_migrations.
+ALTER TABLE spans ADD COLUMN RequestOrBlock INTEGER NOT NULL DEFAULT 0;
 
 UPDATE spans INDEXED BY spans_requests SET RequestOrBlock = 1
     WHERE SpanKind = 'Server' OR instr(SpanAttributes, '"glassbox.tripwire.processor"') > 0;
@@ -15,11 +18,3 @@ UPDATE spans INDEXED BY spans_requests SET RequestOrBlock = 1
 DROP INDEX spans_requests;
 
 CREATE INDEX spans_requests ON spans (Timestamp) WHERE RequestOrBlock = 1;
-
-CREATE TRIGGER spans_mark_requests AFTER INSERT ON spans WHEN NEW.RequestOrBlock IS NULL
-BEGIN
-    UPDATE spans
-        SET RequestOrBlock = (NEW.SpanKind = 'Server'
-            OR instr(NEW.SpanAttributes, '"glassbox.tripwire.processor"') > 0)
-        WHERE rowid = NEW.rowid;
-END;
