@@ -66,17 +66,11 @@ struct Row {
 }
 
 pub fn run(args: &AbArgs) -> anyhow::Result<()> {
+    // The variants name their own binary and config; peers are not measured here.
     let base = Programs {
         bench: std::env::current_exe().context("while locating glassbox-bench")?,
-        glassbox: PathBuf::new(),
         mockllm: args.mockllm.clone(),
-        glassbox_config: PathBuf::new(),
-        glassbox_env: Vec::new(),
-        // Peers are not measured here.
-        litellm: PathBuf::new(),
-        litellm_config: PathBuf::new(),
-        mastra_dir: PathBuf::new(),
-        node: PathBuf::new(),
+        ..Programs::default()
     };
     let variants = args.variants.iter().map(|spec| variant(spec, &base)).collect::<anyhow::Result<Vec<_>>>()?;
     let work = args.work.join(format!("ab-{}", utc_now().replace(':', "")));
@@ -233,17 +227,7 @@ mod tests {
 
     #[test]
     fn variants_parse_with_and_without_environment_and_bad_ones_are_named() {
-        let base = Programs {
-            bench: PathBuf::new(),
-            glassbox: PathBuf::new(),
-            mockllm: PathBuf::new(),
-            glassbox_config: PathBuf::new(),
-            glassbox_env: Vec::new(),
-            litellm: PathBuf::new(),
-            litellm_config: PathBuf::new(),
-            mastra_dir: PathBuf::new(),
-            node: PathBuf::new(),
-        };
+        let base = Programs::default();
         let manifest = env!("CARGO_MANIFEST_PATH");
         let plain = variant(&format!("a={manifest}:{manifest}"), &base).unwrap();
         assert_eq!(plain.name, "a");

@@ -183,11 +183,11 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         glassbox: args.glassbox.clone(),
         mockllm: args.mockllm.clone(),
         glassbox_config: args.glassbox_config.clone(),
-        glassbox_env: Vec::new(),
         litellm: expand_home(&args.litellm),
         litellm_config: args.litellm_config.clone(),
         mastra_dir: expand_home(&args.mastra_dir),
         node: args.node.clone(),
+        ..Programs::default()
     };
     for (what, path) in [
         ("glassbox", &programs.glassbox),

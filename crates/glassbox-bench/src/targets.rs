@@ -89,8 +89,8 @@ pub fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// Where the programs are.
-#[derive(Debug, Clone)]
+/// Where the programs are (`Default`: none, for a run that starts only some of them).
+#[derive(Debug, Clone, Default)]
 pub struct Programs {
     pub bench: PathBuf,
     pub glassbox: PathBuf,

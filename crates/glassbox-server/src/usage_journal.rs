@@ -10,9 +10,9 @@
 //!   `write` call under a short lock; for a request, one `write` for all its rows when its
 //!   request span closes (the group commit of `span_journal`). A failed append (a full disk)
 //!   is counted and logged when failures start and stop; the first append after failures
-//!   writes a newline first, so a line the failure left torn cannot swallow the next one. Page cache only: a killed
-//!   process loses nothing, a power cut may lose the last lines; the spool's fsync is for
-//!   batches, not for every request.
+//!   writes a newline first, so a line the failure left torn cannot swallow the next one.
+//!   Page cache only: a killed process loses nothing, a power cut may lose the last lines;
+//!   the spool's fsync is for batches, not for every request.
 //! - The row is handed to the writer *before* its line is appended, so every line of a segment
 //!   is in the writer once the segment is rotated out. A rotation task swaps in a new segment
 //!   every few seconds, waits for [`TelemetryWriter::flush`] (every row handed over before it

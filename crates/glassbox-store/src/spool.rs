@@ -567,8 +567,7 @@ fn encode_spans(token: &str, rows: &[SpanRow]) -> Result<Vec<u8>, SpoolError> {
         let mut out = Vec::with_capacity(2 * rows.iter().map(approx_span_bytes).sum::<usize>() + 128);
         encode_header(&mut out, BatchKind::Spans, token, rows.len())?;
         for row in rows {
-            SpanRowDef::serialize(row, &mut sonic_rs::Serializer::new(&mut out))?;
-            out.push(b'\n');
+            encode_span_line(row, &mut out)?;
         }
         Ok(out)
     };
@@ -580,8 +579,7 @@ fn encode_usage(token: &str, rows: &[UsageRow]) -> Result<Vec<u8>, SpoolError> {
         let mut out = Vec::with_capacity(2 * rows.iter().map(approx_usage_bytes).sum::<usize>() + 128);
         encode_header(&mut out, BatchKind::Usage, token, rows.len())?;
         for row in rows {
-            UsageRowDef::serialize(row, &mut sonic_rs::Serializer::new(&mut out))?;
-            out.push(b'\n');
+            encode_usage_line(row, &mut out)?;
         }
         Ok(out)
     };
