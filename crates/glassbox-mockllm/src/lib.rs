@@ -111,6 +111,13 @@ impl MockLlm {
         self.shared.clear_requests();
     }
 
+    /// Whether requests are kept for [`MockLlm::requests`] (the default) or only counted and
+    /// numbered; `false` also forgets those kept so far. A process serving a long load test
+    /// that nobody reads the requests of keeps its memory flat this way.
+    pub fn keep_requests(&self, keep: bool) {
+        self.shared.keep_requests(keep);
+    }
+
     /// Sets the delay between receiving a request and starting its response (faults
     /// included); applies to requests that arrive afterwards.
     pub fn set_latency(&self, latency: Duration) {

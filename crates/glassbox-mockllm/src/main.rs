@@ -38,6 +38,9 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let mock = MockLlm::start_on(args.listen).await.with_context(|| format!("while binding {}", args.listen))?;
     mock.set_latency(Duration::from_millis(args.latency_ms));
+    // Nobody can read them from outside the process: kept, they grew by every request's body
+    // (2.5 GB after a few minutes of a benchmark).
+    mock.keep_requests(false);
     eprintln!("listening on {}", mock.base_url());
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", mock.base_url()).context("while printing the base URL")?;

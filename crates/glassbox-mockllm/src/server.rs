@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +48,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) struct Shared {
     script: Mutex<VecDeque<Reply>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// Set by `keep_requests(false)`: requests are counted and numbered but not kept.
+    forget_requests: AtomicBool,
     /// Requests received since start, unaffected by `clear_requests`; numbers response ids.
     n_received: AtomicU64,
     latency_nanos: AtomicU64,
@@ -70,6 +72,13 @@ impl Shared {
         lock(&self.requests).clear();
     }
 
+    pub(crate) fn keep_requests(&self, keep: bool) {
+        self.forget_requests.store(!keep, Ordering::Relaxed);
+        if !keep {
+            self.clear_requests();
+        }
+    }
+
     pub(crate) fn set_latency(&self, latency: Duration) {
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.latency_nanos.store(nanos, Ordering::Relaxed);
@@ -77,7 +86,9 @@ impl Shared {
 
     /// Records a request and returns its sequence number, starting at 1.
     fn record(&self, request: RecordedRequest) -> u64 {
-        lock(&self.requests).push(request);
+        if !self.forget_requests.load(Ordering::Relaxed) {
+            lock(&self.requests).push(request);
+        }
         self.n_received.fetch_add(1, Ordering::Relaxed) + 1
     }
 

@@ -60,6 +60,23 @@ async fn every_request_is_recorded_in_order() {
 }
 
 #[tokio::test]
+async fn requests_not_kept_are_still_numbered_and_keeping_them_again_works() {
+    let mock = MockLlm::start().await.unwrap();
+    openai_text(&mock, "kept").await;
+    mock.keep_requests(false);
+    assert_eq!(mock.request_count(), 0, "switching keeping off forgets what was kept");
+    let response = post_openai(&mock, &openai_request("gpt-test", "not kept")).await;
+    assert_eq!(response.headers()["x-request-id"], "req_mock2", "ids count every request");
+    assert_eq!(openai_text(&mock, "also not kept").await, "Mock reply to: also not kept");
+    assert_eq!(mock.request_count(), 0);
+    mock.keep_requests(true);
+    openai_text(&mock, "kept again").await;
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].body["messages"][0]["content"], "kept again");
+}
+
+#[tokio::test]
 async fn latency_delays_the_response_until_set_back_to_zero() {
     let mock = MockLlm::start().await.unwrap();
     let latency = Duration::from_millis(300);
