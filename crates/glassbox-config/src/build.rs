@@ -261,7 +261,7 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
     };
     let flush_interval = millis(cx, &mut section, "flush_interval_ms", 1000);
     let batch_rows = match section.get("batch_rows") {
-        Some(field) => cx.integer(&field, 1..=1_000_000).and_then(|value| usize::try_from(value).ok()),
+        Some(field) => cx.integer(&field, 1..=1_000_000).and_then(|value| usize::try_from(value).ok()).map(Some),
         None => Some(defaults.batch_rows),
     };
     let queue_max_bytes = match section.get("queue_max_bytes") {
