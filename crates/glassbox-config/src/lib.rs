@@ -66,7 +66,7 @@
 //! clickhouse_cluster = "prod"       # optional: ON CLUSTER migrations, Replicated engines
 //! spool_dir = ".glassbox/spool"     # batches wait here while the store is down
 //! flush_interval_ms = 1000
-//! batch_rows = 250                  # 1..=1000000; default 250 for SQLite, 1000 for ClickHouse
+//! # batch_rows = 250                # 1..=1000000; unset: 250 for SQLite, 1000 for ClickHouse
 //! queue_max_bytes = 16777216        # rows held in memory before the spool takes them; >= 1 MiB
 //! span_ttl_days = 30                # 1..=36500
 //! writer_nice = 0                   # 0..=19: the SQLite write thread's nice value (Linux)

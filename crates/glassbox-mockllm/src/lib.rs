@@ -100,7 +100,8 @@ impl MockLlm {
         self.shared.requests()
     }
 
-    /// How many requests were received so far (since the last [`MockLlm::clear_requests`]).
+    /// How many requests are kept (since the last [`MockLlm::clear_requests`]; none while
+    /// [`MockLlm::keep_requests`] is off).
     pub fn request_count(&self) -> usize {
         self.shared.request_count()
     }

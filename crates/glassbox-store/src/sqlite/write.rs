@@ -30,16 +30,17 @@ const UPSERT_TRACE_ENTRY: &str = "INSERT OR REPLACE INTO trace_index (TraceId, S
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// The write thread offers its core back (`sched_yield`) after every this many span rows of a
-/// batch, inside the transaction. A 1,000-row batch is some 20 ms of CPU; under Linux's
-/// scheduler a request thread woken on the writer's core waited for the writer's time slice
-/// to run out, and at half of the peak rate those waits were most of Glassbox's added p99. A
+/// batch, inside the transaction. A 1,000-row batch is some 20 ms of CPU (5 ms at SQLite's
+/// default of 250 rows, `StoreConfig::batch_rows_for`); under Linux's scheduler a request
+/// thread woken on the writer's core waited for the writer's time slice to run out, and at
+/// half of the peak rate those waits were most of Glassbox's added p99. A
 /// yield when no request thread waits returns at once. Measured (BENCHMARKS.md, two A/Bs of
 /// 4 alternated rounds at 1,800 req/s): added p99 +3.09 against +4.24 ms and +3.62 against
 /// +4.06 ms, lower in 7 of the 8 rounds.
 const YIELD_EVERY_SPANS: usize = 32;
 
-/// A usage row costs the writer about half of a span row (30 K against 55 K instructions, no
-/// JSON columns, no trace index); every 96 rows is what was measured with the span rule.
+/// A usage row costs the writer about half of a span row (30 K against 55 K instructions), so
+/// 96 of them are of the order of 32 span rows' work between yields; 96 is the value measured.
 const YIELD_EVERY_USAGE: usize = YIELD_EVERY_SPANS * 3;
 
 /// Lets other threads run on this core every `every` rows (see [`YIELD_EVERY_SPANS`]).
