@@ -89,8 +89,8 @@ pub struct StoreConfig {
     /// Where batches wait on disk while the store is down.
     pub spool_dir: PathBuf,
     pub flush_interval: Duration,
-    /// Rows per insert; `None` (the default) is the store's own: see
-    /// [`StoreConfig::batch_rows_for`].
+    /// Rows per insert; `None` (the default) is the store's own (`Backend::batch_rows` of
+    /// glassbox-store: 250 for SQLite, 1000 for ClickHouse).
     pub batch_rows: Option<usize>,
     /// Estimated bytes of telemetry rows held in memory before rows spill to the spool.
     pub queue_max_bytes: u64,
@@ -104,27 +104,9 @@ impl StoreConfig {
     pub const DEFAULT_SQLITE_PATH: &'static str = ".glassbox/glassbox.db";
     pub const DEFAULT_SPOOL_DIR: &'static str = ".glassbox/spool";
     pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-    /// SQLite's rows per insert: a batch is one write transaction on the write thread, and
-    /// shorter ones leave the cores to requests sooner (BENCHMARKS.md: added p99 at 1,800
-    /// req/s +2.51 against +3.37 ms at 1,000 rows, the same instructions per request).
-    pub const DEFAULT_SQLITE_BATCH_ROWS: usize = 250;
-    /// ClickHouse's rows per insert: every insert makes a part on the server, so fewer and
-    /// larger ones.
-    pub const DEFAULT_CLICKHOUSE_BATCH_ROWS: usize = 1000;
     pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 16 << 20;
     pub const DEFAULT_SPAN_TTL_DAYS: u32 = 30;
     pub const DEFAULT_WRITER_NICE: i32 = 0;
-}
-
-impl StoreConfig {
-    /// The rows per insert for the store named `backend` (`"sqlite"`, `"clickhouse"`): the
-    /// configured `batch_rows`, else that store's default.
-    pub fn batch_rows_for(&self, backend: &str) -> usize {
-        self.batch_rows.unwrap_or(match backend {
-            "clickhouse" => Self::DEFAULT_CLICKHOUSE_BATCH_ROWS,
-            _ => Self::DEFAULT_SQLITE_BATCH_ROWS,
-        })
-    }
 }
 
 impl Default for StoreConfig {

@@ -64,6 +64,12 @@ pub struct MigrationReport {
 pub trait Backend: Send + Sync + 'static {
     /// `clickhouse` or `sqlite`.
     fn name(&self) -> &'static str;
+    /// The rows per insert that suit this store, which the server's writer uses unless the
+    /// config sets `store.batch_rows`. 1,000 unless the backend says otherwise: ClickHouse
+    /// makes a part of every insert, so fewer and larger ones.
+    fn batch_rows(&self) -> usize {
+        1000
+    }
     /// Applies the embedded migrations in order; safe when two servers run it at once.
     async fn migrate(&self) -> Result<MigrationReport, StoreError>;
     /// Inserts a batch. Calling it again with the same `dedup_token` and rows writes nothing

@@ -271,6 +271,13 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
+    /// A batch is one write transaction on the write thread, and shorter ones leave the cores
+    /// to requests sooner (BENCHMARKS.md: added p99 at 1,800 req/s +2.51 against +3.37 ms at
+    /// 1,000 rows, the same instructions per request).
+    fn batch_rows(&self) -> usize {
+        250
+    }
+
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         self.with_writer(|connection| schema::migrate(connection, MIGRATIONS)).await
     }

@@ -54,7 +54,8 @@ const INBOX_LIMIT: usize = 256;
 /// Tuning of a [`TelemetryWriter`]; [`WriterConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterConfig {
-    /// A batch is sent when it has this many rows (default 1000).
+    /// A batch is sent when it has this many rows (default 1000; the server takes the store's
+    /// [`Backend::batch_rows`](crate::Backend::batch_rows) unless its config sets one).
     pub batch_rows: usize,
     /// ...or when its oldest row has waited this long (default 1 s).
     pub flush_interval: Duration,

@@ -421,7 +421,6 @@ capture = "redacted"
     assert_eq!(config.store.spool_dir, std::path::PathBuf::from("/var/spool/glassbox"));
     assert_eq!(config.store.flush_interval, std::time::Duration::from_millis(250));
     assert_eq!(config.store.batch_rows, Some(5000));
-    assert_eq!(config.store.batch_rows_for("sqlite"), 5000);
     assert_eq!(config.store.queue_max_bytes, 8 << 20);
     assert_eq!(config.store.span_ttl_days, 7);
     assert_eq!(config.store.writer_nice, 5);
@@ -441,8 +440,6 @@ fn store_defaults_to_embedded_sqlite() {
     assert_eq!(config.store.sqlite_path, std::path::PathBuf::from(".glassbox/glassbox.db"));
     assert_eq!(config.telemetry.otlp, None);
     assert_eq!(config.store.batch_rows, None, "unset: each store's own batch size");
-    assert_eq!(config.store.batch_rows_for("sqlite"), 250);
-    assert_eq!(config.store.batch_rows_for("clickhouse"), 1000);
 }
 
 #[test]

@@ -31,7 +31,7 @@ const UPSERT_TRACE_ENTRY: &str = "INSERT OR REPLACE INTO trace_index (TraceId, S
 
 /// The write thread offers its core back (`sched_yield`) after every this many span rows of a
 /// batch, inside the transaction. A 1,000-row batch is some 20 ms of CPU (5 ms at SQLite's
-/// default of 250 rows, `StoreConfig::batch_rows_for`); under Linux's scheduler a request
+/// default of 250 rows, `Backend::batch_rows`); under Linux's scheduler a request
 /// thread woken on the writer's core waited for the writer's time slice to run out, and at
 /// half of the peak rate those waits were most of Glassbox's added p99. A
 /// yield when no request thread waits returns at once. Measured (BENCHMARKS.md, two A/Bs of

@@ -168,6 +168,13 @@ async fn fresh_store() -> crate::suite::Subject {
 
 conformance_tests!(fresh_store().await);
 
+#[tokio::test]
+async fn clickhouse_batches_are_1000_rows_unless_configured() {
+    let fixture = fixture().await;
+    let backend = ClickHouseBackend::new(settings(&fixture, "conformance_batch_rows")).unwrap();
+    assert_eq!(backend.batch_rows(), 1000);
+}
+
 // ---------------------------------------------------------------------------------------
 // Migrations
 // ---------------------------------------------------------------------------------------

@@ -221,6 +221,12 @@ async fn an_unopenable_path_is_unavailable() {
 }
 
 #[tokio::test]
+async fn sqlite_batches_are_250_rows_unless_configured() {
+    let backend = SqliteBackend::open_in_memory().await.expect("open");
+    assert_eq!(backend.batch_rows(), 250);
+}
+
+#[tokio::test]
 async fn writing_before_migrating_is_rejected() {
     let backend = SqliteBackend::open_in_memory().await.expect("open");
     let dataset = Dataset::standard();
