@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "request_spans_marked",
         sql: include_str!("../../../../migrations/sqlite/0010_request_spans_marked.sql"),
     },
+    Migration {
+        version: 11,
+        name: "clustered_usage_and_trace_index",
+        sql: include_str!("../../../../migrations/sqlite/0011_clustered_usage_and_trace_index.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

@@ -249,20 +249,7 @@ async fn migration_10_marks_the_request_and_block_spans_already_written() {
     let path = dir.path().join("glassbox.db");
     {
         // The schema of migrations 1 to 9, recorded as applied, and spans in its columns.
-        let raw = rusqlite::Connection::open(&path).expect("raw connection");
-        raw.execute_batch(
-            "CREATE TABLE glassbox_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, \
-             checksum TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT '2026-11-01T00:00:00Z')",
-        )
-        .expect("migrations table");
-        for migration in MIGRATIONS.iter().filter(|migration| migration.version <= 9) {
-            raw.execute_batch(migration.sql).expect("old migration");
-            raw.execute(
-                "INSERT INTO glassbox_migrations (version, name, checksum) VALUES (?1, ?2, ?3)",
-                rusqlite::params![migration.version, migration.name, migration.checksum()],
-            )
-            .expect("record");
-        }
+        let raw = file_migrated_through(&path, 9);
         let spans = [
             ("a1", "Server", r#"{"glassbox.request":"true","http.response.status_code":"200"}"#),
             ("a2", "Internal", r#"{"gen_ai.operation.name":"invoke_agent"}"#),
@@ -280,7 +267,7 @@ async fn migration_10_marks_the_request_and_block_spans_already_written() {
     }
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![10]);
+    assert_eq!(report.applied, vec![10, 11]);
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     let mut statement = raw.prepare("SELECT SpanId FROM spans WHERE RequestOrBlock = 1 ORDER BY SpanId").expect("sql");
     let marked: Vec<String> =
@@ -291,4 +278,78 @@ async fn migration_10_marks_the_request_and_block_spans_already_written() {
         .await
         .expect("request stats");
     assert_eq!((stats.requests, stats.blocked), (2, 1), "{stats:?}");
+}
+
+/// A file with migrations 1 to `through` applied and recorded, as an older binary left it.
+fn file_migrated_through(path: &Path, through: u32) -> rusqlite::Connection {
+    let raw = rusqlite::Connection::open(path).expect("raw connection");
+    raw.execute_batch(
+        "CREATE TABLE glassbox_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, \
+         checksum TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT '2026-11-01T00:00:00Z')",
+    )
+    .expect("migrations table");
+    for migration in MIGRATIONS.iter().filter(|migration| migration.version <= through) {
+        raw.execute_batch(migration.sql).expect("old migration");
+        raw.execute(
+            "INSERT INTO glassbox_migrations (version, name, checksum) VALUES (?1, ?2, ?3)",
+            rusqlite::params![migration.version, migration.name, migration.checksum()],
+        )
+        .expect("record");
+    }
+    raw
+}
+
+/// Migration 11 on a file written under migration 10: the usage and trace index rows already
+/// there read back the same from the clustered tables, and usage is keyed by (trace, span):
+/// a retry is still ignored, the same span id in another trace is now kept.
+#[tokio::test]
+async fn migration_11_keeps_usage_and_trace_index_rows_and_keys_usage_by_trace_and_span() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    {
+        let raw = file_migrated_through(&path, 10);
+        for (n, trace) in ["0001aa", "0002bb"].iter().enumerate() {
+            let n = n as i64;
+            raw.execute(
+                "INSERT INTO usage VALUES (?1, ?2, ?3, 'acme', 'key-1', 'support', '', 'openai', 'gpt-4o', \
+                 ?4, 20, 0, 0, 1500, 0, 3000000, 0, 'ok', '')",
+                rusqlite::params![1_000_000_000 + n, trace, format!("span-{n}"), 10 + n],
+            )
+            .expect("old usage row");
+            raw.execute(
+                "INSERT INTO trace_index VALUES (?1, ?2, ?3, 'POST /api/agents/support/generate', 'root', \
+                 'support', ?2, 'agent', 'acme', ?2, 'root', 0, 3, ?4, 20, 1500)",
+                rusqlite::params![trace, 1_000_000_000 + n, 1_500_000_000 + n, 10 + n],
+            )
+            .expect("old trace index row");
+        }
+    }
+    let backend = open(&path).await;
+    let report = backend.migrate().await.expect("migrate");
+    assert_eq!(report.applied, vec![11]);
+
+    let usage = backend.trace_usage("0002bb").await.expect("trace usage");
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!((usage[0].span_id.as_str(), usage[0].input_tokens, usage[0].cost_nano_usd), ("span-1", 11, 1500));
+    let page = backend.list_traces(&TraceFilter::default(), &page_of(10)).await.expect("list");
+    let listed: Vec<(&str, &str, u64, i64)> = page
+        .items
+        .iter()
+        .map(|trace| (trace.trace_id.as_str(), trace.agent.as_str(), trace.input_tokens, trace.start_ns))
+        .collect();
+    assert_eq!(listed, [("0002bb", "support", 11, 1_000_000_001), ("0001aa", "support", 10, 1_000_000_000)]);
+
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    let clustered: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name IN ('usage', 'trace_index') AND sql LIKE '%WITHOUT ROWID'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("schema");
+    assert_eq!(clustered, 2);
+    let insert = "INSERT OR IGNORE INTO usage VALUES (?1, ?2, 'span-0', 'acme', 'key-1', 'support', '', 'openai', \
+                  'gpt-4o', 1, 1, 0, 0, 1, 0, 1, 0, 'ok', '')";
+    assert_eq!(raw.execute(insert, rusqlite::params![5, "0001aa"]).expect("retry"), 0, "a retry is ignored");
+    assert_eq!(raw.execute(insert, rusqlite::params![5, "0003cc"]).expect("other trace"), 1, "another trace keeps it");
 }
