@@ -432,14 +432,14 @@ impl Agent {
         let agent = Arc::clone(&self.inner);
         let span = tracing::info_span!(
             "invoke_agent",
-            otel.name = %format_args!("invoke_agent {}", agent.id),
+            otel.name = ["invoke_agent ", agent.id.as_str()].concat().as_str(),
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
             "error.type" = tracing::field::Empty,
             gen_ai.operation.name = "invoke_agent",
-            gen_ai.agent.name = %agent.id,
-            gen_ai.provider.name = %agent.model.provider(),
-            gen_ai.request.model = %agent.model.model_name(),
+            gen_ai.agent.name = agent.id.as_str(),
+            gen_ai.provider.name = agent.model.provider(),
+            gen_ai.request.model = agent.model.model_name(),
             gen_ai.conversation.id = tracing::field::Empty,
             gen_ai.usage.input_tokens = tracing::field::Empty,
             gen_ai.usage.output_tokens = tracing::field::Empty,
@@ -793,14 +793,14 @@ pub fn strip_code_fence(text: &str) -> &str {
 async fn run_tool(agent: &AgentInner, call: &ToolCall) -> ToolResult {
     let span = tracing::info_span!(
         "execute_tool",
-        otel.name = %format_args!("execute_tool {}", call.name),
+        otel.name = ["execute_tool ", call.name.as_str()].concat().as_str(),
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
         "error.type" = tracing::field::Empty,
         gen_ai.operation.name = "execute_tool",
-        gen_ai.agent.name = %agent.id,
-        gen_ai.tool.name = %call.name,
-        gen_ai.tool.call.id = %call.id,
+        gen_ai.agent.name = agent.id.as_str(),
+        gen_ai.tool.name = call.name.as_str(),
+        gen_ai.tool.call.id = call.id.as_str(),
         gen_ai.tool.call.arguments = tracing::field::Empty,
         gen_ai.tool.call.result = tracing::field::Empty,
     );
@@ -851,15 +851,15 @@ fn chat_span(agent: &AgentInner, request: &ModelRequest, labels: &RunLabels) -> 
     let model = agent.model.model_name();
     let span = tracing::info_span!(
         "chat",
-        otel.name = %format_args!("chat {model}"),
+        otel.name = ["chat ", model].concat().as_str(),
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
         "error.type" = tracing::field::Empty,
         gen_ai.operation.name = "chat",
-        gen_ai.provider.name = %agent.model.provider(),
-        gen_ai.request.model = %model,
-        gen_ai.agent.name = %agent.id,
+        gen_ai.provider.name = agent.model.provider(),
+        gen_ai.request.model = model,
+        gen_ai.agent.name = agent.id.as_str(),
         gen_ai.request.temperature = tracing::field::Empty,
         gen_ai.request.max_tokens = tracing::field::Empty,
         gen_ai.response.model = tracing::field::Empty,
@@ -883,7 +883,8 @@ fn chat_span(agent: &AgentInner, request: &ModelRequest, labels: &RunLabels) -> 
     }
     if agent.capture != Capture::None && !span.is_disabled() {
         let messages: Vec<Value> = request.messages.iter().map(|message| message_json(agent.capture, message)).collect();
-        span.record("gen_ai.input.messages", Value::Array(messages).to_string());
+        // serde_json's writer, not `Display` (which goes through `fmt::Write` per token).
+        span.record("gen_ai.input.messages", serde_json::to_string(&messages).unwrap_or_default());
     }
     span
 }
@@ -918,7 +919,7 @@ fn record_response(span: &tracing::Span, capture: Capture, response: &ModelRespo
             capture,
             &Message::Assistant { text: response.text.clone(), tool_calls: response.tool_calls.clone() },
         );
-        span.record("gen_ai.output.messages", Value::Array(vec![output]).to_string());
+        span.record("gen_ai.output.messages", serde_json::to_string(&[output]).unwrap_or_default());
     }
 }
 

@@ -425,7 +425,7 @@ fn spawn_online_in(
     // No registry parent (its trace parent is set below): the scorers outlive the request,
     // and a child would keep the request span, and its journal lines, open until they finish.
     let span =
-        tracing::info_span!(parent: None, "online_evals", otel.name = "online_evals", gen_ai.agent.name = %request.agent);
+        tracing::info_span!(parent: None, "online_evals", otel.name = "online_evals", gen_ai.agent.name = request.agent.as_str());
     span.set_parent_span(request_span);
     tokio::spawn(online.evaluate(request).instrument(span));
 }

@@ -157,12 +157,12 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let span = tracing::info_span!(
         "http_request",
-        otel.name = %method,
+        otel.name = method.as_str(),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
+        http.request.method = method.as_str(),
         http.route = tracing::field::Empty,
-        url.path = %request.uri().path(),
+        url.path = request.uri().path(),
         http.response.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
@@ -193,7 +193,7 @@ pub async fn name_route(request: Request, next: Next) -> Response {
     if let Some(route) = request.extensions().get::<MatchedPath>() {
         let span = tracing::Span::current();
         span.record("http.route", route.as_str());
-        span.rename(format!("{} {}", request.method(), route.as_str()));
+        span.rename([request.method().as_str(), " ", route.as_str()].concat());
     }
     next.run(request).await
 }

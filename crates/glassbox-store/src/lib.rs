@@ -11,6 +11,7 @@ pub mod backend;
 pub mod clickhouse;
 pub mod keys;
 pub mod evals;
+mod json_out;
 pub mod migrate;
 pub mod pricing;
 pub mod query;

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::StoreError;
+use crate::json_out::{self, Object};
 use crate::rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 
 /// The version written in every file's header; a file of another version is not replayed.
@@ -373,7 +374,9 @@ struct Header<'a> {
     rows: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+// Serialize only for the test that holds `write_span` to the derive's text.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(remote = "SpanRow")]
 struct SpanRowDef {
     timestamp_ns: i64,
@@ -398,7 +401,9 @@ struct SpanRowDef {
     links: Vec<SpanLink>,
 }
 
-#[derive(Serialize, Deserialize)]
+// Serialize only for the test that holds `write_span` to the derive's text.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(remote = "SpanEvent")]
 struct SpanEventDef {
     timestamp_ns: i64,
@@ -406,7 +411,9 @@ struct SpanEventDef {
     attributes: Vec<(String, String)>,
 }
 
-#[derive(Serialize, Deserialize)]
+// Serialize only for the test that holds `write_span` to the derive's text.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(remote = "SpanLink")]
 struct SpanLinkDef {
     trace_id: String,
@@ -440,10 +447,13 @@ struct UsageRowDef {
 }
 
 mod status_code {
-    use serde::{Deserialize, Deserializer, Serializer};
+    #[cfg(test)]
+    use serde::Serializer;
+    use serde::{Deserialize, Deserializer};
 
     use crate::rows::StatusCode;
 
+    #[cfg(test)]
     pub fn serialize<S: Serializer>(code: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(code.as_str())
     }
@@ -455,13 +465,17 @@ mod status_code {
 }
 
 mod span_events {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserialize, Deserializer};
+    #[cfg(test)]
+    use serde::{Serialize, Serializer};
 
     use super::SpanEventDef;
     use crate::rows::SpanEvent;
 
+    #[cfg(test)]
     struct Ref<'a>(&'a SpanEvent);
 
+    #[cfg(test)]
     impl Serialize for Ref<'_> {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             SpanEventDef::serialize(self.0, serializer)
@@ -471,6 +485,7 @@ mod span_events {
     #[derive(Deserialize)]
     struct Owned(#[serde(with = "SpanEventDef")] SpanEvent);
 
+    #[cfg(test)]
     pub fn serialize<S: Serializer>(events: &[SpanEvent], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(events.iter().map(Ref))
     }
@@ -482,13 +497,17 @@ mod span_events {
 }
 
 mod span_links {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserialize, Deserializer};
+    #[cfg(test)]
+    use serde::{Serialize, Serializer};
 
     use super::SpanLinkDef;
     use crate::rows::SpanLink;
 
+    #[cfg(test)]
     struct Ref<'a>(&'a SpanLink);
 
+    #[cfg(test)]
     impl Serialize for Ref<'_> {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             SpanLinkDef::serialize(self.0, serializer)
@@ -498,6 +517,7 @@ mod span_links {
     #[derive(Deserialize)]
     struct Owned(#[serde(with = "SpanLinkDef")] SpanLink);
 
+    #[cfg(test)]
     pub fn serialize<S: Serializer>(links: &[SpanLink], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(links.iter().map(Ref))
     }
@@ -509,11 +529,59 @@ mod span_links {
 }
 
 /// Appends `row` to `out` as one spool line (JSON and `\n`), the format of a batch file's
-/// rows; for journals outside the spool that must read back as the same rows.
+/// rows; for journals outside the spool that must read back as the same rows. Written by
+/// `json_out` (the text `SpanRowDef`'s serde derive reads back; a test holds the two together);
+/// on an error `out` is left as it was.
 pub fn encode_span_line(row: &SpanRow, out: &mut Vec<u8>) -> Result<(), sonic_rs::Error> {
-    // Room up front (see `append_line`): lines of many short strings then never reallocate.
-    out.reserve(2 * approx_span_bytes(row));
-    append_line(out, |serializer| SpanRowDef::serialize(row, serializer))
+    let start = out.len();
+    match write_span(row, out) {
+        Ok(()) => {
+            out.push(b'\n');
+            Ok(())
+        }
+        Err(error) => {
+            out.truncate(start);
+            Err(<sonic_rs::Error as serde::ser::Error>::custom(error))
+        }
+    }
+}
+
+fn write_span(row: &SpanRow, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut object = Object::start(out);
+    object.i64("timestamp_ns", row.timestamp_ns)?;
+    object.str("trace_id", &row.trace_id)?;
+    object.str("span_id", &row.span_id)?;
+    object.str("parent_span_id", &row.parent_span_id)?;
+    object.str("trace_state", &row.trace_state)?;
+    object.str("span_name", &row.span_name)?;
+    object.str("span_kind", &row.span_kind)?;
+    object.str("service_name", &row.service_name)?;
+    json_out::pairs_as_arrays(object.key("resource_attributes"), &row.resource_attributes)?;
+    object.str("scope_name", &row.scope_name)?;
+    object.str("scope_version", &row.scope_version)?;
+    json_out::pairs_as_arrays(object.key("span_attributes"), &row.span_attributes)?;
+    object.u64("duration_ns", row.duration_ns)?;
+    object.str("status_code", row.status_code.as_str())?;
+    object.str("status_message", &row.status_message)?;
+    json_out::array(object.key("events"), &row.events, |out, event| {
+        let mut object = Object::start(out);
+        object.i64("timestamp_ns", event.timestamp_ns)?;
+        object.str("name", &event.name)?;
+        json_out::pairs_as_arrays(object.key("attributes"), &event.attributes)?;
+        object.end();
+        Ok(())
+    })?;
+    json_out::array(object.key("links"), &row.links, |out, link| {
+        let mut object = Object::start(out);
+        object.str("trace_id", &link.trace_id)?;
+        object.str("span_id", &link.span_id)?;
+        object.str("trace_state", &link.trace_state)?;
+        json_out::pairs_as_arrays(object.key("attributes"), &link.attributes)?;
+        object.end();
+        Ok(())
+    })?;
+    object.end();
+    Ok(())
 }
 
 /// Reads back one line made by [`encode_span_line`] (without its `\n`).
@@ -751,6 +819,30 @@ mod tests {
             status: "error".into(),
             error_type: "provider_timeout".into(),
         }
+    }
+
+    /// The hand-written line is exactly the text `SpanRowDef`'s serde derive writes (the
+    /// format decoders and earlier files use), for a row with every list filled and strings
+    /// that need escaping; and it reads back as the same row.
+    #[test]
+    fn span_lines_are_the_serde_derives_text() {
+        let mut row = span(7);
+        row.links = vec![SpanLink {
+            trace_id: "t\"1".into(),
+            span_id: "s".into(),
+            trace_state: "k=v".into(),
+            attributes: vec![("x".into(), "\u{1}\\".into()), ("x".into(), String::new())],
+        }];
+        row.events.push(SpanEvent { timestamp_ns: -1, name: String::new(), attributes: vec![] });
+        row.duration_ns = u64::MAX;
+        let mut derived = Vec::new();
+        SpanRowDef::serialize(&row, &mut serde_json::Serializer::new(&mut derived)).expect("serde");
+        derived.push(b'\n');
+        let mut written = b"earlier line\n".to_vec();
+        encode_span_line(&row, &mut written).expect("encode");
+        assert_eq!(String::from_utf8_lossy(&written[13..]), String::from_utf8_lossy(&derived));
+        let line = std::str::from_utf8(&written[13..written.len() - 1]).expect("utf-8");
+        assert_eq!(decode_span_line(line).expect("decode"), row);
     }
 
     #[test]

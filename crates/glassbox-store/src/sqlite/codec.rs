@@ -5,27 +5,58 @@
 //! in ad-hoc SQL and a span reads back exactly as it was written. Events and links become
 //! JSON arrays of objects with the Collector exporter's field names.
 //!
-//! Encoding is sonic-rs's (SIMD string escaping: a span's many short attribute strings were a
-//! sixth of the server's instructions with serde_json's byte loop); decoding stays serde_json's.
+//! Encoding is `json_out`'s (no serde), into one buffer per column that the write thread
+//! reuses from row to row; decoding is serde_json's.
 
+use std::io;
+
+use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
 
+use crate::json_out::{self, Object};
 use crate::rows::{SpanEvent, SpanLink};
-use crate::spool::approx_pairs_bytes;
 
-/// Serializes an attribute list as a JSON object, keeping its order.
-struct AttributesOut<'a>(&'a [(String, String)]);
+/// Replaces `out` with `attributes` as a JSON object of strings, in their order (duplicate
+/// keys kept).
+pub(super) fn attributes_to_json<'a>(attributes: &[(String, String)], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
+    out.clear();
+    json_out::pairs_as_object(out, attributes)?;
+    as_text(out)
+}
 
-impl Serialize for AttributesOut<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in self.0 {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
-    }
+/// Replaces `out` with `events` as a JSON array of `{"Timestamp", "Name", "Attributes"}`.
+pub(super) fn events_to_json<'a>(events: &[SpanEvent], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
+    out.clear();
+    json_out::array(out, events, |out, event| {
+        let mut object = Object::start(out);
+        object.i64("Timestamp", event.timestamp_ns)?;
+        object.str("Name", &event.name)?;
+        json_out::pairs_as_object(object.key("Attributes"), &event.attributes)?;
+        object.end();
+        Ok(())
+    })?;
+    as_text(out)
+}
+
+/// Replaces `out` with `links` as a JSON array of `{"TraceId", "SpanId", "TraceState",
+/// "Attributes"}`.
+pub(super) fn links_to_json<'a>(links: &[SpanLink], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
+    out.clear();
+    json_out::array(out, links, |out, link| {
+        let mut object = Object::start(out);
+        object.str("TraceId", &link.trace_id)?;
+        object.str("SpanId", &link.span_id)?;
+        object.str("TraceState", &link.trace_state)?;
+        json_out::pairs_as_object(object.key("Attributes"), &link.attributes)?;
+        object.end();
+        Ok(())
+    })?;
+    as_text(out)
+}
+
+/// The buffer as text: checked once (escaped JSON of `str`s is UTF-8), rather than assumed.
+fn as_text(out: &[u8]) -> io::Result<&str> {
+    std::str::from_utf8(out).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
 }
 
 /// Reads a JSON object of strings back into a list, in the object's order.
@@ -55,29 +86,12 @@ impl<'de> Deserialize<'de> for AttributesIn {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct EventOut<'a> {
-    timestamp: i64,
-    name: &'a str,
-    attributes: AttributesOut<'a>,
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct EventIn {
     timestamp: i64,
     name: String,
     attributes: AttributesIn,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct LinkOut<'a> {
-    trace_id: &'a str,
-    span_id: &'a str,
-    trace_state: &'a str,
-    attributes: AttributesOut<'a>,
 }
 
 #[derive(Deserialize)]
@@ -89,34 +103,8 @@ struct LinkIn {
     attributes: AttributesIn,
 }
 
-/// JSON text of `value` in a buffer of `capacity` bytes. sonic-rs reserves six bytes per byte of
-/// each string it writes (the worst case of escaping); a buffer twice the text's estimated size
-/// saves the reallocations that growing from empty costs.
-fn to_json<T: Serialize>(value: &T, capacity: usize) -> sonic_rs::Result<String> {
-    let mut out = Vec::with_capacity(capacity);
-    sonic_rs::to_writer(&mut out, value)?;
-    String::from_utf8(out).map_err(<sonic_rs::Error as serde::ser::Error>::custom)
-}
-
-pub(super) fn attributes_to_json(attributes: &[(String, String)]) -> sonic_rs::Result<String> {
-    to_json(&AttributesOut(attributes), 2 * approx_pairs_bytes(attributes) + 64)
-}
-
 pub(super) fn attributes_from_json(text: &str) -> serde_json::Result<Vec<(String, String)>> {
     serde_json::from_str::<AttributesIn>(text).map(|attributes| attributes.0)
-}
-
-pub(super) fn events_to_json(events: &[SpanEvent]) -> sonic_rs::Result<String> {
-    let events: Vec<EventOut<'_>> = events
-        .iter()
-        .map(|event| EventOut {
-            timestamp: event.timestamp_ns,
-            name: &event.name,
-            attributes: AttributesOut(&event.attributes),
-        })
-        .collect();
-    let estimate: usize = events.iter().map(|event| 64 + event.name.len() + approx_pairs_bytes(event.attributes.0)).sum();
-    to_json(&events, 2 * estimate + 64)
 }
 
 pub(super) fn events_from_json(text: &str) -> serde_json::Result<Vec<SpanEvent>> {
@@ -125,20 +113,6 @@ pub(super) fn events_from_json(text: &str) -> serde_json::Result<Vec<SpanEvent>>
         .into_iter()
         .map(|event| SpanEvent { timestamp_ns: event.timestamp, name: event.name, attributes: event.attributes.0 })
         .collect())
-}
-
-pub(super) fn links_to_json(links: &[SpanLink]) -> sonic_rs::Result<String> {
-    let links: Vec<LinkOut<'_>> = links
-        .iter()
-        .map(|link| LinkOut {
-            trace_id: &link.trace_id,
-            span_id: &link.span_id,
-            trace_state: &link.trace_state,
-            attributes: AttributesOut(&link.attributes),
-        })
-        .collect();
-    let estimate: usize = links.iter().map(|link| 128 + link.trace_state.len() + approx_pairs_bytes(link.attributes.0)).sum();
-    to_json(&links, 2 * estimate + 64)
 }
 
 pub(super) fn links_from_json(text: &str) -> serde_json::Result<Vec<SpanLink>> {
@@ -175,17 +149,17 @@ mod tests {
             ("a".to_owned(), "quote \" backslash \\ nul \0 é 🚀".to_owned()),
             ("z".to_owned(), "duplicate".to_owned()),
         ];
-        assert_eq!(attributes_from_json(&attributes_to_json(&attributes)?)?, attributes);
+        assert_eq!(attributes_from_json(attributes_to_json(&attributes, &mut Vec::new())?)?, attributes);
         Ok(())
     }
 
     #[test]
     fn events_and_links_round_trip() -> Result<(), Box<dyn std::error::Error>> {
         let events = vec![SpanEvent { timestamp_ns: -5, name: "e".into(), attributes: vec![("k".into(), "v".into())] }];
-        assert_eq!(events_from_json(&events_to_json(&events)?)?, events);
+        assert_eq!(events_from_json(events_to_json(&events, &mut Vec::new())?)?, events);
         let links =
             vec![SpanLink { trace_id: "t".into(), span_id: "s".into(), trace_state: "x=1".into(), attributes: vec![] }];
-        assert_eq!(links_from_json(&links_to_json(&links)?)?, links);
+        assert_eq!(links_from_json(links_to_json(&links, &mut Vec::new())?)?, links);
         Ok(())
     }
 
@@ -194,14 +168,42 @@ mod tests {
     #[test]
     fn escaping_holds_at_every_offset_and_length() -> Result<(), Box<dyn std::error::Error>> {
         let specials: String = (0u8..0x20).map(char::from).chain(['"', '\\', '\u{7f}', 'é', '\u{2028}', '🚀']).collect();
+        let mut buffer = Vec::new();
         for offset in 0..70 {
             let value = format!("{}{specials}{}", "a".repeat(offset), "b".repeat(3 * offset));
             let attributes = vec![(format!("k{offset}\n\""), value)];
-            let text = attributes_to_json(&attributes)?;
-            assert_eq!(attributes_from_json(&text)?, attributes, "offset {offset}: {text}");
+            let text = attributes_to_json(&attributes, &mut buffer)?;
+            assert_eq!(attributes_from_json(text)?, attributes, "offset {offset}: {text}");
         }
         let long = vec![("big".to_owned(), "\"x\"".repeat(10_000))];
-        assert_eq!(attributes_from_json(&attributes_to_json(&long)?)?, long);
+        assert_eq!(attributes_from_json(attributes_to_json(&long, &mut buffer)?)?, long);
+        Ok(())
+    }
+
+    /// The text is what earlier versions wrote (rows of both read back alike, and ad-hoc SQL
+    /// such as `json_extract(SpanAttributes, '$."k"')` keeps working); a buffer reused for the
+    /// next row holds only that row.
+    #[test]
+    fn the_encoding_is_compact_json_with_the_exporter_field_names() -> Result<(), Box<dyn std::error::Error>> {
+        let mut buffer = b"left over from the previous row".to_vec();
+        let attributes = vec![("k".to_owned(), "v \"q\"".to_owned()), ("n".to_owned(), String::new())];
+        assert_eq!(attributes_to_json(&attributes, &mut buffer)?, r#"{"k":"v \"q\"","n":""}"#);
+        assert_eq!(attributes_to_json(&[], &mut buffer)?, "{}");
+        let events = vec![
+            SpanEvent { timestamp_ns: -5, name: "e".into(), attributes: attributes.clone() },
+            SpanEvent { timestamp_ns: 7, name: "f".into(), attributes: vec![] },
+        ];
+        assert_eq!(
+            events_to_json(&events, &mut buffer)?,
+            r#"[{"Timestamp":-5,"Name":"e","Attributes":{"k":"v \"q\"","n":""}},{"Timestamp":7,"Name":"f","Attributes":{}}]"#
+        );
+        assert_eq!(events_to_json(&[], &mut buffer)?, "[]");
+        let links =
+            vec![SpanLink { trace_id: "t".into(), span_id: "s".into(), trace_state: "x=1".into(), attributes: vec![] }];
+        assert_eq!(
+            links_to_json(&links, &mut buffer)?,
+            r#"[{"TraceId":"t","SpanId":"s","TraceState":"x=1","Attributes":{}}]"#
+        );
         Ok(())
     }
 }

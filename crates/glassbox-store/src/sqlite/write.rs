@@ -60,6 +60,9 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
     let mut models: BTreeSet<(&str, &str)> = BTreeSet::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN).map_err(store_error)?;
+        // The JSON columns are encoded into buffers reused from row to row (SQLite copies
+        // the bound text).
+        let (mut resource, mut attributes, mut events, mut links) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (index, span) in rows.iter().enumerate() {
             offer_the_core(index, YIELD_EVERY_SPANS);
             let added = insert
@@ -72,15 +75,15 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
                     span.span_name,
                     span.span_kind,
                     span.service_name,
-                    attributes_to_json(&span.resource_attributes).map_err(encode_error)?,
+                    attributes_to_json(&span.resource_attributes, &mut resource).map_err(encode_error)?,
                     span.scope_name,
                     span.scope_version,
-                    attributes_to_json(&span.span_attributes).map_err(encode_error)?,
+                    attributes_to_json(&span.span_attributes, &mut attributes).map_err(encode_error)?,
                     to_sql_int(span.duration_ns),
                     span.status_code.as_str(),
                     span.status_message,
-                    events_to_json(&span.events).map_err(encode_error)?,
-                    links_to_json(&span.links).map_err(encode_error)?,
+                    events_to_json(&span.events, &mut events).map_err(encode_error)?,
+                    links_to_json(&span.links, &mut links).map_err(encode_error)?,
                     is_request_or_block(span),
                 ])
                 .map_err(store_error)?;
@@ -209,7 +212,7 @@ fn is_request_or_block(span: &SpanRow) -> bool {
     span.span_kind == "Server" || span.attribute("glassbox.tripwire.processor").is_some()
 }
 
-fn encode_error(error: sonic_rs::Error) -> StoreError {
+fn encode_error(error: std::io::Error) -> StoreError {
     StoreError::Rejected {
         message: format!("span field could not be encoded as JSON: {error}"),
         source: Some(Box::new(error)),
