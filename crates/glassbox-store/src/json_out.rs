@@ -3,10 +3,9 @@
 //! (`Formatter::write_string_fast`), numbers through its integer formatting.
 //!
 //! A request's spans carry a few hundred short strings (attribute keys and values, event
-//! names). Through serde (`Serialize` impls, `sonic_rs::to_writer`) each of them paid serde's
-//! per-call overhead, and encoding them was a tenth of the server's instructions: once for
-//! the span journal's line, once more for SQLite's columns. Written this way, the same text
-//! costs about a third (BENCHMARKS.md). Decoding stays serde_json's.
+//! names), encoded twice: for the span journal's line and for SQLite's columns. Through serde
+//! (`Serialize` impls, `sonic_rs::to_writer`) that was 88.5 K instructions per request, 13% of
+//! the server's; written this way, 68.6 K (BENCHMARKS.md). Decoding stays serde_json's.
 
 use std::io;
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+# Usage inserts into a SQLite usage table that already holds N rows, for the two schemas:
+# before migration 11 (a rowid table keyed by the random SpanId, three secondary indexes) and
+# after it (WITHOUT ROWID, clustered on (TraceId, SpanId), two secondary indexes). Trace ids
+# start with their millisecond, as Glassbox makes them; inserts go in 250-row transactions
+# (SQLite's default batch), WAL with synchronous = NORMAL and a 16 MiB cache, as the server.
+# Prints CPU time and bytes written per inserted row, and the file's size.
+#
+# usage: benchmarks/profiles/usage-key.py N M   (e.g. 2000000 100000; writes to a temp dir)
+import os, random, shutil, sqlite3, sys, tempfile, time
+N = int(sys.argv[1]); M = int(sys.argv[2])
+WORK = tempfile.mkdtemp(prefix="usage-key-")
+OLD = """CREATE TABLE usage (Timestamp INTEGER NOT NULL, TraceId TEXT NOT NULL, SpanId TEXT NOT NULL PRIMARY KEY,
+ Tenant TEXT NOT NULL, ApiKeyId TEXT NOT NULL, Agent TEXT NOT NULL, Workflow TEXT NOT NULL, Provider TEXT NOT NULL,
+ Model TEXT NOT NULL, InputTokens INTEGER NOT NULL, OutputTokens INTEGER NOT NULL, CachedInputTokens INTEGER NOT NULL,
+ ReasoningTokens INTEGER NOT NULL, CostNanoUsd INTEGER NOT NULL, CostUnknown INTEGER NOT NULL, LatencyNs INTEGER NOT NULL,
+ TimeToFirstTokenNs INTEGER NOT NULL, Status TEXT NOT NULL, ErrorType TEXT NOT NULL);
+CREATE INDEX usage_timestamp ON usage (Timestamp); CREATE INDEX usage_trace ON usage (TraceId, Timestamp);
+CREATE INDEX usage_tenant_timestamp ON usage (Tenant, Timestamp);"""
+NEW = OLD.replace("SpanId TEXT NOT NULL PRIMARY KEY", "SpanId TEXT NOT NULL").replace(
+    "ErrorType TEXT NOT NULL);", "ErrorType TEXT NOT NULL, PRIMARY KEY (TraceId, SpanId)) WITHOUT ROWID;").replace(
+    "CREATE INDEX usage_trace ON usage (TraceId, Timestamp);", "")
+def rows(start_ms, n):
+    for i in range(n):
+        ms = start_ms + i // 3
+        yield (ms * 1_000_000, "%012x%020x" % (ms, random.getrandbits(80)), "%016x" % random.getrandbits(64),
+               "acme", "key", "support", "", "openai", "gpt-4o", 10, 20, 0, 0, 1500, 0, 3_000_000, 0, "ok", "")
+INSERT = "INSERT OR IGNORE INTO usage VALUES (" + ",".join("?" * 19) + ")"
+for name, schema in (("old", OLD), ("new", NEW)):
+    path = os.path.join(WORK, f"{name}.db")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix): os.remove(path + suffix)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=NORMAL"); db.execute("PRAGMA cache_size=-16384")
+    db.executescript(schema)
+    random.seed(1)
+    db.execute("BEGIN"); db.executemany(INSERT, rows(1_700_000_000_000, N)); db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    batch = list(rows(1_800_000_000_000, M))
+    io0 = open(f"/proc/{os.getpid()}/io").read().split("\n"); w0 = int([l for l in io0 if l.startswith("wchar")][0].split()[1])
+    t0 = time.process_time()
+    for i in range(0, M, 250):
+        db.execute("BEGIN IMMEDIATE"); db.executemany(INSERT, batch[i:i+250]); db.execute("COMMIT")
+    cpu = time.process_time() - t0
+    io1 = open(f"/proc/{os.getpid()}/io").read().split("\n"); w1 = int([l for l in io1 if l.startswith("wchar")][0].split()[1])
+    print(f"{name}: {N:,} rows before; {M:,} inserts in 250-row transactions: {cpu*1e6/M:.1f} CPU-us and {(w1-w0)/M:,.0f} bytes written per row; file {os.path.getsize(path)/1e6:.0f} MB")
+    db.close()
+shutil.rmtree(WORK)
