@@ -7,9 +7,10 @@
 # Prints CPU time and bytes written per inserted row, and the file's size.
 #
 # usage: benchmarks/profiles/usage-key.py N M   (e.g. 2000000 100000; writes to a temp dir)
-import os, random, shutil, sqlite3, sys, tempfile, time
+import atexit, os, random, shutil, sqlite3, sys, tempfile, time
 N = int(sys.argv[1]); M = int(sys.argv[2])
 WORK = tempfile.mkdtemp(prefix="usage-key-")
+atexit.register(shutil.rmtree, WORK, True)
 OLD = """CREATE TABLE usage (Timestamp INTEGER NOT NULL, TraceId TEXT NOT NULL, SpanId TEXT NOT NULL PRIMARY KEY,
  Tenant TEXT NOT NULL, ApiKeyId TEXT NOT NULL, Agent TEXT NOT NULL, Workflow TEXT NOT NULL, Provider TEXT NOT NULL,
  Model TEXT NOT NULL, InputTokens INTEGER NOT NULL, OutputTokens INTEGER NOT NULL, CachedInputTokens INTEGER NOT NULL,
@@ -45,4 +46,3 @@ for name, schema in (("old", OLD), ("new", NEW)):
     io1 = open(f"/proc/{os.getpid()}/io").read().split("\n"); w1 = int([l for l in io1 if l.startswith("wchar")][0].split()[1])
     print(f"{name}: {N:,} rows before; {M:,} inserts in 250-row transactions: {cpu*1e6/M:.1f} CPU-us and {(w1-w0)/M:,.0f} bytes written per row; file {os.path.getsize(path)/1e6:.0f} MB")
     db.close()
-shutil.rmtree(WORK)

@@ -63,7 +63,7 @@ impl TraceContext {
 /// (big-endian), 10 random bytes after it, as AWS X-Ray's ids carry their start time.
 ///
 /// Traces started close together sort together, so the stores' indexes keyed by trace id
-/// (SQLite's span key, `usage_trace`, `trace_index`, `trace_index_models`) take new rows at
+/// (SQLite's span and usage keys, `trace_index`, `trace_index_models`) take new rows at
 /// their right edge instead of on a random page each: with random ids a benchmark request cost
 /// 64.8 KB of SQLite writes (WAL frames and checkpoints), with these 24.7 KB. W3C trace context
 /// asks randomness only of the last 7 bytes; online-eval sampling reads the last 8.
@@ -154,13 +154,12 @@ fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 /// Middleware: the request span, its [`TraceContext`] in the request, `traceparent` on the
 /// response.
 pub async fn layer(mut request: Request, next: Next) -> Response {
-    let method = request.method().clone();
     let span = tracing::info_span!(
         "http_request",
-        otel.name = method.as_str(),
+        otel.name = request.method().as_str(),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = method.as_str(),
+        http.request.method = request.method().as_str(),
         http.route = tracing::field::Empty,
         url.path = request.uri().path(),
         http.response.status_code = tracing::field::Empty,

@@ -258,11 +258,11 @@ pub async fn recover(
 }
 
 async fn missing_rows(rows: &[UsageRow], spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<UsageRow>, String> {
-    let spooled = spooled_usage_span_ids(spool_dir).await;
+    let spooled = spooled_usage_ids(spool_dir).await;
     let mut missing = Vec::new();
     let mut known_traces: std::collections::HashMap<&str, HashSet<String>> = std::collections::HashMap::new();
     for row in rows {
-        if spooled.contains(&row.span_id) {
+        if spooled.contains(&(row.trace_id.clone(), row.span_id.clone())) {
             continue;
         }
         if !known_traces.contains_key(row.trace_id.as_str()) {
@@ -277,8 +277,9 @@ async fn missing_rows(rows: &[UsageRow], spool_dir: &Path, reader: &dyn TraceRea
     Ok(missing)
 }
 
-/// The span ids of the usage rows in the spool's batch files (`usage-<token>.jsonl`).
-async fn spooled_usage_span_ids(spool_dir: &Path) -> HashSet<String> {
+/// (trace id, span id), the key of a usage row, of the rows in the spool's batch files
+/// (`usage-<token>.jsonl`).
+async fn spooled_usage_ids(spool_dir: &Path) -> HashSet<(String, String)> {
     let mut ids = HashSet::new();
     let Ok(mut entries) = tokio::fs::read_dir(spool_dir).await else { return ids };
     while let Ok(Some(entry)) = entries.next_entry().await {
@@ -288,8 +289,8 @@ async fn spooled_usage_span_ids(spool_dir: &Path) -> HashSet<String> {
         }
         let Ok(text) = tokio::fs::read_to_string(entry.path()).await else { continue };
         for line in text.lines().skip(1) {
-            if let Ok(SpanIdOnly { span_id }) = serde_json::from_str(line) {
-                ids.insert(span_id);
+            if let Ok(UsageKey { trace_id, span_id }) = serde_json::from_str(line) {
+                ids.insert((trace_id, span_id));
             }
         }
     }
@@ -297,7 +298,8 @@ async fn spooled_usage_span_ids(spool_dir: &Path) -> HashSet<String> {
 }
 
 #[derive(Deserialize)]
-struct SpanIdOnly {
+struct UsageKey {
+    trace_id: String,
     span_id: String,
 }
 

@@ -4,7 +4,7 @@
 //!
 //! A request's spans carry a few hundred short strings (attribute keys and values, event
 //! names), encoded twice: for the span journal's line and for SQLite's columns. Through serde
-//! (`Serialize` impls, `sonic_rs::to_writer`) that was 88.5 K instructions per request, 13% of
+//! (`Serialize` impls on a `sonic_rs::Serializer`) that was 88.5 K instructions per request, 13% of
 //! the server's; written this way, 68.6 K (BENCHMARKS.md). Decoding stays serde_json's.
 
 use std::io;

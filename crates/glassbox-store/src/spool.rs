@@ -364,7 +364,7 @@ fn valid_token(token: &str) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Encoding. The row types stay serde-free; these remote definitions mirror them field by
-// field (a field added to a row and not here fails to compile).
+// field (a field added to a row and not here fails to compile, as it does in `write_span`).
 
 #[derive(Serialize, Deserialize)]
 struct Header<'a> {
@@ -547,36 +547,58 @@ pub fn encode_span_line(row: &SpanRow, out: &mut Vec<u8>) -> Result<(), sonic_rs
 }
 
 fn write_span(row: &SpanRow, out: &mut Vec<u8>) -> io::Result<()> {
+    // Destructured without `..`: a field added to the row and not written here fails to compile.
+    let SpanRow {
+        timestamp_ns,
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state,
+        span_name,
+        span_kind,
+        service_name,
+        resource_attributes,
+        scope_name,
+        scope_version,
+        span_attributes,
+        duration_ns,
+        status_code,
+        status_message,
+        events,
+        links,
+    } = row;
     let mut object = Object::start(out);
-    object.i64("timestamp_ns", row.timestamp_ns)?;
-    object.str("trace_id", &row.trace_id)?;
-    object.str("span_id", &row.span_id)?;
-    object.str("parent_span_id", &row.parent_span_id)?;
-    object.str("trace_state", &row.trace_state)?;
-    object.str("span_name", &row.span_name)?;
-    object.str("span_kind", &row.span_kind)?;
-    object.str("service_name", &row.service_name)?;
-    json_out::pairs_as_arrays(object.key("resource_attributes"), &row.resource_attributes)?;
-    object.str("scope_name", &row.scope_name)?;
-    object.str("scope_version", &row.scope_version)?;
-    json_out::pairs_as_arrays(object.key("span_attributes"), &row.span_attributes)?;
-    object.u64("duration_ns", row.duration_ns)?;
-    object.str("status_code", row.status_code.as_str())?;
-    object.str("status_message", &row.status_message)?;
-    json_out::array(object.key("events"), &row.events, |out, event| {
+    object.i64("timestamp_ns", *timestamp_ns)?;
+    object.str("trace_id", trace_id)?;
+    object.str("span_id", span_id)?;
+    object.str("parent_span_id", parent_span_id)?;
+    object.str("trace_state", trace_state)?;
+    object.str("span_name", span_name)?;
+    object.str("span_kind", span_kind)?;
+    object.str("service_name", service_name)?;
+    json_out::pairs_as_arrays(object.key("resource_attributes"), resource_attributes)?;
+    object.str("scope_name", scope_name)?;
+    object.str("scope_version", scope_version)?;
+    json_out::pairs_as_arrays(object.key("span_attributes"), span_attributes)?;
+    object.u64("duration_ns", *duration_ns)?;
+    object.str("status_code", status_code.as_str())?;
+    object.str("status_message", status_message)?;
+    json_out::array(object.key("events"), events, |out, event| {
+        let SpanEvent { timestamp_ns, name, attributes } = event;
         let mut object = Object::start(out);
-        object.i64("timestamp_ns", event.timestamp_ns)?;
-        object.str("name", &event.name)?;
-        json_out::pairs_as_arrays(object.key("attributes"), &event.attributes)?;
+        object.i64("timestamp_ns", *timestamp_ns)?;
+        object.str("name", name)?;
+        json_out::pairs_as_arrays(object.key("attributes"), attributes)?;
         object.end();
         Ok(())
     })?;
-    json_out::array(object.key("links"), &row.links, |out, link| {
+    json_out::array(object.key("links"), links, |out, link| {
+        let SpanLink { trace_id, span_id, trace_state, attributes } = link;
         let mut object = Object::start(out);
-        object.str("trace_id", &link.trace_id)?;
-        object.str("span_id", &link.span_id)?;
-        object.str("trace_state", &link.trace_state)?;
-        json_out::pairs_as_arrays(object.key("attributes"), &link.attributes)?;
+        object.str("trace_id", trace_id)?;
+        object.str("span_id", span_id)?;
+        object.str("trace_state", trace_state)?;
+        json_out::pairs_as_arrays(object.key("attributes"), attributes)?;
         object.end();
         Ok(())
     })?;
@@ -597,10 +619,10 @@ pub fn encode_usage_line(row: &UsageRow, out: &mut Vec<u8>) -> Result<(), sonic_
 
 /// Appends one JSON line to `out`; on an error `out` is left as it was (no torn line).
 ///
-/// Rows are encoded with sonic-rs (SIMD string escaping; serde_json's byte-by-byte escaping of
-/// a request's few hundred short strings was a sixth of the server's instructions) and read
-/// back with serde_json: the text is plain JSON either way. sonic-rs reserves six bytes per
-/// byte of each string it writes, so callers reserve room first.
+/// Usage rows and headers are encoded through serde with sonic-rs (SIMD string escaping), span
+/// rows by `json_out` (`write_span`); all are read back with serde_json, the text is plain
+/// JSON either way. sonic-rs reserves six bytes per byte of each string it writes, so callers
+/// reserve room first.
 fn append_line(
     out: &mut Vec<u8>,
     serialize: impl FnOnce(&mut sonic_rs::Serializer<&mut Vec<u8>>) -> Result<(), sonic_rs::Error>,
@@ -713,13 +735,13 @@ fn decode(path: &Path, kind: BatchKind, token: &str, text: &str) -> Result<Spool
     Ok(SpooledBatch { token: token.to_owned(), rows })
 }
 
-/// Roughly how many bytes a span takes in the spool, without encoding it: for admission
-/// decisions on the overflow path, where encoding every row would cost too much.
 /// The JSON size of an attribute list, give or take its punctuation.
-pub(crate) fn approx_pairs_bytes(pairs: &[(String, String)]) -> usize {
+fn approx_pairs_bytes(pairs: &[(String, String)]) -> usize {
     pairs.iter().map(|(key, value)| key.len() + value.len() + 8).sum()
 }
 
+/// Roughly how many bytes a span takes in the spool, without encoding it: for admission
+/// decisions on the overflow path, where encoding every row would cost too much.
 pub(crate) fn approx_span_bytes(row: &SpanRow) -> usize {
     const FIXED: usize = 420; // key names, punctuation and numbers
     let pairs = approx_pairs_bytes;
@@ -835,9 +857,14 @@ mod tests {
         }];
         row.events.push(SpanEvent { timestamp_ns: -1, name: String::new(), attributes: vec![] });
         row.duration_ns = u64::MAX;
+        // Earlier files were written through this derive by sonic-rs; serde_json writes the same.
         let mut derived = Vec::new();
-        SpanRowDef::serialize(&row, &mut serde_json::Serializer::new(&mut derived)).expect("serde");
+        SpanRowDef::serialize(&row, &mut sonic_rs::Serializer::new(&mut derived)).expect("sonic-rs");
         derived.push(b'\n');
+        let mut by_serde_json = Vec::new();
+        SpanRowDef::serialize(&row, &mut serde_json::Serializer::new(&mut by_serde_json)).expect("serde_json");
+        by_serde_json.push(b'\n');
+        assert_eq!(String::from_utf8_lossy(&derived), String::from_utf8_lossy(&by_serde_json));
         let mut written = b"earlier line\n".to_vec();
         encode_span_line(&row, &mut written).expect("encode");
         assert_eq!(String::from_utf8_lossy(&written[13..]), String::from_utf8_lossy(&derived));

@@ -8,7 +8,7 @@
 //! file wait for each other through `busy_timeout`; every write transaction starts with
 //! `BEGIN IMMEDIATE`, so two servers migrating at once simply take turns.
 //!
-//! Deduplication: spans are keyed by `(TraceId, SpanId)` and usage rows by `SpanId`, and
+//! Deduplication: spans and usage rows are keyed by `(TraceId, SpanId)` (usage since migration 11), and
 //! batches are written with `INSERT OR IGNORE`, so a retried batch adds nothing whatever its
 //! token; the trace index only counts spans the insert actually added.
 

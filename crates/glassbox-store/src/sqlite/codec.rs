@@ -28,10 +28,11 @@ pub(super) fn attributes_to_json<'a>(attributes: &[(String, String)], out: &'a m
 pub(super) fn events_to_json<'a>(events: &[SpanEvent], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
     out.clear();
     json_out::array(out, events, |out, event| {
+        let SpanEvent { timestamp_ns, name, attributes } = event;
         let mut object = Object::start(out);
-        object.i64("Timestamp", event.timestamp_ns)?;
-        object.str("Name", &event.name)?;
-        json_out::pairs_as_object(object.key("Attributes"), &event.attributes)?;
+        object.i64("Timestamp", *timestamp_ns)?;
+        object.str("Name", name)?;
+        json_out::pairs_as_object(object.key("Attributes"), attributes)?;
         object.end();
         Ok(())
     })?;
@@ -43,11 +44,12 @@ pub(super) fn events_to_json<'a>(events: &[SpanEvent], out: &'a mut Vec<u8>) -> 
 pub(super) fn links_to_json<'a>(links: &[SpanLink], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
     out.clear();
     json_out::array(out, links, |out, link| {
+        let SpanLink { trace_id, span_id, trace_state, attributes } = link;
         let mut object = Object::start(out);
-        object.str("TraceId", &link.trace_id)?;
-        object.str("SpanId", &link.span_id)?;
-        object.str("TraceState", &link.trace_state)?;
-        json_out::pairs_as_object(object.key("Attributes"), &link.attributes)?;
+        object.str("TraceId", trace_id)?;
+        object.str("SpanId", span_id)?;
+        object.str("TraceState", trace_state)?;
+        json_out::pairs_as_object(object.key("Attributes"), attributes)?;
         object.end();
         Ok(())
     })?;
@@ -164,7 +166,7 @@ mod tests {
     }
 
     /// sonic-rs escapes in SIMD blocks: every character that must be escaped, at every offset
-    /// of a block and across block ends, in strings longer than the buffer's first estimate.
+    /// of a block and across block ends, and in a string far longer than a block.
     #[test]
     fn escaping_holds_at_every_offset_and_length() -> Result<(), Box<dyn std::error::Error>> {
         let specials: String = (0u8..0x20).map(char::from).chain(['"', '\\', '\u{7f}', 'é', '\u{2028}', '🚀']).collect();

@@ -39,8 +39,9 @@ const UPSERT_TRACE_ENTRY: &str = "INSERT OR REPLACE INTO trace_index (TraceId, S
 /// +4.06 ms, lower in 7 of the 8 rounds.
 const YIELD_EVERY_SPANS: usize = 32;
 
-/// A usage row costs the writer about half of a span row (30 K against 55 K instructions), so
-/// 96 of them are of the order of 32 span rows' work between yields; 96 is the value measured.
+/// A usage row cost the writer about half of a span row (30 K against 55 K instructions, with
+/// the 5 B-trees of usage before migration 11), so 96 of them are of the order of 32 span rows'
+/// work between yields; 96 is the value measured.
 const YIELD_EVERY_USAGE: usize = YIELD_EVERY_SPANS * 3;
 
 /// Lets other threads run on this core every `every` rows (see [`YIELD_EVERY_SPANS`]).

@@ -299,47 +299,104 @@ fn file_migrated_through(path: &Path, through: u32) -> rusqlite::Connection {
     raw
 }
 
-/// Migration 11 on a file written under migration 10: the usage and trace index rows already
-/// there read back the same from the clustered tables, and usage is keyed by (trace, span):
-/// a retry is still ignored, the same span id in another trace is now kept.
+/// Every column of every row of `table`, in the column order of migration 2's and 3's tables.
+fn all_rows(raw: &rusqlite::Connection, table: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let columns = match table {
+        "usage" => "Timestamp, TraceId, SpanId, Tenant, ApiKeyId, Agent, Workflow, Provider, Model, InputTokens, \
+                    OutputTokens, CachedInputTokens, ReasoningTokens, CostNanoUsd, CostUnknown, LatencyNs, \
+                    TimeToFirstTokenNs, Status, ErrorType",
+        _ => "TraceId, StartNs, EndNs, RootSpanName, RootSpanId, Agent, AgentTimestamp, AgentSpanId, Tenant, \
+              TenantTimestamp, TenantSpanId, HasError, SpanCount, InputTokens, OutputTokens, CostNanoUsd",
+    };
+    let mut statement = raw.prepare(&format!("SELECT {columns} FROM {table} ORDER BY TraceId")).expect("sql");
+    let width = statement.column_count();
+    statement
+        .query_map([], |row| (0..width).map(|index| row.get(index)).collect())
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// Migration 11 on a file written under migration 10: every column of the usage and trace
+/// index rows already there is kept (a distinct value in each, so a swapped pair would show),
+/// the store reads them back, and usage is keyed by (trace, span): a retry is still ignored,
+/// the same span id in another trace is now kept.
 #[tokio::test]
 async fn migration_11_keeps_usage_and_trace_index_rows_and_keys_usage_by_trace_and_span() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("glassbox.db");
-    {
+    let before = {
         let raw = file_migrated_through(&path, 10);
         for (n, trace) in ["0001aa", "0002bb"].iter().enumerate() {
             let n = n as i64;
             raw.execute(
-                "INSERT INTO usage VALUES (?1, ?2, ?3, 'acme', 'key-1', 'support', '', 'openai', 'gpt-4o', \
-                 ?4, 20, 0, 0, 1500, 0, 3000000, 0, 'ok', '')",
-                rusqlite::params![1_000_000_000 + n, trace, format!("span-{n}"), 10 + n],
+                "INSERT INTO usage VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                 ?18, ?19)",
+                rusqlite::params![
+                    1_000_000_000 + n,
+                    trace,
+                    format!("span-{n}"),
+                    format!("tenant-{n}"),
+                    format!("key-{n}"),
+                    format!("agent-{n}"),
+                    format!("workflow-{n}"),
+                    format!("provider-{n}"),
+                    format!("model-{n}"),
+                    10 + n,
+                    20 + n,
+                    30 + n,
+                    40 + n,
+                    1_500 + n,
+                    n,
+                    3_000_000 + n,
+                    4_000 + n,
+                    "ok",
+                    format!("error-{n}"),
+                ],
             )
             .expect("old usage row");
             raw.execute(
-                "INSERT INTO trace_index VALUES (?1, ?2, ?3, 'POST /api/agents/support/generate', 'root', \
-                 'support', ?2, 'agent', 'acme', ?2, 'root', 0, 3, ?4, 20, 1500)",
-                rusqlite::params![trace, 1_000_000_000 + n, 1_500_000_000 + n, 10 + n],
+                "INSERT INTO trace_index VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                rusqlite::params![
+                    trace,
+                    1_000_000_000 + n,
+                    1_500_000_000 + n,
+                    format!("root-name-{n}"),
+                    format!("root-{n}"),
+                    format!("agent-{n}"),
+                    1_100_000_000 + n,
+                    format!("agent-span-{n}"),
+                    format!("tenant-{n}"),
+                    1_200_000_000 + n,
+                    format!("tenant-span-{n}"),
+                    n,
+                    3 + n,
+                    10 + n,
+                    20 + n,
+                    1_500 + n,
+                ],
             )
             .expect("old trace index row");
         }
-    }
+        (all_rows(&raw, "usage"), all_rows(&raw, "trace_index"))
+    };
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
     assert_eq!(report.applied, vec![11]);
 
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    assert_eq!((all_rows(&raw, "usage"), all_rows(&raw, "trace_index")), before);
     let usage = backend.trace_usage("0002bb").await.expect("trace usage");
     assert_eq!(usage.len(), 1, "{usage:?}");
-    assert_eq!((usage[0].span_id.as_str(), usage[0].input_tokens, usage[0].cost_nano_usd), ("span-1", 11, 1500));
+    assert_eq!((usage[0].span_id.as_str(), usage[0].input_tokens, usage[0].cost_nano_usd), ("span-1", 11, 1501));
     let page = backend.list_traces(&TraceFilter::default(), &page_of(10)).await.expect("list");
     let listed: Vec<(&str, &str, u64, i64)> = page
         .items
         .iter()
         .map(|trace| (trace.trace_id.as_str(), trace.agent.as_str(), trace.input_tokens, trace.start_ns))
         .collect();
-    assert_eq!(listed, [("0002bb", "support", 11, 1_000_000_001), ("0001aa", "support", 10, 1_000_000_000)]);
+    assert_eq!(listed, [("0002bb", "agent-1", 11, 1_000_000_001), ("0001aa", "agent-0", 10, 1_000_000_000)]);
 
-    let raw = rusqlite::Connection::open(&path).expect("raw connection");
     let clustered: i64 = raw
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE name IN ('usage', 'trace_index') AND sql LIKE '%WITHOUT ROWID'",
