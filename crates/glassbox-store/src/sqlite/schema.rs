@@ -36,8 +36,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 11,
-        name: "clustered_usage_and_trace_index",
-        sql: include_str!("../../../../migrations/sqlite/0011_clustered_usage_and_trace_index.sql"),
+        name: "usage_keyed_by_trace",
+        sql: include_str!("../../../../migrations/sqlite/0011_usage_keyed_by_trace.sql"),
     },
 ];
 

@@ -317,12 +317,12 @@ fn all_rows(raw: &rusqlite::Connection, table: &str) -> Vec<Vec<rusqlite::types:
         .expect("rows")
 }
 
-/// Migration 11 on a file written under migration 10: every column of the usage and trace
-/// index rows already there is kept (a distinct value in each, so a swapped pair would show),
-/// the store reads them back, and usage is keyed by (trace, span): a retry is still ignored,
-/// the same span id in another trace is now kept.
+/// Migration 11 on a file written under migration 10: every column of the usage rows already
+/// there is kept (a distinct value in each, so a swapped pair would show), the trace index is
+/// untouched, the store reads both back, and usage is keyed by (trace, span): a retry is still
+/// ignored, the same span id in another trace is now kept.
 #[tokio::test]
-async fn migration_11_keeps_usage_and_trace_index_rows_and_keys_usage_by_trace_and_span() {
+async fn migration_11_keeps_the_usage_rows_and_keys_them_by_trace_and_span() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("glassbox.db");
     let before = {
@@ -397,14 +397,14 @@ async fn migration_11_keeps_usage_and_trace_index_rows_and_keys_usage_by_trace_a
         .collect();
     assert_eq!(listed, [("0002bb", "agent-1", 11, 1_000_000_001), ("0001aa", "agent-0", 10, 1_000_000_000)]);
 
-    let clustered: i64 = raw
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name IN ('usage', 'trace_index') AND sql LIKE '%WITHOUT ROWID'",
-            [],
-            |row| row.get(0),
-        )
-        .expect("schema");
-    assert_eq!(clustered, 2);
+    let mut statement = raw.prepare("SELECT name FROM pragma_table_info('usage') WHERE pk > 0 ORDER BY pk").expect("sql");
+    let key: Vec<String> =
+        statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+    assert_eq!(key, ["TraceId", "SpanId"]);
+    let mut statement = raw.prepare("SELECT name FROM pragma_index_list('usage') ORDER BY name").expect("sql");
+    let indexes: Vec<String> =
+        statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+    assert_eq!(indexes, ["sqlite_autoindex_usage_1", "usage_tenant_timestamp", "usage_timestamp"]);
     let insert = "INSERT OR IGNORE INTO usage VALUES (?1, ?2, 'span-0', 'acme', 'key-1', 'support', '', 'openai', \
                   'gpt-4o', 1, 1, 0, 0, 1, 0, 1, 0, 'ok', '')";
     assert_eq!(raw.execute(insert, rusqlite::params![5, "0001aa"]).expect("retry"), 0, "a retry is ignored");
