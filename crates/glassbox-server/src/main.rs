@@ -324,7 +324,7 @@ fn run_serve(
         let report = store.backend.migrate().await.with_context(|| format!("while migrating {}", store.description))?;
         let mut writer_config = WriterConfig::new(config.store.spool_dir.clone());
         writer_config.flush_interval = config.store.flush_interval;
-        writer_config.batch_rows = config.store.batch_rows.unwrap_or_else(|| store.backend.batch_rows());
+        writer_config.batch_rows = config.store.batch_rows;
         writer_config.max_queued_bytes = config.store.queue_max_bytes;
         let writer = TelemetryWriter::start(Arc::clone(&store.backend), writer_config)
             .await

@@ -63,7 +63,7 @@ async fn direct(backend: &dyn Backend, rows: &[SpanRow]) -> f64 {
 async fn through_writer(backend: Arc<dyn Backend>, rows: &[SpanRow]) -> f64 {
     let spool = tempfile::tempdir().unwrap();
     let mut config = WriterConfig::new(spool.path());
-    config.batch_rows = BATCH;
+    config.batch_rows = Some(BATCH);
     config.flush_interval = Duration::from_millis(200);
     let writer = TelemetryWriter::start(backend, config).await.unwrap();
     let start = Instant::now();

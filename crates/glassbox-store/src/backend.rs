@@ -64,9 +64,9 @@ pub struct MigrationReport {
 pub trait Backend: Send + Sync + 'static {
     /// `clickhouse` or `sqlite`.
     fn name(&self) -> &'static str;
-    /// The rows per insert that suit this store, which the server's writer uses unless the
-    /// config sets `store.batch_rows`. 1,000 unless the backend says otherwise: ClickHouse
-    /// makes a part of every insert, so fewer and larger ones.
+    /// The rows per insert that suit this store, which a `TelemetryWriter` uses unless its
+    /// `WriterConfig::batch_rows` (the server's `store.batch_rows`) is set. 1,000 unless the
+    /// backend says otherwise: ClickHouse makes a part of every insert, so fewer and larger ones.
     fn batch_rows(&self) -> usize {
         1000
     }

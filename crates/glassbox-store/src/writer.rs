@@ -54,9 +54,9 @@ const INBOX_LIMIT: usize = 256;
 /// Tuning of a [`TelemetryWriter`]; [`WriterConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterConfig {
-    /// A batch is sent when it has this many rows (default 1000; the server takes the store's
-    /// [`Backend::batch_rows`](crate::Backend::batch_rows) unless its config sets one).
-    pub batch_rows: usize,
+    /// A batch is sent when it has this many rows; `None` (the default) is the store's own
+    /// size, [`Backend::batch_rows`](crate::Backend::batch_rows).
+    pub batch_rows: Option<usize>,
     /// ...or when its oldest row has waited this long (default 1 s).
     pub flush_interval: Duration,
     /// Rows the in-memory queue holds before rows spill to the spool (default 100 000).
@@ -87,7 +87,7 @@ pub struct WriterConfig {
 impl WriterConfig {
     pub fn new(spool_dir: impl Into<PathBuf>) -> Self {
         Self {
-            batch_rows: 1000,
+            batch_rows: None,
             flush_interval: Duration::from_secs(1),
             max_queued_rows: 100_000,
             max_queued_bytes: 16 << 20,
@@ -228,6 +228,8 @@ impl Message {
 struct Shared {
     backend: Arc<dyn Backend>,
     config: WriterConfig,
+    /// `config.batch_rows`, or the store's own size when it is `None`; at least 1.
+    batch_rows: usize,
     spool: Arc<Spool>,
     counters: Counters,
     /// Estimated bytes of the rows in the queue (`max_queued_bytes`).
@@ -280,7 +282,7 @@ impl TelemetryWriter {
     /// background.
     pub async fn start(backend: Arc<dyn Backend>, config: WriterConfig) -> Result<TelemetryWriter, StoreError> {
         let mut config = config;
-        config.batch_rows = config.batch_rows.max(1);
+        let batch_rows = config.batch_rows.unwrap_or_else(|| backend.batch_rows()).max(1);
         config.max_queued_rows = config.max_queued_rows.max(1);
 
         let spool_dir = config.spool_dir.clone();
@@ -305,6 +307,7 @@ impl TelemetryWriter {
         let shared = Arc::new(Shared {
             backend,
             config,
+            batch_rows,
             spool: Arc::new(spool),
             counters: Counters::default(),
             queued_bytes: AtomicU64::new(0),
@@ -514,7 +517,7 @@ enum BatcherEvent {
 }
 
 async fn run_batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Message>) {
-    let batch_rows = shared.config.batch_rows;
+    let batch_rows = shared.batch_rows;
     let flush_interval = shared.config.flush_interval;
     let mut spans = PendingBatch::<SpanRow>::new();
     let mut usage = PendingBatch::<UsageRow>::new();
@@ -617,7 +620,7 @@ impl Shared {
         usage: &mut PendingBatch<UsageRow>,
         delivery: Delivery,
     ) {
-        let batch_rows = self.config.batch_rows;
+        let batch_rows = self.batch_rows;
         let mut span_rows = spans.take();
         while !span_rows.is_empty() {
             let rest = span_rows.split_off(batch_rows.min(span_rows.len()));
@@ -824,7 +827,7 @@ impl Shared {
             return;
         }
         overflow.reserved_bytes += estimate;
-        let batch_rows = self.config.batch_rows;
+        let batch_rows = self.batch_rows;
         let full_batch = match message {
             Message::Span(row, _) => {
                 overflow.spans.push(row);
@@ -871,7 +874,7 @@ impl Shared {
     }
 
     fn spill_blocking(&self, spans: &[SpanRow], usage: &[UsageRow], accounted: &AtomicU64) {
-        let batch_rows = self.config.batch_rows;
+        let batch_rows = self.batch_rows;
         let record = |n_rows: usize, result: Result<SpoolEntry, SpoolError>| {
             let n_rows = n_rows as u64;
             match result {

@@ -37,7 +37,7 @@ async fn a_full_batch_goes_at_once_the_rest_waits_for_the_interval() {
 async fn batching_by_time_alone() {
     let dir = tempfile::tempdir().unwrap();
     let backend = FakeBackend::new();
-    let config = WriterConfig { batch_rows: 1000, flush_interval: Duration::from_millis(250), ..config(dir.path()) };
+    let config = WriterConfig { batch_rows: Some(1000), flush_interval: Duration::from_millis(250), ..config(dir.path()) };
     let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
 
     writer.write_span(span(1));
@@ -140,4 +140,22 @@ async fn clones_share_one_pipeline() {
     assert_eq!(backend.span_ids(), expected);
     assert_eq!(other.stats().written_rows, 100);
     other.shutdown().await;
+}
+
+/// Without a batch size of its own, the writer cuts batches at the store's
+/// (`Backend::batch_rows`: 1,000 for this fake, the trait's default).
+#[tokio::test(start_paused = true)]
+async fn an_unset_batch_size_is_the_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FakeBackend::new();
+    let config = WriterConfig { batch_rows: None, ..config(dir.path()) };
+    let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
+
+    for n in 0..1005 {
+        writer.write_span(span(n));
+    }
+    settle(1).await;
+    let sizes: Vec<usize> = backend.calls().iter().map(|call| call.rows).collect();
+    assert_eq!(sizes, [1000], "a full batch of the store's size goes at once; five rows wait");
+    writer.shutdown().await;
 }

@@ -11,7 +11,7 @@ use crate::support::{FakeBackend, config, ids, settle, span, spool_files, usage}
 async fn a_full_queue_spills_to_the_spool_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let backend = FakeBackend::new();
-    let config = WriterConfig { max_queued_rows: 10, batch_rows: 5, ..config(dir.path()) };
+    let config = WriterConfig { max_queued_rows: 10, batch_rows: Some(5), ..config(dir.path()) };
     let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
 
     // Nothing else runs between these calls (one thread, no await): the queue takes ten.
@@ -44,7 +44,7 @@ async fn overflow_is_spilled_in_the_background_without_a_flush() {
     let dir = tempfile::tempdir().unwrap();
     let backend = FakeBackend::new();
     backend.state().delay = Duration::from_secs(3600);
-    let config = WriterConfig { max_queued_rows: 10, batch_rows: 5, ..config(dir.path()) };
+    let config = WriterConfig { max_queued_rows: 10, batch_rows: Some(5), ..config(dir.path()) };
     let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
     for n in 0..50 {
         writer.write_span(span(n));
@@ -181,7 +181,7 @@ async fn the_queue_is_bounded_in_bytes_as_well_as_rows() {
     let backend = FakeBackend::new();
     // Rows with a captured prompt of 100 kB each: a 1 MiB queue holds about ten of them,
     // however many rows it could count.
-    let config = WriterConfig { max_queued_rows: 100_000, max_queued_bytes: 1 << 20, batch_rows: 5, ..config(dir.path()) };
+    let config = WriterConfig { max_queued_rows: 100_000, max_queued_bytes: 1 << 20, batch_rows: Some(5), ..config(dir.path()) };
     let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
     let prompt = "x".repeat(100_000);
     for n in 0..40 {
@@ -215,7 +215,7 @@ async fn admit_holds_intake_while_the_queue_is_nearly_full_and_never_past_its_wa
     let backend = FakeBackend::new();
     // Each insert takes 2 s: the batcher is busy while rows pile up in the queue.
     backend.state().delay = Duration::from_secs(2);
-    let config = WriterConfig { max_queued_bytes: 1 << 20, batch_rows: 5, ..config(dir.path()) };
+    let config = WriterConfig { max_queued_bytes: 1 << 20, batch_rows: Some(5), ..config(dir.path()) };
     let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
 
     let started = tokio::time::Instant::now();

@@ -10,7 +10,7 @@ use crate::support::{FakeBackend, config, ids, span, spool_files, usage};
 async fn shutdown_delivers_everything_queued() {
     let dir = tempfile::tempdir().unwrap();
     let backend = FakeBackend::new();
-    let config = WriterConfig { batch_rows: 1000, flush_interval: Duration::from_secs(3600), ..config(dir.path()) };
+    let config = WriterConfig { batch_rows: Some(1000), flush_interval: Duration::from_secs(3600), ..config(dir.path()) };
     let writer = TelemetryWriter::start(backend.clone(), config).await.unwrap();
     for n in 0..2500 {
         writer.write_span(span(n));

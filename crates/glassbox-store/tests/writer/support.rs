@@ -205,7 +205,7 @@ pub fn ids(range: std::ops::Range<u64>) -> Vec<String> {
 
 /// Defaults, with small batches and the spool in `dir`.
 pub fn config(dir: &Path) -> WriterConfig {
-    WriterConfig { batch_rows: 10, ..WriterConfig::new(dir) }
+    WriterConfig { batch_rows: Some(10), ..WriterConfig::new(dir) }
 }
 
 /// Lets the writer's tasks run until they are idle, moving the paused clock by `ms`.
