@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use glassbox_store::spool::BatchKind;
 use glassbox_store::writer::TelemetryWriter;
 use glassbox_store::{SpanRow, TraceReader};
 
@@ -93,7 +94,7 @@ pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn
 }
 
 async fn missing_rows(rows: Vec<SpanRow>, spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<SpanRow>, String> {
-    let spooled = spooled_span_ids(spool_dir).await;
+    let spooled = crate::usage_journal::spooled_keys(spool_dir, BatchKind::Spans).await;
     let mut stored: HashMap<String, HashSet<String>> = HashMap::new();
     let mut missing = Vec::new();
     for row in rows {
@@ -110,30 +111,6 @@ async fn missing_rows(rows: Vec<SpanRow>, spool_dir: &Path, reader: &dyn TraceRe
         missing.push(row);
     }
     Ok(missing)
-}
-
-/// (trace id, span id) of the rows in the spool's span batches (`spans-<token>.jsonl`).
-async fn spooled_span_ids(spool_dir: &Path) -> HashSet<(String, String)> {
-    #[derive(serde::Deserialize)]
-    struct Ids {
-        trace_id: String,
-        span_id: String,
-    }
-    let mut ids = HashSet::new();
-    let Ok(mut entries) = tokio::fs::read_dir(spool_dir).await else { return ids };
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(PREFIX) || !name.ends_with(".jsonl") {
-            continue;
-        }
-        let Ok(text) = tokio::fs::read_to_string(entry.path()).await else { continue };
-        for line in text.lines().skip(1) {
-            if let Ok(Ids { trace_id, span_id }) = serde_json::from_str(line) {
-                ids.insert((trace_id, span_id));
-            }
-        }
-    }
-    ids
 }
 
 #[cfg(test)]

@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use glassbox_store::{TraceReader, UsageRow};
+use glassbox_store::spool::BatchKind;
 use glassbox_store::writer::TelemetryWriter;
-use serde::Deserialize;
 
 /// How often the journal is cut and its settled segment deleted.
 pub const ROTATE_EVERY: Duration = Duration::from_secs(5);
@@ -258,7 +258,7 @@ pub async fn recover(
 }
 
 async fn missing_rows(rows: &[UsageRow], spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<UsageRow>, String> {
-    let spooled = spooled_usage_ids(spool_dir).await;
+    let spooled = spooled_keys(spool_dir, BatchKind::Usage).await;
     let mut missing = Vec::new();
     let mut known_traces: std::collections::HashMap<&str, HashSet<String>> = std::collections::HashMap::new();
     for row in rows {
@@ -277,30 +277,10 @@ async fn missing_rows(rows: &[UsageRow], spool_dir: &Path, reader: &dyn TraceRea
     Ok(missing)
 }
 
-/// (trace id, span id), the key of a usage row, of the rows in the spool's batch files
-/// (`usage-<token>.jsonl`).
-async fn spooled_usage_ids(spool_dir: &Path) -> HashSet<(String, String)> {
-    let mut ids = HashSet::new();
-    let Ok(mut entries) = tokio::fs::read_dir(spool_dir).await else { return ids };
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("usage-") || !name.ends_with(".jsonl") {
-            continue;
-        }
-        let Ok(text) = tokio::fs::read_to_string(entry.path()).await else { continue };
-        for line in text.lines().skip(1) {
-            if let Ok(UsageKey { trace_id, span_id }) = serde_json::from_str(line) {
-                ids.insert((trace_id, span_id));
-            }
-        }
-    }
-    ids
-}
-
-#[derive(Deserialize)]
-struct UsageKey {
-    trace_id: String,
-    span_id: String,
+/// (trace id, span id) of the rows in the spool's `kind` batches, read on the blocking pool.
+pub(crate) async fn spooled_keys(spool_dir: &Path, kind: BatchKind) -> HashSet<(String, String)> {
+    let dir = spool_dir.to_owned();
+    tokio::task::spawn_blocking(move || glassbox_store::spool::spooled_row_keys(&dir, kind)).await.unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! Every function here does blocking file I/O: async callers run them on the blocking pool.
 //! One writer owns a spool directory at a time.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -348,6 +349,34 @@ impl Spool {
     }
 }
 
+/// (trace id, span id), the key of a span or usage row, of every row in the `kind` batch files
+/// of the spool in `dir`: for journals recovering after a kill, which write again only rows
+/// that are neither spooled nor stored. Blocking; reads the files without opening the spool
+/// (the writer owns it). A file that cannot be read or a line that does not parse is skipped:
+/// the replayer reports and sets aside such files.
+pub fn spooled_row_keys(dir: &Path, kind: BatchKind) -> HashSet<(String, String)> {
+    #[derive(Deserialize)]
+    struct Key {
+        trace_id: String,
+        span_id: String,
+    }
+    let mut keys = HashSet::new();
+    let Ok(read_dir) = fs::read_dir(dir) else { return keys };
+    for dir_entry in read_dir.flatten() {
+        let file_name = dir_entry.file_name();
+        if file_name.to_str().and_then(parse_file_name).is_none_or(|(file_kind, _)| file_kind != kind) {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(dir_entry.path()) else { continue };
+        for line in text.lines().skip(1) {
+            if let Ok(Key { trace_id, span_id }) = serde_json::from_str(line) {
+                keys.insert((trace_id, span_id));
+            }
+        }
+    }
+    keys
+}
+
 /// `spans-<token>.jsonl` → (`Spans`, token).
 fn parse_file_name(name: &str) -> Option<(BatchKind, &str)> {
     let stem = name.strip_suffix(EXTENSION)?;
@@ -533,17 +562,7 @@ mod span_links {
 /// `json_out` (the text `SpanRowDef`'s serde derive reads back; a test holds the two together);
 /// on an error `out` is left as it was.
 pub fn encode_span_line(row: &SpanRow, out: &mut Vec<u8>) -> Result<(), sonic_rs::Error> {
-    let start = out.len();
-    match write_span(row, out) {
-        Ok(()) => {
-            out.push(b'\n');
-            Ok(())
-        }
-        Err(error) => {
-            out.truncate(start);
-            Err(<sonic_rs::Error as serde::ser::Error>::custom(error))
-        }
-    }
+    append_line(out, |out| write_span(row, out)).map_err(<sonic_rs::Error as serde::ser::Error>::custom)
 }
 
 fn write_span(row: &SpanRow, out: &mut Vec<u8>) -> io::Result<()> {
@@ -614,7 +633,7 @@ pub fn decode_span_line(line: &str) -> Result<SpanRow, serde_json::Error> {
 /// One usage row as a JSON line in the spool's row format, for kill-safety journals.
 pub fn encode_usage_line(row: &UsageRow, out: &mut Vec<u8>) -> Result<(), sonic_rs::Error> {
     out.reserve(2 * approx_usage_bytes(row));
-    append_line(out, |serializer| UsageRowDef::serialize(row, serializer))
+    append_line(out, |out| UsageRowDef::serialize(row, &mut sonic_rs::Serializer::new(out)))
 }
 
 /// Appends one JSON line to `out`; on an error `out` is left as it was (no torn line).
@@ -623,12 +642,9 @@ pub fn encode_usage_line(row: &UsageRow, out: &mut Vec<u8>) -> Result<(), sonic_
 /// rows by `json_out` (`write_span`); all are read back with serde_json, the text is plain
 /// JSON either way. sonic-rs reserves six bytes per byte of each string it writes, so callers
 /// reserve room first.
-fn append_line(
-    out: &mut Vec<u8>,
-    serialize: impl FnOnce(&mut sonic_rs::Serializer<&mut Vec<u8>>) -> Result<(), sonic_rs::Error>,
-) -> Result<(), sonic_rs::Error> {
+fn append_line<E>(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
     let start = out.len();
-    match serialize(&mut sonic_rs::Serializer::new(&mut *out)) {
+    match write(out) {
         Ok(()) => {
             out.push(b'\n');
             Ok(())
@@ -870,6 +886,23 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&written[13..]), String::from_utf8_lossy(&derived));
         let line = std::str::from_utf8(&written[13..written.len() - 1]).expect("utf-8");
         assert_eq!(decode_span_line(line).expect("decode"), row);
+    }
+
+    /// The keys of one kind's rows only; unrelated and unreadable files are skipped.
+    #[test]
+    fn spooled_row_keys_are_of_the_kind_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), u64::MAX).unwrap();
+        let spans: Vec<SpanRow> = (0..2).map(span).collect();
+        spool.write_spans("0001", &spans).unwrap();
+        spool.write_usage("0002", &[usage(5)]).unwrap();
+        fs::write(dir.path().join("notes.txt"), "not a batch").unwrap();
+        fs::write(dir.path().join("spans-0003.jsonl.corrupt"), "{}\n{").unwrap();
+        let key = |trace_id: &str, span_id: &str| (trace_id.to_owned(), span_id.to_owned());
+        let span_keys = spooled_row_keys(dir.path(), BatchKind::Spans);
+        assert_eq!(span_keys, spans.iter().map(|row| key(&row.trace_id, &row.span_id)).collect());
+        let usage_row = usage(5);
+        assert_eq!(spooled_row_keys(dir.path(), BatchKind::Usage), HashSet::from([key(&usage_row.trace_id, &usage_row.span_id)]));
     }
 
     #[test]
