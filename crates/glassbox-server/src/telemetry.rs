@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glassbox_store::pricing::{PricingTable, TokenCounts};
 use glassbox_store::writer::TelemetryWriter;
-use glassbox_store::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
+use glassbox_store::{AttributeKey, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::Resource;
@@ -282,8 +282,8 @@ fn hex(bytes: &[u8]) -> String {
     crate::access::secret::hex(bytes)
 }
 
-fn text_attributes(attributes: Vec<record::Attribute>) -> Vec<(String, String)> {
-    attributes.into_iter().map(|(key, value)| (key.into_string(), value.into_text())).collect()
+fn text_attributes(attributes: Vec<record::Attribute>) -> Attributes {
+    attributes.into_iter().map(|(key, value)| (key.into_key(), value.into_text())).collect()
 }
 
 /// Formats nano-USD as a decimal dollar amount with nine places: `0.000123450`.
@@ -312,8 +312,8 @@ fn span_row(
     let parent_span_id = if record.parent_span_id == [0; 8] { String::new() } else { hex(&record.parent_span_id) };
     // Room for the cost attributes of a `chat` span.
     let mut span_attributes = Vec::with_capacity(record.attributes.len() + 2);
-    span_attributes.extend(record.attributes.into_iter().map(|(key, value)| (key.into_string(), value.into_text())));
-    let lookup = |attributes: &[(String, String)], key: &str| {
+    span_attributes.extend(record.attributes.into_iter().map(|(key, value)| (key.into_key(), value.into_text())));
+    let lookup = |attributes: &[(AttributeKey, String)], key: &str| {
         attributes.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone())
     };
     let is_chat = span_attributes.iter().find(|(name, _)| name == "gen_ai.operation.name").is_some_and(|(_, v)| v == "chat");
@@ -356,9 +356,9 @@ fn span_row(
         }
     });
     if let Some(usage) = &usage {
-        span_attributes.push(("glassbox.cost_usd".to_owned(), format_usd(usage.cost_nano_usd)));
+        span_attributes.push(("glassbox.cost_usd".into(), format_usd(usage.cost_nano_usd)));
         if usage.cost_unknown {
-            span_attributes.push(("glassbox.cost_unknown".to_owned(), "true".to_owned()));
+            span_attributes.push(("glassbox.cost_unknown".into(), "true".to_owned()));
         }
     }
     let row = SpanRow {
@@ -370,7 +370,7 @@ fn span_row(
         span_name: record.name.into_owned(),
         span_kind: kind_name(&record.kind).to_owned(),
         service_name: service_name.to_owned(),
-        resource_attributes: vec![("service.name".to_owned(), service_name.to_owned())],
+        resource_attributes: vec![("service.name".into(), service_name.to_owned())],
         // The instrumentation scope the SDK tracer was named after.
         scope_name: "glassbox".to_owned(),
         scope_version: String::new(),

@@ -2,6 +2,16 @@
 //! exporter's `otel_traces` columns, so Grafana's trace view and spans from other
 //! OpenTelemetry sources can share the table; `UsageRow` is one model call with its cost.
 
+use std::borrow::Cow;
+
+/// An attribute's key. Most keys are the `&'static str` names of `tracing` fields and are
+/// borrowed, not allocated per span (and freed on the writer's thread); keys read back from a
+/// store or a journal are owned.
+pub type AttributeKey = Cow<'static, str>;
+
+/// A span's, event's or link's attributes, in the order they were recorded.
+pub type Attributes = Vec<(AttributeKey, String)>;
+
 /// One finished span.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRow {
@@ -19,10 +29,10 @@ pub struct SpanRow {
     /// Collector's exporter writes it (`SPAN_KIND_*` names are not used).
     pub span_kind: String,
     pub service_name: String,
-    pub resource_attributes: Vec<(String, String)>,
+    pub resource_attributes: Attributes,
     pub scope_name: String,
     pub scope_version: String,
-    pub span_attributes: Vec<(String, String)>,
+    pub span_attributes: Attributes,
     pub duration_ns: u64,
     pub status_code: StatusCode,
     pub status_message: String,
@@ -66,7 +76,7 @@ impl StatusCode {
 pub struct SpanEvent {
     pub timestamp_ns: i64,
     pub name: String,
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Attributes,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +84,7 @@ pub struct SpanLink {
     pub trace_id: String,
     pub span_id: String,
     pub trace_state: String,
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Attributes,
 }
 
 /// One model call: who made it, what it used, what it cost.

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::StoreError;
 use crate::json_out::{self, Object};
-use crate::rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
+use crate::rows::{AttributeKey, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 
 /// The version written in every file's header; a file of another version is not replayed.
 pub const SPOOL_FORMAT_VERSION: u32 = 1;
@@ -416,10 +416,10 @@ struct SpanRowDef {
     span_name: String,
     span_kind: String,
     service_name: String,
-    resource_attributes: Vec<(String, String)>,
+    resource_attributes: Attributes,
     scope_name: String,
     scope_version: String,
-    span_attributes: Vec<(String, String)>,
+    span_attributes: Attributes,
     duration_ns: u64,
     #[serde(with = "status_code")]
     status_code: StatusCode,
@@ -437,7 +437,7 @@ struct SpanRowDef {
 struct SpanEventDef {
     timestamp_ns: i64,
     name: String,
-    attributes: Vec<(String, String)>,
+    attributes: Attributes,
 }
 
 // Serialize only for the test that holds `write_span` to the derive's text.
@@ -448,7 +448,7 @@ struct SpanLinkDef {
     trace_id: String,
     span_id: String,
     trace_state: String,
-    attributes: Vec<(String, String)>,
+    attributes: Attributes,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -752,7 +752,7 @@ fn decode(path: &Path, kind: BatchKind, token: &str, text: &str) -> Result<Spool
 }
 
 /// The JSON size of an attribute list, give or take its punctuation.
-fn approx_pairs_bytes(pairs: &[(String, String)]) -> usize {
+fn approx_pairs_bytes(pairs: &[(AttributeKey, String)]) -> usize {
     pairs.iter().map(|(key, value)| key.len() + value.len() + 8).sum()
 }
 
@@ -814,10 +814,10 @@ mod tests {
             span_name: "chat gpt-4o \"quoted\"\nnewline ünïcode".to_owned(),
             span_kind: "Client".to_owned(),
             service_name: "glassbox".to_owned(),
-            resource_attributes: vec![("service.name".to_owned(), "glassbox".to_owned())],
+            resource_attributes: vec![("service.name".into(), "glassbox".to_owned())],
             scope_name: "glassbox".to_owned(),
             scope_version: "0.1.0".to_owned(),
-            span_attributes: vec![("gen_ai.request.model".to_owned(), "gpt-4o".to_owned())],
+            span_attributes: vec![("gen_ai.request.model".into(), "gpt-4o".to_owned())],
             duration_ns: 1_234,
             status_code: StatusCode::Error,
             status_message: "boom".to_owned(),

@@ -163,7 +163,9 @@ enum Message {
 /// what the allocator keeps per allocation. The queue's byte bound counts this, not the row's
 /// (much smaller) spool size: a span of twenty attributes is some forty allocations.
 mod heap {
-    use crate::rows::{SpanRow, UsageRow};
+    use std::borrow::Cow;
+
+    use crate::rows::{AttributeKey, Attributes, SpanRow, UsageRow};
 
     /// Allocator bookkeeping and rounding per allocation (glibc: a 16-byte header and
     /// 16-byte alignment).
@@ -177,9 +179,18 @@ mod heap {
         text(value, value.capacity())
     }
 
-    fn pairs(pairs: &Vec<(String, String)>) -> usize {
-        let own = if pairs.capacity() == 0 { 0 } else { pairs.capacity() * size_of::<(String, String)>() + PER_ALLOCATION };
-        own + pairs.iter().map(|(key, value)| string(key) + string(value)).sum::<usize>()
+    /// A borrowed key (a `tracing` field's name) is static: no heap.
+    fn key(key: &AttributeKey) -> usize {
+        match key {
+            Cow::Owned(key) => string(key),
+            Cow::Borrowed(_) => 0,
+        }
+    }
+
+    fn pairs(pairs: &Attributes) -> usize {
+        let own =
+            if pairs.capacity() == 0 { 0 } else { pairs.capacity() * size_of::<(AttributeKey, String)>() + PER_ALLOCATION };
+        own + pairs.iter().map(|(name, value)| key(name) + string(value)).sum::<usize>()
     }
 
     pub(super) fn span(row: &SpanRow) -> usize {

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use glassbox_store::{SpanRow, StatusCode, UsageRow};
+use glassbox_store::{AttributeKey, SpanRow, StatusCode, UsageRow};
 
 use super::format;
 
@@ -120,10 +120,10 @@ fn is_secret_key(key: &str) -> bool {
         .any(|needle| key.contains(needle))
 }
 
-fn attributes(pairs: &[(String, String)], skip: &[&str]) -> Vec<Attribute> {
+fn attributes(pairs: &[(AttributeKey, String)], skip: &[&str]) -> Vec<Attribute> {
     let mut out: Vec<Attribute> = pairs
         .iter()
-        .filter(|(key, _)| !skip.contains(&key.as_str()))
+        .filter(|(key, _)| !skip.contains(&key.as_ref()))
         .map(|(key, value)| Attribute {
             key: format::truncate(key, 200).0,
             value: if is_secret_key(key) {

@@ -42,14 +42,15 @@ pub(crate) enum Key {
 }
 
 impl Key {
-    pub(crate) fn into_string(self) -> String {
+    /// The stored key: a field's static name borrowed, a chain key made once.
+    pub(crate) fn into_key(self) -> glassbox_store::AttributeKey {
         match self {
-            Self::Name(name) => name.to_owned(),
+            Self::Name(name) => Cow::Borrowed(name),
             Self::Chain(name) => {
                 let mut key = String::with_capacity(name.len() + 6);
                 key.push_str(name);
                 key.push_str(".chain");
-                key
+                Cow::Owned(key)
             }
         }
     }
@@ -57,7 +58,7 @@ impl Key {
     pub(crate) fn to_otel(self) -> opentelemetry::Key {
         match self {
             Self::Name(name) => opentelemetry::Key::from_static_str(name),
-            Self::Chain(_) => opentelemetry::Key::from(self.into_string()),
+            Self::Chain(_) => opentelemetry::Key::from(self.into_key().into_owned()),
         }
     }
 }

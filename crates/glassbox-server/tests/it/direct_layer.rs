@@ -155,13 +155,13 @@ struct Shape {
     parent: Option<String>,
     kind: String,
     status: (String, String),
-    attributes: Vec<(String, String)>,
-    events: Vec<(String, Vec<(String, String)>)>,
+    attributes: glassbox_store::Attributes,
+    events: Vec<(String, glassbox_store::Attributes)>,
     links: Vec<String>,
     trace_state: String,
     scope: (String, String),
     service: String,
-    resource: Vec<(String, String)>,
+    resource: glassbox_store::Attributes,
 }
 
 fn shapes(rows: &[SpanRow]) -> Vec<Shape> {
@@ -294,7 +294,7 @@ fn reference_rows(body: impl FnOnce()) -> Vec<SpanRow> {
 
 fn reference_row(span: SpanData) -> SpanRow {
     use opentelemetry::trace::{SpanKind, Status};
-    let text = |pairs: Vec<opentelemetry::KeyValue>| -> Vec<(String, String)> {
+    let text = |pairs: Vec<opentelemetry::KeyValue>| -> glassbox_store::Attributes {
         pairs
             .into_iter()
             .map(|pair| {
@@ -302,7 +302,7 @@ fn reference_row(span: SpanData) -> SpanRow {
                     opentelemetry::Value::String(text) => String::from(text),
                     other => other.to_string(),
                 };
-                (String::from(pair.key), value)
+                (String::from(pair.key).into(), value)
             })
             .collect()
     };
@@ -331,7 +331,7 @@ fn reference_row(span: SpanData) -> SpanRow {
         }
         .to_owned(),
         service_name: "glassbox-test".to_owned(),
-        resource_attributes: vec![("service.name".to_owned(), "glassbox-test".to_owned())],
+        resource_attributes: vec![("service.name".into(), "glassbox-test".to_owned())],
         scope_name: span.instrumentation_scope.name().to_owned(),
         scope_version: span.instrumentation_scope.version().unwrap_or_default().to_owned(),
         span_attributes: text(span.attributes),
@@ -383,8 +383,8 @@ async fn rows_match_what_tracing_opentelemetry_produced() {
     assert_eq!(agent.attribute("whole"), Some("2"));
     assert_eq!(agent.attribute("listed"), Some("[1, 2]"));
     assert_eq!(agent.status_message, "the chat failed");
-    assert_eq!(agent.events[0].attributes[0], ("level".to_owned(), "INFO".to_owned()));
-    assert_eq!(agent.events[0].attributes[1], ("target".to_owned(), "glassbox_core".to_owned()));
+    assert_eq!(agent.events[0].attributes[0], ("level".into(), "INFO".to_owned()));
+    assert_eq!(agent.events[0].attributes[1], ("target".into(), "glassbox_core".to_owned()));
     assert_eq!(row("execute_tool lookup").status_message, "boom");
     assert_eq!(row("execute_tool lookup").events[0].name, "exception");
     assert_eq!(row("step").status_code, glassbox_store::StatusCode::Error);

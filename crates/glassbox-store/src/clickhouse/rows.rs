@@ -1,15 +1,13 @@
 //! The wire shapes of `spans` and `usage` rows (RowBinary with names and types, checked
 //! against the table by the crate's validation), and their conversion to the shared rows.
 //!
-//! Map columns are `Vec<(String, String)>` (ClickHouse keeps a Map's order and duplicates);
+//! Map columns are lists of pairs (`rows::Attributes`) (ClickHouse keeps a Map's order and duplicates);
 //! the Nested `Events` / `Links` columns are parallel arrays named `Events.Timestamp`, ...;
 //! `DateTime64(9)` is `i64` nanoseconds and `Decimal(18, 9)` its raw `i64` (nano-USD).
 
 use serde::{Deserialize, Serialize};
 
-use crate::rows::{SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
-
-type Attributes = Vec<(String, String)>;
+use crate::rows::{AttributeKey, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 
 /// A span as inserted, borrowing from the caller's [`SpanRow`].
 #[derive(clickhouse::Row, Serialize)]
@@ -31,13 +29,13 @@ pub(super) struct SpanInsert<'a> {
     #[serde(rename = "ServiceName")]
     service_name: &'a str,
     #[serde(rename = "ResourceAttributes")]
-    resource_attributes: &'a [(String, String)],
+    resource_attributes: &'a [(AttributeKey, String)],
     #[serde(rename = "ScopeName")]
     scope_name: &'a str,
     #[serde(rename = "ScopeVersion")]
     scope_version: &'a str,
     #[serde(rename = "SpanAttributes")]
-    span_attributes: &'a [(String, String)],
+    span_attributes: &'a [(AttributeKey, String)],
     #[serde(rename = "Duration")]
     duration: u64,
     #[serde(rename = "StatusCode")]
@@ -49,7 +47,7 @@ pub(super) struct SpanInsert<'a> {
     #[serde(rename = "Events.Name")]
     events_name: Vec<&'a str>,
     #[serde(rename = "Events.Attributes")]
-    events_attributes: Vec<&'a [(String, String)]>,
+    events_attributes: Vec<&'a [(AttributeKey, String)]>,
     #[serde(rename = "Links.TraceId")]
     links_trace_id: Vec<&'a str>,
     #[serde(rename = "Links.SpanId")]
@@ -57,7 +55,7 @@ pub(super) struct SpanInsert<'a> {
     #[serde(rename = "Links.TraceState")]
     links_trace_state: Vec<&'a str>,
     #[serde(rename = "Links.Attributes")]
-    links_attributes: Vec<&'a [(String, String)]>,
+    links_attributes: Vec<&'a [(AttributeKey, String)]>,
 }
 
 impl<'a> SpanInsert<'a> {

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
 use crate::json_out::{self, Object};
-use crate::rows::{SpanEvent, SpanLink};
+use crate::rows::{AttributeKey, Attributes, SpanEvent, SpanLink};
 
 /// Replaces `out` with `attributes` as a JSON object of strings, in their order (duplicate
 /// keys kept).
-pub(super) fn attributes_to_json<'a>(attributes: &[(String, String)], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
+pub(super) fn attributes_to_json<'a>(attributes: &[(AttributeKey, String)], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
     out.clear();
     json_out::pairs_as_object(out, attributes)?;
     as_text(out)
@@ -62,7 +62,7 @@ fn as_text(out: &[u8]) -> io::Result<&str> {
 }
 
 /// Reads a JSON object of strings back into a list, in the object's order.
-struct AttributesIn(Vec<(String, String)>);
+struct AttributesIn(Attributes);
 
 impl<'de> Deserialize<'de> for AttributesIn {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -77,7 +77,7 @@ impl<'de> Deserialize<'de> for AttributesIn {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttributesIn, A::Error> {
                 let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(pair) = map.next_entry::<String, String>()? {
+                while let Some(pair) = map.next_entry::<AttributeKey, String>()? {
                     pairs.push(pair);
                 }
                 Ok(AttributesIn(pairs))
@@ -105,7 +105,7 @@ struct LinkIn {
     attributes: AttributesIn,
 }
 
-pub(super) fn attributes_from_json(text: &str) -> serde_json::Result<Vec<(String, String)>> {
+pub(super) fn attributes_from_json(text: &str) -> serde_json::Result<Attributes> {
     serde_json::from_str::<AttributesIn>(text).map(|attributes| attributes.0)
 }
 
@@ -146,10 +146,10 @@ mod tests {
 
     #[test]
     fn attributes_keep_order_duplicates_and_odd_text() -> Result<(), Box<dyn std::error::Error>> {
-        let attributes = vec![
-            ("z".to_owned(), "last key first".to_owned()),
-            ("a".to_owned(), "quote \" backslash \\ nul \0 é 🚀".to_owned()),
-            ("z".to_owned(), "duplicate".to_owned()),
+        let attributes: Attributes = vec![
+            ("z".into(), "last key first".to_owned()),
+            ("a".to_owned().into(), "quote \" backslash \\ nul \0 é 🚀".to_owned()),
+            ("z".into(), "duplicate".to_owned()),
         ];
         assert_eq!(attributes_from_json(attributes_to_json(&attributes, &mut Vec::new())?)?, attributes);
         Ok(())
@@ -173,11 +173,11 @@ mod tests {
         let mut buffer = Vec::new();
         for offset in 0..70 {
             let value = format!("{}{specials}{}", "a".repeat(offset), "b".repeat(3 * offset));
-            let attributes = vec![(format!("k{offset}\n\""), value)];
+            let attributes: Attributes = vec![(format!("k{offset}\n\"").into(), value)];
             let text = attributes_to_json(&attributes, &mut buffer)?;
             assert_eq!(attributes_from_json(text)?, attributes, "offset {offset}: {text}");
         }
-        let long = vec![("big".to_owned(), "\"x\"".repeat(10_000))];
+        let long: Attributes = vec![("big".into(), "\"x\"".repeat(10_000))];
         assert_eq!(attributes_from_json(attributes_to_json(&long, &mut buffer)?)?, long);
         Ok(())
     }
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn the_encoding_is_compact_json_with_the_exporter_field_names() -> Result<(), Box<dyn std::error::Error>> {
         let mut buffer = b"left over from the previous row".to_vec();
-        let attributes = vec![("k".to_owned(), "v \"q\"".to_owned()), ("n".to_owned(), String::new())];
+        let attributes: Attributes = vec![("k".into(), "v \"q\"".to_owned()), ("n".into(), String::new())];
         assert_eq!(attributes_to_json(&attributes, &mut buffer)?, r#"{"k":"v \"q\"","n":""}"#);
         assert_eq!(attributes_to_json(&[], &mut buffer)?, "{}");
         let events = vec![

@@ -665,14 +665,14 @@ pub async fn hostile_strings_round_trip(backend: Arc<dyn Backend>, reader: Arc<d
     let chat_id = "beef000000000002";
     let t0 = BASE_NS + 3 * HOUR_NS;
 
-    let mut root_attributes: Vec<(String, String)> =
-        hostile.iter().enumerate().map(|(index, value)| (format!("hostile.{index}"), value.clone())).collect();
+    let mut root_attributes: glassbox_store::Attributes =
+        hostile.iter().enumerate().map(|(index, value)| (format!("hostile.{index}").into(), value.clone())).collect();
     root_attributes.extend([
-        ("gen_ai.agent.name".to_owned(), agent.to_owned()),
-        ("glassbox.tenant".to_owned(), tenant.to_owned()),
-        ("key with 'single' and \"double\" quotes".to_owned(), "v".to_owned()),
-        ("ключ.🚀.\u{0}.key".to_owned(), "unicode key".to_owned()),
-        ("'; DELETE FROM spans; --".to_owned(), hostile[4].clone()),
+        ("gen_ai.agent.name".into(), agent.to_owned()),
+        ("glassbox.tenant".into(), tenant.to_owned()),
+        ("key with 'single' and \"double\" quotes".into(), "v".to_owned()),
+        ("ключ.🚀.\u{0}.key".into(), "unicode key".to_owned()),
+        ("'; DELETE FROM spans; --".into(), hostile[4].clone()),
     ]);
     let mut root = span(trace_id, root_id, "", &hostile[3], t0, 2_000_000_000, root_attributes);
     root.service_name = hostile[9].clone();
@@ -688,7 +688,7 @@ pub async fn hostile_strings_round_trip(backend: Arc<dyn Backend>, reader: Arc<d
         .map(|(index, value)| SpanEvent {
             timestamp_ns: t0 + index as i64,
             name: value.clone(),
-            attributes: vec![(value.clone(), value.clone())],
+            attributes: vec![(value.clone().into(), value.clone())],
         })
         .collect();
     root.links = vec![SpanLink {
@@ -1001,17 +1001,17 @@ impl Dataset {
                     ("glassbox.api_key_id", &api_key_id),
                 ]);
                 attributes.extend([
-                    ("gen_ai.response.model".to_owned(), format!("{}-2026-08-01", spec.model)),
+                    ("gen_ai.response.model".into(), format!("{}-2026-08-01", spec.model)),
                     (
-                        "gen_ai.response.finish_reasons".to_owned(),
+                        "gen_ai.response.finish_reasons".into(),
                         if last_step { "[\"stop\"]" } else { "[\"tool_calls\"]" }.to_owned(),
                     ),
-                    ("gen_ai.usage.input_tokens".to_owned(), input_tokens.to_string()),
-                    ("gen_ai.usage.output_tokens".to_owned(), output_tokens.to_string()),
-                    ("gen_ai.usage.cache_read.input_tokens".to_owned(), cached_input_tokens.to_string()),
+                    ("gen_ai.usage.input_tokens".into(), input_tokens.to_string()),
+                    ("gen_ai.usage.output_tokens".into(), output_tokens.to_string()),
+                    ("gen_ai.usage.cache_read.input_tokens".into(), cached_input_tokens.to_string()),
                 ]);
                 if spec.price.is_some() {
-                    attributes.push(("glassbox.cost_usd".to_owned(), format_usd(cost_nano_usd)));
+                    attributes.push(("glassbox.cost_usd".into(), format_usd(cost_nano_usd)));
                 }
                 let mut chat =
                     span(&trace_id, &chat_id, &root_id, &format!("chat {}", spec.model), clock, latency_ns, attributes);
@@ -1057,7 +1057,7 @@ impl Dataset {
                     let duration = rng.range(2 * MS, 800 * MS);
                     let mut attributes =
                         attrs(&[("gen_ai.operation.name", "execute_tool"), ("gen_ai.tool.name", tool)]);
-                    attributes.push(("gen_ai.tool.call.id".to_owned(), format!("call_{}", rng.hex(12))));
+                    attributes.push(("gen_ai.tool.call.id".into(), format!("call_{}", rng.hex(12))));
                     let mut call = span(
                         &trace_id,
                         &rng.hex(16),
@@ -1083,7 +1083,7 @@ impl Dataset {
                 ("glassbox.tenant", tenant),
                 ("glassbox.api_key_id", &api_key_id),
             ]);
-            attributes.push(("gen_ai.conversation.id".to_owned(), format!("conv_{}", rng.hex(8))));
+            attributes.push(("gen_ai.conversation.id".into(), format!("conv_{}", rng.hex(8))));
             let mut root =
                 span(&trace_id, &root_id, "", &format!("invoke_agent {agent}"), start, root_duration, attributes);
             root.span_kind = "Server".into();
@@ -1308,8 +1308,8 @@ fn in_range(range: &TimeRange, timestamp_ns: i64) -> bool {
     range.from_ns <= timestamp_ns && timestamp_ns < range.to_ns
 }
 
-pub fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+pub fn attrs(pairs: &[(&str, &str)]) -> glassbox_store::Attributes {
+    pairs.iter().map(|(key, value)| ((*key).to_owned().into(), (*value).to_owned())).collect()
 }
 
 /// A span with the fields every scenario sets; the rest plain.
@@ -1320,7 +1320,7 @@ pub fn span(
     name: &str,
     timestamp_ns: i64,
     duration_ns: u64,
-    span_attributes: Vec<(String, String)>,
+    span_attributes: glassbox_store::Attributes,
 ) -> SpanRow {
     SpanRow {
         timestamp_ns,

@@ -103,8 +103,8 @@ fn usd_text(nano: i64) -> String {
     format!("{}.{:09}", nano / 1_000_000_000, nano % 1_000_000_000)
 }
 
-fn attrs(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(key, value)| ((*key).to_owned(), value.clone())).collect()
+fn attrs(pairs: &[(&str, String)]) -> glassbox_store::Attributes {
+    pairs.iter().map(|(key, value)| ((*key).to_owned().into(), value.clone())).collect()
 }
 
 fn span(
@@ -114,7 +114,7 @@ fn span(
     name: String,
     at: i64,
     duration: u64,
-    attributes: Vec<(String, String)>,
+    attributes: glassbox_store::Attributes,
 ) -> SpanRow {
     SpanRow {
         timestamp_ns: at,
