@@ -89,22 +89,17 @@ pub(super) fn list(connection: &Connection, filter: &RunFilter) -> Result<Vec<Ru
     rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
 }
 
-/// Workflow spans are found by name prefix (`invoke_workflow {workflow}`) and time; the run id
-/// is read from the attributes' JSON. The run ids are bound one placeholder each.
+/// Workflow spans are found by name prefix (`invoke_workflow {workflow}`) and time, through
+/// the `spans_workflows` index (migration 12, whose WHERE is this query's LIKE term, word for
+/// word); the run id is read from the attributes' JSON. The run ids are bound one placeholder
+/// each.
 pub(super) fn traces(connection: &Connection, run_ids: &[String], since_ns: i64) -> Result<Vec<RunTrace>, StoreError> {
     if run_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = String::from(
-        "SELECT json_extract(SpanAttributes, '$.\"glassbox.workflow.run_id\"') AS Run, TraceId, MIN(Timestamp) \
-         FROM spans WHERE Timestamp >= ? AND SpanName LIKE 'invoke\\_workflow%' ESCAPE '\\' AND Run IN (",
-    );
+    let sql = traces_sql(run_ids.len());
     let mut values: Vec<SqlValue> = vec![SqlValue::Integer(since_ns)];
-    for (index, run_id) in run_ids.iter().enumerate() {
-        sql.push_str(if index == 0 { "?" } else { ", ?" });
-        values.push(SqlValue::Text(run_id.clone()));
-    }
-    sql.push_str(") GROUP BY Run, TraceId ORDER BY Run, MIN(Timestamp), TraceId");
+    values.extend(run_ids.iter().map(|run_id| SqlValue::Text(run_id.clone())));
     let mut statement = connection.prepare(&sql).map_err(store_error)?;
     let rows = statement
         .query_map(rusqlite::params_from_iter(values), |row| {
@@ -112,4 +107,33 @@ pub(super) fn traces(connection: &Connection, run_ids: &[String], since_ns: i64)
         })
         .map_err(store_error)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
+}
+
+fn traces_sql(run_ids: usize) -> String {
+    let mut sql = String::from(
+        "SELECT json_extract(SpanAttributes, '$.\"glassbox.workflow.run_id\"') AS Run, TraceId, MIN(Timestamp) \
+         FROM spans WHERE Timestamp >= ? AND SpanName LIKE 'invoke\\_workflow%' ESCAPE '\\' AND Run IN (",
+    );
+    for index in 0..run_ids {
+        sql.push_str(if index == 0 { "?" } else { ", ?" });
+    }
+    sql.push_str(") GROUP BY Run, TraceId ORDER BY Run, MIN(Timestamp), TraceId");
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lookup reads workflow spans through their partial index, not the whole table.
+    #[test]
+    fn run_traces_read_the_workflow_spans_index() -> Result<(), Box<dyn std::error::Error>> {
+        let mut connection = Connection::open_in_memory()?;
+        super::super::schema::migrate(&mut connection, super::super::schema::MIGRATIONS)?;
+        let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", traces_sql(2)))?;
+        let plan: Vec<String> =
+            statement.query_map(rusqlite::params![0, "run-a", "run-b"], |row| row.get(3))?.collect::<Result<_, _>>()?;
+        assert!(plan.iter().any(|step| step.contains("USING INDEX spans_workflows (Timestamp>?)")), "{plan:?}");
+        Ok(())
+    }
 }

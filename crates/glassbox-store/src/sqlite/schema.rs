@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_keyed_by_trace",
         sql: include_str!("../../../../migrations/sqlite/0011_usage_keyed_by_trace.sql"),
     },
+    Migration {
+        version: 12,
+        name: "workflow_spans_index",
+        sql: include_str!("../../../../migrations/sqlite/0012_workflow_spans_index.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

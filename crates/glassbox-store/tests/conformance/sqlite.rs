@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use glassbox_store::sqlite::{MIGRATIONS, SqliteBackend, SqliteSettings};
-use glassbox_store::{Backend, StoreError, TraceFilter, TraceReader, UsageBy};
+use glassbox_store::{Backend, RunStore, StoreError, TraceFilter, TraceReader, UsageBy};
 
 use crate::suite::{self, Dataset, Subject, assert_summaries_eq, everything, page_of};
 
@@ -267,7 +267,7 @@ async fn migration_10_marks_the_request_and_block_spans_already_written() {
     }
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![10, 11]);
+    assert_eq!(report.applied, vec![10, 11, 12]);
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     let mut statement = raw.prepare("SELECT SpanId FROM spans WHERE RequestOrBlock = 1 ORDER BY SpanId").expect("sql");
     let marked: Vec<String> =
@@ -382,7 +382,7 @@ async fn migration_11_keeps_the_usage_rows_and_keys_them_by_trace_and_span() {
     };
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![11]);
+    assert_eq!(report.applied, vec![11, 12]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!((all_rows(&raw, "usage"), all_rows(&raw, "trace_index")), before);
@@ -409,4 +409,53 @@ async fn migration_11_keeps_the_usage_rows_and_keys_them_by_trace_and_span() {
                   'gpt-4o', 1, 1, 0, 0, 1, 0, 1, 0, 'ok', '')";
     assert_eq!(raw.execute(insert, rusqlite::params![5, "0001aa"]).expect("retry"), 0, "a retry is ignored");
     assert_eq!(raw.execute(insert, rusqlite::params![5, "0003cc"]).expect("other trace"), 1, "another trace keeps it");
+}
+
+/// Migration 12 on a file written under migration 11: the time index holds the workflow spans
+/// only, already written ones included, and the lookup of a run's traces reads them through it.
+#[tokio::test]
+async fn migration_12_indexes_only_the_workflow_spans_by_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    {
+        let raw = file_migrated_through(&path, 11);
+        let spans = [
+            ("w1", "invoke_workflow onboard", r#"{"glassbox.workflow.run_id":"run-a"}"#),
+            ("w2", "workflow_step fetch", r#"{"glassbox.workflow.run_id":"run-a"}"#),
+            ("a1", "invoke_agent support", r#"{"gen_ai.operation.name":"invoke_agent"}"#),
+            ("w3", "invoke_workflowX", r#"{"glassbox.workflow.run_id":"run-a"}"#),
+        ];
+        for (n, (span_id, name, attributes)) in spans.iter().enumerate() {
+            raw.execute(
+                "INSERT INTO spans (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, \
+                 ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, \
+                 StatusMessage, Events, Links) VALUES (?1, ?2, ?3, '', '', ?4, 'Internal', 'glassbox', '{}', \
+                 'glassbox', '', ?5, 1000, 'Unset', '', '[]', '[]')",
+                rusqlite::params![1_000_000_000 + n as i64, format!("trace-{span_id}"), span_id, name, attributes],
+            )
+            .expect("old span");
+        }
+    }
+    let backend = open(&path).await;
+    let report = backend.migrate().await.expect("migrate");
+    assert_eq!(report.applied, vec![12]);
+
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    let mut statement = raw.prepare("SELECT name FROM pragma_index_list('spans') ORDER BY name").expect("sql");
+    let indexes: Vec<String> =
+        statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+    assert_eq!(indexes, ["spans_requests", "spans_workflows", "sqlite_autoindex_spans_1"]);
+    // `_` is escaped: "invoke_workflowX" matches, "invoke workflow" would not.
+    let mut statement = raw
+        .prepare(
+            "SELECT SpanId FROM spans INDEXED BY spans_workflows \
+             WHERE Timestamp >= 0 AND SpanName LIKE 'invoke\\_workflow%' ESCAPE '\\' ORDER BY SpanId",
+        )
+        .expect("sql");
+    let indexed: Vec<String> =
+        statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+    assert_eq!(indexed, ["w1", "w3"]);
+    let traces = backend.run_traces(&["run-a".to_owned()], 0).await.expect("run traces");
+    let found: Vec<&str> = traces.iter().map(|trace| trace.trace_id.as_str()).collect();
+    assert_eq!(found, ["trace-w1", "trace-w3"]);
 }
