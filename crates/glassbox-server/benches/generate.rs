@@ -252,7 +252,6 @@ async fn start_full(mock_url: String, dir: &std::path::Path) -> (SocketAddr, gla
                 .with_filter(tracing_subscriber::EnvFilter::new("info,glassbox_core=warn")),
         )
         .with(glassbox_server::telemetry::layer(&telemetry))
-        .with(glassbox_server::metrics::layer())
         .init();
     if let Some(writer) = telemetry.writer() {
         glassbox_server::metrics::watch_writer(writer);

@@ -82,7 +82,10 @@ where
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let mut visitor = TraceIdVisitor(None);
         attrs.record(&mut visitor);
-        if let (Some(trace_id), Some(span)) = (visitor.0, ctx.span(id)) {
+        // The registry is searched only when the span has a trace id (the request span).
+        if let Some(trace_id) = visitor.0
+            && let Some(span) = ctx.span(id)
+        {
             span.extensions_mut().insert(RequestTraceId(trace_id));
         }
     }
@@ -90,7 +93,9 @@ where
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
         let mut visitor = TraceIdVisitor(None);
         values.record(&mut visitor);
-        if let (Some(trace_id), Some(span)) = (visitor.0, ctx.span(id)) {
+        if let Some(trace_id) = visitor.0
+            && let Some(span) = ctx.span(id)
+        {
             span.extensions_mut().replace(RequestTraceId(trace_id));
         }
     }

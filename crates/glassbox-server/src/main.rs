@@ -356,7 +356,6 @@ fn run_serve(
             .with(logging::TraceIdLayer)
             .with(logging::fmt_layer(log_format).with_filter(env_filter()))
             .with(glassbox_server::telemetry::layer(&telemetry))
-            .with(glassbox_server::metrics::layer())
             .init();
         if let Some(writer) = telemetry.writer() {
             glassbox_server::metrics::watch_writer(writer);

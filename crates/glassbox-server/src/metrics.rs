@@ -392,21 +392,11 @@ struct RequestTiming {
 struct ChatStarted(Instant);
 
 /// The `tracing` layer behind `glassbox_pipeline_overhead_seconds`. It watches the request
-/// span (`http_request`, from the server) and the model-call spans (`chat`, from the core) of
-/// the Glassbox crates whatever `RUST_LOG` says.
-pub fn layer<S>() -> impl tracing_subscriber::Layer<S> + Send + Sync
-where
-    S: tracing::Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
-{
-    use tracing_subscriber::Layer as _;
-    let targets =
-        crate::telemetry::TRACED_TARGETS.iter().fold(tracing_subscriber::filter::Targets::new(), |targets, target| {
-            targets.with_target(*target, tracing::Level::INFO)
-        });
-    OverheadLayer.with_filter(targets)
-}
-
-struct OverheadLayer;
+/// span (`http_request`, from the server) and the model-call spans (`chat`, from the core);
+/// `telemetry::layer` installs it with the span recorder under one filter (the Glassbox crates'
+/// `INFO` spans, whatever `RUST_LOG` says): each filter is a registry search on every enter,
+/// exit and record of a span.
+pub(crate) struct OverheadLayer;
 
 static OVERHEAD_HANDLES: HandleCache<Histogram> = HandleCache::new();
 
@@ -429,26 +419,34 @@ impl<S> tracing_subscriber::Layer<S> for OverheadLayer
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
 {
+    // The registry is searched only for the spans and fields this layer keeps: a request
+    // records some twenty values on its spans, one of them the route.
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: LayerContext<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
         match attrs.metadata().name() {
             "http_request" => {
-                span.extensions_mut().insert(RequestTiming {
-                    started: Instant::now(),
-                    route: None,
-                    provider_wait: Duration::ZERO,
-                });
+                if let Some(span) = ctx.span(id) {
+                    span.extensions_mut().insert(RequestTiming {
+                        started: Instant::now(),
+                        route: None,
+                        provider_wait: Duration::ZERO,
+                    });
+                }
             }
-            "chat" => span.extensions_mut().insert(ChatStarted(Instant::now())),
+            "chat" => {
+                if let Some(span) = ctx.span(id) {
+                    span.extensions_mut().insert(ChatStarted(Instant::now()));
+                }
+            }
             _ => {}
         }
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: LayerContext<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        if let Some(timing) = extensions.get_mut::<RequestTiming>() {
-            values.record(&mut RouteVisitor(&mut timing.route));
+        let mut route = None;
+        values.record(&mut RouteVisitor(&mut route));
+        let (Some(route), Some(span)) = (route, ctx.span(id)) else { return };
+        if let Some(timing) = span.extensions_mut().get_mut::<RequestTiming>() {
+            timing.route = Some(route);
         }
     }
 

@@ -477,7 +477,8 @@ pub fn pricing_table(entries: &[glassbox_config::PricingConfig]) -> PricingTable
 pub const TRACED_TARGETS: [&str; 5] =
     ["glassbox_core", "glassbox_providers", "glassbox_server", "glassbox_store", "glassbox_evals"];
 
-/// The `tracing` layer that records Glassbox's spans for `telemetry` (`record.rs`).
+/// The `tracing` layer that records Glassbox's spans for `telemetry` (`record.rs`) and times
+/// the pipeline's overhead for `/metrics` (`glassbox_pipeline_overhead_seconds`).
 pub fn layer<S>(telemetry: &Telemetry) -> impl tracing_subscriber::Layer<S> + Send + Sync
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span> + Send + Sync,
@@ -490,8 +491,9 @@ where
         });
     // No source locations, thread names, targets or busy/idle times on spans (noise in a
     // request's trace, as the OpenTelemetry layer was configured), and nothing done on
-    // enter/exit: every poll of an instrumented future enters its spans.
-    record::RecordLayer { sink: Arc::clone(&telemetry.sink) }.with_filter(targets)
+    // enter/exit: every poll of an instrumented future enters its spans. The two layers share
+    // one filter, which the registry checks per span callback (one search of the registry each).
+    record::RecordLayer { sink: Arc::clone(&telemetry.sink) }.and_then(crate::metrics::OverheadLayer).with_filter(targets)
 }
 
 #[cfg(test)]

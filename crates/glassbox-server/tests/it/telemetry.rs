@@ -83,7 +83,6 @@ pub(crate) async fn spawn_traced(store: Store, spool_dir: std::path::PathBuf) ->
     // tasks share this thread.
     let subscriber = tracing_subscriber::registry()
         .with(telemetry::layer(&telemetry))
-        .with(glassbox_server::metrics::layer())
         .set_default();
     if let Some(writer) = telemetry.writer() {
         glassbox_server::metrics::watch_writer(writer);
