@@ -5,10 +5,13 @@
 //! store is down and batches wait on the spool); a kill loses them. So every span row is also
 //! appended to a journal, on the thread that ended the span:
 //!
-//! - `<spool_dir>/journal/spans-<uuidv7>.jsonl`, one row per line in the spool's row format
-//!   (`glassbox_store::spool::encode_span_line`), appended with one `write` under a short
-//!   lock; the file handling, rotation and deletion are [`UsageJournal`]'s. Page cache only:
-//!   a killed process loses nothing, a power cut may lose the last lines.
+//! - `<spool_dir>/journal/spans-<uuidv7>.bin`, one binary record per row
+//!   (`glassbox_store::spool::encode_span_record`: a marker, a length, the row in postcard's
+//!   encoding, a CRC-32; no JSON escaping on the request path), appended with one `write`
+//!   under a short lock; the file handling, rotation and deletion are [`UsageJournal`]'s.
+//!   Page cache only: a killed process loses nothing, a power cut may lose the last records.
+//!   Segments of JSON lines (`spans-*.jsonl`, written before version 12 of the SQLite
+//!   schema) are still read at recovery.
 //! - Group commit: the line of a span inside a request span (kind `Server`) waits in its
 //!   parent's registry extensions, which the registry closes only after all its children;
 //!   when the request span closes, the lines of all its spans go out in one `write` (one per
@@ -49,23 +52,39 @@ const PREFIX: &str = "spans-";
 /// returns the segments an earlier process left, for [`recover`]. Rotate it with
 /// [`crate::usage_journal::spawn_rotation`].
 pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
-    UsageJournal::open_segments(dir, PREFIX)
+    UsageJournal::open_segments(dir, PREFIX, "bin")
 }
 
-/// Appends the journal line of `row` to `lines`; made before the row is handed to the writer
-/// (which takes it). Nothing if it cannot be encoded, which a `SpanRow` always can.
+/// Appends the journal record of `row` to `lines`; made before the row is handed to the
+/// writer (which takes it). Nothing if it cannot be encoded, which a `SpanRow` always can.
 pub fn encode_into(row: &SpanRow, lines: &mut Vec<u8>) {
-    // An error leaves `lines` as it was (`encode_span_line`).
-    let _unencodable = glassbox_store::spool::encode_span_line(row, lines);
+    // An error leaves `lines` as it was (`encode_span_record`).
+    let _unencodable = glassbox_store::spool::encode_span_record(row, lines);
+}
+
+/// The rows of one segment: binary records, or JSON lines in a segment an older version
+/// wrote. A record or line cut short (a write a kill interrupted) is skipped: its request was
+/// never answered.
+fn segment_rows(path: &Path, bytes: &[u8]) -> Vec<SpanRow> {
+    if path.extension().is_some_and(|extension| extension == "jsonl") {
+        return String::from_utf8_lossy(bytes)
+            .lines()
+            .filter_map(|line| glassbox_store::spool::decode_span_line(line).ok())
+            .collect();
+    }
+    let (rows, skipped) = glassbox_store::spool::decode_span_records(bytes);
+    if skipped > 0 {
+        tracing::warn!(path = %path.display(), skipped, "span journal records cut short or damaged were skipped");
+    }
+    rows
 }
 
 /// Writes again the rows of `segments` (an earlier process's) that are neither spooled in
 /// `spool_dir` nor in the store, then deletes the segments. Waits while the store is down.
 pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn TraceReader>, writer: TelemetryWriter) {
     for segment in segments {
-        let rows = match tokio::fs::read_to_string(&segment).await {
-            // A torn last line is a span whose request was never answered: skipped.
-            Ok(text) => text.lines().filter_map(|line| glassbox_store::spool::decode_span_line(line).ok()).collect::<Vec<_>>(),
+        let rows = match tokio::fs::read(&segment).await {
+            Ok(bytes) => segment_rows(&segment, &bytes),
             Err(error) => {
                 tracing::error!(path = %segment.display(), %error, "could not read a span journal segment");
                 continue;
@@ -149,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_read_back_as_the_rows_written_a_torn_line_is_skipped_and_usage_segments_are_not_mixed_in() {
+    fn records_read_back_as_the_rows_written_a_torn_record_is_skipped_and_usage_segments_are_not_mixed_in() {
         let dir = tempfile::tempdir().unwrap();
         let (spans, leftover) = open(dir.path()).unwrap();
         assert!(leftover.is_empty());
@@ -160,10 +179,43 @@ mod tests {
         }
         let torn = encode(&row(4));
         spans.append(&torn[..torn.len() / 2]);
+        // The newline a failed append leaves before the next one (`UsageJournal::append`).
+        spans.append(b"\n");
+        spans.append(&encode(&row(5)));
         let (_second, leftover) = open(dir.path()).unwrap();
         assert_eq!(leftover.len(), 1, "only the first process's span segment is left over: {leftover:?}");
-        let text = std::fs::read_to_string(&leftover[0]).unwrap();
-        let rows: Vec<SpanRow> = text.lines().filter_map(|line| glassbox_store::spool::decode_span_line(line).ok()).collect();
-        assert_eq!(rows, vec![row(1), row(2), row(3)]);
+        assert!(leftover[0].to_string_lossy().ends_with(".bin"), "{leftover:?}");
+        let rows = segment_rows(&leftover[0], &std::fs::read(&leftover[0]).unwrap());
+        assert_eq!(rows, vec![row(1), row(2), row(3), row(5)]);
+    }
+
+    /// A bit flipped inside a record fails its checksum: that record alone is lost.
+    #[test]
+    fn a_damaged_record_is_skipped_and_the_next_one_read() {
+        let mut bytes = Vec::new();
+        for n in 1..=3 {
+            bytes.extend_from_slice(&encode(&row(n)));
+        }
+        let second = encode(&row(1)).len() + 20;
+        bytes[second] ^= 0x40;
+        let (rows, skipped) = glassbox_store::spool::decode_span_records(&bytes);
+        assert_eq!((rows, skipped), (vec![row(1), row(3)], 1));
+    }
+
+    /// Segments of JSON lines, as versions before the binary records wrote them, are read at
+    /// recovery.
+    #[test]
+    fn segments_of_json_lines_from_older_versions_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spans-0190aaaabbbbccccddddeeeeffff0000.jsonl");
+        let mut text = Vec::new();
+        for n in 1..=2 {
+            glassbox_store::spool::encode_span_line(&row(n), &mut text).unwrap();
+        }
+        text.extend_from_slice(b"{\"torn\":");
+        std::fs::write(&path, &text).unwrap();
+        let (_journal, leftover) = open(dir.path()).unwrap();
+        assert_eq!(leftover, vec![path.clone()]);
+        assert_eq!(segment_rows(&path, &text), vec![row(1), row(2)]);
     }
 }

@@ -45,6 +45,8 @@ pub struct UsageJournal {
     dir: PathBuf,
     /// `usage-` or `spans-`: the start of every segment's file name.
     prefix: &'static str,
+    /// `jsonl` (usage: JSON lines) or `bin` (spans: `span_journal`'s binary records).
+    extension: &'static str,
     current: Mutex<Segment>,
     /// The last append failed (a full disk): failures are logged once, not once per request.
     failing: AtomicBool,
@@ -69,14 +71,16 @@ impl UsageJournal {
     /// Opens `dir` (creating it) with a fresh segment; returns the segments an earlier process
     /// left there, for [`recover`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
-        Self::open_segments(dir, USAGE_PREFIX)
+        Self::open_segments(dir, USAGE_PREFIX, "jsonl")
     }
 
-    /// [`open`](Self::open) for the segments whose names start with `prefix` (the span
-    /// journal shares the directory and all but the lines' format).
+    /// [`open`](Self::open) for the segments whose names start with `prefix`, new ones named
+    /// `*.{extension}` (the span journal shares the directory and all but the records' format;
+    /// the leftover segments are those of any extension, for a format an older version wrote).
     pub(crate) fn open_segments(
         dir: impl Into<PathBuf>,
         prefix: &'static str,
+        extension: &'static str,
     ) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|source| JournalError { path: dir.clone(), source })?;
@@ -87,10 +91,11 @@ impl UsageJournal {
             .filter(|path| is_segment(path, prefix))
             .collect();
         leftover.sort();
-        let segment = Segment::create(&dir, prefix)?;
+        let segment = Segment::create(&dir, prefix, extension)?;
         let journal = UsageJournal {
             dir,
             prefix,
+            extension,
             current: Mutex::new(segment),
             failing: AtomicBool::new(false),
             failed_appends: AtomicU64::new(0),
@@ -148,7 +153,7 @@ impl UsageJournal {
 
     /// Starts a new segment and returns the path of the one it replaces.
     fn rotate(&self) -> Result<PathBuf, JournalError> {
-        let fresh = Segment::create(&self.dir, self.prefix)?;
+        let fresh = Segment::create(&self.dir, self.prefix, self.extension)?;
         let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let old = std::mem::replace(&mut *segment, fresh);
         Ok(old.path)
@@ -162,8 +167,8 @@ impl UsageJournal {
 }
 
 impl Segment {
-    fn create(dir: &Path, prefix: &str) -> Result<Segment, JournalError> {
-        let path = dir.join(format!("{prefix}{}.jsonl", uuid::Uuid::now_v7().simple()));
+    fn create(dir: &Path, prefix: &str, extension: &str) -> Result<Segment, JournalError> {
+        let path = dir.join(format!("{prefix}{}.{extension}", uuid::Uuid::now_v7().simple()));
         let file = std::fs::OpenOptions::new()
             .create_new(true)
             .append(true)
@@ -178,7 +183,7 @@ const USAGE_PREFIX: &str = "usage-";
 fn is_segment(path: &Path, prefix: &str) -> bool {
     path.file_name()
         .and_then(|name| name.to_str())
-        .is_some_and(|name| name.starts_with(prefix) && name.ends_with(".jsonl"))
+        .is_some_and(|name| name.starts_with(prefix) && (name.ends_with(".jsonl") || name.ends_with(".bin")))
 }
 
 pub(crate) fn remove(path: &Path) {

@@ -214,16 +214,20 @@ async fn incomplete_traces(fixture: &ClickHouseFixture, database: &str, acknowle
         .collect()
 }
 
-/// Lines in the journal segments under `dir` whose names start with `prefix`.
+/// Rows in the journal segments under `dir` whose names start with `prefix`: JSON lines
+/// (usage) or binary span records.
 fn journal_rows(dir: &std::path::Path, prefix: &str) -> usize {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            name.starts_with(prefix) && name.ends_with(".jsonl")
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
+        .map(|entry| {
+            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            match entry.path().extension().is_some_and(|extension| extension == "bin") {
+                true => glassbox_store::spool::decode_span_records(&bytes).0.len(),
+                false => String::from_utf8_lossy(&bytes).lines().count(),
+            }
         })
-        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default().lines().count())
         .sum()
 }
