@@ -444,8 +444,10 @@ where
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: LayerContext<'_, S>) {
         let mut route = None;
         values.record(&mut RouteVisitor(&mut route));
-        let (Some(route), Some(span)) = (route, ctx.span(id)) else { return };
-        if let Some(timing) = span.extensions_mut().get_mut::<RequestTiming>() {
+        if let Some(route) = route
+            && let Some(span) = ctx.span(id)
+            && let Some(timing) = span.extensions_mut().get_mut::<RequestTiming>()
+        {
             timing.route = Some(route);
         }
     }
