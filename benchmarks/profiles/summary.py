@@ -25,7 +25,7 @@ buckets = [
     ("span_row conversion", r"telemetry::span_row"),
     ("telemetry layer (telemetry::record)", r"telemetry::record::"),
     ("span rows and journal lines (telemetry::Sink)", r"telemetry::Sink::"),
-    ("journal lines JSON (spool line encoders)", r"spool::encode_(span|usage)_line"),
+    ("journal records (span record, usage line)", r"spool::encode_(span_record|usage_line|span_line)|spool::write_span_postcard"),
     ("telemetry writer (batcher, deliver)", r"glassbox_store::writer::"),
     ("SQLite insert_spans (incl. JSON encode)", r"sqlite::write::insert_spans"),
     ("SQLite insert_usage", r"sqlite::write::insert_usage"),

@@ -13,7 +13,8 @@
 //!   the usage row ([`record_usage`], called by the telemetry span processor), so the counters
 //!   agree with the `usage` table.
 //! - `glassbox_pipeline_overhead_seconds`: the request's time minus the time its model calls
-//!   took, measured by the [`layer`] on the request and `chat` spans.
+//!   took, measured by [`OverheadLayer`] on the request and `chat` spans; `telemetry::layer`
+//!   installs it (so an embedding app's own `metrics` recorder gets this histogram too).
 //! - `glassbox_telemetry_*`: the telemetry writer's [`WriterStats`], read at each scrape.
 //! - `glassbox_journal_failed_appends_total`: the kill-safety journals
 //!   ([`crate::usage_journal::UsageJournal::append`]), counted where an append fails.

@@ -5,13 +5,15 @@
 //! store is down and batches wait on the spool); a kill loses them. So every span row is also
 //! appended to a journal, on the thread that ended the span:
 //!
-//! - `<spool_dir>/journal/spans-<uuidv7>.bin`, one binary record per row
+//! - `<spool_dir>/journal/spans-<uuidv7>.<key>.bin`, one binary record per row
 //!   (`glassbox_store::spool::encode_span_record`: a marker, a length, the row in postcard's
-//!   encoding, a CRC-32; no JSON escaping on the request path), appended with one `write`
-//!   under a short lock; the file handling, rotation and deletion are [`UsageJournal`]'s.
+//!   encoding, a CRC-32 keyed by the process's random `<key>`, so that a record forged in a
+//!   span's text never checks out; no JSON escaping on the request path), appended with one
+//!   `write` under a short lock; the file handling, rotation and deletion are [`UsageJournal`]'s.
 //!   Page cache only: a killed process loses nothing, a power cut may lose the last records.
-//!   Segments of JSON lines (`spans-*.jsonl`, written before version 12 of the SQLite
-//!   schema) are still read at recovery.
+//!   Segments of JSON lines (`spans-*.jsonl`, which versions before the binary journal wrote)
+//!   are still read at recovery. (Going back to such a version leaves `spans-*.bin` segments
+//!   unread: recover them first by starting this version once.)
 //! - Group commit: the line of a span inside a request span (kind `Server`) waits in its
 //!   parent's registry extensions, which the registry closes only after all its children;
 //!   when the request span closes, the lines of all its spans go out in one `write` (one per
@@ -37,7 +39,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use glassbox_store::spool::BatchKind;
@@ -52,31 +54,68 @@ const PREFIX: &str = "spans-";
 /// returns the segments an earlier process left, for [`recover`]. Rotate it with
 /// [`crate::usage_journal::spawn_rotation`].
 pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
-    UsageJournal::open_segments(dir, PREFIX, "bin")
+    UsageJournal::open_segments(dir, PREFIX, format!("{:08x}.bin", key()))
+}
+
+/// This process's key for its span records, from the operating system's CSPRNG (a clock
+/// and counter if that fails: forging then needs the start time); in its segments' names.
+fn key() -> u32 {
+    static KEY: OnceLock<u32> = OnceLock::new();
+    *KEY.get_or_init(|| match crate::access::secret::random_bytes::<4>() {
+        Ok(bytes) => u32::from_le_bytes(bytes),
+        Err(_) => fastrand::u32(..),
+    })
+}
+
+/// The key in a segment's name (`spans-<uuid>.<key>.bin`).
+fn segment_key(path: &Path) -> Option<u32> {
+    let stem = path.file_stem()?.to_str()?;
+    let (_, key) = stem.rsplit_once('.')?;
+    u32::from_str_radix(key, 16).ok()
 }
 
 /// Appends the journal record of `row` to `lines`; made before the row is handed to the
 /// writer (which takes it). Nothing if it cannot be encoded, which a `SpanRow` always can.
 pub fn encode_into(row: &SpanRow, lines: &mut Vec<u8>) {
     // An error leaves `lines` as it was (`encode_span_record`).
-    let _unencodable = glassbox_store::spool::encode_span_record(row, lines);
+    let _unencodable = glassbox_store::spool::encode_span_record(row, key(), lines);
 }
 
 /// The rows of one segment: binary records, or JSON lines in a segment an older version
 /// wrote. A record or line cut short (a write a kill interrupted) is skipped: its request was
-/// never answered.
-fn segment_rows(path: &Path, bytes: &[u8]) -> Vec<SpanRow> {
+/// never answered. `None` for a segment of records in a format this version does not know
+/// (no key in its name, or it does not start with this version's marker): a later version's,
+/// which must not be deleted unread.
+pub fn segment_rows(path: &Path, bytes: &[u8]) -> Option<Vec<SpanRow>> {
     if path.extension().is_some_and(|extension| extension == "jsonl") {
-        return String::from_utf8_lossy(bytes)
-            .lines()
-            .filter_map(|line| glassbox_store::spool::decode_span_line(line).ok())
-            .collect();
+        return Some(
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .filter_map(|line| glassbox_store::spool::decode_span_line(line).ok())
+                .collect(),
+        );
     }
-    let (rows, skipped) = glassbox_store::spool::decode_span_records(bytes);
+    let key = segment_key(path)?;
+    if !bytes.is_empty() && !bytes.starts_with(&glassbox_store::spool::SPAN_RECORD_MAGIC) {
+        return None;
+    }
+    let (rows, skipped) = glassbox_store::spool::decode_span_records(bytes, key);
     if skipped > 0 {
         tracing::warn!(path = %path.display(), skipped, "span journal records cut short or damaged were skipped");
     }
-    rows
+    Some(rows)
+}
+
+/// Renames a segment this version cannot read to `*.unreadable`: kept for a version that can,
+/// and not offered to recovery again.
+fn set_aside(segment: &Path) {
+    let aside = segment.with_extension("unreadable");
+    match std::fs::rename(segment, &aside) {
+        Ok(()) => tracing::error!(path = %aside.display(),
+            "a span journal segment is in a format this version cannot read; kept, not recovered"),
+        Err(error) => tracing::error!(path = %segment.display(), %error,
+            "a span journal segment in an unknown format could not be set aside"),
+    }
 }
 
 /// Writes again the rows of `segments` (an earlier process's) that are neither spooled in
@@ -84,7 +123,13 @@ fn segment_rows(path: &Path, bytes: &[u8]) -> Vec<SpanRow> {
 pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn TraceReader>, writer: TelemetryWriter) {
     for segment in segments {
         let rows = match tokio::fs::read(&segment).await {
-            Ok(bytes) => segment_rows(&segment, &bytes),
+            Ok(bytes) => match segment_rows(&segment, &bytes) {
+                Some(rows) => rows,
+                None => {
+                    set_aside(&segment);
+                    continue;
+                }
+            },
             Err(error) => {
                 tracing::error!(path = %segment.display(), %error, "could not read a span journal segment");
                 continue;
@@ -184,9 +229,9 @@ mod tests {
         spans.append(&encode(&row(5)));
         let (_second, leftover) = open(dir.path()).unwrap();
         assert_eq!(leftover.len(), 1, "only the first process's span segment is left over: {leftover:?}");
-        assert!(leftover[0].to_string_lossy().ends_with(".bin"), "{leftover:?}");
+        assert!(leftover[0].to_string_lossy().ends_with(&format!(".{:08x}.bin", key())), "{leftover:?}");
         let rows = segment_rows(&leftover[0], &std::fs::read(&leftover[0]).unwrap());
-        assert_eq!(rows, vec![row(1), row(2), row(3), row(5)]);
+        assert_eq!(rows, Some(vec![row(1), row(2), row(3), row(5)]));
     }
 
     /// A bit flipped inside a record fails its checksum: that record alone is lost.
@@ -198,7 +243,7 @@ mod tests {
         }
         let second = encode(&row(1)).len() + 20;
         bytes[second] ^= 0x40;
-        let (rows, skipped) = glassbox_store::spool::decode_span_records(&bytes);
+        let (rows, skipped) = glassbox_store::spool::decode_span_records(&bytes, key());
         assert_eq!((rows, skipped), (vec![row(1), row(3)], 1));
     }
 
@@ -216,6 +261,24 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let (_journal, leftover) = open(dir.path()).unwrap();
         assert_eq!(leftover, vec![path.clone()]);
-        assert_eq!(segment_rows(&path, &text), vec![row(1), row(2)]);
+        assert_eq!(segment_rows(&path, &text), Some(vec![row(1), row(2)]));
+    }
+
+    /// A segment of another record format (a later version's marker) is not read as torn
+    /// records and deleted: it is set aside.
+    #[test]
+    fn a_segment_in_an_unknown_format_is_set_aside_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("spans-0190aaaabbbbccccddddeeeeffff0000.{:08x}.bin", key()));
+        let mut bytes = encode(&row(1));
+        bytes[..4].copy_from_slice(b"gbs9");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(segment_rows(&path, &bytes), None);
+        assert_eq!(segment_rows(&path, &[]), Some(vec![]), "an empty segment is just empty");
+        set_aside(&path);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read(path.with_extension("unreadable")).unwrap(), bytes);
+        let (_journal, leftover) = open(dir.path()).unwrap();
+        assert!(leftover.is_empty(), "not offered to recovery again: {leftover:?}");
     }
 }

@@ -45,8 +45,8 @@ pub struct UsageJournal {
     dir: PathBuf,
     /// `usage-` or `spans-`: the start of every segment's file name.
     prefix: &'static str,
-    /// `jsonl` (usage: JSON lines) or `bin` (spans: `span_journal`'s binary records).
-    extension: &'static str,
+    /// `jsonl` (usage: JSON lines) or `<key>.bin` (spans: `span_journal`'s binary records).
+    extension: String,
     current: Mutex<Segment>,
     /// The last append failed (a full disk): failures are logged once, not once per request.
     failing: AtomicBool,
@@ -71,7 +71,7 @@ impl UsageJournal {
     /// Opens `dir` (creating it) with a fresh segment; returns the segments an earlier process
     /// left there, for [`recover`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
-        Self::open_segments(dir, USAGE_PREFIX, "jsonl")
+        Self::open_segments(dir, USAGE_PREFIX, "jsonl".to_owned())
     }
 
     /// [`open`](Self::open) for the segments whose names start with `prefix`, new ones named
@@ -80,7 +80,7 @@ impl UsageJournal {
     pub(crate) fn open_segments(
         dir: impl Into<PathBuf>,
         prefix: &'static str,
-        extension: &'static str,
+        extension: String,
     ) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|source| JournalError { path: dir.clone(), source })?;
@@ -91,7 +91,7 @@ impl UsageJournal {
             .filter(|path| is_segment(path, prefix))
             .collect();
         leftover.sort();
-        let segment = Segment::create(&dir, prefix, extension)?;
+        let segment = Segment::create(&dir, prefix, &extension)?;
         let journal = UsageJournal {
             dir,
             prefix,
@@ -153,7 +153,7 @@ impl UsageJournal {
 
     /// Starts a new segment and returns the path of the one it replaces.
     fn rotate(&self) -> Result<PathBuf, JournalError> {
-        let fresh = Segment::create(&self.dir, self.prefix, self.extension)?;
+        let fresh = Segment::create(&self.dir, self.prefix, &self.extension)?;
         let mut segment = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let old = std::mem::replace(&mut *segment, fresh);
         Ok(old.path)

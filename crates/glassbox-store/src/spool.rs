@@ -626,17 +626,24 @@ fn write_span(row: &SpanRow, out: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-/// The first bytes of every span journal record (`encode_span_record`).
+/// The first bytes of every span journal record (`encode_span_record`), and the format's
+/// version: postcard is positional, so a change to the row definition (`SpanRowDef`) needs a
+/// new marker and a reader kept for this one (a test pins the bytes).
 pub const SPAN_RECORD_MAGIC: [u8; 4] = *b"gbs1";
 
 /// Appends `row` to `out` as one binary record of the span journal: [`SPAN_RECORD_MAGIC`],
 /// the payload's length (`u32`, little-endian), the payload (the row in postcard's encoding of
-/// the spool's row definition: lengths and bytes, no escaping) and its CRC-32 (`u32`,
-/// little-endian). On an error (a row of 4 GiB or more) `out` is left as it was.
+/// the spool's row definition: lengths and bytes, no escaping) and the CRC-32 of `key`
+/// (little-endian) then the payload (`u32`, little-endian). On an error (a row of 4 GiB or
+/// more) `out` is left as it was.
+///
+/// `key` is the writer's secret, kept with its segments (`span_journal`): a reader that lost
+/// its place after a damaged record scans for the next marker, and a record forged inside a
+/// span's text (a prompt is the caller's) must not check out there.
 ///
 /// The JSON line (`encode_span_line`) cost 41 K instructions per benchmark request, most of
 /// them escaping strings that are read back only after a crash (BENCHMARKS.md).
-pub fn encode_span_record(row: &SpanRow, out: &mut Vec<u8>) -> io::Result<()> {
+pub fn encode_span_record(row: &SpanRow, key: u32, out: &mut Vec<u8>) -> io::Result<()> {
     let start = out.len();
     out.reserve(approx_span_bytes(row) + 16);
     out.extend_from_slice(&SPAN_RECORD_MAGIC);
@@ -648,7 +655,7 @@ pub fn encode_span_record(row: &SpanRow, out: &mut Vec<u8>) -> io::Result<()> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "a span row of 4 GiB or more cannot be journaled"));
     };
     out[payload_start - 4..payload_start].copy_from_slice(&length.to_le_bytes());
-    let checksum = crc32fast::hash(&out[payload_start..]);
+    let checksum = keyed_crc(key, &out[payload_start..]);
     out.extend_from_slice(&checksum.to_le_bytes());
     Ok(())
 }
@@ -656,16 +663,20 @@ pub fn encode_span_record(row: &SpanRow, out: &mut Vec<u8>) -> io::Result<()> {
 /// Reads the records [`encode_span_record`] wrote into `bytes`. A record that is cut short (a
 /// write a kill interrupted) or does not check out is skipped, and reading goes on at the
 /// next [`SPAN_RECORD_MAGIC`]; returns the rows and how many such stretches were skipped.
-pub fn decode_span_records(bytes: &[u8]) -> (Vec<SpanRow>, usize) {
+/// `key` is the one the records were written with.
+pub fn decode_span_records(bytes: &[u8], key: u32) -> (Vec<SpanRow>, usize) {
     let mut rows = Vec::new();
     let mut skipped = 0;
     let mut at = 0;
     while at < bytes.len() {
-        match span_record_at(bytes, at) {
+        match span_record_at(bytes, at, key) {
             Some((row, next)) => {
                 rows.push(row);
                 at = next;
             }
+            // The newline the journal writes before its first append after a failed one
+            // (`UsageJournal::append`): not a damaged record.
+            None if bytes[at] == b'\n' && span_record_at(bytes, at + 1, key).is_some() => at += 1,
             None => {
                 skipped += 1;
                 at = bytes[at + 1..]
@@ -679,12 +690,12 @@ pub fn decode_span_records(bytes: &[u8]) -> (Vec<SpanRow>, usize) {
 }
 
 /// The row of the record at `at` and where the next one starts, if the record is whole.
-fn span_record_at(bytes: &[u8], at: usize) -> Option<(SpanRow, usize)> {
+fn span_record_at(bytes: &[u8], at: usize, key: u32) -> Option<(SpanRow, usize)> {
     let rest = bytes.get(at..)?.strip_prefix(&SPAN_RECORD_MAGIC)?;
     let length = usize::try_from(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)).ok()?;
-    let payload = rest.get(4..4 + length)?;
-    let checksum = u32::from_le_bytes(rest.get(4 + length..8 + length)?.try_into().ok()?);
-    if crc32fast::hash(payload) != checksum {
+    let (payload, rest) = rest.get(4..)?.split_at_checked(length)?;
+    let checksum = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+    if keyed_crc(key, payload) != checksum {
         return None;
     }
     let SpanRowOwned(row) = postcard::from_bytes(payload).ok()?;
@@ -693,6 +704,13 @@ fn span_record_at(bytes: &[u8], at: usize) -> Option<(SpanRow, usize)> {
 
 #[derive(Deserialize)]
 struct SpanRowOwned(#[serde(with = "SpanRowDef")] SpanRow);
+
+fn keyed_crc(key: u32, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&key.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
 
 /// `row` in postcard's encoding of [`SpanRowDef`], written field by field (postcard through
 /// serde cost 20.5 K instructions per benchmark request, this a fraction of it). A test holds
@@ -1014,9 +1032,26 @@ mod tests {
         }
     }
 
-    /// The hand-written line is exactly the text `SpanRowDef`'s serde derive writes (the
-    /// format decoders and earlier files use), for a row with every list filled and strings
-    /// that need escaping; and it reads back as the same row.
+    /// The record's bytes are pinned: segments a killed process left are read by the next
+    /// version. A change to the row definition changes them; it needs a new
+    /// [`SPAN_RECORD_MAGIC`] and a reader for the old one. (The expected bytes were made by an
+    /// independent encoder of the format, not by this code.)
+    #[test]
+    fn span_records_keep_their_bytes() {
+        let expected = [
+            "67627331dc0000008280d0e2c6bfce972f20303030303030303030303030303030303030303030303030303030303030",
+            "3031103030303030303030303030303030303100002663686174206770742d346f202271756f746564220a6e65776c69",
+            "6e6520c3bc6ec3af636f646506436c69656e7408676c617373626f78010c736572766963652e6e616d6508676c617373",
+            "626f7808676c617373626f7805302e312e30011467656e5f61692e726571756573742e6d6f64656c066770742d346fd2",
+            "09054572726f7204626f6f6d010a09657863657074696f6e0101610162010174017300006e761fca",
+        ]
+        .concat();
+        let mut record = Vec::new();
+        encode_span_record(&span(1), 0x0102_0304, &mut record).unwrap();
+        let hex: String = record.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(hex, expected);
+    }
+
     /// The hand-written record payload is byte for byte postcard's encoding through serde,
     /// which `decode_span_records` reads: rows with every field set, odd text and numbers at
     /// the varints' edges, and an empty one.
@@ -1044,11 +1079,15 @@ mod tests {
             write_span_postcard(&row, &mut mine);
             assert_eq!(mine, postcard::to_allocvec(&Ref(&row)).unwrap());
             let mut record = Vec::new();
-            encode_span_record(&row, &mut record).unwrap();
-            assert_eq!(decode_span_records(&record), (vec![row], 0));
+            encode_span_record(&row, 7, &mut record).unwrap();
+            assert_eq!(decode_span_records(&record, 8), (vec![], 1), "another key's record does not check out");
+            assert_eq!(decode_span_records(&record, 7), (vec![row], 0));
         }
     }
 
+    /// The hand-written line is exactly the text `SpanRowDef`'s serde derive writes (the
+    /// format decoders and earlier files use), for a row with every list filled and strings
+    /// that need escaping; and it reads back as the same row.
     #[test]
     fn span_lines_are_the_serde_derives_text() {
         let mut row = span(7);

@@ -225,7 +225,7 @@ fn journal_rows(dir: &std::path::Path, prefix: &str) -> usize {
         .map(|entry| {
             let bytes = std::fs::read(entry.path()).unwrap_or_default();
             match entry.path().extension().is_some_and(|extension| extension == "bin") {
-                true => glassbox_store::spool::decode_span_records(&bytes).0.len(),
+                true => glassbox_server::span_journal::segment_rows(&entry.path(), &bytes).map_or(0, |rows| rows.len()),
                 false => String::from_utf8_lossy(&bytes).lines().count(),
             }
         })

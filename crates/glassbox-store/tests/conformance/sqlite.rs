@@ -424,6 +424,7 @@ async fn migration_12_indexes_only_the_workflow_spans_by_time() {
             ("w2", "workflow_step fetch", r#"{"glassbox.workflow.run_id":"run-a"}"#),
             ("a1", "invoke_agent support", r#"{"gen_ai.operation.name":"invoke_agent"}"#),
             ("w3", "invoke_workflowX", r#"{"glassbox.workflow.run_id":"run-a"}"#),
+            ("x1", "invoke workflow onboard", r#"{"glassbox.workflow.run_id":"run-a"}"#),
         ];
         for (n, (span_id, name, attributes)) in spans.iter().enumerate() {
             raw.execute(
@@ -445,7 +446,7 @@ async fn migration_12_indexes_only_the_workflow_spans_by_time() {
     let indexes: Vec<String> =
         statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
     assert_eq!(indexes, ["spans_requests", "spans_workflows", "sqlite_autoindex_spans_1"]);
-    // `_` is escaped: "invoke_workflowX" matches, "invoke workflow" would not.
+    // `_` is escaped: "invoke_workflowX" matches, "invoke workflow onboard" does not.
     let mut statement = raw
         .prepare(
             "SELECT SpanId FROM spans INDEXED BY spans_workflows \
