@@ -234,6 +234,16 @@ mod tests {
         assert_eq!(rows, Some(vec![row(1), row(2), row(3), row(5)]));
     }
 
+    /// The newline the journal writes before its first append after a failed one, when the
+    /// failed write left nothing, sits between two whole records: nothing is counted skipped.
+    #[test]
+    fn a_newline_between_records_is_not_damage() {
+        let mut bytes = encode(&row(1));
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&encode(&row(2)));
+        assert_eq!(glassbox_store::spool::decode_span_records(&bytes, key()), (vec![row(1), row(2)], 0));
+    }
+
     /// A bit flipped inside a record fails its checksum: that record alone is lost.
     #[test]
     fn a_damaged_record_is_skipped_and_the_next_one_read() {
