@@ -86,6 +86,26 @@ impl TraceEntry {
         }
     }
 
+    /// Nothing yet: the placeholder [`absorb`](Self::absorb) swaps in while it merges.
+    const EMPTY: Self = Self {
+        start_ns: 0,
+        end_ns: 0,
+        root: Earliest { timestamp_ns: 0, span_id: String::new(), value: String::new() },
+        agent: None,
+        tenant: None,
+        has_error: false,
+        span_count: 0,
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_nano_usd: 0,
+    };
+
+    /// [`merge`](Self::merge) in place (a batch's entry per trace, without taking it out of
+    /// its map and putting it back).
+    pub fn absorb(&mut self, other: Self) {
+        *self = std::mem::replace(self, Self::EMPTY).merge(other);
+    }
+
     pub fn merge(self, other: Self) -> Self {
         Self {
             start_ns: self.start_ns.min(other.start_ns),

@@ -1,5 +1,6 @@
 //! Batch inserts: spans (with their trace index rows, in the same transaction) and usage.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
@@ -92,11 +93,12 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
                 continue;
             }
             let entry = TraceEntry::from_span(span);
-            let merged = match entries.remove(span.trace_id.as_str()) {
-                Some(earlier) => earlier.merge(entry),
-                None => entry,
-            };
-            entries.insert(&span.trace_id, merged);
+            match entries.entry(&span.trace_id) {
+                Entry::Occupied(mut earlier) => earlier.get_mut().absorb(entry),
+                Entry::Vacant(slot) => {
+                    slot.insert(entry);
+                }
+            }
             if let Some(model) = chat_model(span) {
                 models.insert((&span.trace_id, model));
             }
