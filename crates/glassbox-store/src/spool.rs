@@ -675,8 +675,9 @@ pub fn decode_span_records(bytes: &[u8], key: u32) -> (Vec<SpanRow>, usize) {
                 at = next;
             }
             // The newline the journal writes before its first append after a failed one
-            // (`UsageJournal::append`): not a damaged record.
-            None if bytes[at] == b'\n' && span_record_at(bytes, at + 1, key).is_some() => at += 1,
+            // (`UsageJournal::append`), right before a record: not damage. (The record after it
+            // is read once, by the next turn.)
+            None if bytes[at] == b'\n' && bytes[at + 1..].starts_with(&SPAN_RECORD_MAGIC) => at += 1,
             None => {
                 skipped += 1;
                 at = bytes[at + 1..]

@@ -32,14 +32,18 @@ pub(super) struct Earliest {
 }
 
 impl Earliest {
-    fn earlier(self, other: Self) -> Self {
-        if (other.timestamp_ns, &other.span_id) < (self.timestamp_ns, &self.span_id) { other } else { self }
+    /// Keeps `other` instead if it is earlier.
+    fn keep_earlier(&mut self, other: Self) {
+        if (other.timestamp_ns, &other.span_id) < (self.timestamp_ns, &self.span_id) {
+            *self = other;
+        }
     }
 
-    fn earlier_of(first: Option<Self>, second: Option<Self>) -> Option<Self> {
-        match (first, second) {
-            (Some(first), Some(second)) => Some(first.earlier(second)),
-            (first, second) => first.or(second),
+    fn keep_earlier_of(slot: &mut Option<Self>, other: Option<Self>) {
+        match (slot.as_mut(), other) {
+            (Some(current), Some(other)) => current.keep_earlier(other),
+            (None, other) => *slot = other,
+            (Some(_), None) => {}
         }
     }
 }
@@ -86,39 +90,19 @@ impl TraceEntry {
         }
     }
 
-    /// Nothing yet: the placeholder [`absorb`](Self::absorb) swaps in while it merges.
-    const EMPTY: Self = Self {
-        start_ns: 0,
-        end_ns: 0,
-        root: Earliest { timestamp_ns: 0, span_id: String::new(), value: String::new() },
-        agent: None,
-        tenant: None,
-        has_error: false,
-        span_count: 0,
-        input_tokens: 0,
-        output_tokens: 0,
-        cost_nano_usd: 0,
-    };
-
-    /// [`merge`](Self::merge) in place (a batch's entry per trace, without taking it out of
-    /// its map and putting it back).
-    pub fn absorb(&mut self, other: Self) {
-        *self = std::mem::replace(self, Self::EMPTY).merge(other);
-    }
-
-    pub fn merge(self, other: Self) -> Self {
-        Self {
-            start_ns: self.start_ns.min(other.start_ns),
-            end_ns: self.end_ns.max(other.end_ns),
-            root: self.root.earlier(other.root),
-            agent: Earliest::earlier_of(self.agent, other.agent),
-            tenant: Earliest::earlier_of(self.tenant, other.tenant),
-            has_error: self.has_error || other.has_error,
-            span_count: self.span_count.saturating_add(other.span_count),
-            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
-            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
-            cost_nano_usd: self.cost_nano_usd.saturating_add(other.cost_nano_usd),
-        }
+    /// Folds `other` (more spans of the same trace) into this entry, in place: a batch's entry
+    /// stays in its map, a stored one is updated where it was read.
+    pub fn merge(&mut self, other: Self) {
+        self.start_ns = self.start_ns.min(other.start_ns);
+        self.end_ns = self.end_ns.max(other.end_ns);
+        self.root.keep_earlier(other.root);
+        Earliest::keep_earlier_of(&mut self.agent, other.agent);
+        Earliest::keep_earlier_of(&mut self.tenant, other.tenant);
+        self.has_error |= other.has_error;
+        self.span_count = self.span_count.saturating_add(other.span_count);
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cost_nano_usd = self.cost_nano_usd.saturating_add(other.cost_nano_usd);
     }
 }
 

@@ -94,7 +94,7 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
             }
             let entry = TraceEntry::from_span(span);
             match entries.entry(&span.trace_id) {
-                Entry::Occupied(mut earlier) => earlier.get_mut().absorb(entry),
+                Entry::Occupied(mut earlier) => earlier.get_mut().merge(entry),
                 Entry::Vacant(slot) => {
                     slot.insert(entry);
                 }
@@ -106,7 +106,10 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
     }
     for (trace_id, entry) in entries {
         let merged = match stored_entry(&transaction, trace_id)? {
-            Some(stored) => stored.merge(entry),
+            Some(mut stored) => {
+                stored.merge(entry);
+                stored
+            }
             None => entry,
         };
         store_entry(&transaction, trace_id, &merged)?;
