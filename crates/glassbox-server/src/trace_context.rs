@@ -63,8 +63,8 @@ impl TraceContext {
 /// (big-endian), 10 random bytes after it, as AWS X-Ray's ids carry their start time.
 ///
 /// Traces started close together sort together, so the stores' indexes keyed by trace id
-/// (SQLite's span and usage keys, `trace_index`, `trace_index_models`) take new rows at
-/// their right edge instead of on a random page each: with random ids a benchmark request cost
+/// (SQLite's span and usage keys, `trace_index`) take new rows at their right edge instead of
+/// on a random page each: with random ids a benchmark request cost
 /// 64.8 KB of SQLite writes (WAL frames and checkpoints), with these 24.7 KB. W3C trace context
 /// asks randomness only of the last 7 bytes; online-eval sampling reads the last 8.
 pub(crate) fn new_trace_id() -> [u8; 16] {

@@ -56,6 +56,18 @@ pub(super) fn links_to_json<'a>(links: &[SpanLink], out: &'a mut Vec<u8>) -> io:
     as_text(out)
 }
 
+/// Replaces `out` with a trace's models as a JSON array of strings (`trace_index.Models`).
+pub(super) fn models_to_json<'a>(models: &[String], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
+    out.clear();
+    json_out::array(out, models, |out, model| json_out::string(out, model))?;
+    as_text(out)
+}
+
+/// Reads `trace_index.Models` back.
+pub(super) fn models_from_json(text: &str) -> Result<Vec<String>, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
 /// The buffer as text: checked once (escaped JSON of `str`s is UTF-8), rather than assumed.
 fn as_text(out: &[u8]) -> io::Result<&str> {
     std::str::from_utf8(out).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))

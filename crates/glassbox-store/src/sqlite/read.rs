@@ -25,7 +25,7 @@ const FILTER_AGENT: &str = " AND t.Agent = ?";
 const FILTER_HAS_ERROR: &str = " AND t.HasError = ?";
 const FILTER_TENANT: &str = " AND t.Tenant = ?";
 const FILTER_MODEL: &str =
-    " AND EXISTS (SELECT 1 FROM trace_index_models AS m WHERE m.TraceId = t.TraceId AND m.Model = ?)";
+    " AND EXISTS (SELECT 1 FROM json_each(t.Models) AS m WHERE m.value = ?)";
 const FILTER_MIN_DURATION: &str = " AND t.EndNs - t.StartNs >= ?";
 const FILTER_MIN_COST: &str = " AND t.CostNanoUsd >= ?";
 const FILTER_TRACE_ID: &str = " AND t.TraceId = ?";

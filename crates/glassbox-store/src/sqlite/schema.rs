@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "workflow_spans_index",
         sql: include_str!("../../../../migrations/sqlite/0012_workflow_spans_index.sql"),
     },
+    Migration {
+        version: 13,
+        name: "trace_index_keyed",
+        sql: include_str!("../../../../migrations/sqlite/0013_trace_index_keyed.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

@@ -61,6 +61,8 @@ pub(super) struct TraceEntry {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_nano_usd: i64,
+    /// The distinct models of the trace's chat spans, sorted (the row's `Models`).
+    pub models: Vec<String>,
 }
 
 impl TraceEntry {
@@ -87,6 +89,7 @@ impl TraceEntry {
             input_tokens: tokens(INPUT_TOKENS_ATTRIBUTE),
             output_tokens: tokens(OUTPUT_TOKENS_ATTRIBUTE),
             cost_nano_usd: span.attribute(COST_ATTRIBUTE).map_or(0, parse_nano_usd),
+            models: chat_model(span).map(|model| vec![model.to_owned()]).unwrap_or_default(),
         }
     }
 
@@ -103,6 +106,11 @@ impl TraceEntry {
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cost_nano_usd = self.cost_nano_usd.saturating_add(other.cost_nano_usd);
+        for model in other.models {
+            if let Err(at) = self.models.binary_search(&model) {
+                self.models.insert(at, model);
+            }
+        }
     }
 }
 
@@ -111,7 +119,7 @@ fn is_chat(span: &SpanRow) -> bool {
 }
 
 /// The model a chat span asked for, for the trace's model set.
-pub(super) fn chat_model(span: &SpanRow) -> Option<&str> {
+fn chat_model(span: &SpanRow) -> Option<&str> {
     span.attribute(MODEL_ATTRIBUTE).filter(|model| is_chat(span) && !model.is_empty())
 }
 

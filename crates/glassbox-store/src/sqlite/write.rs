@@ -1,13 +1,13 @@
 //! Batch inserts: spans (with their trace index rows, in the same transaction) and usage.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::codec::{attributes_to_json, events_to_json, links_to_json, to_sql_int};
+use super::codec::{attributes_to_json, events_to_json, links_to_json, models_from_json, models_to_json, to_sql_int};
 use super::store_error;
-use super::trace_index::{Earliest, TraceEntry, chat_model};
+use super::trace_index::{Earliest, TraceEntry};
 use crate::backend::StoreError;
 use crate::rows::{SpanRow, UsageRow};
 
@@ -23,12 +23,23 @@ const INSERT_USAGE: &str = "INSERT OR IGNORE INTO usage (Timestamp, TraceId, Spa
 
 const SELECT_TRACE_ENTRY: &str = "SELECT StartNs, EndNs, RootSpanName, RootSpanId, Agent, AgentTimestamp, \
      AgentSpanId, Tenant, TenantTimestamp, TenantSpanId, HasError, SpanCount, InputTokens, OutputTokens, \
-     CostNanoUsd FROM trace_index WHERE TraceId = ?1";
+     CostNanoUsd, Models FROM trace_index WHERE TraceId = ?1";
 
-const UPSERT_TRACE_ENTRY: &str = "INSERT OR REPLACE INTO trace_index (TraceId, StartNs, EndNs, RootSpanName, \
-     RootSpanId, Agent, AgentTimestamp, AgentSpanId, Tenant, TenantTimestamp, TenantSpanId, HasError, SpanCount, \
-     InputTokens, OutputTokens, CostNanoUsd) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+/// `INSERT OR {}`: `IGNORE` adds the row of a trace the index does not hold yet (most are
+/// whole in one batch), `REPLACE` writes the merged row of one it does.
+macro_rules! write_trace_entry {
+    ($conflict:literal) => {
+        concat!(
+            "INSERT OR ",
+            $conflict,
+            " INTO trace_index (TraceId, StartNs, EndNs, RootSpanName, RootSpanId, Agent, AgentTimestamp, \
+             AgentSpanId, Tenant, TenantTimestamp, TenantSpanId, HasError, SpanCount, InputTokens, OutputTokens, \
+             CostNanoUsd, Models) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        )
+    };
+}
+const ADD_TRACE_ENTRY: &str = write_trace_entry!("IGNORE");
+const REPLACE_TRACE_ENTRY: &str = write_trace_entry!("REPLACE");
 
 /// The write thread offers its core back (`sched_yield`) after every this many span rows of a
 /// batch, inside the transaction. A 1,000-row batch is some 20 ms of CPU (5 ms at SQLite's
@@ -52,14 +63,11 @@ fn offer_the_core(index: usize, every: usize) {
     }
 }
 
-const INSERT_TRACE_MODEL: &str = "INSERT OR IGNORE INTO trace_index_models (TraceId, Model) VALUES (?1, ?2)";
-
 /// Inserts the spans that are not stored yet and folds exactly those into their traces'
 /// index rows, all in one transaction: a batch is stored whole or not at all.
 pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Result<(), StoreError> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
     let mut entries: BTreeMap<&str, TraceEntry> = BTreeMap::new();
-    let mut models: BTreeSet<(&str, &str)> = BTreeSet::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN).map_err(store_error)?;
         // The JSON columns are encoded into buffers reused from row to row (SQLite copies
@@ -99,12 +107,14 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
                     slot.insert(entry);
                 }
             }
-            if let Some(model) = chat_model(span) {
-                models.insert((&span.trace_id, model));
-            }
         }
     }
+    let mut models = Vec::new();
     for (trace_id, entry) in entries {
+        if write_entry(&transaction, ADD_TRACE_ENTRY, trace_id, &entry, &mut models)? {
+            continue;
+        }
+        // The index holds the trace already (its other spans came in an earlier batch).
         let merged = match stored_entry(&transaction, trace_id)? {
             Some(mut stored) => {
                 stored.merge(entry);
@@ -112,13 +122,7 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
             }
             None => entry,
         };
-        store_entry(&transaction, trace_id, &merged)?;
-    }
-    {
-        let mut insert_model = transaction.prepare_cached(INSERT_TRACE_MODEL).map_err(store_error)?;
-        for (trace_id, model) in models {
-            insert_model.execute(params![trace_id, model]).map_err(store_error)?;
-        }
+        write_entry(&transaction, REPLACE_TRACE_ENTRY, trace_id, &merged, &mut models)?;
     }
     transaction.commit().map_err(store_error)
 }
@@ -163,6 +167,9 @@ fn stored_entry(transaction: &Transaction<'_>, trace_id: &str) -> Result<Option<
 }
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<TraceEntry> {
+    let models: String = row.get(15)?;
+    let models = models_from_json(&models)
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(15, rusqlite::types::Type::Text, Box::new(error)))?;
     // An empty stored value means no span carried one yet.
     let earliest = |value: String, timestamp_ns: i64, span_id: String| {
         (!value.is_empty()).then_some(Earliest { timestamp_ns, span_id, value })
@@ -178,18 +185,23 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<TraceEntry> {
         input_tokens: row.get(12)?,
         output_tokens: row.get(13)?,
         cost_nano_usd: row.get(14)?,
+        models,
     })
 }
 
-fn store_entry(transaction: &Transaction<'_>, trace_id: &str, entry: &TraceEntry) -> Result<(), StoreError> {
-    let unset = |earliest: &Option<Earliest>| match earliest {
-        Some(earliest) => (earliest.value.clone(), earliest.timestamp_ns, earliest.span_id.clone()),
-        None => (String::new(), 0, String::new()),
-    };
-    let (agent, agent_timestamp, agent_span_id) = unset(&entry.agent);
-    let (tenant, tenant_timestamp, tenant_span_id) = unset(&entry.tenant);
-    let mut upsert = transaction.prepare_cached(UPSERT_TRACE_ENTRY).map_err(store_error)?;
-    upsert
+/// Runs `sql` (one of the `write_trace_entry!` statements) with `entry` as `trace_id`'s row and
+/// answers whether it wrote the row; `models` is a buffer reused for the `Models` column.
+fn write_entry(
+    transaction: &Transaction<'_>,
+    sql: &str,
+    trace_id: &str,
+    entry: &TraceEntry,
+    models: &mut Vec<u8>,
+) -> Result<bool, StoreError> {
+    let (agent, agent_timestamp, agent_span_id) = columns_of(entry.agent.as_ref());
+    let (tenant, tenant_timestamp, tenant_span_id) = columns_of(entry.tenant.as_ref());
+    let mut statement = transaction.prepare_cached(sql).map_err(store_error)?;
+    let written = statement
         .execute(params![
             trace_id,
             entry.start_ns,
@@ -207,9 +219,15 @@ fn store_entry(transaction: &Transaction<'_>, trace_id: &str, entry: &TraceEntry
             entry.input_tokens,
             entry.output_tokens,
             entry.cost_nano_usd,
+            models_to_json(&entry.models, models).map_err(encode_error)?,
         ])
         .map_err(store_error)?;
-    Ok(())
+    Ok(written > 0)
+}
+
+/// The value, timestamp and span id columns of an "earliest" rule; empty when no span had one.
+fn columns_of(earliest: Option<&Earliest>) -> (&str, i64, &str) {
+    earliest.map_or(("", 0, ""), |earliest| (earliest.value.as_str(), earliest.timestamp_ns, earliest.span_id.as_str()))
 }
 
 /// Whether the `spans_requests` index holds `span` (migration 10): a request (`Server`) span,

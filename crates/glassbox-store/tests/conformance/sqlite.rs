@@ -267,7 +267,7 @@ async fn migration_10_marks_the_request_and_block_spans_already_written() {
     }
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![10, 11, 12]);
+    assert_eq!(report.applied, vec![10, 11, 12, 13]);
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     let mut statement = raw.prepare("SELECT SpanId FROM spans WHERE RequestOrBlock = 1 ORDER BY SpanId").expect("sql");
     let marked: Vec<String> =
@@ -382,7 +382,7 @@ async fn migration_11_keeps_the_usage_rows_and_keys_them_by_trace_and_span() {
     };
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![11, 12]);
+    assert_eq!(report.applied, vec![11, 12, 13]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!((all_rows(&raw, "usage"), all_rows(&raw, "trace_index")), before);
@@ -439,7 +439,7 @@ async fn migration_12_indexes_only_the_workflow_spans_by_time() {
     }
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![12]);
+    assert_eq!(report.applied, vec![12, 13]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     let mut statement = raw.prepare("SELECT name FROM pragma_index_list('spans') ORDER BY name").expect("sql");
@@ -459,4 +459,62 @@ async fn migration_12_indexes_only_the_workflow_spans_by_time() {
     let traces = backend.run_traces(&["run-a".to_owned()], 0).await.expect("run traces");
     let found: Vec<&str> = traces.iter().map(|trace| trace.trace_id.as_str()).collect();
     assert_eq!(found, ["trace-w1", "trace-w3"]);
+}
+
+/// Migration 13 on a file written under migration 12: `trace_index` is keyed by TraceId
+/// without a rowid, each row carries its trace's models (from `trace_index_models`, which is
+/// gone), and the model filter reads them.
+#[tokio::test]
+async fn migration_13_keys_the_trace_index_and_folds_in_its_models() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    let before = {
+        let raw = file_migrated_through(&path, 12);
+        for (n, trace) in ["0001aa", "0002bb", "0003cc"].iter().enumerate() {
+            let n = n as i64;
+            raw.execute(
+                "INSERT INTO trace_index VALUES (?1, ?2, ?3, 'root', 'root-span', 'agent', 0, '', 'acme', 0, '', 0, \
+                 1, 0, 0, 0)",
+                rusqlite::params![trace, 1_000_000_000 + n, 1_500_000_000 + n],
+            )
+            .expect("old trace index row");
+        }
+        for (trace, model) in [("0001aa", "gpt-4o"), ("0001aa", "claude \"3\""), ("0002bb", "gpt-4o")] {
+            raw.execute("INSERT INTO trace_index_models VALUES (?1, ?2)", [trace, model]).expect("old model row");
+        }
+        all_rows(&raw, "trace_index")
+    };
+    let backend = open(&path).await;
+    let report = backend.migrate().await.expect("migrate");
+    assert_eq!(report.applied, vec![13]);
+
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    assert_eq!(all_rows(&raw, "trace_index"), before);
+    let mut statement = raw.prepare("SELECT TraceId, Models FROM trace_index ORDER BY TraceId").expect("sql");
+    let models: Vec<(String, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let expected = [("0001aa", r#"["claude \"3\"","gpt-4o"]"#), ("0002bb", r#"["gpt-4o"]"#), ("0003cc", "[]")];
+    assert_eq!(models, expected.map(|(trace, models)| (trace.to_owned(), models.to_owned())));
+    let without_rowid: bool = raw
+        .query_row("SELECT wr FROM pragma_table_list WHERE name = 'trace_index'", [], |row| row.get(0))
+        .expect("table list");
+    assert!(without_rowid, "trace_index is a WITHOUT ROWID table");
+    let mut statement = raw.prepare("SELECT name FROM pragma_index_list('trace_index') ORDER BY name").expect("sql");
+    let indexes: Vec<String> =
+        statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
+    assert_eq!(indexes, ["sqlite_autoindex_trace_index_1", "trace_index_start", "trace_index_tenant_start"]);
+    let gone: i64 = raw
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'trace_index_models%'", [], |row| row.get(0))
+        .expect("schema");
+    assert_eq!(gone, 0, "trace_index_models and its index are dropped");
+
+    for (model, traces) in [("gpt-4o", vec!["0002bb", "0001aa"]), ("claude \"3\"", vec!["0001aa"]), ("claude", vec![])] {
+        let filter = TraceFilter { model: Some(model.to_owned()), ..TraceFilter::default() };
+        let page = backend.list_traces(&filter, &page_of(10)).await.expect("list");
+        let found: Vec<&str> = page.items.iter().map(|trace| trace.trace_id.as_str()).collect();
+        assert_eq!(found, traces, "model {model:?}");
+    }
 }
