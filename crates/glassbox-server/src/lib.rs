@@ -25,9 +25,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, RawPathParams, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
+use axum::response::Response;
 use glassbox_core::Agent;
 
 use crate::api::body::{BodyLimit, BodyReadTimeout};
@@ -138,16 +139,63 @@ pub struct RouterParts {
 /// latency per request, never a failure.
 pub const INTAKE_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Backpressure in front of the routes that make telemetry (see [`RouterParts::telemetry`]).
-fn with_intake(router: Router<AppState>, writer: Option<&glassbox_store::writer::TelemetryWriter>) -> Router<AppState> {
-    let Some(writer) = writer.cloned() else { return router };
-    router.route_layer(middleware::from_fn(move |request: Request, next: Next| {
-        let writer = writer.clone();
-        async move {
+/// What [`gate`] runs in front of a group of API routes.
+#[derive(Clone)]
+struct Gate {
+    state: AppState,
+    /// Backpressure in front of the routes that make telemetry (see [`RouterParts::telemetry`]).
+    intake: Option<glassbox_store::writer::TelemetryWriter>,
+}
+
+/// The access check ([`access::check`]) and then, for routes that make telemetry, the intake's
+/// backpressure, as one route middleware.
+///
+/// The stages of a request are plain functions run by two middlewares (this and [`edge`])
+/// rather than one `axum::middleware::from_fn` each: every such layer clones the whole service
+/// stack inside it, boxed, on every request; seven of them cost a benchmark request 87
+/// allocations, these two 14 (ARCHITECTURE.md).
+fn gate(router: Router<AppState>, state: &AppState, intake: Option<&glassbox_store::writer::TelemetryWriter>) -> Router<AppState> {
+    let gate = Gate { state: state.clone(), intake: intake.cloned() };
+    router.route_layer(middleware::from_fn_with_state(gate, run_gate))
+}
+
+async fn run_gate(State(gate): State<Gate>, params: RawPathParams, request: Request, next: Next) -> Response {
+    access::check(&gate.state, &params, request, |request| async {
+        if let Some(writer) = &gate.intake {
             writer.admit(INTAKE_MAX_WAIT).await;
-            next.run(request).await
         }
-    }))
+        next.run(request).await
+    })
+    .await
+}
+
+/// What [`edge`] adds to every API request.
+#[derive(Clone)]
+struct Edge {
+    body_limit: usize,
+    body_read_timeout: std::time::Duration,
+    online_evals: Option<Arc<glassbox_evals::online::OnlineEvals>>,
+}
+
+/// The stages every API request goes through, outermost first: OpenAI's error shape under
+/// `/v1/` ([`api::openai::error_shape`]), the request span ([`trace_context::in_request_span`]),
+/// the HTTP metrics ([`metrics::track`]), and the request's body limits and online evals as
+/// extensions.
+async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
+    api::openai::error_shape(request, |request| {
+        trace_context::in_request_span(request, |request| {
+            metrics::track(request, |mut request| {
+                let extensions = request.extensions_mut();
+                extensions.insert(BodyLimit(edge.body_limit));
+                extensions.insert(BodyReadTimeout(edge.body_read_timeout));
+                if let Some(online_evals) = edge.online_evals {
+                    extensions.insert(online_evals);
+                }
+                next.run(request)
+            })
+        })
+    })
+    .await
 }
 
 /// The whole server: the API with its layers, and the dashboard beside it.
@@ -157,34 +205,23 @@ pub fn build_router(agents: AgentRegistry, options: HttpOptions, parts: RouterPa
     metrics::install();
     let body_limit = options.body_limit;
     let body_read_timeout = options.body_read_timeout;
+    let intake = parts.telemetry.as_ref();
     let mut routes = Router::new()
-        .merge(access::protect(with_intake(api::agents::router(), parts.telemetry.as_ref()), &state))
-        .merge(access::protect(api::budgets::router(), &state))
-        .merge(access::protect(with_intake(api::openai::router(), parts.telemetry.as_ref()), &state))
+        .merge(gate(api::agents::router(), &state, intake))
+        .merge(gate(api::budgets::router(), &state, None))
+        .merge(gate(api::openai::router(), &state, intake))
         .merge(api::health::router())
         .merge(api::openapi::router())
         .merge(metrics::router());
     if let Some(workflows) = parts.workflows {
-        routes = routes.merge(access::protect(with_intake(api::workflows::router(workflows), parts.telemetry.as_ref()), &state));
+        routes = routes.merge(gate(api::workflows::router(workflows), &state, intake));
     }
+    let edge_state = Edge { body_limit, body_read_timeout, online_evals: parts.online_evals };
     let api = routes
-        .route_layer(middleware::from_fn(trace_context::name_route))
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(move |mut request: Request, next: Next| {
-            request.extensions_mut().insert(BodyLimit(body_limit));
-            request.extensions_mut().insert(BodyReadTimeout(body_read_timeout));
-            next.run(request)
-        }))
-        .layer(middleware::from_fn(metrics::track))
-        .layer(middleware::from_fn(trace_context::layer))
-        // Outermost, so errors of every layer under `/v1/` answer in OpenAI's shape.
-        .layer(middleware::from_fn(api::openai::error_shape));
-    let api = match parts.online_evals {
-        Some(online_evals) => api.layer(axum::Extension(online_evals)),
-        None => api,
-    };
+        .layer(middleware::from_fn_with_state(edge_state, edge));
     // The dashboard sits outside the API's request tracing and body limits: page views are not
     // agent traffic and must not fill the traces table.
     match parts.dashboard {

@@ -36,7 +36,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use glassbox_store::UsageRow;
@@ -309,18 +308,18 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware (installed with `Router::layer`, where the matched route is known): counts the
-/// request by route, method and status when the response starts, and records its duration
+/// Middleware around `inner` (run by `crate::edge`, where the matched route is known): counts
+/// the request by route, method and status when the response starts, and records its duration
 /// when the body has been sent. Unmatched paths share the route label `unmatched`, so a
 /// scanner cannot blow up the label set.
-pub async fn track(request: Request, next: Next) -> Response {
+pub async fn track<F: Future<Output = Response>>(request: Request, inner: impl FnOnce(Request) -> F) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = method_label(request.method());
-    let response = next.run(request).await;
+    let response = inner(request).await;
     let status = response.status();
     let handles = HTTP_HANDLES.get(&[&route, method, status.as_str()], || HttpHandles {
         requests: counter!(

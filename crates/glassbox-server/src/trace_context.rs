@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Frame;
 use tracing::Instrument;
@@ -151,9 +150,12 @@ fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Middleware: the request span, its [`TraceContext`] in the request, `traceparent` on the
-/// response.
-pub async fn layer(mut request: Request, next: Next) -> Response {
+/// Middleware around `inner`: the request span (named after the matched route, when there is
+/// one), its [`TraceContext`] in the request, `traceparent` on the response.
+pub async fn in_request_span<F: Future<Output = Response>>(
+    mut request: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response {
     let span = tracing::info_span!(
         "http_request",
         otel.name = request.method().as_str(),
@@ -168,13 +170,17 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     if let Some(parent) = remote_parent(request.headers()) {
         span.set_remote_parent(&parent);
     }
+    if let Some(route) = request.extensions().get::<MatchedPath>() {
+        span.record("http.route", route.as_str());
+        span.rename([request.method().as_str(), " ", route.as_str()].concat());
+    }
     let context =
         TraceContext::from_span(&span).unwrap_or_else(|| TraceContext::from_traceparent(request.headers().get("traceparent")));
     request.extensions_mut().insert(context);
     // For log lines: every line inside the request carries its trace id (see `logging`).
     span.record("trace_id", context.trace_id_hex().as_str());
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = inner(request).instrument(span.clone()).await;
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
@@ -185,16 +191,6 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     }
     // The span ends when the body has been sent, not when the handler returned.
     response.map(|body| Body::new(SpanBody { inner: body, _span: span }))
-}
-
-/// Inside the router, where the matched route is known: names the request span after it.
-pub async fn name_route(request: Request, next: Next) -> Response {
-    if let Some(route) = request.extensions().get::<MatchedPath>() {
-        let span = tracing::Span::current();
-        span.record("http.route", route.as_str());
-        span.rename([request.method().as_str(), " ", route.as_str()].concat());
-    }
-    next.run(request).await
 }
 
 /// A response body that keeps the request span open until it is dropped.

@@ -25,10 +25,9 @@ pub mod secret;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use glassbox_config::{Config, KeyConfig, KeySecret, RateLimitConfig, TenantConfig};
 use glassbox_core::{Agent, GenerateOptions, Message};
@@ -400,19 +399,21 @@ impl Access {
     }
 }
 
-/// Applies the key check, the agent / workflow check and the rate limit to every route of
-/// `router`. Routes added to the API later get the same with one line in `crate::router`.
-pub fn protect(router: axum::Router<AppState>, state: &AppState) -> axum::Router<AppState> {
-    router.route_layer(axum::middleware::from_fn_with_state(state.clone(), check))
-}
-
-/// The middleware of [`protect`].
-async fn check(State(state): State<AppState>, params: RawPathParams, mut request: Request, next: Next) -> Response {
+/// The access middleware (run by `crate::gate` on every route behind keys): marks the request
+/// span as an API request, checks the key, the agent / workflow it names and its rate limit,
+/// then runs `inner` with the [`Caller`] in the request. A route added to the API gets it by
+/// going through `gate` in `crate::build_router`.
+pub(crate) async fn check<F: Future<Output = Response>>(
+    state: &AppState,
+    params: &RawPathParams,
+    mut request: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response {
     // The request span (this middleware runs inside it) is an API request from here on,
     // whatever the answer: the dashboard's overview counts these spans (`RequestStats`).
     let span = tracing::Span::current();
     span.set_attribute(glassbox_store::REQUEST_ATTRIBUTE, true);
-    for (name, value) in &params {
+    for (name, value) in params {
         match name {
             "agent_id" | "agentId" => span.set_attribute("glassbox.agent", value.to_owned()),
             "workflow_id" | "workflowId" => span.set_attribute("glassbox.workflow", value.to_owned()),
@@ -422,7 +423,7 @@ async fn check(State(state): State<AppState>, params: RawPathParams, mut request
     let access = &state.access;
     if access.is_open() {
         request.extensions_mut().insert(Caller::Open);
-        return next.run(request).await;
+        return inner(request).await;
     }
     let key = match access.authenticate(request.headers()) {
         Ok(key) => key,
@@ -430,7 +431,7 @@ async fn check(State(state): State<AppState>, params: RawPathParams, mut request
     };
     span.set_attribute("glassbox.tenant", key.tenant.clone());
     span.set_attribute("glassbox.api_key_id", key.id.clone());
-    for (name, value) in &params {
+    for (name, value) in params {
         let refused = match name {
             "agent_id" | "agentId" => (!key.may_use_agent(value)).then_some("agent"),
             "workflow_id" | "workflowId" => (!key.may_use_workflow(value)).then_some("workflow"),
@@ -451,7 +452,7 @@ async fn check(State(state): State<AppState>, params: RawPathParams, mut request
         None => None,
     };
     request.extensions_mut().insert(Caller::Key(key));
-    let mut response = next.run(request).await;
+    let mut response = inner(request).await;
     if let Some(state) = rate_state {
         rate_limit_headers(response.headers_mut(), &state);
     }

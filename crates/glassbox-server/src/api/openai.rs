@@ -17,7 +17,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -613,12 +612,12 @@ pub fn openai_error(body: &Value, status: StatusCode) -> OpenAiErrorBody {
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Middleware for everything under `/v1/`: an error response in Glassbox's shape (or axum's
-/// own plain-text errors) is rewritten into OpenAI's, keeping its status and headers
-/// (`Retry-After`, `traceparent`, `Allow`). Installed
-/// outside every other layer, so errors of auth, rate limits and budgets are rewritten too.
-pub async fn error_shape(request: Request, next: Next) -> Response {
+/// own plain-text errors) that `inner` answers is rewritten into OpenAI's, keeping its status
+/// and headers (`Retry-After`, `traceparent`, `Allow`). The server runs it outside every other
+/// stage (`crate::edge`), so errors of auth, rate limits and budgets are rewritten too.
+pub async fn error_shape<F: Future<Output = Response>>(request: Request, inner: impl FnOnce(Request) -> F) -> Response {
     let is_facade = request.uri().path().starts_with("/v1/");
-    let response = next.run(request).await;
+    let response = inner(request).await;
     let status = response.status();
     if !is_facade || !(status.is_client_error() || status.is_server_error()) {
         return response;
