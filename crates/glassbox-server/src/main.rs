@@ -287,7 +287,7 @@ fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run_migrate(path: &Path, log_format: LogFormat) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::registry().with(logging::fmt_layer(log_format).with_filter(env_filter())).init();
+    tracing_subscriber::registry().with(logging::fmt_layer(log_format).with_filter(logging::events_only(env_filter()))).init();
     let Some((config, _agents, _notices, _workflows)) = load(path)? else { return Ok(ExitCode::FAILURE) };
     runtime()?.block_on(async move {
         let store = store::open(&config.store, &env_var).await.context("while opening the store")?;
@@ -354,7 +354,7 @@ fn run_serve(
         telemetry.journal_spans(Arc::clone(&span_journal));
         tracing_subscriber::registry()
             .with(logging::TraceIdLayer)
-            .with(logging::fmt_layer(log_format).with_filter(env_filter()))
+            .with(logging::fmt_layer(log_format).with_filter(logging::events_only(env_filter())))
             .with(glassbox_server::telemetry::layer(&telemetry))
             .init();
         if let Some(writer) = telemetry.writer() {
