@@ -67,6 +67,25 @@ pub struct Cost {
 #[derive(Debug, Clone)]
 pub struct PricingTable {
     entries: Vec<CompiledEntry>,
+    memo: Memo,
+}
+
+/// The entry (index) that prices each `(provider, model)` pair looked up so far. A server
+/// calls a handful of models, and matching a pair against every pattern cost about 1,000
+/// instructions, three times a request (the budget's estimate and the usage row's cost).
+/// At most [`MEMO_PAIRS`] pairs are kept; others are matched every time.
+#[derive(Debug, Default)]
+struct Memo(std::sync::RwLock<Vec<Remembered>>);
+
+/// A provider, a model and the index of the entry that prices them (`None`: unknown).
+type Remembered = (Box<str>, Box<str>, Option<usize>);
+
+const MEMO_PAIRS: usize = 64;
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -157,7 +176,7 @@ fn glob_match(pattern: &[char], text: &[char]) -> bool {
 impl PricingTable {
     /// A table with no entries: every model's cost is unknown.
     pub fn empty() -> Self {
-        Self { entries: Vec::new() }
+        Self { entries: Vec::new(), memo: Memo::default() }
     }
 
     /// The shipped prices of current OpenAI and Anthropic models.
@@ -218,7 +237,7 @@ impl PricingTable {
                 )
             })
             .collect();
-        Self { entries }
+        Self { entries, memo: Memo::default() }
     }
 
     /// Adds configured entries. Any matching override wins over every shipped entry; among
@@ -235,6 +254,7 @@ impl PricingTable {
             }
             self.entries.push(CompiledEntry::new(entry, 1));
         }
+        self.memo = Memo::default();
         self
     }
 
@@ -244,12 +264,34 @@ impl PricingTable {
     }
 
     fn best(&self, provider: &str, model: &str) -> Option<&CompiledEntry> {
+        let remembered = self.memo.0.read().ok().and_then(|memo| {
+            memo.iter().find(|(p, m, _)| **p == *provider && **m == *model).map(|&(_, _, index)| index)
+        });
+        let index = match remembered {
+            Some(index) => index,
+            None => {
+                let index = self.search(provider, model);
+                if let Ok(mut memo) = self.memo.0.write()
+                    && memo.len() < MEMO_PAIRS
+                {
+                    memo.push((provider.into(), model.into(), index));
+                }
+                index
+            }
+        };
+        index.and_then(|index| self.entries.get(index))
+    }
+
+    /// The index of the highest-ranked entry matching the pair.
+    fn search(&self, provider: &str, model: &str) -> Option<usize> {
         let provider_lower = provider.to_lowercase();
         let model_lower: Vec<char> = model.to_lowercase().chars().collect();
         self.entries
             .iter()
-            .filter(|entry| entry.matches(&provider_lower, &model_lower))
-            .max_by_key(|entry| entry.rank())
+            .enumerate()
+            .filter(|(_, entry)| entry.matches(&provider_lower, &model_lower))
+            .max_by_key(|(_, entry)| entry.rank())
+            .map(|(index, _)| index)
     }
 
     /// The cost of one call: cached input at the cached price, the rest of the input at the
@@ -418,6 +460,20 @@ mod tests {
         let table = table.with_overrides(vec![entry("gpt-4o-mini*", None, 0.5, 0.5, None)]);
         assert_eq!(table.cost("openai", "gpt-4o-mini", tokens(1, 1, 0)).nano_usd, 500 + 500);
         assert_eq!(table.cost("openai", "gpt-4o", tokens(1, 1, 0)).nano_usd, 1000 + 2000);
+    }
+
+    #[test]
+    fn remembered_pairs_answer_as_a_fresh_search_and_stay_bounded() {
+        let table = PricingTable::shipped().with_overrides(vec![entry("gpt-4o*", Some("azure"), 5.0, 5.0, None)]);
+        for round in 0..2 {
+            for n in 0..(MEMO_PAIRS + 10) {
+                let model = format!("gpt-4o-mini-{n}");
+                assert_eq!(table.best("openai", &model).map(|entry| entry.entry.pattern.as_str()), Some("gpt-4o-mini*"));
+                assert_eq!(table.best("Azure", &model).map(|entry| entry.entry.pattern.as_str()), Some("gpt-4o*"));
+                assert!(table.best("openai", &format!("unknown-{n}")).is_none(), "round {round}");
+            }
+        }
+        assert_eq!(table.memo.0.read().map(|memo| memo.len()).ok(), Some(MEMO_PAIRS));
     }
 
     #[test]
