@@ -505,12 +505,14 @@ fn message_text_mut(message: &mut Message) -> &mut String {
 
 /// The `glassbox.budget` span event of one budget decision.
 fn record_budget(limit: &str, decision: &str, reason: &str) {
-    tracing::info!(
+    // Named like `record_decision`'s event (see there).
+    tracing::event!(
+        name: "glassbox.budget",
+        tracing::Level::INFO,
         glassbox.processor = limit,
         glassbox.processor.stage = "budget",
         glassbox.guardrail.decision = decision,
         glassbox.processor.reason = reason,
-        "glassbox.budget"
     );
 }
 

@@ -223,12 +223,15 @@ pub async fn run_steps(steps: &[PipelineStep], texts: &mut [&mut String], stage:
 
 /// The `glassbox.processor` span event of one decision (on the current span, `invoke_agent`).
 pub(crate) fn record_decision(id: &str, stage: Stage, strategy: &str, verdict: &Verdict) {
-    tracing::info!(
+    // The event's name (its callsite's, static) rather than a message: the span layer takes it
+    // as the span event's name without formatting a message into a new string each time.
+    tracing::event!(
+        name: "glassbox.processor",
+        tracing::Level::INFO,
         glassbox.processor = id,
         glassbox.processor.stage = stage.as_str(),
         glassbox.processor.strategy = strategy,
         glassbox.guardrail.decision = verdict.decision(),
         glassbox.processor.reason = verdict.reason(),
-        "glassbox.processor"
     );
 }
