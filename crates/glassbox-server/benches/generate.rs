@@ -249,7 +249,9 @@ async fn start_full(mock_url: String, dir: &std::path::Path) -> (SocketAddr, gla
         .with(glassbox_server::logging::TraceIdLayer)
         .with(
             glassbox_server::logging::fmt_layer(glassbox_server::logging::LogFormat::Text)
-                .with_filter(tracing_subscriber::EnvFilter::new("info,glassbox_core=warn")),
+                .with_filter(glassbox_server::logging::fmt_filter(tracing_subscriber::EnvFilter::new(
+                    "info,glassbox_core=warn",
+                ))),
         )
         .with(glassbox_server::telemetry::layer(&telemetry))
         .init();

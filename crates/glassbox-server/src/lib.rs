@@ -154,7 +154,11 @@ struct Gate {
 /// rather than one `axum::middleware::from_fn` each: every such layer clones the whole service
 /// stack inside it, boxed, on every request; seven of them cost a benchmark request 87
 /// allocations, these two 14 (ARCHITECTURE.md).
-fn gate(router: Router<AppState>, state: &AppState, intake: Option<&glassbox_store::writer::TelemetryWriter>) -> Router<AppState> {
+fn gate(
+    router: Router<AppState>,
+    state: &AppState,
+    intake: Option<&glassbox_store::writer::TelemetryWriter>,
+) -> Router<AppState> {
     let gate = Gate { state: state.clone(), intake: intake.cloned() };
     router.route_layer(middleware::from_fn_with_state(gate, run_gate))
 }

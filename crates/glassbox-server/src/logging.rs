@@ -7,8 +7,10 @@
 //! it (`trace_id=` at the end of a text line, a top-level `trace_id` in a JSON line). Lines
 //! leave out every other span field: a model call's span holds the prompt, which the agent's
 //! capture policy governs and the logs must not copy. So the formatting layer sees events only
-//! ([`events_only`]): it does not format the fields of every span of every request (16,000
-//! instructions a benchmark request) for lines that do not show them.
+//! ([`fmt_filter`]): it does not format the fields of every span of every request (16,000
+//! instructions a benchmark request) for lines that do not show them. (A `RUST_LOG` that
+//! selects by span, `[span{field=value}]=level`, lets spans through, since `EnvFilter` needs
+//! them to know which are open; their fields are still never printed.)
 
 use std::fmt;
 
@@ -16,7 +18,7 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber, span};
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{EnvFilter, FilterExt as _};
+use tracing_subscriber::filter::{EnvFilter, FilterExt};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime as _;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -55,20 +57,37 @@ where
     }
 }
 
-/// The formatting layer's filter: the events `filter` (`RUST_LOG`) enables, and no span.
-pub fn events_only<S>(filter: EnvFilter) -> impl tracing_subscriber::layer::Filter<S>
+/// The formatting layer's filter: the events `filter` (`RUST_LOG`) enables, and no span unless
+/// a directive selects by span (`[name{field}]=level`: `EnvFilter` must see spans open to
+/// apply it).
+pub fn fmt_filter<S>(filter: EnvFilter) -> Box<dyn tracing_subscriber::layer::Filter<S> + Send + Sync>
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
 {
-    filter.and(tracing_subscriber::filter::filter_fn(|metadata| metadata.is_event()))
+    if filter.to_string().contains('[') {
+        FilterExt::boxed(filter)
+    } else {
+        FilterExt::boxed(filter.and(tracing_subscriber::filter::filter_fn(|metadata| metadata.is_event())))
+    }
+}
+
+/// The name of an event's callsite when it was given one (`event!(name: "glassbox.processor",
+/// ...)`); `tracing`'s default names (`event file:line`) say nothing a line does not.
+fn callsite_name(metadata: &tracing::Metadata<'static>) -> Option<&'static str> {
+    Some(metadata.name()).filter(|name| !name.starts_with("event "))
+}
+
+/// Whether the event has a `message` field (the text of `info!("...")`).
+fn has_message(event: &Event<'_>) -> bool {
+    event.fields().any(|field| field.name() == "message")
 }
 
 /// The trace id a span (the request span) recorded, kept in the span's extensions.
 #[derive(Debug, Clone)]
 struct RequestTraceId(String);
 
-/// Keeps the `trace_id` field of spans where [`JsonLines`] can find it. Install it without a
-/// filter, so it sees the request span whatever `RUST_LOG` says.
+/// Keeps the `trace_id` field of spans where [`TextLines`] and [`JsonLines`] find it. Install
+/// it without a filter, so it sees the request span whatever `RUST_LOG` says.
 #[derive(Debug, Default)]
 pub struct TraceIdLayer;
 
@@ -138,7 +157,8 @@ fn event_context(event: &Event<'_>) -> EventContext {
 }
 
 /// `<timestamp> <LEVEL> <target>: <message> <fields> trace_id=<id>` per line, the level in
-/// colour when the layer writes ANSI escapes (standard error is a terminal).
+/// colour when the layer writes ANSI escapes (standard error is a terminal). An event without
+/// a message shows its callsite's name in its place.
 #[derive(Debug, Clone, Copy)]
 pub struct TextLines;
 
@@ -164,6 +184,11 @@ where
             write!(writer, " {level:>5} ")?;
         }
         write!(writer, "{}: ", metadata.target())?;
+        if !has_message(event)
+            && let Some(name) = callsite_name(metadata)
+        {
+            write!(writer, "{name} ")?;
+        }
         ctx.format_fields(writer.by_ref(), event)?;
         if let Some(trace_id) = event_context(event).trace_id {
             write!(writer, " {TRACE_ID_FIELD}={trace_id}")?;
@@ -216,6 +241,11 @@ where
         line.insert("level".to_owned(), Value::from(metadata.level().as_str()));
         line.insert("target".to_owned(), Value::from(metadata.target()));
         event.record(&mut JsonVisitor(&mut line));
+        if !line.contains_key("message")
+            && let Some(name) = callsite_name(metadata)
+        {
+            line.insert("message".to_owned(), Value::from(name));
+        }
         let context = event_context(event);
         if let Some(name) = context.span {
             line.insert("span".to_owned(), Value::from(name));
@@ -225,5 +255,87 @@ where
         }
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// Collects what a formatting layer writes.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("lines").clone()).expect("UTF-8")
+        }
+    }
+
+    /// Text lines of what `emit` logs, under `rust_log`, with the server's log layers.
+    fn text_lines(rust_log: &str, emit: impl FnOnce()) -> String {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(TraceIdLayer).with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .event_format(TextLines)
+                .with_filter(fmt_filter(EnvFilter::new(rust_log))),
+        );
+        tracing::subscriber::with_default(subscriber, emit);
+        lines.text()
+    }
+
+    /// The trace id itself is not seen here: it is looked up through the global dispatcher,
+    /// which a scoped one (`with_default`) hides while it dispatches the event; the binary
+    /// installs its subscriber globally (`tests/it/logs.rs` checks the id there).
+    #[test]
+    fn text_lines_never_show_span_fields() {
+        let text = text_lines("info", || {
+            let request = tracing::info_span!("http_request", trace_id = "4bf92f3577b34da6a3ce929d0e0e4736");
+            let _request = request.enter();
+            let chat = tracing::info_span!("chat", gen_ai.input.messages = "the secret prompt");
+            let _chat = chat.enter();
+            tracing::warn!(code = "provider_error", "request failed");
+            tracing::event!(name: "glassbox.processor", tracing::Level::INFO, glassbox.processor = "pii");
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].ends_with(" WARN glassbox_server::logging::tests: request failed code=\"provider_error\""),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains(" INFO glassbox_server::logging::tests: glassbox.processor glassbox.processor=\"pii\""),
+            "an event without a message shows its callsite's name: {text}"
+        );
+        assert!(!text.contains("secret") && !text.contains("http_request"), "no span field or name: {text}");
+    }
+
+    #[test]
+    fn a_span_directive_still_selects_events_inside_its_span() {
+        let text = text_lines("warn,[chat]=debug", || {
+            tracing::debug!("outside any span");
+            let chat = tracing::info_span!("chat", gen_ai.input.messages = "the secret prompt");
+            let _chat = chat.enter();
+            tracing::debug!("inside the chat span");
+        });
+        assert!(text.contains("inside the chat span"), "{text}");
+        assert!(!text.contains("outside any span") && !text.contains("secret"), "{text}");
     }
 }

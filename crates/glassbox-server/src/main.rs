@@ -287,7 +287,8 @@ fn run_check(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn run_migrate(path: &Path, log_format: LogFormat) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::registry().with(logging::fmt_layer(log_format).with_filter(logging::events_only(env_filter()))).init();
+    let log_layer = logging::fmt_layer(log_format).with_filter(logging::fmt_filter(env_filter()));
+    tracing_subscriber::registry().with(log_layer).init();
     let Some((config, _agents, _notices, _workflows)) = load(path)? else { return Ok(ExitCode::FAILURE) };
     runtime()?.block_on(async move {
         let store = store::open(&config.store, &env_var).await.context("while opening the store")?;
@@ -354,7 +355,7 @@ fn run_serve(
         telemetry.journal_spans(Arc::clone(&span_journal));
         tracing_subscriber::registry()
             .with(logging::TraceIdLayer)
-            .with(logging::fmt_layer(log_format).with_filter(logging::events_only(env_filter())))
+            .with(logging::fmt_layer(log_format).with_filter(logging::fmt_filter(env_filter())))
             .with(glassbox_server::telemetry::layer(&telemetry))
             .init();
         if let Some(writer) = telemetry.writer() {

@@ -264,21 +264,25 @@ impl PricingTable {
     }
 
     fn best(&self, provider: &str, model: &str) -> Option<&CompiledEntry> {
-        let remembered = self.memo.0.read().ok().and_then(|memo| {
+        let find = |memo: &[Remembered]| {
             memo.iter().find(|(p, m, _)| **p == *provider && **m == *model).map(|&(_, _, index)| index)
-        });
-        let index = match remembered {
-            Some(index) => index,
-            None => {
-                let index = self.search(provider, model);
-                if let Ok(mut memo) = self.memo.0.write()
-                    && memo.len() < MEMO_PAIRS
-                {
-                    memo.push((provider.into(), model.into(), index));
-                }
-                index
-            }
         };
+        // (remembered answer, room for another pair)
+        let (remembered, room) =
+            self.memo.0.read().map_or((None, false), |memo| (find(&memo), memo.len() < MEMO_PAIRS));
+        if let Some(index) = remembered {
+            return index.and_then(|index| self.entries.get(index));
+        }
+        let index = self.search(provider, model);
+        // The write lock only while there is room, and the pair added once even when two
+        // threads searched it at the same time.
+        if room
+            && let Ok(mut memo) = self.memo.0.write()
+            && memo.len() < MEMO_PAIRS
+            && find(&memo).is_none()
+        {
+            memo.push((provider.into(), model.into(), index));
+        }
         index.and_then(|index| self.entries.get(index))
     }
 
@@ -468,8 +472,9 @@ mod tests {
         for round in 0..2 {
             for n in 0..(MEMO_PAIRS + 10) {
                 let model = format!("gpt-4o-mini-{n}");
-                assert_eq!(table.best("openai", &model).map(|entry| entry.entry.pattern.as_str()), Some("gpt-4o-mini*"));
-                assert_eq!(table.best("Azure", &model).map(|entry| entry.entry.pattern.as_str()), Some("gpt-4o*"));
+                let pattern = |provider| table.best(provider, &model).map(|entry| entry.entry.pattern.as_str());
+                assert_eq!(pattern("openai"), Some("gpt-4o-mini*"));
+                assert_eq!(pattern("Azure"), Some("gpt-4o*"));
                 assert!(table.best("openai", &format!("unknown-{n}")).is_none(), "round {round}");
             }
         }

@@ -4,9 +4,10 @@
 //! - Keys come from `[keys.<id>]` in the config (a SHA-256 or an environment variable holding
 //!   the key) and from the store (`glassbox keys create`). With no key anywhere the server runs
 //!   in open development mode: nothing is checked, and [`Access::is_open`] says so.
-//! - [`protect`] puts the check on a router: `Authorization: Bearer <key>` (401 when missing
-//!   or wrong), the key's agents and workflows (403, from the route's `agent_id` /
-//!   `workflow_id` path parameter), then the key's rate limit (429 with `Retry-After`). Every
+//! - [`check`] (run by the server's `gate` middleware on every route behind keys) asks for
+//!   `Authorization: Bearer <key>` (401 when missing or wrong), checks the key's agents and
+//!   workflows (403, from the route's `agent_id` / `workflow_id` path parameter), then the
+//!   key's rate limit (429 with `Retry-After`). Every
 //!   answer of a checked request carries `RateLimit-Limit`, `-Remaining` and `-Reset`.
 //! - Handlers call [`Access::reserve`] once the body is parsed: the estimated cost is held
 //!   against the key's and tenant's budgets until the request ends (402 when one is spent).
@@ -96,7 +97,7 @@ impl KeyEntry {
 }
 
 /// Who is calling: anyone (open mode) or the holder of one key. Handlers take it as an
-/// extractor; on a route that [`protect`] did not check it answers 401 unless the server is
+/// extractor; on a route that [`check`] did not run on it answers 401 unless the server is
 /// open, so a forgotten layer fails closed.
 #[derive(Debug, Clone)]
 pub enum Caller {

@@ -9,7 +9,8 @@
 //! The record follows what `tracing-opentelemetry` 0.34 made of the same spans, so the rows
 //! are the ones it produced: the special fields `otel.name`, `otel.kind`, `otel.status_code`
 //! and `otel.status_description`; a `u64` becomes text (`tracing` hands it over as `Debug`);
-//! an event inside a span becomes a span event named by its message, with `level` and
+//! an event inside a span becomes a span event named by its message (or, without one, by its
+//! callsite's name: `event!(name: ...)`), with `level` and
 //! `target` first and its fields after; an `ERROR` event marks the span failed; an event
 //! with no message and an `error` field becomes an `exception` event and sets the status;
 //! OpenTelemetry's default limits (128 attributes, events, links per span). Where the two

@@ -1,6 +1,6 @@
 //! The `glassbox` binary's logs: `--log-format json` prints one JSON object per line, every
 //! line logged inside a request carries that request's trace id, `RUST_LOG` chooses what is
-//! logged, and the default text format shows the trace id in the request's span.
+//! logged, and the default text format ends its lines with the request's `trace_id=`.
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -152,6 +152,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn merged_models_stay_sorted_and_distinct() {
+        let span = |span_id: &str, span_attributes| SpanRow {
+            timestamp_ns: 1,
+            trace_id: "t".to_owned(),
+            span_id: span_id.to_owned(),
+            parent_span_id: String::new(),
+            trace_state: String::new(),
+            span_name: "chat".to_owned(),
+            span_kind: "Client".to_owned(),
+            service_name: "glassbox".to_owned(),
+            resource_attributes: Vec::new(),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            span_attributes,
+            duration_ns: 1,
+            status_code: StatusCode::Unset,
+            status_message: String::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+        };
+        let chat = |span_id: &str, model: &str| {
+            let attributes = vec![
+                (OPERATION_ATTRIBUTE.into(), CHAT_OPERATION.to_owned()),
+                (MODEL_ATTRIBUTE.into(), model.to_owned()),
+            ];
+            TraceEntry::from_span(&span(span_id, attributes))
+        };
+        let mut entry = chat("a", "gpt-4o");
+        for (span_id, model) in [("b", "claude-3-haiku"), ("c", "gpt-4o"), ("d", "o3"), ("e", "claude-3-haiku")] {
+            entry.merge(chat(span_id, model));
+        }
+        assert_eq!(entry.models, ["claude-3-haiku", "gpt-4o", "o3"]);
+        entry.merge(TraceEntry::from_span(&span("f", vec![(MODEL_ATTRIBUTE.into(), "ignored".to_owned())])));
+        assert_eq!(entry.models, ["claude-3-haiku", "gpt-4o", "o3"], "only chat spans name a trace's models");
+    }
+
+    #[test]
     fn parses_decimal_cost_strings() {
         assert_eq!(parse_nano_usd("0.000123450"), 123_450);
         assert_eq!(parse_nano_usd("1"), 1_000_000_000);

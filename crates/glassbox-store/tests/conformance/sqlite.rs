@@ -511,7 +511,8 @@ async fn migration_13_keys_the_trace_index_and_folds_in_its_models() {
         .expect("schema");
     assert_eq!(gone, 0, "trace_index_models and its index are dropped");
 
-    for (model, traces) in [("gpt-4o", vec!["0002bb", "0001aa"]), ("claude \"3\"", vec!["0001aa"]), ("claude", vec![])] {
+    let by_model = [("gpt-4o", vec!["0002bb", "0001aa"]), ("claude \"3\"", vec!["0001aa"]), ("claude", vec![])];
+    for (model, traces) in by_model {
         let filter = TraceFilter { model: Some(model.to_owned()), ..TraceFilter::default() };
         let page = backend.list_traces(&filter, &page_of(10)).await.expect("list");
         let found: Vec<&str> = page.items.iter().map(|trace| trace.trace_id.as_str()).collect();

@@ -159,7 +159,8 @@ pub fn trace(index: u64, now_ns: i64, spacing_ns: i64, expect: &mut Expect) -> T
     build(&trace_id, agent, tenant, start, n_chats, n_tools, failed, h, expect)
 }
 
-/// The server's request span (`trace_context::layer` with the access check's attributes).
+/// The server's request span (`trace_context::in_request_span` with the access check's
+/// attributes).
 fn request_span(trace_id: &str, span_id: String, agent: &str, tenant: &str, start: i64, duration: u64, status: u16) -> SpanRow {
     let mut request = span(
         trace_id,
