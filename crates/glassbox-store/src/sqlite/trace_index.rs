@@ -89,7 +89,12 @@ impl TraceEntry {
             input_tokens: tokens(INPUT_TOKENS_ATTRIBUTE),
             output_tokens: tokens(OUTPUT_TOKENS_ATTRIBUTE),
             cost_nano_usd: span.attribute(COST_ATTRIBUTE).map_or(0, parse_nano_usd),
-            models: chat_model(span).map(|model| vec![model.to_owned()]).unwrap_or_default(),
+            // The model a chat span asked for, for the trace's model set.
+            models: span
+                .attribute(MODEL_ATTRIBUTE)
+                .filter(|model| is_chat && !model.is_empty())
+                .map(|model| vec![model.to_owned()])
+                .unwrap_or_default(),
         }
     }
 
@@ -116,11 +121,6 @@ impl TraceEntry {
 
 fn is_chat(span: &SpanRow) -> bool {
     span.attribute(OPERATION_ATTRIBUTE) == Some(CHAT_OPERATION)
-}
-
-/// The model a chat span asked for, for the trace's model set.
-fn chat_model(span: &SpanRow) -> Option<&str> {
-    span.attribute(MODEL_ATTRIBUTE).filter(|model| is_chat(span) && !model.is_empty())
 }
 
 /// `"0.000123450"` -> 123450. An optional `-`, digits, optionally `.` and more digits; fraction
