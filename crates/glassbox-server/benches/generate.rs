@@ -221,7 +221,6 @@ scorers = [{ type = "no_pii" }, { type = "tokens", max_tokens = 2000 }]
 /// Glassbox as `glassbox serve` builds it from [`FULL_CONFIG`]: keys, rate limits, budgets,
 /// processors, guardrails, the store, `/metrics`, logs and online evals.
 async fn start_full(mock_url: String, dir: &std::path::Path) -> (SocketAddr, glassbox_server::telemetry::Telemetry) {
-    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let bench_dir = dir.display().to_string();
@@ -244,16 +243,14 @@ async fn start_full(mock_url: String, dir: &std::path::Path) -> (SocketAddr, gla
     let access = Arc::new(glassbox_server::access::Access::load(&config, key_store.as_ref(), &env, pricing).await.unwrap());
     let settling = Arc::clone(&access);
     telemetry.observe_usage(Arc::new(move |row| settling.settle(row)));
-    // The log layers of `glassbox serve` with its default filter, writing to standard error.
+    // The layers of `glassbox serve` with its default filter, logging to standard error.
     tracing_subscriber::registry()
         .with(glassbox_server::logging::TraceIdLayer)
-        .with(
-            glassbox_server::logging::fmt_layer(glassbox_server::logging::LogFormat::Text)
-                .with_filter(glassbox_server::logging::fmt_filter(tracing_subscriber::EnvFilter::new(
-                    "info,glassbox_core=warn",
-                ))),
-        )
-        .with(glassbox_server::telemetry::layer(&telemetry))
+        .with(glassbox_server::telemetry::layer_with_logs(
+            &telemetry,
+            glassbox_server::logging::LogLines::stderr(glassbox_server::logging::LogFormat::Text),
+            tracing_subscriber::EnvFilter::new("info,glassbox_core=warn"),
+        ))
         .init();
     if let Some(writer) = telemetry.writer() {
         glassbox_server::metrics::watch_writer(writer);

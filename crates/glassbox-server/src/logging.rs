@@ -42,18 +42,38 @@ pub fn fmt_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
 {
-    match format {
-        LogFormat::Text => {
-            use std::io::IsTerminal as _;
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .event_format(TextLines)
-                .boxed()
-        }
-        LogFormat::Json => {
-            tracing_subscriber::fmt::layer().with_writer(std::io::stderr).event_format(JsonLines).boxed()
-        }
+    LogLines::stderr(format).0
+}
+
+/// A formatting layer of [`TextLines`] or [`JsonLines`], which never read a span's fields
+/// (`tracing-subscriber`'s own formats do, and expect the layer to have formatted them when
+/// the span opened). That is what lets [`EventsGate`] hand it events and nothing else.
+pub struct LogLines<S>(Box<dyn Layer<S> + Send + Sync>);
+
+impl<S> LogLines<S>
+where
+    S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
+{
+    /// `format` to standard error; colours when it is a terminal (text only).
+    pub fn stderr(format: LogFormat) -> Self {
+        use std::io::IsTerminal as _;
+        Self::new(format, std::io::stderr, std::io::stderr().is_terminal())
+    }
+
+    pub fn new<W>(format: LogFormat, writer: W, ansi: bool) -> Self
+    where
+        W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+    {
+        let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+        Self(match format {
+            LogFormat::Text => layer.with_ansi(ansi).event_format(TextLines).boxed(),
+            LogFormat::Json => layer.event_format(JsonLines).boxed(),
+        })
+    }
+
+    /// The layer, to compose it with a filter of its own.
+    pub fn into_layer(self) -> Box<dyn Layer<S> + Send + Sync> {
+        self.0
     }
 }
 
@@ -64,10 +84,79 @@ pub fn fmt_filter<S>(filter: EnvFilter) -> Box<dyn tracing_subscriber::layer::Fi
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
 {
-    if filter.to_string().contains('[') {
+    if has_span_directives(&filter) {
         FilterExt::boxed(filter)
     } else {
         FilterExt::boxed(filter.and(tracing_subscriber::filter::filter_fn(|metadata| metadata.is_event())))
+    }
+}
+
+/// Whether `filter` selects by span (`[name{field}]=level`), which `EnvFilter` applies only
+/// when it sees spans open. `EnvFilter` has no accessor for this; its display is its
+/// directives, and only a span directive has a `[`.
+pub fn has_span_directives(filter: &EnvFilter) -> bool {
+    filter.to_string().contains('[')
+}
+
+/// The one filter of `serve`'s layers when `RUST_LOG` has no span directive
+/// (`telemetry::layer_with_logs`): it enables a callsite for the whole subscriber when the span
+/// layer records it (`traced`: Glassbox's INFO spans and events) or it is an event `filter`
+/// enables, decided once per callsite (`Interest::always`/`never`), and hands `logs` only the
+/// events `filter` enables: `logs` sees no span callback at all.
+pub struct EventsGate<S> {
+    logs: LogLines<S>,
+    filter: EnvFilter,
+    traced: tracing_subscriber::filter::Targets,
+}
+
+impl<S> EventsGate<S> {
+    pub fn new(logs: LogLines<S>, filter: EnvFilter, traced: tracing_subscriber::filter::Targets) -> Self {
+        Self { logs, filter, traced }
+    }
+
+    fn traced(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        self.traced.would_enable(metadata.target(), metadata.level())
+    }
+}
+
+impl<S> Layer<S> for EventsGate<S>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.logs.0.on_register_dispatch(subscriber);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.logs.0.on_layer(subscriber);
+    }
+
+    fn register_callsite(&self, metadata: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        // Without span directives `EnvFilter`'s interest in a callsite is always or never.
+        let logged = metadata.is_event() && Layer::<S>::register_callsite(&self.filter, metadata).is_always();
+        if logged || self.traced(metadata) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.traced(metadata) || (metadata.is_event() && self.filter.enabled(metadata, ctx))
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        // No hint from either (anything may be enabled) is no hint.
+        match (self.filter.max_level_hint(), Layer::<S>::max_level_hint(&self.traced)) {
+            (Some(logged), Some(traced)) => Some(logged.max(traced)),
+            _ => None,
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if self.filter.enabled(event.metadata(), ctx.clone()) {
+            self.logs.0.on_event(event, ctx);
+        }
     }
 }
 

@@ -355,8 +355,7 @@ fn run_serve(
         telemetry.journal_spans(Arc::clone(&span_journal));
         tracing_subscriber::registry()
             .with(logging::TraceIdLayer)
-            .with(logging::fmt_layer(log_format).with_filter(logging::fmt_filter(env_filter())))
-            .with(glassbox_server::telemetry::layer(&telemetry))
+            .with(glassbox_server::telemetry::layer_with_logs(&telemetry, logging::LogLines::stderr(log_format), env_filter()))
             .init();
         if let Some(writer) = telemetry.writer() {
             glassbox_server::metrics::watch_writer(writer);

@@ -18,13 +18,14 @@ mod span_ext;
 pub use self::record::AttributeValue;
 pub use self::span_ext::{RemoteParent, SpanExt, SpanIds};
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glassbox_store::pricing::{PricingTable, TokenCounts};
 use glassbox_store::writer::TelemetryWriter;
-use glassbox_store::{AttributeKey, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
+use glassbox_store::{AttributeKey, AttributeText, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::Resource;
@@ -283,7 +284,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn text_attributes(attributes: Vec<record::Attribute>) -> Attributes {
-    attributes.into_iter().map(|(key, value)| (key.into_key(), value.into_text())).collect()
+    // Into a new vector, not collected in place: the pairs differ in size, so an in-place
+    // collect reallocates the buffer to shrink it (a `realloc` per event).
+    let mut text = Vec::with_capacity(attributes.len());
+    text.extend(attributes.into_iter().map(|(key, value)| (key.into_key(), value.into_text())));
+    text
 }
 
 /// Formats nano-USD as a decimal dollar amount with nine places: `0.000123450`.
@@ -313,8 +318,8 @@ fn span_row(
     // Room for the cost attributes of a `chat` span.
     let mut span_attributes = Vec::with_capacity(record.attributes.len() + 2);
     span_attributes.extend(record.attributes.into_iter().map(|(key, value)| (key.into_key(), value.into_text())));
-    let lookup = |attributes: &[(AttributeKey, String)], key: &str| {
-        attributes.iter().find(|(name, _)| name == key).map(|(_, value)| value.clone())
+    let lookup = |attributes: &[(AttributeKey, AttributeText)], key: &str| {
+        attributes.iter().find(|(name, _)| name == key).map(|(_, value)| value.as_str().to_owned())
     };
     let is_chat = span_attributes.iter().find(|(name, _)| name == "gen_ai.operation.name").is_some_and(|(_, v)| v == "chat");
     let usage = is_chat.then(|| {
@@ -356,9 +361,9 @@ fn span_row(
         }
     });
     if let Some(usage) = &usage {
-        span_attributes.push(("glassbox.cost_usd".into(), format_usd(usage.cost_nano_usd)));
+        span_attributes.push(("glassbox.cost_usd".into(), format_usd(usage.cost_nano_usd).into()));
         if usage.cost_unknown {
-            span_attributes.push(("glassbox.cost_unknown".into(), "true".to_owned()));
+            span_attributes.push(("glassbox.cost_unknown".into(), AttributeText::const_new("true")));
         }
     }
     let row = SpanRow {
@@ -370,7 +375,7 @@ fn span_row(
         span_name: record.name.into_owned(),
         span_kind: kind_name(&record.kind).to_owned(),
         service_name: service_name.to_owned(),
-        resource_attributes: vec![("service.name".into(), service_name.to_owned())],
+        resource_attributes: vec![("service.name".into(), service_name.into())],
         // The instrumentation scope the SDK tracer was named after.
         scope_name: "glassbox".to_owned(),
         scope_version: String::new(),
@@ -383,7 +388,10 @@ fn span_row(
             .into_iter()
             .map(|event| SpanEvent {
                 timestamp_ns: unix_ns(event.time),
-                name: event.name.into_owned(),
+                name: match event.name {
+                    Cow::Borrowed(name) => AttributeText::const_new(name),
+                    Cow::Owned(name) => name.into(),
+                },
                 attributes: text_attributes(event.attributes),
             })
             .collect(),
@@ -484,16 +492,47 @@ where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span> + Send + Sync,
 {
     use tracing_subscriber::Layer as _;
-    let targets = TRACED_TARGETS
-        .iter()
-        .fold(tracing_subscriber::filter::Targets::new(), |targets, target| {
-            targets.with_target(*target, tracing::Level::INFO)
-        });
     // No source locations, thread names, targets or busy/idle times on spans (noise in a
     // request's trace, as the OpenTelemetry layer was configured), and nothing done on
     // enter/exit: every poll of an instrumented future enters its spans. The two layers share
     // one filter, which the registry checks per span callback (one search of the registry each).
-    record::RecordLayer { sink: Arc::clone(&telemetry.sink) }.and_then(crate::metrics::OverheadLayer).with_filter(targets)
+    record::RecordLayer { sink: Arc::clone(&telemetry.sink), traced_events: None }
+        .and_then(crate::metrics::OverheadLayer)
+        .with_filter(traced_targets())
+}
+
+/// What [`layer`] records: INFO and above of the Glassbox crates.
+fn traced_targets() -> tracing_subscriber::filter::Targets {
+    TRACED_TARGETS
+        .iter()
+        .fold(tracing_subscriber::filter::Targets::new(), |targets, target| targets.with_target(*target, tracing::Level::INFO))
+}
+
+/// `serve`'s layers: `logs` for the events `filter` (`RUST_LOG`) enables,
+/// and [`layer`]'s span recording, composed without per-layer filters when `filter` has no
+/// span directive. A per-layer filter makes the registry look a span up for every layer so
+/// filtered on every enter, exit, record and close, and an instrumented future enters and
+/// exits its spans on every poll: with the two layers filtered, a benchmark request made some
+/// 120 such searches (14 K instructions). Here one gate decides per callsite instead, once:
+/// the span layer's spans and events, and the events the log layer prints; the log layer
+/// sees events only, so it never formats span fields (ARCHITECTURE.md, logging). With a span
+/// directive (`[chat]=debug`), `EnvFilter` has to see spans open and close, and the layers are
+/// composed with [`crate::logging::fmt_filter`] and [`layer`] as before.
+pub fn layer_with_logs<S>(
+    telemetry: &Telemetry,
+    logs: crate::logging::LogLines<S>,
+    filter: tracing_subscriber::EnvFilter,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span> + Send + Sync,
+{
+    use tracing_subscriber::Layer as _;
+    if crate::logging::has_span_directives(&filter) {
+        return logs.into_layer().with_filter(crate::logging::fmt_filter(filter)).and_then(layer(telemetry)).boxed();
+    }
+    let traced = traced_targets();
+    let records = record::RecordLayer { sink: Arc::clone(&telemetry.sink), traced_events: Some(traced.clone()) };
+    crate::logging::EventsGate::new(logs, filter, traced).and_then(records.and_then(crate::metrics::OverheadLayer)).boxed()
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ fn template_span() -> SpanRow {
         resource_attributes: vec![("service.name".into(), "glassbox".into())],
         scope_name: "glassbox".into(),
         scope_version: "0.1.0".into(),
-        span_attributes: attributes.iter().map(|(k, v)| ((*k).to_owned().into(), (*v).to_owned())).collect(),
+        span_attributes: attributes.iter().map(|(k, v)| ((*k).to_owned().into(), (*v).into())).collect(),
         duration_ns: 812_000_000,
         status_code: StatusCode::Ok,
         status_message: String::new(),

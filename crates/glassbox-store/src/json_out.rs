@@ -11,7 +11,7 @@ use std::io;
 
 use sonic_rs::format::{CompactFormatter, Formatter};
 
-use crate::rows::AttributeKey;
+use crate::rows::{AttributeKey, AttributeText};
 
 /// Appends `text` as a JSON string, escaped where JSON needs it. (A scalar check-and-copy
 /// path for short strings with nothing to escape was tried: it cost 60% more instructions
@@ -21,7 +21,7 @@ pub(crate) fn string(out: &mut Vec<u8>, text: &str) -> io::Result<()> {
 }
 
 /// Appends `pairs` as a JSON object of strings, in their order (duplicate keys kept).
-pub(crate) fn pairs_as_object(out: &mut Vec<u8>, pairs: &[(AttributeKey, String)]) -> io::Result<()> {
+pub(crate) fn pairs_as_object(out: &mut Vec<u8>, pairs: &[(AttributeKey, AttributeText)]) -> io::Result<()> {
     out.push(b'{');
     for (index, (key, value)) in pairs.iter().enumerate() {
         if index > 0 {
@@ -36,7 +36,7 @@ pub(crate) fn pairs_as_object(out: &mut Vec<u8>, pairs: &[(AttributeKey, String)
 }
 
 /// Appends `pairs` as a JSON array of two-string arrays (serde's form of `Vec<(String, String)>`).
-pub(crate) fn pairs_as_arrays(out: &mut Vec<u8>, pairs: &[(AttributeKey, String)]) -> io::Result<()> {
+pub(crate) fn pairs_as_arrays(out: &mut Vec<u8>, pairs: &[(AttributeKey, AttributeText)]) -> io::Result<()> {
     out.push(b'[');
     for (index, (key, value)) in pairs.iter().enumerate() {
         out.extend_from_slice(if index > 0 { b",[" } else { b"[" });
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn shapes_are_compact_json() -> io::Result<()> {
-        let pairs: Vec<(AttributeKey, String)> = vec![("k".into(), "v \"q\"\n".to_owned()), ("k".to_owned().into(), String::new())];
+        let pairs: Vec<(AttributeKey, AttributeText)> = vec![("k".into(), "v \"q\"\n".to_owned().into()), ("k".to_owned().into(), String::new().into())];
         let mut out = Vec::new();
         let mut object = Object::start(&mut out);
         object.i64("i", -3)?;

@@ -28,5 +28,5 @@ pub use query::{
     LatencyBy, LatencyRow, Page, PageRequest, REQUEST_ATTRIBUTE, RequestBucket, RequestStats, TimeRange, TraceFilter,
     TraceSummary, UsageBy, UsageGroup,
 };
-pub use rows::{AttributeKey, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
+pub use rows::{AttributeKey, AttributeText, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 pub use runs::{RunFilter, RunRecord, RunStore, RunTrace};

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::StoreError;
 use crate::json_out::{self, Object};
-use crate::rows::{AttributeKey, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
+use crate::rows::{AttributeKey, AttributeText, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 
 /// The version written in every file's header; a file of another version is not replayed.
 pub const SPOOL_FORMAT_VERSION: u32 = 1;
@@ -437,7 +437,7 @@ struct SpanRowDef {
 #[serde(remote = "SpanEvent")]
 struct SpanEventDef {
     timestamp_ns: i64,
-    name: String,
+    name: AttributeText,
     attributes: Attributes,
 }
 
@@ -790,7 +790,7 @@ mod postcard_out {
         out.extend_from_slice(text.as_bytes());
     }
 
-    pub fn pairs(out: &mut Vec<u8>, pairs: &[(AttributeKey, String)]) {
+    pub fn pairs(out: &mut Vec<u8>, pairs: &[(AttributeKey, crate::rows::AttributeText)]) {
         len(out, pairs.len());
         for (key, value) in pairs {
             str(out, key);
@@ -926,7 +926,7 @@ fn decode(path: &Path, kind: BatchKind, token: &str, text: &str) -> Result<Spool
 }
 
 /// The JSON size of an attribute list, give or take its punctuation.
-fn approx_pairs_bytes(pairs: &[(AttributeKey, String)]) -> usize {
+fn approx_pairs_bytes(pairs: &[(AttributeKey, AttributeText)]) -> usize {
     pairs.iter().map(|(key, value)| key.len() + value.len() + 8).sum()
 }
 
@@ -988,16 +988,16 @@ mod tests {
             span_name: "chat gpt-4o \"quoted\"\nnewline ünïcode".to_owned(),
             span_kind: "Client".to_owned(),
             service_name: "glassbox".to_owned(),
-            resource_attributes: vec![("service.name".into(), "glassbox".to_owned())],
+            resource_attributes: vec![("service.name".into(), "glassbox".to_owned().into())],
             scope_name: "glassbox".to_owned(),
             scope_version: "0.1.0".to_owned(),
-            span_attributes: vec![("gen_ai.request.model".into(), "gpt-4o".to_owned())],
+            span_attributes: vec![("gen_ai.request.model".into(), "gpt-4o".to_owned().into())],
             duration_ns: 1_234,
             status_code: StatusCode::Error,
             status_message: "boom".to_owned(),
             events: vec![SpanEvent {
                 timestamp_ns: 5,
-                name: "exception".to_owned(),
+                name: "exception".to_owned().into(),
                 attributes: vec![("a".into(), "b".into())],
             }],
             links: vec![SpanLink {
@@ -1067,7 +1067,7 @@ mod tests {
         let mut odd = span(7);
         odd.timestamp_ns = i64::MIN;
         odd.duration_ns = u64::MAX;
-        odd.span_attributes.push(("k\u{0}\"".to_owned().into(), "x".repeat(300)));
+        odd.span_attributes.push(("k\u{0}\"".to_owned().into(), "x".repeat(300).into()));
         odd.events[0].timestamp_ns = -1;
         let mut empty = span(0);
         empty.resource_attributes.clear();
@@ -1096,9 +1096,9 @@ mod tests {
             trace_id: "t\"1".into(),
             span_id: "s".into(),
             trace_state: "k=v".into(),
-            attributes: vec![("x".into(), "\u{1}\\".into()), ("x".into(), String::new())],
+            attributes: vec![("x".into(), "\u{1}\\".into()), ("x".into(), String::new().into())],
         }];
-        row.events.push(SpanEvent { timestamp_ns: -1, name: String::new(), attributes: vec![] });
+        row.events.push(SpanEvent { timestamp_ns: -1, name: String::new().into(), attributes: vec![] });
         row.duration_ns = u64::MAX;
         // Earlier files were written through this derive by sonic-rs; serde_json writes the same.
         let mut derived = Vec::new();

@@ -48,6 +48,10 @@ pub const LOSS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// The longest a rejected spooled batch waits between replay attempts.
 const MAX_REJECTED_BACKOFF: Duration = Duration::from_secs(3600);
 
+/// The most rows a new batch reserves room for up front (a configured `batch_rows` can be
+/// far larger than a batch ever gets between flushes).
+const RESERVED_BATCH_ROWS: usize = 4096;
+
 /// How many queued messages the batcher takes per wake-up.
 const INBOX_LIMIT: usize = 256;
 
@@ -165,7 +169,7 @@ enum Message {
 mod heap {
     use std::borrow::Cow;
 
-    use crate::rows::{AttributeKey, Attributes, SpanRow, UsageRow};
+    use crate::rows::{AttributeKey, AttributeText, Attributes, SpanRow, UsageRow};
 
     /// Allocator bookkeeping and rounding per allocation (glibc: a 16-byte header and
     /// 16-byte alignment).
@@ -179,6 +183,11 @@ mod heap {
         text(value, value.capacity())
     }
 
+    /// Inline (up to 24 bytes) and `&'static` text owns no heap.
+    fn compact(value: &AttributeText) -> usize {
+        if value.is_heap_allocated() { text(value, value.capacity()) } else { 0 }
+    }
+
     /// A borrowed key (a `tracing` field's name) is static: no heap.
     fn key(key: &AttributeKey) -> usize {
         match key {
@@ -189,8 +198,8 @@ mod heap {
 
     fn pairs(pairs: &Attributes) -> usize {
         let own =
-            if pairs.capacity() == 0 { 0 } else { pairs.capacity() * size_of::<(AttributeKey, String)>() + PER_ALLOCATION };
-        own + pairs.iter().map(|(name, value)| key(name) + string(value)).sum::<usize>()
+            if pairs.capacity() == 0 { 0 } else { pairs.capacity() * size_of::<(AttributeKey, AttributeText)>() + PER_ALLOCATION };
+        own + pairs.iter().map(|(name, value)| key(name) + compact(value)).sum::<usize>()
     }
 
     pub(super) fn span(row: &SpanRow) -> usize {
@@ -202,7 +211,7 @@ mod heap {
                 .sum::<usize>()
             + pairs(&row.resource_attributes)
             + pairs(&row.span_attributes)
-            + row.events.iter().map(|event| size_of_val(event) + string(&event.name) + pairs(&event.attributes)).sum::<usize>()
+            + row.events.iter().map(|event| size_of_val(event) + compact(&event.name) + pairs(&event.attributes)).sum::<usize>()
             + row
                 .links
                 .iter()
@@ -508,9 +517,12 @@ impl<T> PendingBatch<T> {
         Self { rows: Vec::new(), due: None }
     }
 
-    fn push(&mut self, row: T, flush_interval: Duration) {
+    /// Adds `row`; a new batch gets room for `batch_rows` (up to [`RESERVED_BATCH_ROWS`]) at
+    /// once, not grown by doubling, which copied a batch of span rows seven times over.
+    fn push(&mut self, row: T, flush_interval: Duration, batch_rows: usize) {
         if self.rows.is_empty() {
             self.due = Some(Instant::now() + flush_interval);
+            self.rows.reserve_exact(batch_rows.min(RESERVED_BATCH_ROWS));
         }
         self.rows.push(row);
     }
@@ -563,13 +575,13 @@ async fn run_batcher(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Message>)
                 for message in inbox.drain(..) {
                     match message {
                         Message::Span(row, _) => {
-                            spans.push(row, flush_interval);
+                            spans.push(row, flush_interval, batch_rows);
                             if spans.rows.len() >= batch_rows {
                                 shared.deliver(BatchRows::Spans(spans.take()), Delivery::Normal).await;
                             }
                         }
                         Message::Usage(row, _) => {
-                            usage.push(row, flush_interval);
+                            usage.push(row, flush_interval, batch_rows);
                             if usage.rows.len() >= batch_rows {
                                 shared.deliver(BatchRows::Usage(usage.take()), Delivery::Normal).await;
                             }

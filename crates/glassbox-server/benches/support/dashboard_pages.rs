@@ -125,8 +125,8 @@ pub async fn seed(backend: &Arc<ClickHouseBackend>, now: i64, n_traces: u64) -> 
             scope_name: "glassbox-core".to_owned(),
             scope_version: "0.1.0".to_owned(),
             span_attributes: vec![
-                ("glassbox.workflow.id".into(), "onboarding".to_owned()),
-                ("glassbox.workflow.run_id".into(), run_id),
+                ("glassbox.workflow.id".into(), "onboarding".to_owned().into()),
+                ("glassbox.workflow.run_id".into(), run_id.into()),
             ],
             duration_ns: 2_000_000_000,
             status_code: StatusCode::Ok,

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use glassbox_store::{AttributeKey, SpanRow, StatusCode, UsageRow};
+use glassbox_store::{AttributeKey, AttributeText, SpanRow, StatusCode, UsageRow};
 
 use super::format;
 
@@ -120,7 +120,7 @@ fn is_secret_key(key: &str) -> bool {
         .any(|needle| key.contains(needle))
 }
 
-fn attributes(pairs: &[(AttributeKey, String)], skip: &[&str]) -> Vec<Attribute> {
+fn attributes(pairs: &[(AttributeKey, AttributeText)], skip: &[&str]) -> Vec<Attribute> {
     let mut out: Vec<Attribute> = pairs
         .iter()
         .filter(|(key, _)| !skip.contains(&key.as_ref()))

@@ -21,6 +21,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use compact_str::ToCompactString as _;
+use glassbox_store::AttributeText;
 use opentelemetry::trace::{SpanKind, Status};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -67,7 +69,7 @@ impl Key {
 /// An attribute's value, typed as recorded (OTLP gets the type; the store gets the text).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttributeValue {
-    Text(Cow<'static, str>),
+    Text(AttributeText),
     I64(i64),
     F64(f64),
     Bool(bool),
@@ -76,13 +78,15 @@ pub enum AttributeValue {
 }
 
 impl AttributeValue {
-    /// The text OpenTelemetry's `Value` displays, which is what the store has always held.
-    pub(crate) fn into_text(self) -> String {
+    /// The text OpenTelemetry's `Value` displays, which is what the store has always held:
+    /// inline when short, borrowed when static (no heap for most values).
+    pub(crate) fn into_text(self) -> AttributeText {
         match self {
-            Self::Text(text) => text.into_owned(),
-            Self::I64(value) => value.to_string(),
-            Self::F64(value) => value.to_string(),
-            Self::Bool(value) => (if value { "true" } else { "false" }).to_owned(),
+            Self::Text(text) => text,
+            Self::I64(value) => value.to_compact_string(),
+            // `Display`, as `to_string` wrote it (`to_compact_string` formats floats otherwise).
+            Self::F64(value) => compact_str::format_compact!("{value}"),
+            Self::Bool(value) => AttributeText::const_new(if value { "true" } else { "false" }),
             Self::TextArray(values) => {
                 let mut text = String::with_capacity(2 + values.iter().map(|value| value.len() + 3).sum::<usize>());
                 text.push('[');
@@ -95,14 +99,17 @@ impl AttributeValue {
                     text.push('"');
                 }
                 text.push(']');
-                text
+                text.into()
             }
         }
     }
 
     pub(crate) fn to_otel(&self) -> opentelemetry::Value {
         match self {
-            Self::Text(text) => opentelemetry::Value::String(text.clone().into()),
+            Self::Text(text) => opentelemetry::Value::String(match text.as_static_str() {
+                Some(text) => text.into(),
+                None => text.as_str().to_owned().into(),
+            }),
             Self::I64(value) => opentelemetry::Value::I64(*value),
             Self::F64(value) => opentelemetry::Value::F64(*value),
             Self::Bool(value) => opentelemetry::Value::Bool(*value),
@@ -115,13 +122,13 @@ impl AttributeValue {
 
 impl From<String> for AttributeValue {
     fn from(value: String) -> Self {
-        Self::Text(Cow::Owned(value))
+        Self::Text(value.into())
     }
 }
 
 impl From<&'static str> for AttributeValue {
     fn from(value: &'static str) -> Self {
-        Self::Text(Cow::Borrowed(value))
+        Self::Text(AttributeText::const_new(value))
     }
 }
 
@@ -316,15 +323,16 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
 struct SpanVisitor<'a, U: Updates>(&'a mut U);
 
 impl<U: Updates> SpanVisitor<'_, U> {
-    fn text(&mut self, field: &Field, text: Cow<'static, str>) {
+    /// A text field; short text stays inline (no heap) from here to the stored row.
+    fn text(&mut self, field: &Field, text: AttributeText) {
         let update = match field.name() {
-            "otel.name" => Update::Name(text),
+            "otel.name" => Update::Name(Cow::Owned(text.into_string())),
             "otel.kind" => match span_kind(&text) {
                 Some(kind) => Update::Kind(kind),
                 None => return,
             },
             "otel.status_code" => Update::Status(status(&text)),
-            "otel.status_description" => Update::Status(Status::Error { description: text }),
+            "otel.status_description" => Update::Status(Status::Error { description: Cow::Owned(text.into_string()) }),
             name => Update::Attribute(Key::Name(name), AttributeValue::Text(text)),
         };
         self.0.update(update);
@@ -353,12 +361,12 @@ impl<U: Updates> Visit for SpanVisitor<'_, U> {
                 }
             }
             "otel.status_code" => self.0.update(Update::Status(status(value))),
-            _ => self.text(field, Cow::Owned(value.to_owned())),
+            _ => self.text(field, AttributeText::from(value)),
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.text(field, Cow::Owned(format!("{value:?}")));
+        self.text(field, compact_str::format_compact!("{value:?}"));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -419,7 +427,7 @@ impl Visit for EventVisitor<'_> {
         match field.name() {
             "message" => self.event.name = Cow::Owned(value.to_owned()),
             "error" if self.event.name.is_empty() => self.unnamed_error(format!("{value:?}")),
-            name => self.push(Key::Name(name), AttributeValue::from(value.to_owned())),
+            name => self.push(Key::Name(name), AttributeValue::Text(AttributeText::from(value))),
         }
     }
 
@@ -427,7 +435,7 @@ impl Visit for EventVisitor<'_> {
         match field.name() {
             "message" => self.event.name = Cow::Owned(format!("{value:?}")),
             "error" if self.event.name.is_empty() => self.unnamed_error(format!("{value:?}")),
-            name => self.push(Key::Name(name), AttributeValue::from(format!("{value:?}"))),
+            name => self.push(Key::Name(name), AttributeValue::Text(compact_str::format_compact!("{value:?}"))),
         }
     }
 
@@ -446,6 +454,10 @@ impl Visit for EventVisitor<'_> {
 /// The layer: records spans into [`SpanRecord`]s and hands each closed one to the sink.
 pub(crate) struct RecordLayer {
     pub(crate) sink: Arc<super::Sink>,
+    /// Set when the layer runs without a per-layer filter (`telemetry::layer_with_logs`): the
+    /// subscriber then enables some events only for the log layer, and those must not become
+    /// span events. Spans need no check: only traced spans are enabled at all.
+    pub(crate) traced_events: Option<tracing_subscriber::filter::Targets>,
 }
 
 impl<S> tracing_subscriber::Layer<S> for RecordLayer
@@ -519,6 +531,12 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if let Some(traced) = &self.traced_events {
+            let metadata = event.metadata();
+            if !traced.would_enable(metadata.target(), metadata.level()) {
+                return;
+            }
+        }
         let span = match event.parent() {
             Some(parent) => ctx.span(parent),
             None if event.is_contextual() => ctx.lookup_current(),

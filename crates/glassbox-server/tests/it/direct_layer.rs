@@ -4,7 +4,8 @@
 //! filter), and the same conversion into rows. One scenario of spans, fields, records and
 //! events runs under each; the rows must agree on everything but the random ids and the clock.
 //! Then what the layer alone offers: remote parents, `tracestate`, unsampled traces, renames,
-//! extra attributes, and spans nobody records.
+//! extra attributes, and spans nobody records; and `serve`'s composition of it with the log
+//! layer (`telemetry::layer_with_logs`), which must record the same rows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -181,7 +182,7 @@ fn shapes(rows: &[SpanRow]) -> Vec<Shape> {
                 .filter(|(key, _)| !key.starts_with("glassbox.cost"))
                 .cloned()
                 .collect(),
-            events: row.events.iter().map(|event| (event.name.clone(), event.attributes.clone())).collect(),
+            events: row.events.iter().map(|event| (event.name.to_string(), event.attributes.clone())).collect(),
             links: row.links.iter().map(|link| names[link.span_id.as_str()].to_owned()).collect(),
             trace_state: row.trace_state.clone(),
             scope: (row.scope_name.clone(), row.scope_version.clone()),
@@ -240,7 +241,41 @@ async fn direct_pipeline() -> Direct {
     Direct { telemetry, captured, _spool: spool }
 }
 
+/// Collects what a log layer writes.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Direct {
+    /// Runs `body` under `serve`'s layers (the trace id layer, then the log layer and this
+    /// pipeline's layer composed by `telemetry::layer_with_logs` for `rust_log`) and returns the
+    /// rows they stored and the log text.
+    async fn record_served(&self, rust_log: &str, body: impl FnOnce()) -> (Vec<SpanRow>, String) {
+        use glassbox_server::logging;
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let logs = logging::LogLines::new(logging::LogFormat::Text, move || writer.clone(), false);
+        let filter = tracing_subscriber::EnvFilter::new(rust_log);
+        let subscriber = tracing_subscriber::registry()
+            .with(logging::TraceIdLayer)
+            .with(telemetry::layer_with_logs(&self.telemetry, logs, filter));
+        tracing::subscriber::with_default(subscriber, body);
+        self.telemetry.flush().await;
+        let spans = std::mem::take(&mut *self.captured.spans.lock().unwrap());
+        self.captured.usage.lock().unwrap().clear();
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        (spans, text)
+    }
+
     /// Runs `body` under this pipeline's layer alone and returns the rows it stored.
     async fn record(&self, body: impl FnOnce()) -> (Vec<SpanRow>, Vec<UsageRow>) {
         let subscriber = tracing_subscriber::registry().with(telemetry::layer(&self.telemetry));
@@ -302,7 +337,7 @@ fn reference_row(span: SpanData) -> SpanRow {
                     opentelemetry::Value::String(text) => String::from(text),
                     other => other.to_string(),
                 };
-                (String::from(pair.key).into(), value)
+                (String::from(pair.key).into(), value.into())
             })
             .collect()
     };
@@ -331,7 +366,7 @@ fn reference_row(span: SpanData) -> SpanRow {
         }
         .to_owned(),
         service_name: "glassbox-test".to_owned(),
-        resource_attributes: vec![("service.name".into(), "glassbox-test".to_owned())],
+        resource_attributes: vec![("service.name".into(), "glassbox-test".to_owned().into())],
         scope_name: span.instrumentation_scope.name().to_owned(),
         scope_version: span.instrumentation_scope.version().unwrap_or_default().to_owned(),
         span_attributes: text(span.attributes),
@@ -343,7 +378,7 @@ fn reference_row(span: SpanData) -> SpanRow {
             .into_iter()
             .map(|event| glassbox_store::SpanEvent {
                 timestamp_ns: 0,
-                name: event.name.into_owned(),
+                name: event.name.into_owned().into(),
                 attributes: text(event.attributes),
             })
             .collect(),
@@ -383,8 +418,8 @@ async fn rows_match_what_tracing_opentelemetry_produced() {
     assert_eq!(agent.attribute("whole"), Some("2"));
     assert_eq!(agent.attribute("listed"), Some("[1, 2]"));
     assert_eq!(agent.status_message, "the chat failed");
-    assert_eq!(agent.events[0].attributes[0], ("level".into(), "INFO".to_owned()));
-    assert_eq!(agent.events[0].attributes[1], ("target".into(), "glassbox_core".to_owned()));
+    assert_eq!(agent.events[0].attributes[0], ("level".into(), "INFO".into()));
+    assert_eq!(agent.events[0].attributes[1], ("target".into(), "glassbox_core".into()));
     assert_eq!(row("execute_tool lookup").status_message, "boom");
     assert_eq!(row("execute_tool lookup").events[0].name, "exception");
     assert_eq!(row("step").status_code, glassbox_store::StatusCode::Error);
@@ -410,6 +445,41 @@ async fn rows_match_what_tracing_opentelemetry_produced() {
     assert_eq!((usage.status.as_str(), usage.error_type.as_str()), ("error", "provider_error"));
     assert_eq!(usage.latency_ns, chat.duration_ns);
     assert_eq!(usage.timestamp_ns, chat.timestamp_ns);
+}
+
+/// `serve` composes the span layer with the log layer without per-layer filters unless
+/// `RUST_LOG` selects by span; either way the rows are those of the span layer alone, and the
+/// log shows the events `RUST_LOG` enables and nothing else.
+#[tokio::test(flavor = "current_thread")]
+async fn serves_layers_record_the_same_rows_whatever_rust_log_says() {
+    let direct = direct_pipeline().await;
+    let (alone, _) = direct.record(scenario).await;
+    for rust_log in ["warn", "off", "trace", "info,[chat]=debug"] {
+        let (rows, _) = direct.record_served(rust_log, scenario).await;
+        assert_eq!(shapes(&rows), shapes(&alone), "RUST_LOG={rust_log}");
+    }
+
+    for rust_log in ["warn", "warn,[outer]=debug"] {
+        let (rows, text) = direct
+            .record_served(rust_log, || {
+                let outer = tracing::info_span!(target: "glassbox_server", "outer", gen_ai.input.messages = "a secret");
+                let _outer = outer.enter();
+                tracing::warn!(target: "hyper", "another crate's warning");
+                tracing::info!(target: "glassbox_core", "a decision");
+                tracing::debug!(target: "glassbox_core", "a detail");
+            })
+            .await;
+        assert!(text.contains("another crate's warning"), "RUST_LOG={rust_log}: {text}");
+        assert!(!text.contains("secret"), "no span field in a log line: {text}");
+        let outer = rows.iter().find(|row| row.span_name == "outer").unwrap();
+        let events: Vec<&str> = outer.events.iter().map(|event| event.name.as_str()).collect();
+        assert_eq!(events, ["a decision"], "only Glassbox's INFO events are span events (RUST_LOG={rust_log})");
+        if rust_log == "warn" {
+            assert!(!text.contains("a decision") && !text.contains("a detail"), "{text}");
+        } else {
+            assert!(text.contains("a decision") && text.contains("a detail"), "the span directive selects: {text}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]

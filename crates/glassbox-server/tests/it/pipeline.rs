@@ -113,7 +113,7 @@ fn decisions(spans: &[SpanRow]) -> Vec<(String, String)> {
         .filter(|event| event.name == "glassbox.processor" || event.name == "glassbox.budget")
         .map(|event| {
             let get =
-                |key: &str| event.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+                |key: &str| event.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.to_string()).unwrap_or_default();
             (get("glassbox.processor"), get("glassbox.guardrail.decision"))
         })
         .collect()

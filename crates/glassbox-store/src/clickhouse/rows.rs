@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rows::{AttributeKey, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
+use crate::rows::{AttributeKey, AttributeText, Attributes, SpanEvent, SpanLink, SpanRow, StatusCode, UsageRow};
 
 /// A span as inserted, borrowing from the caller's [`SpanRow`].
 #[derive(clickhouse::Row, Serialize)]
@@ -29,13 +29,13 @@ pub(super) struct SpanInsert<'a> {
     #[serde(rename = "ServiceName")]
     service_name: &'a str,
     #[serde(rename = "ResourceAttributes")]
-    resource_attributes: &'a [(AttributeKey, String)],
+    resource_attributes: &'a [(AttributeKey, AttributeText)],
     #[serde(rename = "ScopeName")]
     scope_name: &'a str,
     #[serde(rename = "ScopeVersion")]
     scope_version: &'a str,
     #[serde(rename = "SpanAttributes")]
-    span_attributes: &'a [(AttributeKey, String)],
+    span_attributes: &'a [(AttributeKey, AttributeText)],
     #[serde(rename = "Duration")]
     duration: u64,
     #[serde(rename = "StatusCode")]
@@ -47,7 +47,7 @@ pub(super) struct SpanInsert<'a> {
     #[serde(rename = "Events.Name")]
     events_name: Vec<&'a str>,
     #[serde(rename = "Events.Attributes")]
-    events_attributes: Vec<&'a [(AttributeKey, String)]>,
+    events_attributes: Vec<&'a [(AttributeKey, AttributeText)]>,
     #[serde(rename = "Links.TraceId")]
     links_trace_id: Vec<&'a str>,
     #[serde(rename = "Links.SpanId")]
@@ -55,7 +55,7 @@ pub(super) struct SpanInsert<'a> {
     #[serde(rename = "Links.TraceState")]
     links_trace_state: Vec<&'a str>,
     #[serde(rename = "Links.Attributes")]
-    links_attributes: Vec<&'a [(AttributeKey, String)]>,
+    links_attributes: Vec<&'a [(AttributeKey, AttributeText)]>,
 }
 
 impl<'a> SpanInsert<'a> {
@@ -145,7 +145,7 @@ impl SpanFetch {
             .into_iter()
             .zip(self.events_name)
             .zip(self.events_attributes)
-            .map(|((timestamp_ns, name), attributes)| SpanEvent { timestamp_ns, name, attributes })
+            .map(|((timestamp_ns, name), attributes)| SpanEvent { timestamp_ns, name: name.into(), attributes })
             .collect();
         let links = self
             .links_trace_id

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
 use crate::json_out::{self, Object};
-use crate::rows::{AttributeKey, Attributes, SpanEvent, SpanLink};
+use crate::rows::{AttributeKey, AttributeText, Attributes, SpanEvent, SpanLink};
 
 /// Replaces `out` with `attributes` as a JSON object of strings, in their order (duplicate
 /// keys kept).
-pub(super) fn attributes_to_json<'a>(attributes: &[(AttributeKey, String)], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
+pub(super) fn attributes_to_json<'a>(attributes: &[(AttributeKey, AttributeText)], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
     out.clear();
     json_out::pairs_as_object(out, attributes)?;
     as_text(out)
@@ -89,7 +89,7 @@ impl<'de> Deserialize<'de> for AttributesIn {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttributesIn, A::Error> {
                 let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(pair) = map.next_entry::<AttributeKey, String>()? {
+                while let Some(pair) = map.next_entry::<AttributeKey, AttributeText>()? {
                     pairs.push(pair);
                 }
                 Ok(AttributesIn(pairs))
@@ -125,7 +125,7 @@ pub(super) fn events_from_json(text: &str) -> serde_json::Result<Vec<SpanEvent>>
     let events: Vec<EventIn> = serde_json::from_str(text)?;
     Ok(events
         .into_iter()
-        .map(|event| SpanEvent { timestamp_ns: event.timestamp, name: event.name, attributes: event.attributes.0 })
+        .map(|event| SpanEvent { timestamp_ns: event.timestamp, name: event.name.into(), attributes: event.attributes.0 })
         .collect())
 }
 
@@ -159,9 +159,9 @@ mod tests {
     #[test]
     fn attributes_keep_order_duplicates_and_odd_text() -> Result<(), Box<dyn std::error::Error>> {
         let attributes: Attributes = vec![
-            ("z".into(), "last key first".to_owned()),
-            ("a".to_owned().into(), "quote \" backslash \\ nul \0 é 🚀".to_owned()),
-            ("z".into(), "duplicate".to_owned()),
+            ("z".into(), "last key first".to_owned().into()),
+            ("a".to_owned().into(), "quote \" backslash \\ nul \0 é 🚀".to_owned().into()),
+            ("z".into(), "duplicate".to_owned().into()),
         ];
         assert_eq!(attributes_from_json(attributes_to_json(&attributes, &mut Vec::new())?)?, attributes);
         Ok(())
@@ -185,11 +185,11 @@ mod tests {
         let mut buffer = Vec::new();
         for offset in 0..70 {
             let value = format!("{}{specials}{}", "a".repeat(offset), "b".repeat(3 * offset));
-            let attributes: Attributes = vec![(format!("k{offset}\n\"").into(), value)];
+            let attributes: Attributes = vec![(format!("k{offset}\n\"").into(), value.into())];
             let text = attributes_to_json(&attributes, &mut buffer)?;
             assert_eq!(attributes_from_json(text)?, attributes, "offset {offset}: {text}");
         }
-        let long: Attributes = vec![("big".into(), "\"x\"".repeat(10_000))];
+        let long: Attributes = vec![("big".into(), "\"x\"".repeat(10_000).into())];
         assert_eq!(attributes_from_json(attributes_to_json(&long, &mut buffer)?)?, long);
         Ok(())
     }
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn the_encoding_is_compact_json_with_the_exporter_field_names() -> Result<(), Box<dyn std::error::Error>> {
         let mut buffer = b"left over from the previous row".to_vec();
-        let attributes: Attributes = vec![("k".into(), "v \"q\"".to_owned()), ("n".into(), String::new())];
+        let attributes: Attributes = vec![("k".into(), "v \"q\"".to_owned().into()), ("n".into(), String::new().into())];
         assert_eq!(attributes_to_json(&attributes, &mut buffer)?, r#"{"k":"v \"q\"","n":""}"#);
         assert_eq!(attributes_to_json(&[], &mut buffer)?, "{}");
         let events = vec![

@@ -174,8 +174,8 @@ mod tests {
         };
         let chat = |span_id: &str, model: &str| {
             let attributes = vec![
-                (OPERATION_ATTRIBUTE.into(), CHAT_OPERATION.to_owned()),
-                (MODEL_ATTRIBUTE.into(), model.to_owned()),
+                (OPERATION_ATTRIBUTE.into(), CHAT_OPERATION.into()),
+                (MODEL_ATTRIBUTE.into(), model.into()),
             ];
             TraceEntry::from_span(&span(span_id, attributes))
         };
@@ -184,7 +184,7 @@ mod tests {
             entry.merge(chat(span_id, model));
         }
         assert_eq!(entry.models, ["claude-3-haiku", "gpt-4o", "o3"]);
-        entry.merge(TraceEntry::from_span(&span("f", vec![(MODEL_ATTRIBUTE.into(), "ignored".to_owned())])));
+        entry.merge(TraceEntry::from_span(&span("f", vec![(MODEL_ATTRIBUTE.into(), "ignored".to_owned().into())])));
         assert_eq!(entry.models, ["claude-3-haiku", "gpt-4o", "o3"], "only chat spans name a trace's models");
     }
 

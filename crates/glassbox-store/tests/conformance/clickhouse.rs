@@ -82,7 +82,7 @@ fn span(trace: &str, id: &str, parent: &str, name: &str, at_ns: i64, duration_ns
         span_name: name.to_owned(),
         span_kind: "Internal".to_owned(),
         service_name: "glassbox".to_owned(),
-        resource_attributes: vec![("service.name".into(), "glassbox".to_owned())],
+        resource_attributes: vec![("service.name".into(), "glassbox".into())],
         scope_name: "glassbox".to_owned(),
         scope_version: "0.1.0".to_owned(),
         span_attributes: Vec::new(),
@@ -95,7 +95,7 @@ fn span(trace: &str, id: &str, parent: &str, name: &str, at_ns: i64, duration_ns
 }
 
 fn with(mut span: SpanRow, attributes: &[(&str, &str)]) -> SpanRow {
-    span.span_attributes.extend(attributes.iter().map(|(key, value)| ((*key).to_owned().into(), (*value).to_owned())));
+    span.span_attributes.extend(attributes.iter().map(|(key, value)| ((*key).to_owned().into(), (*value).into())));
     span
 }
 

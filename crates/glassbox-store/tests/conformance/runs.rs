@@ -149,8 +149,8 @@ pub async fn traces_from_workflow_spans(backend: Arc<dyn Backend>, runs: Arc<dyn
     let base = crate::suite::BASE_NS;
     let attrs = |run_id: &str| {
         vec![
-            ("glassbox.workflow.id".into(), "onboard".to_owned()),
-            ("glassbox.workflow.run_id".into(), run_id.to_owned()),
+            ("glassbox.workflow.id".into(), "onboard".into()),
+            ("glassbox.workflow.run_id".into(), run_id.into()),
         ]
     };
     let trace = |n: u8| format!("{n:032x}");

@@ -666,20 +666,20 @@ pub async fn hostile_strings_round_trip(backend: Arc<dyn Backend>, reader: Arc<d
     let t0 = BASE_NS + 3 * HOUR_NS;
 
     let mut root_attributes: glassbox_store::Attributes =
-        hostile.iter().enumerate().map(|(index, value)| (format!("hostile.{index}").into(), value.clone())).collect();
+        hostile.iter().enumerate().map(|(index, value)| (format!("hostile.{index}").into(), value.as_str().into())).collect();
     root_attributes.extend([
-        ("gen_ai.agent.name".into(), agent.to_owned()),
-        ("glassbox.tenant".into(), tenant.to_owned()),
-        ("key with 'single' and \"double\" quotes".into(), "v".to_owned()),
-        ("ключ.🚀.\u{0}.key".into(), "unicode key".to_owned()),
-        ("'; DELETE FROM spans; --".into(), hostile[4].clone()),
+        ("gen_ai.agent.name".into(), agent.into()),
+        ("glassbox.tenant".into(), tenant.into()),
+        ("key with 'single' and \"double\" quotes".into(), "v".into()),
+        ("ключ.🚀.\u{0}.key".into(), "unicode key".into()),
+        ("'; DELETE FROM spans; --".into(), hostile[4].as_str().into()),
     ]);
     let mut root = span(trace_id, root_id, "", &hostile[3], t0, 2_000_000_000, root_attributes);
     root.service_name = hostile[9].clone();
     root.trace_state = hostile[1].clone();
     root.status_code = StatusCode::Error;
     root.status_message = hostile.join(" | ");
-    root.resource_attributes = vec![("service.name".into(), hostile[0].clone()), ("big".into(), hostile[11].clone())];
+    root.resource_attributes = vec![("service.name".into(), hostile[0].as_str().into()), ("big".into(), hostile[11].as_str().into())];
     root.scope_name = hostile[6].clone();
     root.scope_version = hostile[10].clone();
     root.events = hostile
@@ -687,15 +687,15 @@ pub async fn hostile_strings_round_trip(backend: Arc<dyn Backend>, reader: Arc<d
         .enumerate()
         .map(|(index, value)| SpanEvent {
             timestamp_ns: t0 + index as i64,
-            name: value.clone(),
-            attributes: vec![(value.clone().into(), value.clone())],
+            name: value.as_str().into(),
+            attributes: vec![(value.clone().into(), value.as_str().into())],
         })
         .collect();
     root.links = vec![SpanLink {
         trace_id: hostile[5].clone(),
         span_id: hostile[2].clone(),
         trace_state: hostile[7].clone(),
-        attributes: vec![("link".into(), hostile[8].clone())],
+        attributes: vec![("link".into(), hostile[8].as_str().into())],
     }];
     let chat = span(
         trace_id,
@@ -882,7 +882,7 @@ impl Dataset {
             if index % 4 == 3 {
                 span.span_attributes.push(("glassbox.tripwire.processor".into(), "guardrail-topic".into()));
             } else if index % 8 == 1 {
-                span.span_attributes.push(("glassbox.tripwire.processor".into(), String::new()));
+                span.span_attributes.push(("glassbox.tripwire.processor".into(), Default::default()));
             }
         }
         self
@@ -1001,17 +1001,17 @@ impl Dataset {
                     ("glassbox.api_key_id", &api_key_id),
                 ]);
                 attributes.extend([
-                    ("gen_ai.response.model".into(), format!("{}-2026-08-01", spec.model)),
+                    ("gen_ai.response.model".into(), format!("{}-2026-08-01", spec.model).into()),
                     (
                         "gen_ai.response.finish_reasons".into(),
-                        if last_step { "[\"stop\"]" } else { "[\"tool_calls\"]" }.to_owned(),
+                        if last_step { "[\"stop\"]" } else { "[\"tool_calls\"]" }.into(),
                     ),
-                    ("gen_ai.usage.input_tokens".into(), input_tokens.to_string()),
-                    ("gen_ai.usage.output_tokens".into(), output_tokens.to_string()),
-                    ("gen_ai.usage.cache_read.input_tokens".into(), cached_input_tokens.to_string()),
+                    ("gen_ai.usage.input_tokens".into(), input_tokens.to_string().into()),
+                    ("gen_ai.usage.output_tokens".into(), output_tokens.to_string().into()),
+                    ("gen_ai.usage.cache_read.input_tokens".into(), cached_input_tokens.to_string().into()),
                 ]);
                 if spec.price.is_some() {
-                    attributes.push(("glassbox.cost_usd".into(), format_usd(cost_nano_usd)));
+                    attributes.push(("glassbox.cost_usd".into(), format_usd(cost_nano_usd).into()));
                 }
                 let mut chat =
                     span(&trace_id, &chat_id, &root_id, &format!("chat {}", spec.model), clock, latency_ns, attributes);
@@ -1057,7 +1057,7 @@ impl Dataset {
                     let duration = rng.range(2 * MS, 800 * MS);
                     let mut attributes =
                         attrs(&[("gen_ai.operation.name", "execute_tool"), ("gen_ai.tool.name", tool)]);
-                    attributes.push(("gen_ai.tool.call.id".into(), format!("call_{}", rng.hex(12))));
+                    attributes.push(("gen_ai.tool.call.id".into(), format!("call_{}", rng.hex(12)).into()));
                     let mut call = span(
                         &trace_id,
                         &rng.hex(16),
@@ -1083,7 +1083,7 @@ impl Dataset {
                 ("glassbox.tenant", tenant),
                 ("glassbox.api_key_id", &api_key_id),
             ]);
-            attributes.push(("gen_ai.conversation.id".into(), format!("conv_{}", rng.hex(8))));
+            attributes.push(("gen_ai.conversation.id".into(), format!("conv_{}", rng.hex(8)).into()));
             let mut root =
                 span(&trace_id, &root_id, "", &format!("invoke_agent {agent}"), start, root_duration, attributes);
             root.span_kind = "Server".into();
@@ -1309,7 +1309,7 @@ fn in_range(range: &TimeRange, timestamp_ns: i64) -> bool {
 }
 
 pub fn attrs(pairs: &[(&str, &str)]) -> glassbox_store::Attributes {
-    pairs.iter().map(|(key, value)| ((*key).to_owned().into(), (*value).to_owned())).collect()
+    pairs.iter().map(|(key, value)| ((*key).to_owned().into(), (*value).into())).collect()
 }
 
 /// A span with the fields every scenario sets; the rest plain.

@@ -186,7 +186,7 @@ async fn the_queue_is_bounded_in_bytes_as_well_as_rows() {
     let prompt = "x".repeat(100_000);
     for n in 0..40 {
         let mut row = span(n);
-        row.span_attributes.push(("gen_ai.input.messages".into(), prompt.clone()));
+        row.span_attributes.push(("gen_ai.input.messages".into(), prompt.as_str().into()));
         writer.write_span(row);
     }
     assert_eq!(writer.stats().queued_rows, 40, "accepted, none lost");
@@ -205,7 +205,7 @@ async fn the_queue_is_bounded_in_bytes_as_well_as_rows() {
 /// A span carrying a captured prompt of about 100 kB.
 fn big_span(n: u64) -> glassbox_store::SpanRow {
     let mut row = span(n);
-    row.span_attributes.push(("gen_ai.input.messages".into(), "x".repeat(100_000)));
+    row.span_attributes.push(("gen_ai.input.messages".into(), "x".repeat(100_000).into()));
     row
 }
 

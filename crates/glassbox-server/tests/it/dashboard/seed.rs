@@ -104,7 +104,7 @@ fn usd_text(nano: i64) -> String {
 }
 
 fn attrs(pairs: &[(&str, String)]) -> glassbox_store::Attributes {
-    pairs.iter().map(|(key, value)| ((*key).to_owned().into(), value.clone())).collect()
+    pairs.iter().map(|(key, value)| ((*key).to_owned().into(), value.as_str().into())).collect()
 }
 
 fn span(
@@ -403,8 +403,8 @@ pub fn hostile(now_ns: i64, expect: &mut Expect) -> TraceRows {
     for span in &mut rows.spans {
         span.span_name = format!("{} </title><script>window.pwned=3</script>", span.span_name);
         span.span_attributes.push(("x.breakout".into(), "\" onmouseover=\"window.pwned=4\" x=\"".into()));
-        span.span_attributes.push(("x.long".into(), long.clone()));
-        span.span_attributes.push(("x.invalid_utf8".into(), invalid_utf8.clone()));
+        span.span_attributes.push(("x.long".into(), long.as_str().into()));
+        span.span_attributes.push(("x.invalid_utf8".into(), invalid_utf8.as_str().into()));
         span.span_attributes.push(("x.controls".into(), "nul\u{0}bell\u{7}rtl\u{202e}txt.exe".into()));
         span.span_attributes.push(("<svg onload=window.pwned=5>".into(), "key is hostile".into()));
         span.span_attributes
@@ -415,7 +415,7 @@ pub fn hostile(now_ns: i64, expect: &mut Expect) -> TraceRows {
             attributes: vec![("</li><script>".into(), "<style>body{display:none}</style>".into())],
         });
         if let Some((_, value)) = span.span_attributes.iter_mut().find(|(key, _)| key == "gen_ai.input.messages") {
-            *value = format!("</pre><script>window.pwned=7</script>{invalid_utf8}{}", "x".repeat(150_000));
+            *value = format!("</pre><script>window.pwned=7</script>{invalid_utf8}{}", "x".repeat(150_000)).into();
         }
     }
     for row in &mut rows.usage {
