@@ -7,16 +7,18 @@
 //! it (`trace_id=` at the end of a text line, a top-level `trace_id` in a JSON line). Lines
 //! leave out every other span field: a model call's span holds the prompt, which the agent's
 //! capture policy governs and the logs must not copy. So the formatting layer sees events only
-//! ([`fmt_filter`]): it does not format the fields of every span of every request (16,000
-//! instructions a benchmark request) for lines that do not show them. (A `RUST_LOG` that
-//! selects by span, `[span{field=value}]=level`, lets spans through, since `EnvFilter` needs
-//! them to know which are open; their fields are still never printed.)
+//! ([`EventsGate`] in `serve`, [`fmt_filter`] elsewhere): it does not format the fields of
+//! every span of every request (16,000 instructions a benchmark request) for lines that do
+//! not show them. (A `RUST_LOG` that selects by span, `[span{field=value}]=level`, lets spans
+//! through [`fmt_filter`], since `EnvFilter` needs them to know which are open; their fields
+//! are still never printed.)
 
 use std::fmt;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber, span};
+use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, FilterExt};
 use tracing_subscriber::fmt::format::Writer;
@@ -154,7 +156,11 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if self.filter.enabled(event.metadata(), ctx.clone()) {
+        // A `log` record arrives as an event of target `log`; `enabled` was asked with its own
+        // target (`rustls`, ...), and so is the filter here.
+        let normalized = event.normalized_metadata();
+        let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        if self.filter.enabled(metadata, ctx.clone()) {
             self.logs.0.on_event(event, ctx);
         }
     }

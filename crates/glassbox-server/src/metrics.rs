@@ -394,8 +394,8 @@ struct ChatStarted(Instant);
 /// The `tracing` layer behind `glassbox_pipeline_overhead_seconds`. It watches the request
 /// span (`http_request`, from the server) and the model-call spans (`chat`, from the core);
 /// `telemetry::layer` installs it with the span recorder under one filter (the Glassbox crates'
-/// `INFO` spans, whatever `RUST_LOG` says): each filter is a registry search on every enter,
-/// exit and record of a span.
+/// `INFO` spans, whatever `RUST_LOG` says); `serve` (`telemetry::layer_with_logs`) without
+/// one, behind a gate that enables only those spans.
 pub(crate) struct OverheadLayer;
 
 static OVERHEAD_HANDLES: HandleCache<Histogram> = HandleCache::new();

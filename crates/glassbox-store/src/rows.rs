@@ -10,7 +10,8 @@ use std::borrow::Cow;
 pub type AttributeKey = Cow<'static, str>;
 
 /// An attribute's value (and an event's name): text that is stored inline up to 24 bytes, as
-/// most values are (ids, names, numbers, flags), or borrowed when `&'static`. A benchmark
+/// most values are (ids, names, numbers, flags); a longer `&'static str` made with
+/// `AttributeText::const_new` is borrowed, anything else longer is on the heap. A benchmark
 /// request's rows held some 140 heap strings, each allocated on a request thread and freed on
 /// the store's write thread, the costliest kind of free for the allocator.
 pub type AttributeText = compact_str::CompactString;

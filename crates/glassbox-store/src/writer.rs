@@ -48,10 +48,6 @@ pub const LOSS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// The longest a rejected spooled batch waits between replay attempts.
 const MAX_REJECTED_BACKOFF: Duration = Duration::from_secs(3600);
 
-/// The most rows a new batch reserves room for up front (a configured `batch_rows` can be
-/// far larger than a batch ever gets between flushes).
-const RESERVED_BATCH_ROWS: usize = 4096;
-
 /// How many queued messages the batcher takes per wake-up.
 const INBOX_LIMIT: usize = 256;
 
@@ -510,25 +506,29 @@ struct PendingBatch<T> {
     rows: Vec<T>,
     /// When the oldest row's batch must be sent.
     due: Option<Instant>,
+    /// How many rows the last batch had: the room a new batch gets at once.
+    last_len: usize,
 }
 
 impl<T> PendingBatch<T> {
     fn new() -> Self {
-        Self { rows: Vec::new(), due: None }
+        Self { rows: Vec::new(), due: None, last_len: 0 }
     }
 
-    /// Adds `row`; a new batch gets room for `batch_rows` (up to [`RESERVED_BATCH_ROWS`]) at
-    /// once, not grown by doubling, which copied a batch of span rows seven times over.
+    /// Adds `row`. A new batch gets room for as many rows as the last one had (up to
+    /// `batch_rows`) at once, rather than growing by doubling, which copied a full batch of
+    /// span rows seven times over; a trickle of rows reserves a trickle.
     fn push(&mut self, row: T, flush_interval: Duration, batch_rows: usize) {
         if self.rows.is_empty() {
             self.due = Some(Instant::now() + flush_interval);
-            self.rows.reserve_exact(batch_rows.min(RESERVED_BATCH_ROWS));
+            self.rows.reserve_exact(self.last_len.min(batch_rows));
         }
         self.rows.push(row);
     }
 
     fn take(&mut self) -> Vec<T> {
         self.due = None;
+        self.last_len = self.rows.len();
         std::mem::take(&mut self.rows)
     }
 }
@@ -1219,6 +1219,45 @@ impl fmt::Display for ErrorChain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Inline and static attribute text owns no heap; longer text is counted with its
+    /// allocation, so the queue's byte bound still sees captured prompts.
+    #[test]
+    fn heap_estimate_counts_only_heap_attribute_text() {
+        use crate::rows::{AttributeText, SpanEvent};
+        let event = |name: AttributeText, value: AttributeText| SpanEvent {
+            timestamp_ns: 0,
+            name,
+            attributes: vec![("k".into(), value)],
+        };
+        let size = |value: AttributeText| heap::span(&SpanRow { events: vec![event("e".into(), value)], ..base_row() });
+        let inline = size("twenty-four bytes of txt".into());
+        let long = "a static str well over twenty-four bytes";
+        assert_eq!(size(AttributeText::const_new(long)), inline, "a borrowed static str");
+        assert!(size(long.to_owned().into()) >= inline + long.len(), "heap text is counted");
+    }
+
+    fn base_row() -> SpanRow {
+        SpanRow {
+            timestamp_ns: 0,
+            trace_id: String::new(),
+            span_id: String::new(),
+            parent_span_id: String::new(),
+            trace_state: String::new(),
+            span_name: String::new(),
+            span_kind: String::new(),
+            service_name: String::new(),
+            resource_attributes: Vec::new(),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            span_attributes: Vec::new(),
+            duration_ns: 0,
+            status_code: crate::rows::StatusCode::Unset,
+            status_message: String::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+        }
+    }
 
     #[test]
     fn backoff_doubles_with_jitter() {

@@ -532,7 +532,9 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if let Some(traced) = &self.traced_events {
-            let metadata = event.metadata();
+            // A `log` record's own target, not `log` (see `logging::EventsGate::on_event`).
+            let normalized = tracing_log::NormalizeEvent::normalized_metadata(event);
+            let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
             if !traced.would_enable(metadata.target(), metadata.level()) {
                 return;
             }

@@ -260,14 +260,24 @@ impl Direct {
     /// pipeline's layer composed by `telemetry::layer_with_logs` for `rust_log`) and returns the
     /// rows they stored and the log text.
     async fn record_served(&self, rust_log: &str, body: impl FnOnce()) -> (Vec<SpanRow>, String) {
+        self.record_logged(rust_log, true, body).await
+    }
+
+    /// [`Direct::record_served`] with `gated` false: the log layer under its own per-layer
+    /// filter (`logging::fmt_filter`) beside `telemetry::layer`, as `serve` composed them before.
+    async fn record_logged(&self, rust_log: &str, gated: bool, body: impl FnOnce()) -> (Vec<SpanRow>, String) {
         use glassbox_server::logging;
         let lines = Lines::default();
         let writer = lines.clone();
         let logs = logging::LogLines::new(logging::LogFormat::Text, move || writer.clone(), false);
         let filter = tracing_subscriber::EnvFilter::new(rust_log);
-        let subscriber = tracing_subscriber::registry()
-            .with(logging::TraceIdLayer)
-            .with(telemetry::layer_with_logs(&self.telemetry, logs, filter));
+        let layers = if gated {
+            telemetry::layer_with_logs(&self.telemetry, logs, filter)
+        } else {
+            let logs = logs.into_layer().with_filter(logging::fmt_filter(filter));
+            logs.and_then(telemetry::layer(&self.telemetry)).boxed()
+        };
+        let subscriber = tracing_subscriber::registry().with(logging::TraceIdLayer).with(layers);
         tracing::subscriber::with_default(subscriber, body);
         self.telemetry.flush().await;
         let spans = std::mem::take(&mut *self.captured.spans.lock().unwrap());
@@ -454,9 +464,18 @@ async fn rows_match_what_tracing_opentelemetry_produced() {
 async fn serves_layers_record_the_same_rows_whatever_rust_log_says() {
     let direct = direct_pipeline().await;
     let (alone, _) = direct.record(scenario).await;
-    for rust_log in ["warn", "off", "trace", "info,[chat]=debug"] {
-        let (rows, _) = direct.record_served(rust_log, scenario).await;
+    // Lines without their time, which differs from run to run.
+    let lines = |text: &str| -> Vec<String> {
+        text.lines().map(|line| line.split_once(' ').map_or(line, |(_, rest)| rest).to_owned()).collect()
+    };
+    for rust_log in ["info,glassbox_core=warn", "warn", "off", "trace", "glassbox_core=debug", "info,[chat]=debug"] {
+        let (rows, text) = direct.record_served(rust_log, scenario).await;
         assert_eq!(shapes(&rows), shapes(&alone), "RUST_LOG={rust_log}");
+        let (_, per_layer) = direct.record_logged(rust_log, false, scenario).await;
+        assert_eq!(lines(&text), lines(&per_layer), "RUST_LOG={rust_log}");
+        if rust_log != "off" {
+            assert!(text.contains("step failed"), "the scenario's error is logged (RUST_LOG={rust_log}): {text}");
+        }
     }
 
     for rust_log in ["warn", "warn,[outer]=debug"] {
@@ -465,20 +484,51 @@ async fn serves_layers_record_the_same_rows_whatever_rust_log_says() {
                 let outer = tracing::info_span!(target: "glassbox_server", "outer", gen_ai.input.messages = "a secret");
                 let _outer = outer.enter();
                 tracing::warn!(target: "hyper", "another crate's warning");
+                tracing::warn!(target: "glassbox_core", "a warning of ours");
                 tracing::info!(target: "glassbox_core", "a decision");
                 tracing::debug!(target: "glassbox_core", "a detail");
             })
             .await;
         assert!(text.contains("another crate's warning"), "RUST_LOG={rust_log}: {text}");
+        assert!(text.contains("a warning of ours"), "RUST_LOG={rust_log}: {text}");
         assert!(!text.contains("secret"), "no span field in a log line: {text}");
         let outer = rows.iter().find(|row| row.span_name == "outer").unwrap();
         let events: Vec<&str> = outer.events.iter().map(|event| event.name.as_str()).collect();
-        assert_eq!(events, ["a decision"], "only Glassbox's INFO events are span events (RUST_LOG={rust_log})");
+        assert_eq!(
+            events,
+            ["a warning of ours", "a decision"],
+            "only Glassbox's INFO and above are span events (RUST_LOG={rust_log})"
+        );
         if rust_log == "warn" {
             assert!(!text.contains("a decision") && !text.contains("a detail"), "{text}");
         } else {
             assert!(text.contains("a decision") && text.contains("a detail"), "the span directive selects: {text}");
         }
+    }
+}
+
+/// A `log` record (rustls and reqwest log through the `log` crate) is filtered by its own
+/// target, not by `log`, the target of the event `tracing_log` makes of it.
+#[tokio::test(flavor = "current_thread")]
+async fn log_records_are_filtered_by_their_own_target() {
+    let direct = direct_pipeline().await;
+    let record = |target: &'static str, message: &'static str| {
+        let args = format_args!("{message}");
+        let record = log::Record::builder().target(target).level(log::Level::Debug).args(args).build();
+        tracing_log::format_trace(&record).unwrap();
+    };
+    for gated in [true, false] {
+        let (rows, text) = direct
+            .record_logged("warn,rustls=debug", gated, || {
+                let outer = tracing::info_span!(target: "glassbox_server", "outer");
+                let _outer = outer.enter();
+                record("rustls", "a handshake detail");
+                record("hyper", "not this one");
+            })
+            .await;
+        assert!(text.contains("a handshake detail") && !text.contains("not this one"), "gated {gated}: {text}");
+        let outer = rows.iter().find(|row| row.span_name == "outer").unwrap();
+        assert!(outer.events.is_empty(), "another crate's record is no span event: {:?}", outer.events);
     }
 }
 
