@@ -261,6 +261,27 @@ async fn an_incoming_traceparent_continues_into_the_stored_trace() {
     assert_eq!(http.parent_span_id, "00f067aa0ba902b7", "the caller's span is the parent");
 }
 
+/// A method a route does not take answers 405 from inside the route's middleware, so its
+/// request span is named after the matched route, as any other answer's is.
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_method_is_a_request_span_named_after_its_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let traced = spawn_traced(sqlite_store(&dir).await, dir.path().join("spool")).await;
+    let response = traced
+        .app
+        .client
+        .get(traced.app.url("/api/agents/assistant/generate"))
+        .header("traceparent", "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let (spans, _) = wait_for_trace(&traced, "5bf92f3577b34da6a3ce929d0e0e4736", 1, 0).await;
+    let http = one(&spans, "GET /api/agents/{agent_id}/generate");
+    assert_eq!(http.attribute("http.route"), Some("/api/agents/{agent_id}/generate"));
+    assert_eq!(http.attribute("http.response.status_code"), Some("405"));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_failed_model_call_is_an_error_span_with_its_type() {
     let dir = tempfile::tempdir().unwrap();
