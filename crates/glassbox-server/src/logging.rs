@@ -234,7 +234,8 @@ struct EventContext {
     trace_id: Option<String>,
 }
 
-/// Looked up in the registry itself: the formatting layer sees no span ([`events_only`]).
+/// Looked up in the registry itself: the formatting layer sees no span ([`EventsGate`],
+/// [`fmt_filter`]).
 fn event_context(event: &Event<'_>) -> EventContext {
     tracing::dispatcher::get_default(|dispatch| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
@@ -355,45 +356,21 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
 
-    /// Collects what a formatting layer writes.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Lines {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().expect("lines").clone()).expect("UTF-8")
-        }
-    }
-
-    /// Text lines of what `emit` logs, under `rust_log`, with the server's log layers.
+    /// Text lines of what `emit` logs, under `rust_log`, with the log layer of the commands
+    /// other than `serve` (and of `serve` under span directives).
     fn text_lines(rust_log: &str, emit: impl FnOnce()) -> String {
-        let lines = Lines::default();
-        let writer = lines.clone();
+        let captured = glassbox_testkit::CapturedLogs::default();
         let subscriber = tracing_subscriber::registry().with(TraceIdLayer).with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .event_format(TextLines)
+            LogLines::new(LogFormat::Text, captured.writer(), false)
+                .into_layer()
                 .with_filter(fmt_filter(EnvFilter::new(rust_log))),
         );
         tracing::subscriber::with_default(subscriber, emit);
-        lines.text()
+        captured.text()
     }
 
     /// The trace id itself is not seen here: it is looked up through the global dispatcher,

@@ -425,11 +425,10 @@ where
         match attrs.metadata().name() {
             "http_request" => {
                 if let Some(span) = ctx.span(id) {
-                    span.extensions_mut().insert(RequestTiming {
-                        started: Instant::now(),
-                        route: None,
-                        provider_wait: Duration::ZERO,
-                    });
+                    // The route, when the request matched one, is a field from the start.
+                    let mut route = None;
+                    attrs.record(&mut RouteVisitor(&mut route));
+                    span.extensions_mut().insert(RequestTiming { started: Instant::now(), route, provider_wait: Duration::ZERO });
                 }
             }
             "chat" => {

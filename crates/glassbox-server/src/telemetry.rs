@@ -18,7 +18,6 @@ mod span_ext;
 pub use self::record::AttributeValue;
 pub use self::span_ext::{RemoteParent, SpanExt, SpanIds};
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -388,10 +387,7 @@ fn span_row(
             .into_iter()
             .map(|event| SpanEvent {
                 timestamp_ns: unix_ns(event.time),
-                name: match event.name {
-                    Cow::Borrowed(name) => AttributeText::const_new(name),
-                    Cow::Owned(name) => name.into(),
-                },
+                name: event.name,
                 attributes: text_attributes(event.attributes),
             })
             .collect(),
@@ -422,7 +418,10 @@ fn span_data(record: &SpanRecord, duration: Duration, scope: &InstrumentationSco
     events.events = record
         .events
         .iter()
-        .map(|event| opentelemetry::trace::Event::new(event.name.clone(), event.time, key_values(&event.attributes), 0))
+        .map(|event| {
+            let attributes = key_values(&event.attributes);
+            opentelemetry::trace::Event::new(record::otel_text(&event.name), event.time, attributes, 0)
+        })
         .collect();
     events.dropped_count = record.dropped_events;
     let mut links = opentelemetry_sdk::trace::SpanLinks::default();
@@ -505,7 +504,9 @@ where
 fn traced_targets() -> tracing_subscriber::filter::Targets {
     TRACED_TARGETS
         .iter()
-        .fold(tracing_subscriber::filter::Targets::new(), |targets, target| targets.with_target(*target, tracing::Level::INFO))
+        .fold(tracing_subscriber::filter::Targets::new(), |targets, target| {
+            targets.with_target(*target, tracing::Level::INFO)
+        })
 }
 
 /// `serve`'s layers: `logs` for the events `filter` (`RUST_LOG`) enables,
@@ -532,7 +533,8 @@ where
     }
     let traced = traced_targets();
     let records = record::RecordLayer { sink: Arc::clone(&telemetry.sink), traced_events: Some(traced.clone()) };
-    crate::logging::EventsGate::new(logs, filter, traced).and_then(records.and_then(crate::metrics::OverheadLayer)).boxed()
+    let gate = crate::logging::EventsGate::new(logs, filter, traced);
+    gate.and_then(records.and_then(crate::metrics::OverheadLayer)).boxed()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! streamed answer stays inside it. The trace id goes back in the `traceparent` response
 //! header and in JSON bodies as `traceId`.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -156,23 +157,25 @@ pub async fn in_request_span<F: Future<Output = Response>>(
     mut request: Request,
     inner: impl FnOnce(Request) -> F,
 ) -> Response {
+    let method = request.method().as_str();
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let name = match route {
+        Some(route) => Cow::Owned([method, " ", route].concat()),
+        None => Cow::Borrowed(method),
+    };
     let span = tracing::info_span!(
         "http_request",
-        otel.name = request.method().as_str(),
+        otel.name = &*name,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = request.method().as_str(),
-        http.route = tracing::field::Empty,
+        http.request.method = method,
         url.path = request.uri().path(),
+        http.route = route,
         http.response.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
     if let Some(parent) = remote_parent(request.headers()) {
         span.set_remote_parent(&parent);
-    }
-    if let Some(route) = request.extensions().get::<MatchedPath>() {
-        span.record("http.route", route.as_str());
-        span.rename([request.method().as_str(), " ", route.as_str()].concat());
     }
     let context =
         TraceContext::from_span(&span).unwrap_or_else(|| TraceContext::from_traceparent(request.headers().get("traceparent")));

@@ -114,7 +114,8 @@ mod tests {
 
     #[test]
     fn shapes_are_compact_json() -> io::Result<()> {
-        let pairs: Vec<(AttributeKey, AttributeText)> = vec![("k".into(), "v \"q\"\n".to_owned().into()), ("k".to_owned().into(), String::new().into())];
+        let pairs: Vec<(AttributeKey, AttributeText)> =
+            vec![("k".into(), "v \"q\"\n".into()), ("k".to_owned().into(), Default::default())];
         let mut out = Vec::new();
         let mut object = Object::start(&mut out);
         object.i64("i", -3)?;

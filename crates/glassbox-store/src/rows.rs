@@ -19,8 +19,8 @@ pub type AttributeText = compact_str::CompactString;
 /// A span's, event's or link's attributes, in the order they were recorded.
 pub type Attributes = Vec<(AttributeKey, AttributeText)>;
 
-/// One finished span.
-#[derive(Debug, Clone, PartialEq)]
+/// One finished span. (`Default` is an empty row, for building one field by field.)
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SpanRow {
     /// Start time, nanoseconds since the Unix epoch (`Timestamp DateTime64(9)`).
     pub timestamp_ns: i64,
@@ -54,8 +54,9 @@ impl SpanRow {
 }
 
 /// The Collector exporter's `StatusCode` strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StatusCode {
+    #[default]
     Unset,
     Ok,
     Error,

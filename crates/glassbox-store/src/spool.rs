@@ -988,16 +988,16 @@ mod tests {
             span_name: "chat gpt-4o \"quoted\"\nnewline ünïcode".to_owned(),
             span_kind: "Client".to_owned(),
             service_name: "glassbox".to_owned(),
-            resource_attributes: vec![("service.name".into(), "glassbox".to_owned().into())],
+            resource_attributes: vec![("service.name".into(), "glassbox".into())],
             scope_name: "glassbox".to_owned(),
             scope_version: "0.1.0".to_owned(),
-            span_attributes: vec![("gen_ai.request.model".into(), "gpt-4o".to_owned().into())],
+            span_attributes: vec![("gen_ai.request.model".into(), "gpt-4o".into())],
             duration_ns: 1_234,
             status_code: StatusCode::Error,
             status_message: "boom".to_owned(),
             events: vec![SpanEvent {
                 timestamp_ns: 5,
-                name: "exception".to_owned().into(),
+                name: "exception".into(),
                 attributes: vec![("a".into(), "b".into())],
             }],
             links: vec![SpanLink {
@@ -1096,9 +1096,9 @@ mod tests {
             trace_id: "t\"1".into(),
             span_id: "s".into(),
             trace_state: "k=v".into(),
-            attributes: vec![("x".into(), "\u{1}\\".into()), ("x".into(), String::new().into())],
+            attributes: vec![("x".into(), "\u{1}\\".into()), ("x".into(), Default::default())],
         }];
-        row.events.push(SpanEvent { timestamp_ns: -1, name: String::new().into(), attributes: vec![] });
+        row.events.push(SpanEvent { timestamp_ns: -1, name: Default::default(), attributes: vec![] });
         row.duration_ns = u64::MAX;
         // Earlier files were written through this derive by sonic-rs; serde_json writes the same.
         let mut derived = Vec::new();

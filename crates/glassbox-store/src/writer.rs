@@ -193,8 +193,8 @@ mod heap {
     }
 
     fn pairs(pairs: &Attributes) -> usize {
-        let own =
-            if pairs.capacity() == 0 { 0 } else { pairs.capacity() * size_of::<(AttributeKey, AttributeText)>() + PER_ALLOCATION };
+        let pair = size_of::<(AttributeKey, AttributeText)>();
+        let own = if pairs.capacity() == 0 { 0 } else { pairs.capacity() * pair + PER_ALLOCATION };
         own + pairs.iter().map(|(name, value)| key(name) + compact(value)).sum::<usize>()
     }
 
@@ -207,7 +207,11 @@ mod heap {
                 .sum::<usize>()
             + pairs(&row.resource_attributes)
             + pairs(&row.span_attributes)
-            + row.events.iter().map(|event| size_of_val(event) + compact(&event.name) + pairs(&event.attributes)).sum::<usize>()
+            + row
+                .events
+                .iter()
+                .map(|event| size_of_val(event) + compact(&event.name) + pairs(&event.attributes))
+                .sum::<usize>()
             + row
                 .links
                 .iter()
@@ -1230,33 +1234,12 @@ mod tests {
             name,
             attributes: vec![("k".into(), value)],
         };
-        let size = |value: AttributeText| heap::span(&SpanRow { events: vec![event("e".into(), value)], ..base_row() });
+        let size =
+            |value: AttributeText| heap::span(&SpanRow { events: vec![event("e".into(), value)], ..SpanRow::default() });
         let inline = size("twenty-four bytes of txt".into());
         let long = "a static str well over twenty-four bytes";
         assert_eq!(size(AttributeText::const_new(long)), inline, "a borrowed static str");
         assert!(size(long.to_owned().into()) >= inline + long.len(), "heap text is counted");
-    }
-
-    fn base_row() -> SpanRow {
-        SpanRow {
-            timestamp_ns: 0,
-            trace_id: String::new(),
-            span_id: String::new(),
-            parent_span_id: String::new(),
-            trace_state: String::new(),
-            span_name: String::new(),
-            span_kind: String::new(),
-            service_name: String::new(),
-            resource_attributes: Vec::new(),
-            scope_name: String::new(),
-            scope_version: String::new(),
-            span_attributes: Vec::new(),
-            duration_ns: 0,
-            status_code: crate::rows::StatusCode::Unset,
-            status_message: String::new(),
-            events: Vec::new(),
-            links: Vec::new(),
-        }
     }
 
     #[test]

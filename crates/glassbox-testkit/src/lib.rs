@@ -389,3 +389,39 @@ fn http_client() -> Result<reqwest::Client, FixtureError> {
     });
     Ok(reqwest::Client::builder().no_proxy().tcp_nodelay(true).timeout(QUERY_TIMEOUT).build()?)
 }
+
+/// What a log layer writes, kept in memory: hand `logs.writer()` to
+/// `tracing_subscriber::fmt::layer().with_writer(...)` (or anything taking a `MakeWriter`)
+/// and read it back with [`CapturedLogs::text`] or [`CapturedLogs::lines`].
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut captured = self.0.lock().map_err(|_| std::io::Error::other("the captured logs' lock is poisoned"))?;
+        captured.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// A `MakeWriter`: every writer it makes appends here.
+    pub fn writer(&self) -> impl Fn() -> Self + Send + Sync + 'static {
+        let logs = self.clone();
+        move || logs.clone()
+    }
+
+    /// Everything written so far (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        self.0.lock().map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
+    }
+
+    /// [`CapturedLogs::text`] line by line.
+    pub fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_owned).collect()
+    }
+}

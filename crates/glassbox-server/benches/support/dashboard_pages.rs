@@ -125,7 +125,7 @@ pub async fn seed(backend: &Arc<ClickHouseBackend>, now: i64, n_traces: u64) -> 
             scope_name: "glassbox-core".to_owned(),
             scope_version: "0.1.0".to_owned(),
             span_attributes: vec![
-                ("glassbox.workflow.id".into(), "onboarding".to_owned().into()),
+                ("glassbox.workflow.id".into(), "onboarding".into()),
                 ("glassbox.workflow.run_id".into(), run_id.into()),
             ],
             duration_ns: 2_000_000_000,

@@ -106,10 +106,7 @@ impl AttributeValue {
 
     pub(crate) fn to_otel(&self) -> opentelemetry::Value {
         match self {
-            Self::Text(text) => opentelemetry::Value::String(match text.as_static_str() {
-                Some(text) => text.into(),
-                None => text.as_str().to_owned().into(),
-            }),
+            Self::Text(text) => opentelemetry::Value::String(otel_text(text).into()),
             Self::I64(value) => opentelemetry::Value::I64(*value),
             Self::F64(value) => opentelemetry::Value::F64(*value),
             Self::Bool(value) => opentelemetry::Value::Bool(*value),
@@ -117,6 +114,14 @@ impl AttributeValue {
                 values.iter().map(|value| value.clone().into()).collect(),
             )),
         }
+    }
+}
+
+/// `text` as OpenTelemetry's string: borrowed when it is a static str, else copied.
+pub(crate) fn otel_text(text: &AttributeText) -> Cow<'static, str> {
+    match text.as_static_str() {
+        Some(text) => Cow::Borrowed(text),
+        None => Cow::Owned(text.as_str().to_owned()),
     }
 }
 
@@ -156,7 +161,8 @@ pub(crate) type Attribute = (Key, AttributeValue);
 #[derive(Debug)]
 pub(crate) struct EventRecord {
     pub(crate) time: SystemTime,
-    pub(crate) name: Cow<'static, str>,
+    /// The stored event's name as it is (inline when short, borrowed when static).
+    pub(crate) name: AttributeText,
     pub(crate) attributes: Vec<Attribute>,
 }
 
@@ -396,7 +402,7 @@ impl EventVisitor<'_> {
     /// `error` on an event with no message (yet): an `exception` event that fails the span.
     fn unnamed_error(&mut self, text: String) {
         self.span_status = Some(Status::error(text.clone()));
-        self.event.name = Cow::Borrowed("exception");
+        self.event.name = AttributeText::const_new("exception");
         self.push(Key::Name("exception.message"), AttributeValue::from(text));
     }
 }
@@ -404,28 +410,28 @@ impl EventVisitor<'_> {
 impl Visit for EventVisitor<'_> {
     fn record_bool(&mut self, field: &Field, value: bool) {
         match field.name() {
-            "message" => self.event.name = Cow::Borrowed(if value { "true" } else { "false" }),
+            "message" => self.event.name = AttributeText::const_new(if value { "true" } else { "false" }),
             name => self.push(Key::Name(name), AttributeValue::Bool(value)),
         }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         match field.name() {
-            "message" => self.event.name = Cow::Owned(value.to_string()),
+            "message" => self.event.name = AttributeValue::F64(value).into_text(),
             name => self.push(Key::Name(name), AttributeValue::F64(value)),
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         match field.name() {
-            "message" => self.event.name = Cow::Owned(value.to_string()),
+            "message" => self.event.name = value.to_compact_string(),
             name => self.push(Key::Name(name), AttributeValue::I64(value)),
         }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "message" => self.event.name = Cow::Owned(value.to_owned()),
+            "message" => self.event.name = AttributeText::from(value),
             "error" if self.event.name.is_empty() => self.unnamed_error(format!("{value:?}")),
             name => self.push(Key::Name(name), AttributeValue::Text(AttributeText::from(value))),
         }
@@ -433,7 +439,7 @@ impl Visit for EventVisitor<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match field.name() {
-            "message" => self.event.name = Cow::Owned(format!("{value:?}")),
+            "message" => self.event.name = compact_str::format_compact!("{value:?}"),
             "error" if self.event.name.is_empty() => self.unnamed_error(format!("{value:?}")),
             name => self.push(Key::Name(name), AttributeValue::Text(compact_str::format_compact!("{value:?}"))),
         }
@@ -548,7 +554,7 @@ where
         let metadata = event.metadata();
         let mut record = EventRecord {
             time: SystemTime::now(),
-            name: Cow::Borrowed(""),
+            name: AttributeText::const_new(""),
             attributes: Vec::with_capacity(2 + metadata.fields().len()),
         };
         record.attributes.push((Key::Name("level"), AttributeValue::from(metadata.level().as_str())));
@@ -557,7 +563,7 @@ where
         event.record(&mut visitor);
         let EventVisitor { span_status, span_attributes, .. } = visitor;
         if record.name.is_empty() {
-            record.name = Cow::Borrowed(metadata.name());
+            record.name = AttributeText::const_new(metadata.name());
         }
         record.attributes.truncate(MAX_ATTRIBUTES_PER_EVENT);
         let mut extensions = span.extensions_mut();

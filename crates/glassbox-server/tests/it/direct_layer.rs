@@ -241,20 +241,6 @@ async fn direct_pipeline() -> Direct {
     Direct { telemetry, captured, _spool: spool }
 }
 
-/// Collects what a log layer writes.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Direct {
     /// Runs `body` under `serve`'s layers (the trace id layer, then the log layer and this
     /// pipeline's layer composed by `telemetry::layer_with_logs` for `rust_log`) and returns the
@@ -267,9 +253,8 @@ impl Direct {
     /// filter (`logging::fmt_filter`) beside `telemetry::layer`, as `serve` composed them before.
     async fn record_logged(&self, rust_log: &str, gated: bool, body: impl FnOnce()) -> (Vec<SpanRow>, String) {
         use glassbox_server::logging;
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let logs = logging::LogLines::new(logging::LogFormat::Text, move || writer.clone(), false);
+        let captured = glassbox_testkit::CapturedLogs::default();
+        let logs = logging::LogLines::new(logging::LogFormat::Text, captured.writer(), false);
         let filter = tracing_subscriber::EnvFilter::new(rust_log);
         let layers = if gated {
             telemetry::layer_with_logs(&self.telemetry, logs, filter)
@@ -282,8 +267,7 @@ impl Direct {
         self.telemetry.flush().await;
         let spans = std::mem::take(&mut *self.captured.spans.lock().unwrap());
         self.captured.usage.lock().unwrap().clear();
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-        (spans, text)
+        (spans, captured.text())
     }
 
     /// Runs `body` under this pipeline's layer alone and returns the rows it stored.
@@ -376,7 +360,7 @@ fn reference_row(span: SpanData) -> SpanRow {
         }
         .to_owned(),
         service_name: "glassbox-test".to_owned(),
-        resource_attributes: vec![("service.name".into(), "glassbox-test".to_owned().into())],
+        resource_attributes: vec![("service.name".into(), "glassbox-test".into())],
         scope_name: span.instrumentation_scope.name().to_owned(),
         scope_version: span.instrumentation_scope.version().unwrap_or_default().to_owned(),
         span_attributes: text(span.attributes),

@@ -123,7 +123,7 @@ pub(super) struct SpanFetch {
     #[serde(rename = "Events.Timestamp")]
     events_timestamp: Vec<i64>,
     #[serde(rename = "Events.Name")]
-    events_name: Vec<String>,
+    events_name: Vec<AttributeText>,
     #[serde(rename = "Events.Attributes")]
     events_attributes: Vec<Attributes>,
     #[serde(rename = "Links.TraceId")]
@@ -145,7 +145,7 @@ impl SpanFetch {
             .into_iter()
             .zip(self.events_name)
             .zip(self.events_attributes)
-            .map(|((timestamp_ns, name), attributes)| SpanEvent { timestamp_ns, name: name.into(), attributes })
+            .map(|((timestamp_ns, name), attributes)| SpanEvent { timestamp_ns, name, attributes })
             .collect();
         let links = self
             .links_trace_id

@@ -18,7 +18,10 @@ use crate::rows::{AttributeKey, AttributeText, Attributes, SpanEvent, SpanLink};
 
 /// Replaces `out` with `attributes` as a JSON object of strings, in their order (duplicate
 /// keys kept).
-pub(super) fn attributes_to_json<'a>(attributes: &[(AttributeKey, AttributeText)], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
+pub(super) fn attributes_to_json<'a>(
+    attributes: &[(AttributeKey, AttributeText)],
+    out: &'a mut Vec<u8>,
+) -> io::Result<&'a str> {
     out.clear();
     json_out::pairs_as_object(out, attributes)?;
     as_text(out)
@@ -104,7 +107,7 @@ impl<'de> Deserialize<'de> for AttributesIn {
 #[serde(rename_all = "PascalCase")]
 struct EventIn {
     timestamp: i64,
-    name: String,
+    name: AttributeText,
     attributes: AttributesIn,
 }
 
@@ -125,7 +128,7 @@ pub(super) fn events_from_json(text: &str) -> serde_json::Result<Vec<SpanEvent>>
     let events: Vec<EventIn> = serde_json::from_str(text)?;
     Ok(events
         .into_iter()
-        .map(|event| SpanEvent { timestamp_ns: event.timestamp, name: event.name.into(), attributes: event.attributes.0 })
+        .map(|event| SpanEvent { timestamp_ns: event.timestamp, name: event.name, attributes: event.attributes.0 })
         .collect())
 }
 
@@ -159,9 +162,9 @@ mod tests {
     #[test]
     fn attributes_keep_order_duplicates_and_odd_text() -> Result<(), Box<dyn std::error::Error>> {
         let attributes: Attributes = vec![
-            ("z".into(), "last key first".to_owned().into()),
-            ("a".to_owned().into(), "quote \" backslash \\ nul \0 é 🚀".to_owned().into()),
-            ("z".into(), "duplicate".to_owned().into()),
+            ("z".into(), "last key first".into()),
+            ("a".to_owned().into(), "quote \" backslash \\ nul \0 é 🚀".into()),
+            ("z".into(), "duplicate".into()),
         ];
         assert_eq!(attributes_from_json(attributes_to_json(&attributes, &mut Vec::new())?)?, attributes);
         Ok(())
@@ -200,7 +203,7 @@ mod tests {
     #[test]
     fn the_encoding_is_compact_json_with_the_exporter_field_names() -> Result<(), Box<dyn std::error::Error>> {
         let mut buffer = b"left over from the previous row".to_vec();
-        let attributes: Attributes = vec![("k".into(), "v \"q\"".to_owned().into()), ("n".into(), String::new().into())];
+        let attributes: Attributes = vec![("k".into(), "v \"q\"".into()), ("n".into(), Default::default())];
         assert_eq!(attributes_to_json(&attributes, &mut buffer)?, r#"{"k":"v \"q\"","n":""}"#);
         assert_eq!(attributes_to_json(&[], &mut buffer)?, "{}");
         let events = vec![

@@ -157,20 +157,12 @@ mod tests {
             timestamp_ns: 1,
             trace_id: "t".to_owned(),
             span_id: span_id.to_owned(),
-            parent_span_id: String::new(),
-            trace_state: String::new(),
             span_name: "chat".to_owned(),
             span_kind: "Client".to_owned(),
             service_name: "glassbox".to_owned(),
-            resource_attributes: Vec::new(),
-            scope_name: String::new(),
-            scope_version: String::new(),
             span_attributes,
             duration_ns: 1,
-            status_code: StatusCode::Unset,
-            status_message: String::new(),
-            events: Vec::new(),
-            links: Vec::new(),
+            ..SpanRow::default()
         };
         let chat = |span_id: &str, model: &str| {
             let attributes = vec![
@@ -184,7 +176,7 @@ mod tests {
             entry.merge(chat(span_id, model));
         }
         assert_eq!(entry.models, ["claude-3-haiku", "gpt-4o", "o3"]);
-        entry.merge(TraceEntry::from_span(&span("f", vec![(MODEL_ATTRIBUTE.into(), "ignored".to_owned().into())])));
+        entry.merge(TraceEntry::from_span(&span("f", vec![(MODEL_ATTRIBUTE.into(), "ignored".into())])));
         assert_eq!(entry.models, ["claude-3-haiku", "gpt-4o", "o3"], "only chat spans name a trace's models");
     }
 

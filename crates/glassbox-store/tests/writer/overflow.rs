@@ -115,34 +115,12 @@ async fn a_full_queue_with_a_full_spool_drops_and_counts() {
     writer.shutdown().await;
 }
 
-/// Captures formatted log lines of the current thread.
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLogs {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().map(str::to_owned).collect()
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn losses_are_logged_at_error_level_but_not_once_per_row() {
-    let logs = CapturedLogs::default();
+    let logs = glassbox_testkit::CapturedLogs::default();
     let subscriber = tracing_subscriber::fmt()
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
+        .with_writer(logs.writer())
         .with_ansi(false)
         .with_max_level(tracing::Level::WARN)
         .finish();

@@ -252,7 +252,7 @@ fn workflow_span(trace: &SpanRow, run_id: &str, n: u64) -> SpanRow {
         parent_span_id: trace.span_id.clone(),
         span_name: "invoke_workflow onboarding".to_owned(),
         span_attributes: vec![
-            ("glassbox.workflow.id".into(), "onboarding".to_owned().into()),
+            ("glassbox.workflow.id".into(), "onboarding".into()),
             ("glassbox.workflow.run_id".into(), run_id.to_owned().into()),
         ],
         duration_ns: 50_000,
