@@ -17,6 +17,9 @@ pub struct TraceFilter {
     pub has_error: Option<bool>,
     pub tenant: Option<String>,
     pub model: Option<String>,
+    /// Only traces with a span made under this API key (`glassbox.api_key_id`, the key's
+    /// public id such as `key_1a2b3c4d5e6f`).
+    pub api_key_id: Option<String>,
     pub min_duration_ns: Option<u64>,
     pub min_cost_nano_usd: Option<i64>,
     pub trace_id: Option<String>,

@@ -38,6 +38,7 @@ pub struct PageQuery {
     pub status: Option<String>,
     pub tenant: Option<String>,
     pub model: Option<String>,
+    pub api_key: Option<String>,
     pub min_latency_ms: Option<String>,
     pub min_cost_usd: Option<String>,
     pub trace_id: Option<String>,
@@ -183,6 +184,8 @@ pub struct TracesParams {
     pub status: String,
     pub tenant: String,
     pub model: String,
+    /// An API key's public id (`key_…`, as `glassbox keys list` shows it).
+    pub api_key: String,
     pub min_latency_ms: String,
     pub min_cost_usd: String,
     pub trace_id: String,
@@ -193,6 +196,7 @@ impl TracesParams {
         let agent = text_filter("agent", &query.agent)?;
         let tenant = text_filter("tenant", &query.tenant)?;
         let model = text_filter("model", &query.model)?;
+        let api_key = text_filter("api_key", &query.api_key)?;
         let has_error = match set(&query.status) {
             None | Some("any") => None,
             Some("ok") => Some(false),
@@ -239,6 +243,7 @@ impl TracesParams {
             status: status.to_owned(),
             tenant: tenant.clone().unwrap_or_default(),
             model: model.clone().unwrap_or_default(),
+            api_key: api_key.clone().unwrap_or_default(),
             min_latency_ms: min_duration_ns.map(|ns| (ns / 1_000_000).to_string()).unwrap_or_default(),
             min_cost_usd: set(&query.min_cost_usd).unwrap_or_default().to_owned(),
             trace_id: trace_id.clone().unwrap_or_default(),
@@ -248,6 +253,7 @@ impl TracesParams {
                 has_error,
                 tenant,
                 model,
+                api_key_id: api_key,
                 min_duration_ns,
                 min_cost_nano_usd,
                 trace_id,
@@ -263,6 +269,7 @@ impl TracesParams {
             ("agent", &self.agent),
             ("tenant", &self.tenant),
             ("model", &self.model),
+            ("api_key", &self.api_key),
             ("min_latency_ms", &self.min_latency_ms),
             ("min_cost_usd", &self.min_cost_usd),
             ("trace_id", &self.trace_id),
@@ -312,6 +319,7 @@ mod tests {
                 "min_cost_usd" => query.min_cost_usd = value,
                 "trace_id" => query.trace_id = value,
                 "agent" => query.agent = value,
+                "api_key" => query.api_key = value,
                 "after" => query.after = value,
                 _ => {}
             }
@@ -364,5 +372,19 @@ mod tests {
             .unwrap_or_else(|error| panic!("{error:?}"));
         assert_eq!(params.filter.agent.as_deref(), Some("x' OR '1'='1"));
         assert_eq!(link("/p", &params.pairs()), "/p?agent=x%27+OR+%271%27%3D%271");
+    }
+
+    #[test]
+    fn the_api_key_filter_reaches_the_store_and_the_links() {
+        let window = Window::parse(&PageQuery::default(), NOW).unwrap_or_else(|error| panic!("{error:?}"));
+        let params = TracesParams::parse(&query(&[("api_key", " key_1a2b3c4d5e6f ")]), &window)
+            .unwrap_or_else(|error| panic!("{error:?}"));
+        assert_eq!(params.filter.api_key_id.as_deref(), Some("key_1a2b3c4d5e6f"));
+        assert_eq!(link("/p", &params.pairs()), "/p?api_key=key_1a2b3c4d5e6f");
+        let long = "k".repeat(MAX_TEXT_FILTER + 1);
+        match TracesParams::parse(&query(&[("api_key", &long)]), &window) {
+            Err(PageError::BadRequest(message)) => assert!(message.contains("api_key"), "{message}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -15,7 +15,7 @@ use glassbox_server::{AgentRegistry, HttpOptions, runtime, serve};
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
 use glassbox_store::writer::{TelemetryWriter, WriterConfig};
-use glassbox_store::{Backend, KeyStore, StoredKey, TraceReader};
+use glassbox_store::{Backend, KeyStore, PageRequest, StoredKey, TraceFilter, TraceReader};
 use glassbox_testkit::ClickHouseFixture;
 use serde_json::{Value, json};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -316,6 +316,14 @@ async fn usage_rows_carry_tenant_and_key_id_and_the_key_is_never_written_sqlite(
         let span = spans.iter().find(|span| span.span_name == name).unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(span.attribute("glassbox.tenant"), Some("acme"), "{name}");
         assert_eq!(span.attribute("glassbox.api_key_id"), Some("ci"), "{name}");
+    }
+    // The traces list finds each request under the key it was made with.
+    for (key, expected) in [("ci", &trace), ("ops", &stream_trace), ("nobody", &String::new())] {
+        let filter = TraceFilter { api_key_id: Some(key.into()), ..TraceFilter::default() };
+        let listed = reader.list_traces(&filter, &PageRequest { after: None, limit: 10 }).await.unwrap();
+        let ids: Vec<&str> = listed.items.iter().map(|trace| trace.trace_id.as_str()).collect();
+        let expected: Vec<&str> = Some(expected.as_str()).filter(|id| !id.is_empty()).into_iter().collect();
+        assert_eq!(ids, expected, "the traces of key {key}");
     }
     let mut checked = 0;
     let mut pending = vec![dir.path().to_owned()];

@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "requests_minutely",
         sql: include_str!("../../../../migrations/clickhouse/0011_requests_minutely.sql"),
     },
+    Migration {
+        version: 12,
+        name: "trace_api_keys",
+        sql: include_str!("../../../../migrations/clickhouse/0012_trace_api_keys.sql"),
+    },
 ];
 
 const CREATE_DATABASE_SQL: &str = "CREATE DATABASE IF NOT EXISTS {database}{on_cluster}";

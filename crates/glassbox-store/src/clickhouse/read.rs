@@ -116,7 +116,8 @@ pub(super) async fn list_traces(
 }
 
 /// `GROUP BY TraceId HAVING` the filters, over the finished per-trace columns (`start_ns`,
-/// `end_ns`, `agent`, `tenant`, `has_error`, `cost_nano_usd`, `trace_id`).
+/// `end_ns`, `agent`, `tenant`, `has_error`, `cost_nano_usd`, `trace_id`); the API key filter
+/// reads `trace_api_keys` (migration 12).
 fn push_having(sql: &mut Sql, filter: &TraceFilter, page: &PageRequest) {
     sql.push(" GROUP BY TraceId HAVING 1");
     if let Some(range) = &filter.range {
@@ -133,6 +134,16 @@ fn push_having(sql: &mut Sql, filter: &TraceFilter, page: &PageRequest) {
     }
     if let Some(model) = &filter.model {
         sql.bind(" AND has(groupUniqArrayArray(Models), ?)", [model.as_str().into()]);
+    }
+    if let Some(api_key_id) = &filter.api_key_id {
+        // A key's rows of a trace start no earlier than the trace: those before the range are
+        // skipped (a superset of the traces that start in it, which the range condition keeps).
+        let key = [api_key_id.as_str().into()];
+        sql.bind(" AND trace_id IN (SELECT TraceId FROM trace_api_keys WHERE ApiKeyId = ?", key);
+        if let Some(range) = &filter.range {
+            sql.bind(" AND Start >= fromUnixTimestamp64Nano(toInt64(?))", [range.from_ns.into()]);
+        }
+        sql.push(")");
     }
     if let Some(min_duration) = filter.min_duration_ns {
         sql.bind(" AND end_ns - start_ns >= ?", [min_duration.into()]);

@@ -59,15 +59,16 @@ pub(super) fn links_to_json<'a>(links: &[SpanLink], out: &'a mut Vec<u8>) -> io:
     as_text(out)
 }
 
-/// Replaces `out` with a trace's models as a JSON array of strings (`trace_index.Models`).
-pub(super) fn models_to_json<'a>(models: &[String], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
+/// Replaces `out` with a sorted set of strings as a JSON array (`trace_index.Models` and
+/// `ApiKeys`).
+pub(super) fn set_to_json<'a>(values: &[String], out: &'a mut Vec<u8>) -> io::Result<&'a str> {
     out.clear();
-    json_out::array(out, models, |out, model| json_out::string(out, model))?;
+    json_out::array(out, values, |out, value| json_out::string(out, value))?;
     as_text(out)
 }
 
-/// Reads `trace_index.Models` back.
-pub(super) fn models_from_json(text: &str) -> Result<Vec<String>, serde_json::Error> {
+/// Reads `trace_index.Models` or `ApiKeys` back.
+pub(super) fn set_from_json(text: &str) -> Result<Vec<String>, serde_json::Error> {
     serde_json::from_str(text)
 }
 

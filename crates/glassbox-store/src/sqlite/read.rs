@@ -26,6 +26,8 @@ const FILTER_HAS_ERROR: &str = " AND t.HasError = ?";
 const FILTER_TENANT: &str = " AND t.Tenant = ?";
 const FILTER_MODEL: &str =
     " AND EXISTS (SELECT 1 FROM json_each(t.Models) AS m WHERE m.value = ?)";
+const FILTER_API_KEY: &str =
+    " AND EXISTS (SELECT 1 FROM json_each(t.ApiKeys) AS k WHERE k.value = ?)";
 const FILTER_MIN_DURATION: &str = " AND t.EndNs - t.StartNs >= ?";
 const FILTER_MIN_COST: &str = " AND t.CostNanoUsd >= ?";
 const FILTER_TRACE_ID: &str = " AND t.TraceId = ?";
@@ -118,6 +120,7 @@ impl TraceListQuery {
         text_filter(FILTER_AGENT, &filter.agent);
         text_filter(FILTER_TENANT, &filter.tenant);
         text_filter(FILTER_MODEL, &filter.model);
+        text_filter(FILTER_API_KEY, &filter.api_key_id);
         text_filter(FILTER_TRACE_ID, &filter.trace_id);
         if let Some(has_error) = filter.has_error {
             sql.push_str(FILTER_HAS_ERROR);

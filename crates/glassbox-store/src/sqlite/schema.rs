@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trace_index_keyed",
         sql: include_str!("../../../../migrations/sqlite/0013_trace_index_keyed.sql"),
     },
+    Migration {
+        version: 14,
+        name: "trace_index_api_keys",
+        sql: include_str!("../../../../migrations/sqlite/0014_trace_index_api_keys.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

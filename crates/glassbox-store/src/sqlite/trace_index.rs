@@ -8,7 +8,8 @@
 //! `gen_ai.usage.input_tokens` / `gen_ai.usage.output_tokens` over chat spans
 //! (`gen_ai.operation.name` = `chat`), unparsable values counting 0; cost = sum of
 //! `glassbox.cost_usd` (a decimal string) over all spans, in nano-USD; models = the set of
-//! `gen_ai.request.model` of chat spans.
+//! `gen_ai.request.model` of chat spans; API keys = the set of non-empty `glassbox.api_key_id`
+//! of all spans.
 
 use crate::rows::{SpanRow, StatusCode};
 
@@ -16,6 +17,7 @@ use super::codec::to_sql_int;
 
 pub(super) const AGENT_ATTRIBUTE: &str = "gen_ai.agent.name";
 pub(super) const TENANT_ATTRIBUTE: &str = "glassbox.tenant";
+const API_KEY_ATTRIBUTE: &str = "glassbox.api_key_id";
 const OPERATION_ATTRIBUTE: &str = "gen_ai.operation.name";
 const MODEL_ATTRIBUTE: &str = "gen_ai.request.model";
 const INPUT_TOKENS_ATTRIBUTE: &str = "gen_ai.usage.input_tokens";
@@ -63,6 +65,8 @@ pub(super) struct TraceEntry {
     pub cost_nano_usd: i64,
     /// The distinct models of the trace's chat spans, sorted (the row's `Models`).
     pub models: Vec<String>,
+    /// The distinct API key ids of the trace's spans, sorted (the row's `ApiKeys`).
+    pub api_keys: Vec<String>,
 }
 
 impl TraceEntry {
@@ -95,6 +99,11 @@ impl TraceEntry {
                 .filter(|model| is_chat && !model.is_empty())
                 .map(|model| vec![model.to_owned()])
                 .unwrap_or_default(),
+            api_keys: span
+                .attribute(API_KEY_ATTRIBUTE)
+                .filter(|key| !key.is_empty())
+                .map(|key| vec![key.to_owned()])
+                .unwrap_or_default(),
         }
     }
 
@@ -111,10 +120,16 @@ impl TraceEntry {
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cost_nano_usd = self.cost_nano_usd.saturating_add(other.cost_nano_usd);
-        for model in other.models {
-            if let Err(at) = self.models.binary_search(&model) {
-                self.models.insert(at, model);
-            }
+        merge_sets(&mut self.models, other.models);
+        merge_sets(&mut self.api_keys, other.api_keys);
+    }
+}
+
+/// Adds `other`'s values to the sorted set `set`.
+fn merge_sets(set: &mut Vec<String>, other: Vec<String>) {
+    for value in other {
+        if let Err(at) = set.binary_search(&value) {
+            set.insert(at, value);
         }
     }
 }
@@ -178,6 +193,23 @@ mod tests {
         assert_eq!(entry.models, ["claude-3-haiku", "gpt-4o", "o3"]);
         entry.merge(TraceEntry::from_span(&span("f", vec![(MODEL_ATTRIBUTE.into(), "ignored".into())])));
         assert_eq!(entry.models, ["claude-3-haiku", "gpt-4o", "o3"], "only chat spans name a trace's models");
+    }
+
+    #[test]
+    fn api_keys_are_the_set_of_every_span_s_non_empty_key() {
+        let span = |span_id: &str, key: Option<&str>| SpanRow {
+            timestamp_ns: 1,
+            trace_id: "t".to_owned(),
+            span_id: span_id.to_owned(),
+            span_attributes: key.map(|key| vec![(API_KEY_ATTRIBUTE.into(), key.into())]).unwrap_or_default(),
+            ..SpanRow::default()
+        };
+        let mut entry = TraceEntry::from_span(&span("a", Some("key_b")));
+        for (span_id, key) in [("b", Some("key_a")), ("c", None), ("d", Some("")), ("e", Some("key_b"))] {
+            entry.merge(TraceEntry::from_span(&span(span_id, key)));
+        }
+        assert_eq!(entry.api_keys, ["key_a", "key_b"]);
+        assert!(TraceEntry::from_span(&span("f", Some(""))).api_keys.is_empty());
     }
 
     #[test]

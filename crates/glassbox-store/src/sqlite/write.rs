@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::codec::{attributes_to_json, events_to_json, links_to_json, models_from_json, models_to_json, to_sql_int};
+use super::codec::{attributes_to_json, events_to_json, links_to_json, set_from_json, set_to_json, to_sql_int};
 use super::store_error;
 use super::trace_index::{Earliest, TraceEntry};
 use crate::backend::StoreError;
@@ -23,7 +23,7 @@ const INSERT_USAGE: &str = "INSERT OR IGNORE INTO usage (Timestamp, TraceId, Spa
 
 const SELECT_TRACE_ENTRY: &str = "SELECT StartNs, EndNs, RootSpanName, RootSpanId, Agent, AgentTimestamp, \
      AgentSpanId, Tenant, TenantTimestamp, TenantSpanId, HasError, SpanCount, InputTokens, OutputTokens, \
-     CostNanoUsd, Models FROM trace_index WHERE TraceId = ?1";
+     CostNanoUsd, Models, ApiKeys FROM trace_index WHERE TraceId = ?1";
 
 /// `INSERT OR {}`: `IGNORE` adds the row of a trace the index does not hold yet (most are
 /// whole in one batch), `REPLACE` writes the merged row of one it does.
@@ -34,7 +34,8 @@ macro_rules! write_trace_entry {
             $conflict,
             " INTO trace_index (TraceId, StartNs, EndNs, RootSpanName, RootSpanId, Agent, AgentTimestamp, \
              AgentSpanId, Tenant, TenantTimestamp, TenantSpanId, HasError, SpanCount, InputTokens, OutputTokens, \
-             CostNanoUsd, Models) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+             CostNanoUsd, Models, ApiKeys) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             ?16, ?17, ?18)"
         )
     };
 }
@@ -109,9 +110,9 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
             }
         }
     }
-    let mut models = Vec::new();
+    let mut sets = SetBuffers::default();
     for (trace_id, entry) in entries {
-        if write_entry(&transaction, ADD_TRACE_ENTRY, trace_id, &entry, &mut models)? {
+        if write_entry(&transaction, ADD_TRACE_ENTRY, trace_id, &entry, &mut sets)? {
             continue;
         }
         // The index holds the trace already (its other spans came in an earlier batch).
@@ -122,7 +123,7 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
             }
             None => entry,
         };
-        write_entry(&transaction, REPLACE_TRACE_ENTRY, trace_id, &merged, &mut models)?;
+        write_entry(&transaction, REPLACE_TRACE_ENTRY, trace_id, &merged, &mut sets)?;
     }
     transaction.commit().map_err(store_error)
 }
@@ -167,9 +168,12 @@ fn stored_entry(transaction: &Transaction<'_>, trace_id: &str) -> Result<Option<
 }
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<TraceEntry> {
-    let models: String = row.get(15)?;
-    let models = models_from_json(&models)
-        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(15, rusqlite::types::Type::Text, Box::new(error)))?;
+    let set = |index: usize| {
+        let text: String = row.get(index)?;
+        set_from_json(&text).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(error))
+        })
+    };
     // An empty stored value means no span carried one yet.
     let earliest = |value: String, timestamp_ns: i64, span_id: String| {
         (!value.is_empty()).then_some(Earliest { timestamp_ns, span_id, value })
@@ -185,18 +189,26 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<TraceEntry> {
         input_tokens: row.get(12)?,
         output_tokens: row.get(13)?,
         cost_nano_usd: row.get(14)?,
-        models,
+        models: set(15)?,
+        api_keys: set(16)?,
     })
 }
 
+/// The buffers of the `Models` and `ApiKeys` columns, reused from row to row.
+#[derive(Default)]
+struct SetBuffers {
+    models: Vec<u8>,
+    api_keys: Vec<u8>,
+}
+
 /// Runs `sql` (one of the `write_trace_entry!` statements) with `entry` as `trace_id`'s row and
-/// answers whether it wrote the row; `models` is a buffer reused for the `Models` column.
+/// answers whether it wrote the row.
 fn write_entry(
     transaction: &Transaction<'_>,
     sql: &str,
     trace_id: &str,
     entry: &TraceEntry,
-    models: &mut Vec<u8>,
+    sets: &mut SetBuffers,
 ) -> Result<bool, StoreError> {
     let (agent, agent_timestamp, agent_span_id) = columns_of(entry.agent.as_ref());
     let (tenant, tenant_timestamp, tenant_span_id) = columns_of(entry.tenant.as_ref());
@@ -219,7 +231,8 @@ fn write_entry(
             entry.input_tokens,
             entry.output_tokens,
             entry.cost_nano_usd,
-            models_to_json(&entry.models, models).map_err(encode_error)?,
+            set_to_json(&entry.models, &mut sets.models).map_err(encode_error)?,
+            set_to_json(&entry.api_keys, &mut sets.api_keys).map_err(encode_error)?,
         ])
         .map_err(store_error)?;
     Ok(written > 0)

@@ -197,6 +197,8 @@ async fn migrate_creates_everything_on_an_empty_server_then_does_nothing() {
         "latency_minute",
         "latency_minute_mv",
         "spans",
+        "trace_api_keys",
+        "trace_api_keys_mv",
         "trace_index",
         "trace_index_mv",
         "usage",
@@ -724,6 +726,41 @@ async fn the_request_rollup_backfill_counts_old_spans_once() {
     let tenant = dataset.usage[0].tenant.clone();
     let of_tenant = env.backend.request_stats_of_tenant(&whole, 86_400, Some(&tenant)).await.unwrap();
     assert_eq!(of_tenant, dataset.expected_request_stats(&whole, 86_400, Some(&tenant)));
+}
+
+/// Migration 12's backfill gives the traces written before `trace_api_keys` existed their keys;
+/// running it twice changes nothing (a set).
+#[tokio::test]
+async fn the_api_key_backfill_finds_old_traces_under_each_key() {
+    let env = env().await;
+    let dataset = crate::suite::Dataset::standard();
+    env.backend.insert_spans(&dataset.spans, "before-the-api-keys").await.unwrap();
+    let keys = dataset.api_keys();
+    let by_key = |key: &str| TraceFilter { api_key_id: Some(key.to_owned()), ..TraceFilter::default() };
+    let expected: Vec<Vec<String>> = keys
+        .iter()
+        .map(|key| dataset.expected_list(&by_key(key)).into_iter().map(|trace| trace.trace_id).collect())
+        .collect();
+    assert!(expected.iter().all(|traces| !traces.is_empty()), "every key has traces");
+    // As if the spans predated migration 12: empty the table, then run its backfill (twice).
+    env.scalar("TRUNCATE TABLE $db.trace_api_keys").await;
+    let found = |key: String| {
+        let backend = env.backend.clone();
+        async move {
+            let page = backend.list_traces(&by_key(&key), &page(1000)).await.unwrap();
+            page.items.into_iter().map(|trace| trace.trace_id).collect::<Vec<_>>()
+        }
+    };
+    assert!(found(keys[0].clone()).await.is_empty(), "the table is empty");
+    let migration = MIGRATIONS.iter().find(|migration| migration.name == "trace_api_keys").unwrap();
+    let backfill = migration.statements().find(|statement| statement.starts_with("INSERT")).unwrap();
+    for _ in 0..2 {
+        let sql = render_sql(&backfill, &settings(&env.fixture, &env.database));
+        env.fixture.query_text(&sql).await.unwrap();
+    }
+    for (key, traces) in keys.iter().zip(&expected) {
+        assert_eq!(&found(key.clone()).await, traces, "key {key}");
+    }
 }
 
 /// Migration 8's backfill puts rows written before the hourly rollup existed into it, once.

@@ -267,7 +267,7 @@ async fn migration_10_marks_the_request_and_block_spans_already_written() {
     }
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![10, 11, 12, 13]);
+    assert_eq!(report.applied, vec![10, 11, 12, 13, 14]);
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     let mut statement = raw.prepare("SELECT SpanId FROM spans WHERE RequestOrBlock = 1 ORDER BY SpanId").expect("sql");
     let marked: Vec<String> =
@@ -382,7 +382,7 @@ async fn migration_11_keeps_the_usage_rows_and_keys_them_by_trace_and_span() {
     };
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![11, 12, 13]);
+    assert_eq!(report.applied, vec![11, 12, 13, 14]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!((all_rows(&raw, "usage"), all_rows(&raw, "trace_index")), before);
@@ -439,7 +439,7 @@ async fn migration_12_indexes_only_the_workflow_spans_by_time() {
     }
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![12, 13]);
+    assert_eq!(report.applied, vec![12, 13, 14]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     let mut statement = raw.prepare("SELECT name FROM pragma_index_list('spans') ORDER BY name").expect("sql");
@@ -486,7 +486,7 @@ async fn migration_13_keys_the_trace_index_and_folds_in_its_models() {
     };
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![13]);
+    assert_eq!(report.applied, vec![13, 14]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!(all_rows(&raw, "trace_index"), before);
@@ -517,5 +517,67 @@ async fn migration_13_keys_the_trace_index_and_folds_in_its_models() {
         let page = backend.list_traces(&filter, &page_of(10)).await.expect("list");
         let found: Vec<&str> = page.items.iter().map(|trace| trace.trace_id.as_str()).collect();
         assert_eq!(found, traces, "model {model:?}");
+    }
+}
+
+/// Migration 14 on a file written under migration 13: each trace's row gets the distinct
+/// non-empty API keys of its spans (sorted; `[]` when none has one), its other columns are
+/// kept, and the traces list finds a trace under each of its keys.
+#[tokio::test]
+async fn migration_14_gives_each_trace_the_api_keys_of_its_spans() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    let before = {
+        let raw = file_migrated_through(&path, 13);
+        for (n, trace) in ["0001aa", "0002bb", "0003cc"].iter().enumerate() {
+            let n = n as i64;
+            raw.execute(
+                "INSERT INTO trace_index VALUES (?1, ?2, ?3, 'root', 'root-span', 'agent', 0, '', 'acme', 0, '', 0, \
+                 1, 0, 0, 0, '[]')",
+                rusqlite::params![trace, 1_000_000_000 + n, 1_500_000_000 + n],
+            )
+            .expect("old trace index row");
+        }
+        let spans = [
+            ("0001aa", "a1", r#"{"glassbox.api_key_id":"key_b"}"#),
+            ("0001aa", "a2", r#"{"glassbox.api_key_id":"key_a \"quoted\""}"#),
+            ("0001aa", "a3", r#"{"glassbox.api_key_id":"key_b","other":"x"}"#),
+            ("0002bb", "b1", r#"{"glassbox.api_key_id":""}"#),
+            ("0002bb", "b2", r#"{"glassbox.api_key_id":"key_b"}"#),
+            ("0003cc", "c1", r#"{"glassbox.tenant":"acme"}"#),
+        ];
+        for (n, (trace, span_id, attributes)) in spans.iter().enumerate() {
+            raw.execute(
+                "INSERT INTO spans (Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, \
+                 ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, \
+                 StatusMessage, Events, Links) VALUES (?1, ?2, ?3, '', '', 'span', 'Internal', 'glassbox', '{}', \
+                 'glassbox', '', ?4, 1, 'Unset', '', '[]', '[]')",
+                rusqlite::params![1_000_000_000 + n as i64, trace, span_id, attributes],
+            )
+            .expect("old span");
+        }
+        all_rows(&raw, "trace_index")
+    };
+    let backend = open(&path).await;
+    let report = backend.migrate().await.expect("migrate");
+    assert_eq!(report.applied, vec![14]);
+
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    assert_eq!(all_rows(&raw, "trace_index"), before);
+    let mut statement = raw.prepare("SELECT TraceId, ApiKeys FROM trace_index ORDER BY TraceId").expect("sql");
+    let keys: Vec<(String, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let expected = [("0001aa", r#"["key_a \"quoted\"","key_b"]"#), ("0002bb", r#"["key_b"]"#), ("0003cc", "[]")];
+    assert_eq!(keys, expected.map(|(trace, keys)| (trace.to_owned(), keys.to_owned())));
+
+    let by_key = [("key_b", vec!["0002bb", "0001aa"]), ("key_a \"quoted\"", vec!["0001aa"]), ("key", vec![])];
+    for (key, traces) in by_key {
+        let filter = TraceFilter { api_key_id: Some(key.to_owned()), ..TraceFilter::default() };
+        let page = backend.list_traces(&filter, &page_of(10)).await.expect("list");
+        let found: Vec<&str> = page.items.iter().map(|trace| trace.trace_id.as_str()).collect();
+        assert_eq!(found, traces, "key {key:?}");
     }
 }

@@ -27,7 +27,8 @@
 //!   tokens = sums of `gen_ai.usage.input_tokens` / `gen_ai.usage.output_tokens` over spans whose
 //!   `gen_ai.operation.name` is `chat` (a non-number counts 0); cost = sum of `glassbox.cost_usd`
 //!   (decimal string) over all spans in nano-USD; model filter = any chat span's
-//!   `gen_ai.request.model`. Spans of one trace may arrive over several batches, in any order.
+//!   `gen_ai.request.model`; API key filter = any span's `glassbox.api_key_id`. Spans of one
+//!   trace may arrive over several batches, in any order.
 //! - `list_traces`: newest first by (start desc, trace id desc); `range` matches the trace's
 //!   start; `min_duration_ns` compares end - start; filters combine with AND; `limit` is capped
 //!   at 1000 and 0 is `InvalidQuery`; `next` is `None` exactly when no trace follows.
@@ -372,6 +373,21 @@ pub async fn filters_each_alone_and_combined(backend: Arc<dyn Backend>, reader: 
     for model in dataset.models() {
         filters.push(TraceFilter { model: Some(model), ..none.clone() });
     }
+    let api_keys = dataset.api_keys();
+    assert!(api_keys.len() >= 4, "the dataset uses several API keys: {api_keys:?}");
+    for api_key_id in &api_keys {
+        filters.push(TraceFilter { api_key_id: Some(api_key_id.clone()), ..none.clone() });
+    }
+    filters.extend([
+        TraceFilter { api_key_id: Some("key_nobody".into()), ..none.clone() },
+        TraceFilter { api_key_id: Some(api_keys[0].clone()), range: Some(second_day), ..none.clone() },
+        TraceFilter {
+            api_key_id: Some(api_keys[1].clone()),
+            has_error: Some(false),
+            min_cost_nano_usd: Some(1),
+            ..none.clone()
+        },
+    ]);
     filters.extend([
         TraceFilter {
             agent: Some(AGENTS[0].into()),
@@ -401,6 +417,7 @@ pub async fn filters_each_alone_and_combined(backend: Arc<dyn Backend>, reader: 
             min_duration_ns: Some(1),
             min_cost_nano_usd: Some(1),
             trace_id: None,
+            api_key_id: None,
         },
     ]);
 
@@ -801,6 +818,8 @@ const MS: u64 = 1_000_000;
 
 pub const AGENTS: [&str; 3] = ["support-bot", "research-assistant", "billing-agent"];
 pub const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+/// The API key of the first model call of every eighth trace (the others use their request's).
+const RELAY_KEY: &str = "key_relay";
 const TOOLS: [&str; 4] = ["search_docs", "lookup_invoice", "create_ticket", "fetch_url"];
 const USAGE_BYS: [UsageBy; 4] = [UsageBy::Agent, UsageBy::Model, UsageBy::Tenant, UsageBy::Day];
 
@@ -992,13 +1011,16 @@ impl Dataset {
                 let cost_nano_usd = spec.price.map_or(0, |(input_price, output_price)| {
                     (input_tokens * input_price + output_tokens * output_price) as i64
                 });
+                // Some traces carry a second key: their first model call relayed under another.
+                let relayed = trace_index % 8 == 7 && step == 0;
+                let call_key = if relayed { RELAY_KEY.to_owned() } else { api_key_id.clone() };
                 let mut attributes = attrs(&[
                     ("gen_ai.operation.name", "chat"),
                     ("gen_ai.provider.name", spec.provider),
                     ("gen_ai.request.model", spec.model),
                     ("gen_ai.agent.name", agent),
                     ("glassbox.tenant", tenant),
-                    ("glassbox.api_key_id", &api_key_id),
+                    ("glassbox.api_key_id", &call_key),
                 ]);
                 attributes.extend([
                     ("gen_ai.response.model".into(), format!("{}-2026-08-01", spec.model).into()),
@@ -1035,7 +1057,7 @@ impl Dataset {
                     trace_id: trace_id.clone(),
                     span_id: chat_id,
                     tenant: tenant.into(),
-                    api_key_id: api_key_id.clone(),
+                    api_key_id: call_key,
                     agent: agent.into(),
                     workflow: String::new(),
                     provider: spec.provider.into(),
@@ -1132,6 +1154,12 @@ impl Dataset {
         models.into_iter().collect()
     }
 
+    /// Every API key id a span carries, sorted.
+    pub fn api_keys(&self) -> Vec<String> {
+        let keys: BTreeSet<String> = self.spans.iter().filter_map(|span| api_key(span).map(str::to_owned)).collect();
+        keys.into_iter().collect()
+    }
+
     /// What `list_traces(filter)` must answer, all pages together, by the rules in the
     /// module doc.
     pub fn expected_list(&self, filter: &TraceFilter) -> Vec<TraceSummary> {
@@ -1144,10 +1172,12 @@ impl Dataset {
             .filter(|spans| {
                 let summary = summarize(spans);
                 let models: BTreeSet<&str> = spans.iter().filter_map(|span| chat_model(span)).collect();
+                let api_keys: BTreeSet<&str> = spans.iter().filter_map(|span| api_key(span)).collect();
                 filter.range.is_none_or(|range| range.from_ns <= summary.start_ns && summary.start_ns < range.to_ns)
                     && filter.agent.as_ref().is_none_or(|agent| &summary.agent == agent)
                     && filter.tenant.as_ref().is_none_or(|tenant| &summary.tenant == tenant)
                     && filter.model.as_ref().is_none_or(|model| models.contains(model.as_str()))
+                    && filter.api_key_id.as_ref().is_none_or(|key| api_keys.contains(key.as_str()))
                     && filter.has_error.is_none_or(|has_error| summary.has_error == has_error)
                     && filter.min_duration_ns.is_none_or(|min| (summary.end_ns - summary.start_ns) as u64 >= min)
                     && filter.min_cost_nano_usd.is_none_or(|min| summary.cost_nano_usd >= min)
@@ -1257,6 +1287,10 @@ fn summarize(spans: &[&SpanRow]) -> TraceSummary {
         output_tokens: chat_sum("gen_ai.usage.output_tokens"),
         cost_nano_usd: spans.iter().filter_map(|span| span.attribute("glassbox.cost_usd")).map(parse_usd).sum(),
     }
+}
+
+fn api_key(span: &SpanRow) -> Option<&str> {
+    span.attribute("glassbox.api_key_id").filter(|key| !key.is_empty())
 }
 
 fn chat_model(span: &SpanRow) -> Option<&str> {
@@ -1483,6 +1517,10 @@ fn standard_dataset_is_stable_and_varied() {
     let starts: BTreeSet<i64> = summaries.iter().map(|summary| summary.start_ns).collect();
     assert!(starts.len() < summaries.len(), "some traces share a start time");
     assert_eq!(dataset.models().len(), MODELS.len());
+    let keys_of = |trace_id: &str| -> BTreeSet<&str> {
+        dataset.spans.iter().filter(|span| span.trace_id == trace_id).filter_map(|span| api_key(span)).collect()
+    };
+    assert!(summaries.iter().any(|summary| keys_of(&summary.trace_id).len() == 2), "some traces carry two keys");
     let span_ids: BTreeSet<&str> = dataset.spans.iter().map(|span| span.span_id.as_str()).collect();
     assert_eq!(span_ids.len(), dataset.spans.len(), "span ids are unique");
     assert!(summaries.iter().any(|summary| {

@@ -72,6 +72,23 @@ async fn figures_match_the_data(app: &DashboardApp) {
     assert_eq!(status, 200);
     assert_eq!(body.matches("class=\"trace-row\"").count() as u64, expect.error_traces_by_agent[agent]);
 
+    // Filter: API key (each tenant's requests carry its own key), on its own and with paging.
+    let tenant = seed::TENANTS[1];
+    let of_tenant: std::collections::BTreeSet<&str> =
+        expect.by_tenant[tenant].trace_ids.iter().map(String::as_str).collect();
+    let wanted: Vec<&str> = newest.iter().map(String::as_str).filter(|id| of_tenant.contains(id)).take(50).collect();
+    assert!(wanted.len() >= 5, "the seed has traces of {tenant}");
+    let key = seed::api_key_of(tenant);
+    let (status, body) = app.page(&format!("/dashboard/traces?api_key={key}")).await;
+    assert_eq!(status, 200);
+    let listed: Vec<&str> =
+        body.match_indices("data-trace-id=\"").map(|(at, m)| &body[at + m.len()..at + m.len() + 32]).collect();
+    assert_eq!(listed, wanted, "the traces of {key}");
+    assert!(body.contains(&format!(r#"name="api_key" value="{key}""#)), "the form keeps the key");
+    let (status, body) = app.page("/dashboard/traces?api_key=key_nobody").await;
+    assert_eq!(status, 200);
+    assert_eq!(body.matches("class=\"trace-row\"").count(), 0, "no trace of an unknown key");
+
     // One trace.
     let trace_id = &newest[0];
     let (status, body) = app.page(&format!("/dashboard/traces/{trace_id}")).await;

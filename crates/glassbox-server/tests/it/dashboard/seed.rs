@@ -176,6 +176,7 @@ fn request_span(trace_id: &str, span_id: String, agent: &str, tenant: &str, star
             ("glassbox.request", "true".into()),
             ("glassbox.agent", agent.into()),
             ("glassbox.tenant", tenant.into()),
+            ("glassbox.api_key_id", api_key_of(tenant)),
             ("http.response.status_code", status.to_string()),
         ]),
     );
@@ -185,6 +186,11 @@ fn request_span(trace_id: &str, span_id: String, agent: &str, tenant: &str, star
         request.status_code = StatusCode::Error;
     }
     request
+}
+
+/// The API key id a tenant's requests are made with.
+pub fn api_key_of(tenant: &str) -> String {
+    format!("key_{tenant}")
 }
 
 /// A request refused before any agent ran (budget exhausted or rate limited): a trace of its
