@@ -14,10 +14,12 @@
 //! are still never printed.)
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber, span};
+use tracing::dispatcher::WeakDispatch;
+use tracing::{Dispatch, Event, Level, Subscriber, span};
 use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, FilterExt};
@@ -66,11 +68,13 @@ where
     where
         W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
     {
+        let registered = Registered::default();
         let layer = tracing_subscriber::fmt::layer().with_writer(writer);
-        Self(match format {
-            LogFormat::Text => layer.with_ansi(ansi).event_format(TextLines).boxed(),
-            LogFormat::Json => layer.event_format(JsonLines).boxed(),
-        })
+        let formatted = match format {
+            LogFormat::Text => layer.with_ansi(ansi).event_format(TextLines(registered.clone())).boxed(),
+            LogFormat::Json => layer.event_format(JsonLines(registered.clone())).boxed(),
+        };
+        Self(formatted.and_then(RegisterDispatch(registered)).boxed())
     }
 
     /// The layer, to compose it with a filter of its own.
@@ -234,10 +238,31 @@ struct EventContext {
     trace_id: Option<String>,
 }
 
-/// Looked up in the registry itself: the formatting layer sees no span ([`EventsGate`],
-/// [`fmt_filter`]).
-fn event_context(event: &Event<'_>) -> EventContext {
-    tracing::dispatcher::get_default(|dispatch| {
+/// The dispatch the log layer is registered with, where the formatters look spans up.
+///
+/// Looked up in the registry itself, because the formatting layer sees no span ([`EventsGate`],
+/// [`fmt_filter`]); and through the dispatch the layer was registered with rather than
+/// `dispatcher::get_default`, which answers "no subscriber" inside a scoped dispatcher's
+/// (`with_default`, `set_default`) dispatch of the event: under one, log lines lost their
+/// trace id. Weak, since the dispatch owns the layer.
+#[derive(Debug, Clone, Default)]
+struct Registered(Arc<OnceLock<WeakDispatch>>);
+
+/// Keeps the dispatch its layer stack is registered with in a [`Registered`].
+struct RegisterDispatch(Registered);
+
+impl<S: Subscriber> Layer<S> for RegisterDispatch {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        // A layer is registered with one dispatch; a second call would be the same one.
+        let _ = self.0.0.set(subscriber.downgrade());
+    }
+}
+
+fn event_context(event: &Event<'_>, registered: &Registered) -> EventContext {
+    let Some(dispatch) = registered.0.get().and_then(WeakDispatch::upgrade) else {
+        return EventContext::default();
+    };
+    let lookup = || {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
         let id = match event.parent() {
             Some(id) => id.clone(),
@@ -248,15 +273,15 @@ fn event_context(event: &Event<'_>) -> EventContext {
         let trace_id =
             span.scope().find_map(|span| span.extensions().get::<RequestTraceId>().map(|trace_id| trace_id.0.clone()));
         Some(EventContext { span: Some(span.name()), trace_id })
-    })
-    .unwrap_or_default()
+    };
+    lookup().unwrap_or_default()
 }
 
 /// `<timestamp> <LEVEL> <target>: <message> <fields> trace_id=<id>` per line, the level in
 /// colour when the layer writes ANSI escapes (standard error is a terminal). An event without
 /// a message shows its callsite's name in its place.
-#[derive(Debug, Clone, Copy)]
-pub struct TextLines;
+#[derive(Debug, Clone)]
+pub struct TextLines(Registered);
 
 impl<S, N> FormatEvent<S, N> for TextLines
 where
@@ -286,7 +311,7 @@ where
             write!(writer, "{name} ")?;
         }
         ctx.format_fields(writer.by_ref(), event)?;
-        if let Some(trace_id) = event_context(event).trace_id {
+        if let Some(trace_id) = event_context(event, &self.0).trace_id {
             write!(writer, " {TRACE_ID_FIELD}={trace_id}")?;
         }
         writeln!(writer)
@@ -294,8 +319,8 @@ where
 }
 
 /// `{"timestamp", "level", "target", "message", <event fields>, "span", "trace_id"}` per line.
-#[derive(Debug, Clone, Copy)]
-pub struct JsonLines;
+#[derive(Debug, Clone)]
+pub struct JsonLines(Registered);
 
 struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
@@ -342,7 +367,7 @@ where
         {
             line.insert("message".to_owned(), Value::from(name));
         }
-        let context = event_context(event);
+        let context = event_context(event, &self.0);
         if let Some(name) = context.span {
             line.insert("span".to_owned(), Value::from(name));
         }
@@ -373,9 +398,9 @@ mod tests {
         captured.text()
     }
 
-    /// The trace id itself is not seen here: it is looked up through the global dispatcher,
-    /// which a scoped one (`with_default`) hides while it dispatches the event; the binary
-    /// installs its subscriber globally (`tests/it/logs.rs` checks the id there).
+    /// Span fields stay out of the lines; the request span's trace id goes in, also under a
+    /// scoped dispatcher (`with_default`, as here), which hides itself from
+    /// `dispatcher::get_default` while it dispatches.
     #[test]
     fn text_lines_never_show_span_fields() {
         let text = text_lines("info", || {
@@ -389,7 +414,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(
-            lines[0].ends_with(" WARN glassbox_server::logging::tests: request failed code=\"provider_error\""),
+            lines[0].ends_with(
+                " WARN glassbox_server::logging::tests: request failed code=\"provider_error\" \
+                 trace_id=4bf92f3577b34da6a3ce929d0e0e4736"
+            ),
             "{text}"
         );
         assert!(
@@ -397,6 +425,33 @@ mod tests {
             "an event without a message shows its callsite's name: {text}"
         );
         assert!(!text.contains("secret") && !text.contains("http_request"), "no span field or name: {text}");
+    }
+
+    /// `serve`'s composition (`telemetry::layer_with_logs`' gate in front of the log layer) in
+    /// JSON, under a scoped dispatcher: the innermost span's name and the request's trace id,
+    /// for an event inside the request and one given the request span as its parent.
+    #[test]
+    fn json_lines_under_the_gate_carry_the_span_and_trace_id() {
+        let captured = glassbox_testkit::CapturedLogs::default();
+        let logs = LogLines::new(LogFormat::Json, captured.writer(), false);
+        // The spans exist because the span layer would record them (here: this module's).
+        let traced = tracing_subscriber::filter::Targets::new().with_target("glassbox_server", Level::INFO);
+        let gate = EventsGate::new(logs, EnvFilter::new("info"), traced);
+        let subscriber = tracing_subscriber::registry().with(TraceIdLayer).with(gate);
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("http_request", trace_id = "0af7651916cd43dd8448eb211c80319c");
+            let chat = tracing::info_span!(parent: &request, "chat");
+            chat.in_scope(|| tracing::warn!("inside"));
+            tracing::info!(parent: &request, "explicit parent");
+            tracing::info!("outside");
+        });
+        let lines: Vec<Value> = captured.lines().iter().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        let context = |line: &Value| (line["message"].clone(), line["span"].clone(), line["trace_id"].clone());
+        let trace_id = Value::from("0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(context(&lines[0]), ("inside".into(), "chat".into(), trace_id.clone()));
+        assert_eq!(context(&lines[1]), ("explicit parent".into(), "http_request".into(), trace_id));
+        assert_eq!(context(&lines[2]), ("outside".into(), Value::Null, Value::Null));
     }
 
     #[test]
