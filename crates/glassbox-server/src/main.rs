@@ -345,11 +345,11 @@ fn run_serve(
         let settling = Arc::clone(&access);
         let settle: glassbox_server::telemetry::UsageObserver = Arc::new(move |row| settling.settle(row));
         telemetry.observe_usage(Arc::clone(&settle));
-        // Usage rows survive a kill: journaled before the response, recovered at the next start.
-        let (journal, leftover) = glassbox_server::usage_journal::UsageJournal::open(config.store.spool_dir.join("journal"))
+        // Spans and usage rows survive a kill: journaled before the response (a request's in
+        // one write), recovered at the next start (`span_journal`). Usage journal segments of
+        // JSON lines, which versions before wrote, are recovered too.
+        let leftover = glassbox_server::usage_journal::leftover_usage_segments(config.store.spool_dir.join("journal"))
             .context("while opening the usage journal")?;
-        telemetry.journal_usage(Arc::clone(&journal));
-        // Spans too: journaled as they end, recovered the same way (`span_journal`).
         let (span_journal, span_leftover) = glassbox_server::span_journal::open(config.store.spool_dir.join("journal"))
             .context("while opening the span journal")?;
         telemetry.journal_spans(Arc::clone(&span_journal));
@@ -359,7 +359,6 @@ fn run_serve(
             .init();
         if let Some(writer) = telemetry.writer() {
             glassbox_server::metrics::watch_writer(writer);
-            glassbox_server::usage_journal::spawn_rotation(Arc::clone(&journal), writer.clone());
             glassbox_server::usage_journal::spawn_rotation(Arc::clone(&span_journal), writer.clone());
             if !span_leftover.is_empty() {
                 tokio::spawn(glassbox_server::span_journal::recover(
@@ -367,6 +366,7 @@ fn run_serve(
                     config.store.spool_dir.clone(),
                     Arc::clone(&store.reader),
                     writer.clone(),
+                    Some(Arc::clone(&settle)),
                 ));
             }
             if !leftover.is_empty() {
@@ -482,7 +482,6 @@ fn run_serve(
             serve::serve_with_limits(listener, app, serve::shutdown_signal(), config.server.shutdown_grace, limits).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
         telemetry.shutdown().await;
-        journal.remove_current();
         span_journal.remove_current();
         served.context("while serving")?;
         tracing::info!("stopped");

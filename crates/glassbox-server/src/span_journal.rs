@@ -1,24 +1,29 @@
-//! A write-ahead journal of span rows, so that a server killed without warning (SIGKILL, an
-//! OOM kill, a crash) loses no span of a request it answered.
+//! A write-ahead journal of span rows and usage rows, so that a server killed without warning
+//! (SIGKILL, an OOM kill, a crash) loses no span or usage row of a request it answered.
 //!
 //! The telemetry writer holds rows in memory for up to a flush interval (longer while the
 //! store is down and batches wait on the spool); a kill loses them. So every span row is also
 //! appended to a journal, on the thread that ended the span:
 //!
-//! - `<spool_dir>/journal/spans-<uuidv7>.<key>.bin`, one binary record per row
+//! - `<spool_dir>/journal/spans-<uuidv7>.<key>.v2.bin`, one binary record per row
 //!   (`glassbox_store::spool::encode_span_record`: a marker, a length, the row in postcard's
 //!   encoding, a CRC-32 keyed by the process's random `<key>`, so that a record forged in a
 //!   span's text never checks out; no JSON escaping on the request path), appended with one
 //!   `write` under a short lock; the file handling, rotation and deletion are [`UsageJournal`]'s.
+//!   Usage rows are records of the same segments (`encode_usage_record`, marker `gbu1`), so a
+//!   request's spans and usage rows leave in one `write` (the usage journal's own JSON line was
+//!   a second `write` per request). `.v2` names the segments that may hold usage records: a
+//!   version from before them reads no key from such a name and sets the segment aside rather
+//!   than drop its usage records as damage; this version reads `<key>.bin` segments too.
 //!   Page cache only: a killed process loses nothing, a power cut may lose the last records.
 //!   Segments of JSON lines (`spans-*.jsonl`, which versions before the binary journal wrote)
 //!   are still read at recovery. (Going back to such a version leaves `spans-*.bin` segments
 //!   unread: recover them first by starting this version once.)
 //! - Group commit: the line of a span inside a request span (kind `Server`) waits in its
 //!   parent's registry extensions, which the registry closes only after all its children;
-//!   when the request span closes, the lines of all its spans go out in one `write` (one per
-//!   journal, with the usage journal's). Spans outside a request write their own line when
-//!   they end. (A `write(2)` per span was a tenth of the server's CPU under load.)
+//!   when the request span closes, the lines of all its spans and usage rows go out in one
+//!   `write`. Spans outside a request write their own line when they end. (A `write(2)` per
+//!   span was a tenth of the server's CPU under load.)
 //! - The row is handed to the writer *before* its line is appended, so a segment rotated out
 //!   holds only rows the writer has; it is deleted once a writer flush after the rotation
 //!   returns (the rows are then stored or spooled).
@@ -28,9 +33,9 @@
 //!   outlives its request, like the online scorers, runs in spans outside the request's
 //!   registry tree, so it does not hold the request span open.)
 //! - At start, the segments of an earlier process are recovered in the background: a row that
-//!   is neither in a spooled `spans-` batch (checked first, so a replay in between is seen)
-//!   nor in the store is written again; then the segment is deleted. Recovery waits while the
-//!   store does not answer.
+//!   is neither in a spooled batch of its kind (checked first, so a replay in between is seen)
+//!   nor in the store is written again (a usage row also to the budgets' observer); then the
+//!   segment is deleted. Recovery waits while the store does not answer.
 //!
 //! What a kill can still lose: spans not yet ended when it lands (they belong to requests
 //! whose answer was not complete, or to work that outlives its request), and a span between
@@ -42,19 +47,25 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use glassbox_store::spool::BatchKind;
+use glassbox_store::spool::{BatchKind, JournalRecords};
 use glassbox_store::writer::TelemetryWriter;
-use glassbox_store::{SpanRow, TraceReader};
+use glassbox_store::{SpanRow, TraceReader, UsageRow};
 
 use crate::usage_journal::{JournalError, UsageJournal};
 
 const PREFIX: &str = "spans-";
 
+/// The name tag of segments that may hold usage records (`spans-<uuid>.<key>.v2.bin`). A
+/// version from before usage records reads no key from such a name, so it sets the segment
+/// aside unread (`*.unreadable`) instead of skipping its usage records as damage and deleting
+/// it; this version reads both namings.
+const WITH_USAGE_TAG: &str = "v2";
+
 /// Opens the span journal in `dir` (shared with the usage journal) with a fresh segment;
 /// returns the segments an earlier process left, for [`recover`]. Rotate it with
 /// [`crate::usage_journal::spawn_rotation`].
 pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
-    UsageJournal::open_segments(dir, PREFIX, format!("{:08x}.bin", key()))
+    UsageJournal::open_segments(dir, PREFIX, format!("{:08x}.{WITH_USAGE_TAG}.bin", key()))
 }
 
 /// This process's key for its span records, from the operating system's CSPRNG (a clock
@@ -67,9 +78,11 @@ fn key() -> u32 {
     })
 }
 
-/// The key in a segment's name (`spans-<uuid>.<key>.bin`).
+/// The key in a segment's name (`spans-<uuid>.<key>.v2.bin`, or `spans-<uuid>.<key>.bin` from
+/// before usage records).
 fn segment_key(path: &Path) -> Option<u32> {
     let stem = path.file_stem()?.to_str()?;
+    let stem = stem.strip_suffix(WITH_USAGE_TAG).and_then(|stem| stem.strip_suffix('.')).unwrap_or(stem);
     let (_, key) = stem.rsplit_once('.')?;
     u32::from_str_radix(key, 16).ok()
 }
@@ -81,29 +94,37 @@ pub fn encode_into(row: &SpanRow, lines: &mut Vec<u8>) {
     let _unencodable = glassbox_store::spool::encode_span_record(row, key(), lines);
 }
 
-/// The rows of one segment: binary records, or JSON lines in a segment an older version
-/// wrote. A record or line cut short (a write a kill interrupted) is skipped: its request was
-/// never answered. `None` for a segment of records in a format this version does not know
-/// (no key in its name, or it does not start with this version's marker): a later version's,
-/// which must not be deleted unread.
-pub fn segment_rows(path: &Path, bytes: &[u8]) -> Option<Vec<SpanRow>> {
+/// Appends the journal record of the usage row `row` to `lines`, which then leave with the
+/// request's span records in one `write`. Nothing if it cannot be encoded, which a `UsageRow`
+/// always can.
+pub fn encode_usage_into(row: &UsageRow, lines: &mut Vec<u8>) {
+    // An error leaves `lines` as it was (`encode_usage_record`).
+    let _unencodable = glassbox_store::spool::encode_usage_record(row, key(), lines);
+}
+
+/// The rows of one segment: binary records (spans, and usage rows since the `v2` segments), or
+/// JSON lines of spans in a segment an older version wrote. A record or line cut short (a
+/// write a kill interrupted) is skipped: its request was never answered. `None` for a segment
+/// of records in a format this version does not know (no key in its name, or it does not start
+/// with one of this version's markers): a later version's, which must not be deleted unread.
+pub fn segment_rows(path: &Path, bytes: &[u8]) -> Option<JournalRecords> {
+    use glassbox_store::spool::{SPAN_RECORD_MAGIC, USAGE_RECORD_MAGIC};
     if path.extension().is_some_and(|extension| extension == "jsonl") {
-        return Some(
-            String::from_utf8_lossy(bytes)
-                .lines()
-                .filter_map(|line| glassbox_store::spool::decode_span_line(line).ok())
-                .collect(),
-        );
+        let spans = String::from_utf8_lossy(bytes)
+            .lines()
+            .filter_map(|line| glassbox_store::spool::decode_span_line(line).ok())
+            .collect();
+        return Some(JournalRecords { spans, usage: Vec::new() });
     }
     let key = segment_key(path)?;
-    if !bytes.is_empty() && !bytes.starts_with(&glassbox_store::spool::SPAN_RECORD_MAGIC) {
+    if !bytes.is_empty() && !bytes.starts_with(&SPAN_RECORD_MAGIC) && !bytes.starts_with(&USAGE_RECORD_MAGIC) {
         return None;
     }
-    let (rows, skipped) = glassbox_store::spool::decode_span_records(bytes, key);
+    let (records, skipped) = glassbox_store::spool::decode_journal_records(bytes, key);
     if skipped > 0 {
         tracing::warn!(path = %path.display(), skipped, "span journal records cut short or damaged were skipped");
     }
-    Some(rows)
+    Some(records)
 }
 
 /// Renames a segment this version cannot read to `*.unreadable`: kept for a version that can,
@@ -119,12 +140,20 @@ fn set_aside(segment: &Path) {
 }
 
 /// Writes again the rows of `segments` (an earlier process's) that are neither spooled in
-/// `spool_dir` nor in the store, then deletes the segments. Waits while the store is down.
-pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn TraceReader>, writer: TelemetryWriter) {
+/// `spool_dir` nor in the store, span rows and usage rows alike, then deletes the segments.
+/// Waits while the store is down. `observer` hears every usage row written again (budgets
+/// rebuilt from the store missed them).
+pub async fn recover(
+    segments: Vec<PathBuf>,
+    spool_dir: PathBuf,
+    reader: Arc<dyn TraceReader>,
+    writer: TelemetryWriter,
+    observer: Option<crate::telemetry::UsageObserver>,
+) {
     for segment in segments {
-        let rows = match tokio::fs::read(&segment).await {
+        let JournalRecords { spans: rows, usage } = match tokio::fs::read(&segment).await {
             Ok(bytes) => match segment_rows(&segment, &bytes) {
-                Some(rows) => rows,
+                Some(records) => records,
                 None => {
                     set_aside(&segment);
                     continue;
@@ -136,8 +165,14 @@ pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn
             }
         };
         let mut delay = Duration::from_millis(200);
-        let missing = loop {
-            match missing_rows(rows.clone(), &spool_dir, reader.as_ref()).await {
+        let (missing, missing_usage) = loop {
+            let found = match missing_rows(rows.clone(), &spool_dir, reader.as_ref()).await {
+                Ok(missing) => crate::usage_journal::missing_rows(&usage, &spool_dir, reader.as_ref())
+                    .await
+                    .map(|missing_usage| (missing, missing_usage)),
+                Err(error) => Err(error),
+            };
+            match found {
                 Ok(missing) => break missing,
                 Err(error) => {
                     tracing::warn!(path = %segment.display(), error = %error, retry_in = ?delay,
@@ -148,12 +183,20 @@ pub async fn recover(segments: Vec<PathBuf>, spool_dir: PathBuf, reader: Arc<dyn
             }
         };
         let recovered = missing.len();
+        let recovered_usage = missing_usage.len();
         for row in missing {
             writer.write_span(row);
         }
+        for row in missing_usage {
+            if let Some(observer) = &observer {
+                observer(&row);
+            }
+            writer.write_usage(row);
+        }
         writer.flush().await;
         crate::usage_journal::remove(&segment);
-        tracing::info!(path = %segment.display(), rows = rows.len(), recovered, "span journal of an earlier run recovered");
+        tracing::info!(path = %segment.display(), rows = rows.len(), recovered, usage_rows = usage.len(),
+            recovered_usage, "span journal of an earlier run recovered");
     }
 }
 
@@ -229,8 +272,8 @@ mod tests {
         spans.append(&encode(&row(5)));
         let (_second, leftover) = open(dir.path()).unwrap();
         assert_eq!(leftover.len(), 1, "only the first process's span segment is left over: {leftover:?}");
-        assert!(leftover[0].to_string_lossy().ends_with(&format!(".{:08x}.bin", key())), "{leftover:?}");
-        let rows = segment_rows(&leftover[0], &std::fs::read(&leftover[0]).unwrap());
+        assert!(leftover[0].to_string_lossy().ends_with(&format!(".{:08x}.v2.bin", key())), "{leftover:?}");
+        let rows = segment_rows(&leftover[0], &std::fs::read(&leftover[0]).unwrap()).map(|records| records.spans);
         assert_eq!(rows, Some(vec![row(1), row(2), row(3), row(5)]));
     }
 
@@ -257,6 +300,58 @@ mod tests {
         assert_eq!((rows, skipped), (vec![row(1), row(3)], 1));
     }
 
+    fn usage(n: u64) -> UsageRow {
+        UsageRow {
+            timestamp_ns: 1_700_000_000_000_000_000,
+            trace_id: format!("{n:032x}"),
+            span_id: format!("{n:016x}"),
+            tenant: "acme".into(),
+            api_key_id: "key_1".into(),
+            model: "gpt-\"quoted\"\n".into(),
+            input_tokens: n,
+            cost_nano_usd: -5,
+            cost_unknown: true,
+            status: "ok".into(),
+            ..UsageRow::default()
+        }
+    }
+
+    /// A request's usage rows go into its span records' `write` and read back from the
+    /// segment with them; a segment that starts with a usage record is this version's too.
+    #[test]
+    fn usage_records_share_the_segment_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spans, _) = open(dir.path()).unwrap();
+        let mut lines = Vec::new();
+        encode_usage_into(&usage(1), &mut lines);
+        encode_into(&row(1), &mut lines);
+        encode_into(&row(2), &mut lines);
+        spans.append(&lines);
+        let mut lines = Vec::new();
+        encode_into(&row(3), &mut lines);
+        encode_usage_into(&usage(3), &mut lines);
+        spans.append(&lines);
+        let (_second, leftover) = open(dir.path()).unwrap();
+        let records = segment_rows(&leftover[0], &std::fs::read(&leftover[0]).unwrap()).unwrap();
+        assert_eq!(records.spans, vec![row(1), row(2), row(3)]);
+        assert_eq!(records.usage, vec![usage(1), usage(3)]);
+    }
+
+    /// Segments named before usage records (`spans-<uuid>.<key>.bin`) are still read.
+    #[test]
+    fn segments_named_without_the_usage_tag_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("spans-0190aaaabbbbccccddddeeeeffff0000.{:08x}.bin", key()));
+        let bytes = [encode(&row(1)), encode(&row(2))].concat();
+        std::fs::write(&path, &bytes).unwrap();
+        let (_journal, leftover) = open(dir.path()).unwrap();
+        assert_eq!(leftover, vec![path.clone()]);
+        assert_eq!(segment_rows(&path, &bytes).map(|records| records.spans), Some(vec![row(1), row(2)]));
+        assert_eq!(segment_key(&path), Some(key()));
+        assert_eq!(segment_key(&dir.path().join("spans-0190.00000abc.v2.bin")), Some(0xabc));
+        assert_eq!(segment_key(&dir.path().join("spans-0190.bin")), None);
+    }
+
     /// Segments of JSON lines, as versions before the binary records wrote them, are read at
     /// recovery.
     #[test]
@@ -271,7 +366,7 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let (_journal, leftover) = open(dir.path()).unwrap();
         assert_eq!(leftover, vec![path.clone()]);
-        assert_eq!(segment_rows(&path, &text), Some(vec![row(1), row(2)]));
+        assert_eq!(segment_rows(&path, &text).map(|records| records.spans), Some(vec![row(1), row(2)]));
     }
 
     /// A segment of another record format (a later version's marker) is not read as torn
@@ -284,7 +379,7 @@ mod tests {
         bytes[..4].copy_from_slice(b"gbs9");
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(segment_rows(&path, &bytes), None);
-        assert_eq!(segment_rows(&path, &[]), Some(vec![]), "an empty segment is just empty");
+        assert_eq!(segment_rows(&path, &[]), Some(JournalRecords::default()), "an empty segment is just empty");
         set_aside(&path);
         assert!(!path.exists());
         assert_eq!(std::fs::read(path.with_extension("unreadable")).unwrap(), bytes);

@@ -114,13 +114,16 @@ impl Telemetry {
     }
 
     /// Appends every usage row to `journal` after handing it to the writer, so a killed
-    /// process loses none (once per pipeline; a second call answers `false`).
+    /// process loses none (once per pipeline; a second call answers `false`). With a span
+    /// journal too ([`journal_spans`](Self::journal_spans)), usage rows go into the span
+    /// journal's segments instead, and this one is not written.
     pub fn journal_usage(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
         self.sink.store.as_ref().is_some_and(|store| store.usage_journal.set(journal).is_ok())
     }
 
-    /// Appends every span row to `journal` after handing it to the writer (`span_journal`),
-    /// so a killed process loses no span of an answered request (once per pipeline).
+    /// Appends every span row, and every usage row, to `journal` after handing it to the
+    /// writer (`span_journal`), so a killed process loses no span or usage row of an answered
+    /// request (once per pipeline). A request's records leave in one `write`.
     pub fn journal_spans(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
         self.sink.store.as_ref().is_some_and(|store| store.span_journal.set(journal).is_ok())
     }
@@ -251,7 +254,11 @@ impl StoreSink {
             if let Some(observer) = self.usage_observer.get() {
                 observer(&usage);
             }
-            if self.usage_journal.get().is_some() {
+            // With a span journal the usage row's record goes with the request's span records,
+            // in the same `write`; the usage journal's JSON lines otherwise.
+            if self.span_journal.get().is_some() {
+                crate::span_journal::encode_usage_into(&usage, &mut lines.spans);
+            } else if self.usage_journal.get().is_some() {
                 crate::usage_journal::UsageJournal::encode_into(&usage, &mut lines.usage);
             }
             self.writer.write_usage(usage);

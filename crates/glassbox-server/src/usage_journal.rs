@@ -23,7 +23,10 @@
 //!   the other meanwhile is still seen. While the store does not answer, recovery waits.
 //!
 //! Spans are journaled the same way, in segments of their own (`span_journal`), with the
-//! file handling, rotation and deletion of this module.
+//! file handling, rotation and deletion of this module. When both are on (as in `serve`),
+//! usage rows go into the span journal's segments as records of their own, so a request
+//! makes one `write`; this module's JSON lines are then only read, at recovery, from the
+//! segments an earlier version left.
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -83,14 +86,7 @@ impl UsageJournal {
         extension: String,
     ) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|source| JournalError { path: dir.clone(), source })?;
-        let mut leftover: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|source| JournalError { path: dir.clone(), source })?
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| is_segment(path, prefix))
-            .collect();
-        leftover.sort();
+        let leftover = leftover_segments(&dir, prefix)?;
         let segment = Segment::create(&dir, prefix, &extension)?;
         let journal = UsageJournal {
             dir,
@@ -180,6 +176,25 @@ impl Segment {
 
 const USAGE_PREFIX: &str = "usage-";
 
+/// The usage journal segments an earlier process left in `dir` (creating it), for [`recover`],
+/// without opening a journal: `serve` journals usage rows in the span journal's segments
+/// (`span_journal`), and recovers the JSON lines a version before that left.
+pub fn leftover_usage_segments(dir: impl Into<PathBuf>) -> Result<Vec<PathBuf>, JournalError> {
+    leftover_segments(&dir.into(), USAGE_PREFIX)
+}
+
+fn leftover_segments(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, JournalError> {
+    std::fs::create_dir_all(dir).map_err(|source| JournalError { path: dir.to_owned(), source })?;
+    let mut leftover: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| JournalError { path: dir.to_owned(), source })?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| is_segment(path, prefix))
+        .collect();
+    leftover.sort();
+    Ok(leftover)
+}
+
 fn is_segment(path: &Path, prefix: &str) -> bool {
     path.file_name()
         .and_then(|name| name.to_str())
@@ -262,7 +277,15 @@ pub async fn recover(
     }
 }
 
-async fn missing_rows(rows: &[UsageRow], spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<UsageRow>, String> {
+/// The rows of `rows` that are neither in a spooled usage batch nor in the store.
+pub(crate) async fn missing_rows(
+    rows: &[UsageRow],
+    spool_dir: &Path,
+    reader: &dyn TraceReader,
+) -> Result<Vec<UsageRow>, String> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let spooled = spooled_keys(spool_dir, BatchKind::Usage).await;
     let mut missing = Vec::new();
     let mut known_traces: std::collections::HashMap<&str, HashSet<String>> = std::collections::HashMap::new();

@@ -96,7 +96,7 @@ pub struct SpanLink {
 }
 
 /// One model call: who made it, what it used, what it cost.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct UsageRow {
     /// Start of the call, nanoseconds since the Unix epoch.
     pub timestamp_ns: i64,

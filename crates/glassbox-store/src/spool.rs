@@ -631,6 +631,10 @@ fn write_span(row: &SpanRow, out: &mut Vec<u8>) -> io::Result<()> {
 /// new marker and a reader kept for this one (a test pins the bytes).
 pub const SPAN_RECORD_MAGIC: [u8; 4] = *b"gbs1";
 
+/// The first bytes of a usage row's record in the span journal (`encode_usage_record`), with
+/// the same framing as a span's; versioned the same way (`UsageRowDef`).
+pub const USAGE_RECORD_MAGIC: [u8; 4] = *b"gbu1";
+
 /// Appends `row` to `out` as one binary record of the span journal: [`SPAN_RECORD_MAGIC`],
 /// the payload's length (`u32`, little-endian), the payload (the row in postcard's encoding of
 /// the spool's row definition: lengths and bytes, no escaping) and the CRC-32 of `key`
@@ -644,15 +648,57 @@ pub const SPAN_RECORD_MAGIC: [u8; 4] = *b"gbs1";
 /// The JSON line (`encode_span_line`) cost 41 K instructions per benchmark request, most of
 /// them escaping strings that are read back only after a crash (BENCHMARKS.md).
 pub fn encode_span_record(row: &SpanRow, key: u32, out: &mut Vec<u8>) -> io::Result<()> {
-    let start = out.len();
     out.reserve(approx_span_bytes(row) + 16);
-    out.extend_from_slice(&SPAN_RECORD_MAGIC);
+    encode_record(SPAN_RECORD_MAGIC, key, out, |out| {
+        write_span_postcard(row, out);
+        Ok(())
+    })
+}
+
+/// Appends `row` to `out` as one record of the span journal, framed as
+/// [`encode_span_record`]'s but marked [`USAGE_RECORD_MAGIC`], so that a request's spans and
+/// usage rows leave in one `write` (`span_journal`). On an error `out` is left as it was.
+pub fn encode_usage_record(row: &UsageRow, key: u32, out: &mut Vec<u8>) -> io::Result<()> {
+    struct Payload<'a>(&'a UsageRow);
+    impl Serialize for Payload<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            UsageRowDef::serialize(self.0, serializer)
+        }
+    }
+    /// Postcard appends through `Extend`; this extends the caller's buffer in place.
+    struct Appender<'a>(&'a mut Vec<u8>);
+    impl Extend<u8> for Appender<'_> {
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+            self.0.extend(bytes);
+        }
+    }
+    out.reserve(approx_usage_bytes(row) + 16);
+    encode_record(USAGE_RECORD_MAGIC, key, out, |out| {
+        postcard::to_extend(&Payload(row), Appender(out))
+            .map(drop)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+    })
+}
+
+/// The framing of a journal record around the payload `write` appends (see
+/// [`encode_span_record`]); on an error `out` is left as it was.
+fn encode_record(
+    magic: [u8; 4],
+    key: u32,
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&magic);
     out.extend_from_slice(&[0; 4]);
     let payload_start = out.len();
-    write_span_postcard(row, out);
+    if let Err(error) = write(out) {
+        out.truncate(start);
+        return Err(error);
+    }
     let Ok(length) = u32::try_from(out.len() - payload_start) else {
         out.truncate(start);
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a span row of 4 GiB or more cannot be journaled"));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a row of 4 GiB or more cannot be journaled"));
     };
     out[payload_start - 4..payload_start].copy_from_slice(&length.to_le_bytes());
     let checksum = keyed_crc(key, &out[payload_start..]);
@@ -660,48 +706,85 @@ pub fn encode_span_record(row: &SpanRow, key: u32, out: &mut Vec<u8>) -> io::Res
     Ok(())
 }
 
-/// Reads the records [`encode_span_record`] wrote into `bytes`. A record that is cut short (a
-/// write a kill interrupted) or does not check out is skipped, and reading goes on at the
-/// next [`SPAN_RECORD_MAGIC`]; returns the rows and how many such stretches were skipped.
-/// `key` is the one the records were written with.
-pub fn decode_span_records(bytes: &[u8], key: u32) -> (Vec<SpanRow>, usize) {
-    let mut rows = Vec::new();
+/// What a span journal segment holds: its span rows and usage rows, in the order written.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct JournalRecords {
+    pub spans: Vec<SpanRow>,
+    pub usage: Vec<UsageRow>,
+}
+
+/// Reads the records [`encode_span_record`] and [`encode_usage_record`] wrote into `bytes`. A
+/// record that is cut short (a write a kill interrupted) or does not check out is skipped, and
+/// reading goes on at the next marker of either kind; returns the rows and how many such
+/// stretches were skipped. `key` is the one the records were written with.
+pub fn decode_journal_records(bytes: &[u8], key: u32) -> (JournalRecords, usize) {
+    let mut records = JournalRecords::default();
     let mut skipped = 0;
     let mut at = 0;
+    let marked = |rest: &[u8]| rest.starts_with(&SPAN_RECORD_MAGIC) || rest.starts_with(&USAGE_RECORD_MAGIC);
     while at < bytes.len() {
-        match span_record_at(bytes, at, key) {
-            Some((row, next)) => {
-                rows.push(row);
+        match record_at(bytes, at, key) {
+            Some((Record::Span(row), next)) => {
+                records.spans.push(row);
+                at = next;
+            }
+            Some((Record::Usage(row), next)) => {
+                records.usage.push(row);
                 at = next;
             }
             // The newline the journal writes before its first append after a failed one
             // (`UsageJournal::append`), right before a record: not damage. (The record after it
             // is read once, by the next turn.)
-            None if bytes[at] == b'\n' && bytes[at + 1..].starts_with(&SPAN_RECORD_MAGIC) => at += 1,
+            None if bytes[at] == b'\n' && marked(&bytes[at + 1..]) => at += 1,
             None => {
                 skipped += 1;
                 at = bytes[at + 1..]
                     .windows(SPAN_RECORD_MAGIC.len())
-                    .position(|window| window == SPAN_RECORD_MAGIC)
+                    .position(marked)
                     .map_or(bytes.len(), |offset| at + 1 + offset);
             }
         }
     }
-    (rows, skipped)
+    (records, skipped)
+}
+
+/// The span rows of [`decode_journal_records`] (a segment of spans alone, as versions before
+/// usage records wrote), and how many stretches were skipped.
+pub fn decode_span_records(bytes: &[u8], key: u32) -> (Vec<SpanRow>, usize) {
+    let (records, skipped) = decode_journal_records(bytes, key);
+    (records.spans, skipped)
+}
+
+enum Record {
+    Span(SpanRow),
+    Usage(UsageRow),
 }
 
 /// The row of the record at `at` and where the next one starts, if the record is whole.
-fn span_record_at(bytes: &[u8], at: usize, key: u32) -> Option<(SpanRow, usize)> {
-    let rest = bytes.get(at..)?.strip_prefix(&SPAN_RECORD_MAGIC)?;
-    let length = usize::try_from(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)).ok()?;
-    let (payload, rest) = rest.get(4..)?.split_at_checked(length)?;
+fn record_at(bytes: &[u8], at: usize, key: u32) -> Option<(Record, usize)> {
+    let rest = bytes.get(at..)?;
+    let magic: [u8; 4] = rest.get(..4)?.try_into().ok()?;
+    if magic != SPAN_RECORD_MAGIC && magic != USAGE_RECORD_MAGIC {
+        return None;
+    }
+    let length = usize::try_from(u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?)).ok()?;
+    let (payload, rest) = rest.get(8..)?.split_at_checked(length)?;
     let checksum = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
     if keyed_crc(key, payload) != checksum {
         return None;
     }
-    let SpanRowOwned(row) = postcard::from_bytes(payload).ok()?;
-    Some((row, at + SPAN_RECORD_MAGIC.len() + 8 + length))
+    let record = if magic == SPAN_RECORD_MAGIC {
+        let SpanRowOwned(row) = postcard::from_bytes(payload).ok()?;
+        Record::Span(row)
+    } else {
+        let UsageRowOwned(row) = postcard::from_bytes(payload).ok()?;
+        Record::Usage(row)
+    };
+    Some((record, at + magic.len() + 8 + length))
 }
+
+#[derive(Deserialize)]
+struct UsageRowOwned(#[serde(with = "UsageRowDef")] UsageRow);
 
 #[derive(Deserialize)]
 struct SpanRowOwned(#[serde(with = "SpanRowDef")] SpanRow);
@@ -1084,6 +1167,58 @@ mod tests {
             assert_eq!(decode_span_records(&record, 8), (vec![], 1), "another key's record does not check out");
             assert_eq!(decode_span_records(&record, 7), (vec![row], 0));
         }
+    }
+
+    /// Usage records read back among span records, in the order written; a torn or damaged
+    /// record of either kind is skipped and reading goes on at the next marker of either kind;
+    /// another key's records do not check out.
+    #[test]
+    fn usage_records_read_back_among_span_records() {
+        let mut odd = usage(9);
+        odd.model = "m\u{0}\"\n".into();
+        odd.cost_nano_usd = i64::MIN;
+        odd.latency_ns = u64::MAX;
+        let mut bytes = Vec::new();
+        encode_span_record(&span(1), 7, &mut bytes).unwrap();
+        encode_usage_record(&usage(1), 7, &mut bytes).unwrap();
+        encode_usage_record(&odd, 7, &mut bytes).unwrap();
+        let torn_at = bytes.len();
+        encode_usage_record(&usage(2), 7, &mut bytes).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        let damaged_at = bytes.len();
+        encode_span_record(&span(2), 7, &mut bytes).unwrap();
+        bytes[damaged_at + 12] ^= 0x40;
+        encode_span_record(&span(3), 7, &mut bytes).unwrap();
+        bytes.push(b'\n');
+        encode_usage_record(&usage(3), 7, &mut bytes).unwrap();
+        assert!(bytes[torn_at..].starts_with(&USAGE_RECORD_MAGIC));
+        let (records, skipped) = decode_journal_records(&bytes, 7);
+        assert_eq!(records.spans, vec![span(1), span(3)]);
+        assert_eq!(records.usage, vec![usage(1), odd, usage(3)]);
+        assert_eq!(skipped, 2, "the torn record, then the damaged one");
+        assert_eq!(decode_span_records(&bytes, 7).0, vec![span(1), span(3)]);
+        let (other_key, skipped) = decode_journal_records(&bytes, 8);
+        assert_eq!((other_key, skipped > 0), (JournalRecords::default(), true));
+    }
+
+    /// A usage record's payload is postcard's encoding of `UsageRowDef`, after its marker and
+    /// length (a change to the row definition needs a new marker).
+    #[test]
+    fn usage_records_are_postcards_encoding_of_the_row() {
+        struct Ref<'a>(&'a UsageRow);
+        impl Serialize for Ref<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                UsageRowDef::serialize(self.0, serializer)
+            }
+        }
+        let mut record = b"before".to_vec();
+        encode_usage_record(&usage(4), 1, &mut record).unwrap();
+        let payload = postcard::to_allocvec(&Ref(&usage(4))).unwrap();
+        assert_eq!(&record[..6], b"before", "appended after what the buffer held");
+        assert_eq!(&record[6..10], b"gbu1");
+        assert_eq!(record[10..14], u32::try_from(payload.len()).unwrap().to_le_bytes());
+        assert_eq!(&record[14..14 + payload.len()], &payload[..]);
+        assert_eq!(record.len(), 14 + payload.len() + 4);
     }
 
     /// The hand-written line is exactly the text `SpanRowDef`'s serde derive writes (the

@@ -601,6 +601,7 @@ async fn a_requests_journal_lines_are_written_when_its_request_span_closes_and_o
             .flat_map(|entry| {
                 glassbox_server::span_journal::segment_rows(&entry.path(), &std::fs::read(entry.path()).unwrap())
                     .expect("a segment of this version")
+                    .spans
             })
             .collect()
     };

@@ -71,7 +71,7 @@ async fn killed_under_load() {
         present(&fixture, &database, "usage", &usage_batches).await,
     );
 
-    let journaled = (journal_rows(&spool.join("journal"), "spans-"), journal_rows(&spool.join("journal"), "usage-"));
+    let journaled = journal_rows(&spool.join("journal"));
     let killed_segments: Vec<std::path::PathBuf> = std::fs::read_dir(spool.join("journal"))
         .into_iter()
         .flatten()
@@ -216,18 +216,20 @@ async fn incomplete_traces(fixture: &ClickHouseFixture, database: &str, acknowle
 
 /// Rows in the journal segments under `dir` whose names start with `prefix`: JSON lines
 /// (usage) or binary span records.
-fn journal_rows(dir: &std::path::Path, prefix: &str) -> usize {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
-        .map(|entry| {
-            let bytes = std::fs::read(entry.path()).unwrap_or_default();
-            match entry.path().extension().is_some_and(|extension| extension == "bin") {
-                true => glassbox_server::span_journal::segment_rows(&entry.path(), &bytes).map_or(0, |rows| rows.len()),
-                false => String::from_utf8_lossy(&bytes).lines().count(),
-            }
-        })
-        .sum()
+/// (span rows, usage rows) in the journal segments of `dir`: the span journal's records
+/// (spans and usage rows since one `write` carries both) and any usage JSON lines.
+fn journal_rows(dir: &std::path::Path) -> (usize, usize) {
+    let mut rows = (0, 0);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        if name.starts_with("spans-") {
+            let records = glassbox_server::span_journal::segment_rows(&entry.path(), &bytes).unwrap_or_default();
+            rows.0 += records.spans.len();
+            rows.1 += records.usage.len();
+        } else if name.starts_with("usage-") {
+            rows.1 += String::from_utf8_lossy(&bytes).lines().count();
+        }
+    }
+    rows
 }
