@@ -12,7 +12,10 @@
 -- earliest span carrying the key.
 --
 -- The backfill needs no deduplication token: a row that arrives twice (two servers migrating at
--- once) changes neither the set nor its min(Start), and merges fold it away.
+-- once) changes neither the set nor its min(Start), and merges fold it away. It writes one
+-- partition per day of the spans it reads, so it lifts the limit of 100 partitions per
+-- inserted block (`max_partitions_per_insert_block`), which a store keeping more than 100 days
+-- of spans would hit.
 --
 -- Placeholders (see 0001_spans.sql): {database}, {on_cluster}, {replicated}, {replica_args},
 -- {ttl_days}.
@@ -45,4 +48,5 @@ SELECT
     min(Timestamp) AS Start
 FROM {database}.spans
 WHERE TraceId != '' AND SpanAttributes['glassbox.api_key_id'] != ''
-GROUP BY ApiKeyId, TraceId;
+GROUP BY ApiKeyId, TraceId
+SETTINGS max_partitions_per_insert_block = 0;

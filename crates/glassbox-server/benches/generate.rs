@@ -144,19 +144,21 @@ async fn telemetry_pipeline(
         None,
     )
     .unwrap();
-    // The kill-safety journals, as the binary runs them: `BENCH_JOURNAL=off` (none), `usage`
-    // (usage rows only) or `on` (usage rows and spans, the default).
+    // The kill-safety journals: `BENCH_JOURNAL=off` (none), `usage` (usage rows alone, as JSON
+    // lines: a library's option) or `on` (the span journal with the usage rows' records in it,
+    // as the binary runs it; the default).
     let journals = std::env::var("BENCH_JOURNAL").unwrap_or_else(|_| "on".to_owned());
     if journals != "off" {
         let writer = telemetry.writer().unwrap().clone();
-        let (usage, _) = glassbox_server::usage_journal::UsageJournal::open(dir.join("journal")).unwrap();
-        telemetry.journal_usage(Arc::clone(&usage));
-        glassbox_server::usage_journal::spawn_rotation(usage, writer.clone());
-        if journals != "usage" {
-            let (spans, _) = glassbox_server::span_journal::open(dir.join("journal")).unwrap();
-            telemetry.journal_spans(Arc::clone(&spans));
-            glassbox_server::usage_journal::spawn_rotation(spans, writer);
-        }
+        let (journal, _) = match journals.as_str() {
+            "usage" => glassbox_server::usage_journal::UsageJournal::open(dir.join("journal")).unwrap(),
+            _ => glassbox_server::span_journal::open(dir.join("journal")).unwrap(),
+        };
+        match journals.as_str() {
+            "usage" => telemetry.journal_usage(Arc::clone(&journal)),
+            _ => telemetry.journal_spans(Arc::clone(&journal)),
+        };
+        glassbox_server::usage_journal::spawn_rotation(journal, writer);
     }
     println!("journals: {journals}");
     telemetry

@@ -349,7 +349,7 @@ fn run_serve(
         // one write), recovered at the next start (`span_journal`). Usage journal segments of
         // JSON lines, which versions before wrote, are recovered too.
         let leftover = glassbox_server::usage_journal::leftover_usage_segments(config.store.spool_dir.join("journal"))
-            .context("while opening the usage journal")?;
+            .context("while listing the usage journal segments an earlier version left")?;
         let (span_journal, span_leftover) = glassbox_server::span_journal::open(config.store.spool_dir.join("journal"))
             .context("while opening the span journal")?;
         telemetry.journal_spans(Arc::clone(&span_journal));

@@ -117,10 +117,14 @@ pub fn segment_rows(path: &Path, bytes: &[u8]) -> Option<JournalRecords> {
         return Some(JournalRecords { spans, usage: Vec::new() });
     }
     let key = segment_key(path)?;
-    if !bytes.is_empty() && !bytes.starts_with(&SPAN_RECORD_MAGIC) && !bytes.starts_with(&USAGE_RECORD_MAGIC) {
+    // A segment may start with the newline `UsageJournal::append` writes before its first
+    // append after a failed one (also into a fresh segment after a rotation): not a format.
+    let first = bytes.iter().position(|&byte| byte != b'\n').unwrap_or(bytes.len());
+    let records = &bytes[first..];
+    if !records.is_empty() && !records.starts_with(&SPAN_RECORD_MAGIC) && !records.starts_with(&USAGE_RECORD_MAGIC) {
         return None;
     }
-    let (records, skipped) = glassbox_store::spool::decode_journal_records(bytes, key);
+    let (records, skipped) = glassbox_store::spool::decode_journal_records(records, key);
     if skipped > 0 {
         tracing::warn!(path = %path.display(), skipped, "span journal records cut short or damaged were skipped");
     }
@@ -187,12 +191,7 @@ pub async fn recover(
         for row in missing {
             writer.write_span(row);
         }
-        for row in missing_usage {
-            if let Some(observer) = &observer {
-                observer(&row);
-            }
-            writer.write_usage(row);
-        }
+        crate::usage_journal::write_back(missing_usage, observer.as_ref(), &writer);
         writer.flush().await;
         crate::usage_journal::remove(&segment);
         tracing::info!(path = %segment.display(), rows = rows.len(), recovered, usage_rows = usage.len(),
@@ -284,7 +283,8 @@ mod tests {
         let mut bytes = encode(&row(1));
         bytes.push(b'\n');
         bytes.extend_from_slice(&encode(&row(2)));
-        assert_eq!(glassbox_store::spool::decode_span_records(&bytes, key()), (vec![row(1), row(2)], 0));
+        let (records, skipped) = glassbox_store::spool::decode_journal_records(&bytes, key());
+        assert_eq!((records.spans, skipped), (vec![row(1), row(2)], 0));
     }
 
     /// A bit flipped inside a record fails its checksum: that record alone is lost.
@@ -296,7 +296,8 @@ mod tests {
         }
         let second = encode(&row(1)).len() + 20;
         bytes[second] ^= 0x40;
-        let (rows, skipped) = glassbox_store::spool::decode_span_records(&bytes, key());
+        let (records, skipped) = glassbox_store::spool::decode_journal_records(&bytes, key());
+        let rows = records.spans;
         assert_eq!((rows, skipped), (vec![row(1), row(3)], 1));
     }
 
@@ -335,6 +336,20 @@ mod tests {
         let records = segment_rows(&leftover[0], &std::fs::read(&leftover[0]).unwrap()).unwrap();
         assert_eq!(records.spans, vec![row(1), row(2), row(3)]);
         assert_eq!(records.usage, vec![usage(1), usage(3)]);
+    }
+
+    /// A segment that starts with the newline an append after failed ones writes first (as
+    /// a fresh segment after a rotation may) is read, not set aside as an unknown format.
+    #[test]
+    fn a_segment_starting_with_the_newline_after_failed_appends_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("spans-0190aaaabbbbccccddddeeeeffff0000.{:08x}.v2.bin", key()));
+        let mut bytes = b"\n".to_vec();
+        encode_usage_into(&usage(1), &mut bytes);
+        encode_into(&row(1), &mut bytes);
+        let records = segment_rows(&path, &bytes).expect("read, not set aside");
+        assert_eq!((records.spans, records.usage), (vec![row(1)], vec![usage(1)]));
+        assert_eq!(segment_rows(&path, b"\n\n"), Some(JournalRecords::default()));
     }
 
     /// Segments named before usage records (`spans-<uuid>.<key>.bin`) are still read.

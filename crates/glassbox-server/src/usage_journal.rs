@@ -1,5 +1,9 @@
-//! A write-ahead journal of usage rows, so that a server killed without warning (SIGKILL, an
-//! OOM kill, a crash) loses no usage row of a request it acknowledged.
+//! A write-ahead journal of usage rows as JSON lines, so that a server killed without warning
+//! (SIGKILL, an OOM kill, a crash) loses no usage row of a request it acknowledged; and the
+//! file handling, rotation and deletion both journals share. `serve` journals usage rows in
+//! the span journal's segments instead (the last paragraph below); this journal is for a
+//! library that journals usage rows alone, and its segments an earlier version left are
+//! still recovered.
 //!
 //! The telemetry writer batches rows in memory for up to a flush interval (and longer while
 //! the store is down and batches are being spooled); a kill loses those rows. Usage rows are
@@ -48,7 +52,7 @@ pub struct UsageJournal {
     dir: PathBuf,
     /// `usage-` or `spans-`: the start of every segment's file name.
     prefix: &'static str,
-    /// `jsonl` (usage: JSON lines) or `<key>.bin` (spans: `span_journal`'s binary records).
+    /// `jsonl` (usage: JSON lines) or `<key>.v2.bin` (`span_journal`'s binary records).
     extension: String,
     current: Mutex<Segment>,
     /// The last append failed (a full disk): failures are logged once, not once per request.
@@ -63,7 +67,7 @@ struct Segment {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("usage journal {path}")]
+#[error("journal {path}")]
 pub struct JournalError {
     path: PathBuf,
     #[source]
@@ -265,15 +269,25 @@ pub async fn recover(
             }
         };
         let n_recovered = recovered.len();
-        for row in recovered {
-            if let Some(observer) = &observer {
-                observer(&row);
-            }
-            writer.write_usage(row);
-        }
+        write_back(recovered, observer.as_ref(), &writer);
         writer.flush().await;
         remove(&segment);
         tracing::info!(path = %segment.display(), rows = rows.len(), recovered = n_recovered, "usage journal of an earlier run recovered");
+    }
+}
+
+/// Hands recovered usage rows to the writer, each first to `observer` (budgets rebuilt from the
+/// store missed them).
+pub(crate) fn write_back(
+    rows: Vec<UsageRow>,
+    observer: Option<&crate::telemetry::UsageObserver>,
+    writer: &TelemetryWriter,
+) {
+    for row in rows {
+        if let Some(observer) = observer {
+            observer(&row);
+        }
+        writer.write_usage(row);
     }
 }
 

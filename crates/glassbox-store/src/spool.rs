@@ -659,12 +659,6 @@ pub fn encode_span_record(row: &SpanRow, key: u32, out: &mut Vec<u8>) -> io::Res
 /// [`encode_span_record`]'s but marked [`USAGE_RECORD_MAGIC`], so that a request's spans and
 /// usage rows leave in one `write` (`span_journal`). On an error `out` is left as it was.
 pub fn encode_usage_record(row: &UsageRow, key: u32, out: &mut Vec<u8>) -> io::Result<()> {
-    struct Payload<'a>(&'a UsageRow);
-    impl Serialize for Payload<'_> {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            UsageRowDef::serialize(self.0, serializer)
-        }
-    }
     /// Postcard appends through `Extend`; this extends the caller's buffer in place.
     struct Appender<'a>(&'a mut Vec<u8>);
     impl Extend<u8> for Appender<'_> {
@@ -674,7 +668,7 @@ pub fn encode_usage_record(row: &UsageRow, key: u32, out: &mut Vec<u8>) -> io::R
     }
     out.reserve(approx_usage_bytes(row) + 16);
     encode_record(USAGE_RECORD_MAGIC, key, out, |out| {
-        postcard::to_extend(&Payload(row), Appender(out))
+        postcard::to_extend(&UsageRowRef(row), Appender(out))
             .map(drop)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
     })
@@ -748,13 +742,6 @@ pub fn decode_journal_records(bytes: &[u8], key: u32) -> (JournalRecords, usize)
     (records, skipped)
 }
 
-/// The span rows of [`decode_journal_records`] (a segment of spans alone, as versions before
-/// usage records wrote), and how many stretches were skipped.
-pub fn decode_span_records(bytes: &[u8], key: u32) -> (Vec<SpanRow>, usize) {
-    let (records, skipped) = decode_journal_records(bytes, key);
-    (records.spans, skipped)
-}
-
 enum Record {
     Span(SpanRow),
     Usage(UsageRow),
@@ -786,6 +773,15 @@ fn record_at(bytes: &[u8], at: usize, key: u32) -> Option<(Record, usize)> {
 #[derive(Deserialize)]
 struct UsageRowOwned(#[serde(with = "UsageRowDef")] UsageRow);
 
+/// A usage row through its serde definition ([`UsageRowDef`]).
+struct UsageRowRef<'a>(&'a UsageRow);
+
+impl Serialize for UsageRowRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        UsageRowDef::serialize(self.0, serializer)
+    }
+}
+
 #[derive(Deserialize)]
 struct SpanRowOwned(#[serde(with = "SpanRowDef")] SpanRow);
 
@@ -798,7 +794,7 @@ fn keyed_crc(key: u32, payload: &[u8]) -> u32 {
 
 /// `row` in postcard's encoding of [`SpanRowDef`], written field by field (postcard through
 /// serde cost 20.5 K instructions per benchmark request, this a fraction of it). A test holds
-/// it to postcard's own bytes, which [`decode_span_records`] reads.
+/// it to postcard's own bytes, which [`decode_journal_records`] reads.
 fn write_span_postcard(row: &SpanRow, out: &mut Vec<u8>) {
     // Destructured without `..`: a field added to the row and not written here fails to compile.
     let SpanRow {
@@ -1137,7 +1133,7 @@ mod tests {
     }
 
     /// The hand-written record payload is byte for byte postcard's encoding through serde,
-    /// which `decode_span_records` reads: rows with every field set, odd text and numbers at
+    /// which `decode_journal_records` reads: rows with every field set, odd text and numbers at
     /// the varints' edges, and an empty one.
     #[test]
     fn span_records_are_postcards_encoding_and_read_back() {
@@ -1164,8 +1160,12 @@ mod tests {
             assert_eq!(mine, postcard::to_allocvec(&Ref(&row)).unwrap());
             let mut record = Vec::new();
             encode_span_record(&row, 7, &mut record).unwrap();
-            assert_eq!(decode_span_records(&record, 8), (vec![], 1), "another key's record does not check out");
-            assert_eq!(decode_span_records(&record, 7), (vec![row], 0));
+            let spans = |key| {
+                let (records, skipped) = decode_journal_records(&record, key);
+                (records.spans, skipped)
+            };
+            assert_eq!(spans(8), (vec![], 1), "another key's record does not check out");
+            assert_eq!(spans(7), (vec![row], 0));
         }
     }
 
@@ -1196,29 +1196,45 @@ mod tests {
         assert_eq!(records.spans, vec![span(1), span(3)]);
         assert_eq!(records.usage, vec![usage(1), odd, usage(3)]);
         assert_eq!(skipped, 2, "the torn record, then the damaged one");
-        assert_eq!(decode_span_records(&bytes, 7).0, vec![span(1), span(3)]);
         let (other_key, skipped) = decode_journal_records(&bytes, 8);
         assert_eq!((other_key, skipped > 0), (JournalRecords::default(), true));
     }
 
-    /// A usage record's payload is postcard's encoding of `UsageRowDef`, after its marker and
-    /// length (a change to the row definition needs a new marker).
+    /// A usage record's bytes are pinned (the span journal's fuzz seed `usage-record` is the
+    /// golden record): postcard is positional, so a field added to `UsageRowDef`, which the
+    /// spool's JSON shares, changes `gbu1` records and needs a new marker and a reader kept for
+    /// this one. Appended after what the buffer holds.
     #[test]
-    fn usage_records_are_postcards_encoding_of_the_row() {
-        struct Ref<'a>(&'a UsageRow);
-        impl Serialize for Ref<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                UsageRowDef::serialize(self.0, serializer)
-            }
-        }
+    fn usage_records_keep_their_bytes() {
+        let row = UsageRow {
+            timestamp_ns: 1_700_000_000_000_000_000,
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            span_id: "b7ad6b7169203331".into(),
+            tenant: "acme".into(),
+            api_key_id: "key_1a2b3c4d5e6f".into(),
+            agent: "assistant".into(),
+            workflow: String::new(),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            input_tokens: 12,
+            output_tokens: 34,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
+            cost_nano_usd: 15_000,
+            cost_unknown: false,
+            latency_ns: 1_234_567,
+            time_to_first_token_ns: 0,
+            status: "ok".into(),
+            error_type: String::new(),
+        };
+        let golden = include_bytes!("../../../fuzz/corpus/span_journal/usage-record");
         let mut record = b"before".to_vec();
-        encode_usage_record(&usage(4), 1, &mut record).unwrap();
-        let payload = postcard::to_allocvec(&Ref(&usage(4))).unwrap();
-        assert_eq!(&record[..6], b"before", "appended after what the buffer held");
-        assert_eq!(&record[6..10], b"gbu1");
-        assert_eq!(record[10..14], u32::try_from(payload.len()).unwrap().to_le_bytes());
-        assert_eq!(&record[14..14 + payload.len()], &payload[..]);
-        assert_eq!(record.len(), 14 + payload.len() + 4);
+        encode_usage_record(&row, 0x0102_0304, &mut record).unwrap();
+        assert_eq!(&record[..6], b"before");
+        assert_eq!(&record[6..], golden);
+        assert_eq!(record[6..].len(), golden.len());
+        let payload = postcard::to_allocvec(&UsageRowRef(&row)).unwrap();
+        assert_eq!(&record[14..14 + payload.len()], &payload[..], "the payload is postcard's, through serde");
     }
 
     /// The hand-written line is exactly the text `SpanRowDef`'s serde derive writes (the

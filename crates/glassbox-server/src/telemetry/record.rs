@@ -601,9 +601,9 @@ where
             return;
         }
         // Group commit of the kill-safety journals: the registry closes a span only after
-        // all its children, so the lines of a request's spans travel up to the request span
-        // and go out in one write per journal when it closes, which is before its answer's
-        // last bytes (`span_journal`). Spans outside a request write their own at once.
+        // all its children, so the lines of a request's spans (and usage rows) travel up to
+        // the request span and go out in one write when it closes, which is before its
+        // answer's last bytes (`span_journal`). Spans outside a request write their own at once.
         if journal_with_parent && let Some(parent) = span.parent() {
             let mut extensions = parent.extensions_mut();
             match extensions.get_mut::<JournalLines>() {

@@ -2,8 +2,8 @@
 //! then the server is killed with requests in flight. After both restart, the spool is
 //! replayed exactly once, no row is doubled, and every acknowledged request has its complete
 //! trace (its three spans) and its usage row, each exactly once: rows the writer still held in
-//! memory come back from the journals (`usage_journal`, `span_journal`), rows already stored or
-//! spooled are not written again.
+//! memory come back from the journal (`span_journal`, whose segments carry the usage rows too),
+//! rows already stored or spooled are not written again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -214,8 +214,6 @@ async fn incomplete_traces(fixture: &ClickHouseFixture, database: &str, acknowle
         .collect()
 }
 
-/// Rows in the journal segments under `dir` whose names start with `prefix`: JSON lines
-/// (usage) or binary span records.
 /// (span rows, usage rows) in the journal segments of `dir`: the span journal's records
 /// (spans and usage rows since one `write` carries both) and any usage JSON lines.
 fn journal_rows(dir: &std::path::Path) -> (usize, usize) {

@@ -115,9 +115,21 @@ pub(super) async fn list_traces(
     }
 }
 
+/// The API key filter, a condition on `trace_index`'s rows (`WHERE`, so the primary key serves
+/// it): the traces `trace_api_keys` (migration 12) has for the key. A key's rows of a trace
+/// start no earlier than the trace, so those before the range are skipped: a superset of the
+/// traces that start in it, which the range condition then keeps.
+fn push_api_key(sql: &mut Sql, filter: &TraceFilter) {
+    let Some(api_key_id) = &filter.api_key_id else { return };
+    sql.bind(" AND TraceId IN (SELECT TraceId FROM trace_api_keys WHERE ApiKeyId = ?", [api_key_id.as_str().into()]);
+    if let Some(range) = &filter.range {
+        sql.bind(" AND Start >= fromUnixTimestamp64Nano(toInt64(?))", [range.from_ns.into()]);
+    }
+    sql.push(")");
+}
+
 /// `GROUP BY TraceId HAVING` the filters, over the finished per-trace columns (`start_ns`,
-/// `end_ns`, `agent`, `tenant`, `has_error`, `cost_nano_usd`, `trace_id`); the API key filter
-/// reads `trace_api_keys` (migration 12).
+/// `end_ns`, `agent`, `tenant`, `has_error`, `cost_nano_usd`, `trace_id`).
 fn push_having(sql: &mut Sql, filter: &TraceFilter, page: &PageRequest) {
     sql.push(" GROUP BY TraceId HAVING 1");
     if let Some(range) = &filter.range {
@@ -134,16 +146,6 @@ fn push_having(sql: &mut Sql, filter: &TraceFilter, page: &PageRequest) {
     }
     if let Some(model) = &filter.model {
         sql.bind(" AND has(groupUniqArrayArray(Models), ?)", [model.as_str().into()]);
-    }
-    if let Some(api_key_id) = &filter.api_key_id {
-        // A key's rows of a trace start no earlier than the trace: those before the range are
-        // skipped (a superset of the traces that start in it, which the range condition keeps).
-        let key = [api_key_id.as_str().into()];
-        sql.bind(" AND trace_id IN (SELECT TraceId FROM trace_api_keys WHERE ApiKeyId = ?", key);
-        if let Some(range) = &filter.range {
-            sql.bind(" AND Start >= fromUnixTimestamp64Nano(toInt64(?))", [range.from_ns.into()]);
-        }
-        sql.push(")");
     }
     if let Some(min_duration) = filter.min_duration_ns {
         sql.bind(" AND end_ns - start_ns >= ?", [min_duration.into()]);
@@ -214,6 +216,7 @@ async fn pick(
         }
         _ => {}
     }
+    push_api_key(&mut sql, filter);
     push_having(&mut sql, filter, page);
     // One more than asked: whether another page follows.
     sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
@@ -236,6 +239,7 @@ async fn list_traces_once(
         // One trace: its partial rows are a primary-key lookup, so one query finishes it.
         let mut sql = Sql::new(LIST_TRACES_SELECT);
         sql.bind(" AND TraceId = ?", [trace_id.as_str().into()]);
+        push_api_key(&mut sql, filter);
         push_having(&mut sql, filter, page);
         sql.bind(" ORDER BY start_ns DESC, trace_id DESC LIMIT ?", [u64::from(limit + 1).into()]);
         let fetched = backend.timed(Operation::ListTraces, sql.query(client).fetch_all::<TraceSummaryFetch>());

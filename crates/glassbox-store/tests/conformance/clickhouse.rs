@@ -728,13 +728,28 @@ async fn the_request_rollup_backfill_counts_old_spans_once() {
     assert_eq!(of_tenant, dataset.expected_request_stats(&whole, 86_400, Some(&tenant)));
 }
 
-/// Migration 12's backfill gives the traces written before `trace_api_keys` existed their keys;
-/// running it twice changes nothing (a set).
+/// Migration 12's backfill gives the traces written before `trace_api_keys` existed their keys,
+/// also over more than 100 days of spans (one partition per day); running it twice changes no
+/// answer (a set).
 #[tokio::test]
 async fn the_api_key_backfill_finds_old_traces_under_each_key() {
     let env = env().await;
-    let dataset = crate::suite::Dataset::standard();
+    let mut dataset = crate::suite::Dataset::standard();
     env.backend.insert_spans(&dataset.spans, "before-the-api-keys").await.unwrap();
+    // One trace a day for 120 days before the standard data, all under one key (inserted a
+    // month at a time: an insert, like the backfill, writes one partition per day).
+    let old: Vec<SpanRow> = (1..=120_u32)
+        .map(|day| {
+            let at_ns = crate::suite::BASE_NS - i64::from(day) * crate::suite::DAY_NS;
+            let mut old = span(&trace_id(5_000 + day), "0000000000000001", "", "old", at_ns, 1);
+            old.span_attributes.push(("glassbox.api_key_id".into(), "key_old".into()));
+            old
+        })
+        .collect();
+    for (n, month) in old.chunks(30).enumerate() {
+        env.backend.insert_spans(month, &format!("old-{n}")).await.unwrap();
+    }
+    dataset.spans.extend(old);
     let keys = dataset.api_keys();
     let by_key = |key: &str| TraceFilter { api_key_id: Some(key.to_owned()), ..TraceFilter::default() };
     let expected: Vec<Vec<String>> = keys

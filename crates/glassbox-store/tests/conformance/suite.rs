@@ -453,6 +453,13 @@ pub async fn cursor_pagination_visits_every_trace_once(backend: Arc<dyn Backend>
             tenant: Some(TENANTS[1].into()),
             ..TraceFilter::default()
         },
+        // The API key filter (ClickHouse: a subquery on another table), with and without a range.
+        TraceFilter { api_key_id: Some(RELAY_KEY.into()), ..TraceFilter::default() },
+        TraceFilter {
+            range: Some(TimeRange { from_ns: BASE_NS + HOUR_NS, to_ns: BASE_NS + 2 * DAY_NS + 20 * HOUR_NS }),
+            api_key_id: Some(RELAY_KEY.into()),
+            ..TraceFilter::default()
+        },
     ];
     for filter in &filters {
         let expected = trace_ids_of(&dataset.expected_list(filter));
