@@ -225,6 +225,7 @@ mod tests {
     use glassbox_store::{SpanEvent, SpanLink, StatusCode};
 
     use super::*;
+    use crate::usage_journal::tests::row as usage;
 
     fn encode(row: &SpanRow) -> Vec<u8> {
         let mut line = Vec::new();
@@ -299,22 +300,6 @@ mod tests {
         let (records, skipped) = glassbox_store::spool::decode_journal_records(&bytes, key());
         let rows = records.spans;
         assert_eq!((rows, skipped), (vec![row(1), row(3)], 1));
-    }
-
-    fn usage(n: u64) -> UsageRow {
-        UsageRow {
-            timestamp_ns: 1_700_000_000_000_000_000,
-            trace_id: format!("{n:032x}"),
-            span_id: format!("{n:016x}"),
-            tenant: "acme".into(),
-            api_key_id: "key_1".into(),
-            model: "gpt-\"quoted\"\n".into(),
-            input_tokens: n,
-            cost_nano_usd: -5,
-            cost_unknown: true,
-            status: "ok".into(),
-            ..UsageRow::default()
-        }
     }
 
     /// A request's usage rows go into its span records' `write` and read back from the

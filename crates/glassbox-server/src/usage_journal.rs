@@ -327,7 +327,7 @@ pub(crate) async fn spooled_keys(spool_dir: &Path, kind: BatchKind) -> HashSet<(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn encode(row: &UsageRow) -> Vec<u8> {
@@ -336,7 +336,8 @@ mod tests {
         line
     }
 
-    fn row(n: u64) -> UsageRow {
+    /// A usage row with every field set and text that needs escaping.
+    pub(crate) fn row(n: u64) -> UsageRow {
         UsageRow {
             timestamp_ns: 1_700_000_000_000_000_000,
             trace_id: format!("{n:032x}"),
