@@ -16,6 +16,7 @@ mod faults_kill;
 mod faults_outage;
 mod faults_provider;
 mod helpers;
+mod journal;
 mod lifecycle;
 mod logs;
 mod metrics;
