@@ -360,17 +360,10 @@ fn run_serve(
         if let Some(writer) = telemetry.writer() {
             glassbox_server::metrics::watch_writer(writer);
             glassbox_server::usage_journal::spawn_rotation(Arc::clone(&span_journal), writer.clone());
-            if !span_leftover.is_empty() {
-                tokio::spawn(glassbox_server::span_journal::recover(
-                    span_leftover,
-                    config.store.spool_dir.clone(),
-                    Arc::clone(&store.reader),
-                    writer.clone(),
-                    Some(Arc::clone(&settle)),
-                ));
-            }
+            // This journal's segments and the usage journal's an older version left.
+            let leftover: Vec<_> = span_leftover.into_iter().chain(leftover).collect();
             if !leftover.is_empty() {
-                tokio::spawn(glassbox_server::usage_journal::recover(
+                tokio::spawn(glassbox_server::span_journal::recover(
                     leftover,
                     config.store.spool_dir.clone(),
                     Arc::clone(&store.reader),

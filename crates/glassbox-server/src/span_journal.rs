@@ -54,6 +54,8 @@ use glassbox_store::{SpanRow, TraceReader, UsageRow};
 use crate::usage_journal::{JournalError, UsageJournal};
 
 const PREFIX: &str = "spans-";
+/// The usage journal's segments (`usage_journal`), which an older `serve` wrote.
+const USAGE_PREFIX: &str = "usage-";
 
 /// The name tag of segments that may hold usage records (`spans-<uuid>.<key>.v2.bin`). A
 /// version from before usage records reads no key from such a name, so it sets the segment
@@ -103,18 +105,23 @@ pub fn encode_usage_into(row: &UsageRow, lines: &mut Vec<u8>) {
 }
 
 /// The rows of one segment: binary records (spans, and usage rows since the `v2` segments), or
-/// JSON lines of spans in a segment an older version wrote. A record or line cut short (a
-/// write a kill interrupted) is skipped: its request was never answered. `None` for a segment
-/// of records in a format this version does not know (no key in its name, or it does not start
-/// with one of this version's markers): a later version's, which must not be deleted unread.
+/// JSON lines an older version wrote (spans in `spans-*.jsonl`, usage rows in the usage
+/// journal's `usage-*.jsonl`). A record or line cut short (a write a kill interrupted) is
+/// skipped: its request was never answered. `None` for a segment of records in a format this
+/// version does not know (no key in its name, or it does not start with one of this version's
+/// markers): a later version's, which must not be deleted unread.
 pub fn segment_rows(path: &Path, bytes: &[u8]) -> Option<JournalRecords> {
-    use glassbox_store::spool::{SPAN_RECORD_MAGIC, USAGE_RECORD_MAGIC};
+    use glassbox_store::spool::{SPAN_RECORD_MAGIC, USAGE_RECORD_MAGIC, decode_span_line, decode_usage_line};
     if path.extension().is_some_and(|extension| extension == "jsonl") {
-        let spans = String::from_utf8_lossy(bytes)
-            .lines()
-            .filter_map(|line| glassbox_store::spool::decode_span_line(line).ok())
-            .collect();
-        return Some(JournalRecords { spans, usage: Vec::new() });
+        let text = String::from_utf8_lossy(bytes);
+        let lines = text.lines();
+        let usage_segment = path.file_name().is_some_and(|name| name.to_string_lossy().starts_with(USAGE_PREFIX));
+        let mut records = JournalRecords::default();
+        match usage_segment {
+            true => records.usage = lines.filter_map(|line| decode_usage_line(line).ok()).collect(),
+            false => records.spans = lines.filter_map(|line| decode_span_line(line).ok()).collect(),
+        }
+        return Some(records);
     }
     let key = segment_key(path)?;
     // A segment may start with the newline `UsageJournal::append` writes before its first
@@ -143,10 +150,10 @@ fn set_aside(segment: &Path) {
     }
 }
 
-/// Writes again the rows of `segments` (an earlier process's) that are neither spooled in
-/// `spool_dir` nor in the store, span rows and usage rows alike, then deletes the segments.
-/// Waits while the store is down. `observer` hears every usage row written again (budgets
-/// rebuilt from the store missed them).
+/// Writes again the rows of `segments` (an earlier process's: this journal's, and the usage
+/// journal's an older version left) that are neither spooled in `spool_dir` nor in the store,
+/// span rows and usage rows alike, then deletes the segments. Waits while the store is down.
+/// `observer` hears every usage row written again (budgets rebuilt from the store missed them).
 pub async fn recover(
     segments: Vec<PathBuf>,
     spool_dir: PathBuf,
@@ -155,7 +162,7 @@ pub async fn recover(
     observer: Option<crate::telemetry::UsageObserver>,
 ) {
     for segment in segments {
-        let JournalRecords { spans: rows, usage } = match tokio::fs::read(&segment).await {
+        let records = match tokio::fs::read(&segment).await {
             Ok(bytes) => match segment_rows(&segment, &bytes) {
                 Some(records) => records,
                 None => {
@@ -164,57 +171,91 @@ pub async fn recover(
                 }
             },
             Err(error) => {
-                tracing::error!(path = %segment.display(), %error, "could not read a span journal segment");
+                tracing::error!(path = %segment.display(), %error, "could not read a journal segment");
                 continue;
             }
         };
         let mut delay = Duration::from_millis(200);
-        let (missing, missing_usage) = loop {
-            let found = match missing_rows(rows.clone(), &spool_dir, reader.as_ref()).await {
-                Ok(missing) => crate::usage_journal::missing_rows(&usage, &spool_dir, reader.as_ref())
-                    .await
-                    .map(|missing_usage| (missing, missing_usage)),
-                Err(error) => Err(error),
+        let (spans, usage) = loop {
+            let found = async {
+                let spans = missing(&records.spans, BatchKind::Spans, span_key, &spool_dir, reader.as_ref()).await?;
+                let usage = missing(&records.usage, BatchKind::Usage, usage_key, &spool_dir, reader.as_ref()).await?;
+                Ok::<_, String>((spans, usage))
             };
-            match found {
+            match found.await {
                 Ok(missing) => break missing,
                 Err(error) => {
                     tracing::warn!(path = %segment.display(), error = %error, retry_in = ?delay,
-                        "cannot recover the span journal yet: the store does not answer");
+                        "cannot recover the journal yet: the store does not answer");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
         };
-        let recovered = missing.len();
-        let recovered_usage = missing_usage.len();
-        for row in missing {
+        let (recovered, recovered_usage) = (spans.len(), usage.len());
+        for row in spans {
             writer.write_span(row);
         }
-        crate::usage_journal::write_back(missing_usage, observer.as_ref(), &writer);
+        for row in usage {
+            if let Some(observer) = &observer {
+                observer(&row);
+            }
+            writer.write_usage(row);
+        }
         writer.flush().await;
         crate::usage_journal::remove(&segment);
-        tracing::info!(path = %segment.display(), rows = rows.len(), recovered, usage_rows = usage.len(),
-            recovered_usage, "span journal of an earlier run recovered");
+        tracing::info!(path = %segment.display(), rows = records.spans.len(), recovered,
+            usage_rows = records.usage.len(), recovered_usage, "journal of an earlier run recovered");
     }
 }
 
-async fn missing_rows(rows: Vec<SpanRow>, spool_dir: &Path, reader: &dyn TraceReader) -> Result<Vec<SpanRow>, String> {
-    let spooled = crate::usage_journal::spooled_keys(spool_dir, BatchKind::Spans).await;
+fn span_key(row: &SpanRow) -> (&str, &str) {
+    (&row.trace_id, &row.span_id)
+}
+
+fn usage_key(row: &UsageRow) -> (&str, &str) {
+    (&row.trace_id, &row.span_id)
+}
+
+/// The span ids of a trace's stored rows.
+fn ids_of<T>(rows: Vec<T>, key: fn(&T) -> (&str, &str)) -> HashSet<String> {
+    rows.iter().map(|row| key(row).1.to_owned()).collect()
+}
+
+/// The rows of `rows` (of `kind`; `key` gives a row's trace and span id) that are neither in
+/// a spooled batch of that kind (checked first, so a replay in between is seen) nor in the
+/// store.
+async fn missing<T: Clone>(
+    rows: &[T],
+    kind: BatchKind,
+    key: fn(&T) -> (&str, &str),
+    spool_dir: &Path,
+    reader: &dyn TraceReader,
+) -> Result<Vec<T>, String> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = spool_dir.to_owned();
+    let spooled = tokio::task::spawn_blocking(move || glassbox_store::spool::spooled_row_keys(&dir, kind))
+        .await
+        .unwrap_or_default();
     let mut stored: HashMap<String, HashSet<String>> = HashMap::new();
     let mut missing = Vec::new();
     for row in rows {
-        if spooled.contains(&(row.trace_id.clone(), row.span_id.clone())) {
+        let (trace_id, span_id) = key(row);
+        if spooled.contains(&(trace_id.to_owned(), span_id.to_owned())) {
             continue;
         }
-        if !stored.contains_key(&row.trace_id) {
-            let spans = reader.trace_spans(&row.trace_id).await.map_err(|error| crate::error::chain(&error))?;
-            stored.insert(row.trace_id.clone(), spans.into_iter().map(|span| span.span_id).collect());
+        if !stored.contains_key(trace_id) {
+            let ids = match kind {
+                BatchKind::Spans => reader.trace_spans(trace_id).await.map(|rows| ids_of(rows, span_key)),
+                BatchKind::Usage => reader.trace_usage(trace_id).await.map(|rows| ids_of(rows, usage_key)),
+            };
+            stored.insert(trace_id.to_owned(), ids.map_err(|error| crate::error::chain(&error))?);
         }
-        if stored.get(&row.trace_id).is_some_and(|ids| ids.contains(&row.span_id)) {
-            continue;
+        if !stored.get(trace_id).is_some_and(|ids| ids.contains(span_id)) {
+            missing.push(row.clone());
         }
-        missing.push(row);
     }
     Ok(missing)
 }
@@ -335,6 +376,20 @@ mod tests {
         let records = segment_rows(&path, &bytes).expect("read, not set aside");
         assert_eq!((records.spans, records.usage), (vec![row(1)], vec![usage(1)]));
         assert_eq!(segment_rows(&path, b"\n\n"), Some(JournalRecords::default()));
+    }
+
+    /// The usage journal's JSON lines an older `serve` left (`usage-*.jsonl`) are read as usage
+    /// rows, a torn last line skipped, so one recovery serves both journals.
+    #[test]
+    fn usage_journal_segments_read_as_usage_rows() {
+        let path = Path::new("/journal/usage-0190aaaabbbbccccddddeeeeffff0000.jsonl");
+        let mut text = Vec::new();
+        for n in 1..=2 {
+            UsageJournal::encode_into(&usage(n), &mut text);
+        }
+        text.extend_from_slice(b"{\"torn\":");
+        let records = segment_rows(path, &text).unwrap();
+        assert_eq!((records.spans, records.usage), (vec![], vec![usage(1), usage(2)]));
     }
 
     /// Segments named before usage records (`spans-<uuid>.<key>.bin`) are still read.

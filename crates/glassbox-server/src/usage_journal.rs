@@ -21,10 +21,11 @@
 //!   is in the writer once the segment is rotated out. A rotation task swaps in a new segment
 //!   every few seconds, waits for [`TelemetryWriter::flush`] (every row handed over before it
 //!   is then in the store or the spool) and deletes the old segment.
-//! - At start, segments left by an earlier process are recovered in the background: a row
-//!   that is neither in a spooled batch nor in the store is written again; then the segment is
-//!   deleted. The spool is checked before the store, so a batch the replayer moves from one to
-//!   the other meanwhile is still seen. While the store does not answer, recovery waits.
+//! - At start, segments left by an earlier process are recovered in the background, with the
+//!   span journal's (`span_journal::recover`): a row that is neither in a spooled batch nor in
+//!   the store is written again; then the segment is deleted. The spool is checked before the
+//!   store, so a batch the replayer moves from one to the other meanwhile is still seen. While
+//!   the store does not answer, recovery waits.
 //!
 //! Spans are journaled the same way, in segments of their own (`span_journal`), with the
 //! file handling, rotation and deletion of this module. When both are on (as in `serve`),
@@ -32,15 +33,13 @@
 //! makes one `write`; this module's JSON lines are then only read, at recovery, from the
 //! segments an earlier version left.
 
-use std::collections::HashSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use glassbox_store::{TraceReader, UsageRow};
-use glassbox_store::spool::BatchKind;
+use glassbox_store::UsageRow;
 use glassbox_store::writer::TelemetryWriter;
 
 /// How often the journal is cut and its settled segment deleted.
@@ -76,7 +75,7 @@ pub struct JournalError {
 
 impl UsageJournal {
     /// Opens `dir` (creating it) with a fresh segment; returns the segments an earlier process
-    /// left there, for [`recover`].
+    /// left there, for [`crate::span_journal::recover`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
         Self::open_segments(dir, USAGE_PREFIX, "jsonl".to_owned())
     }
@@ -180,9 +179,9 @@ impl Segment {
 
 const USAGE_PREFIX: &str = "usage-";
 
-/// The usage journal segments an earlier process left in `dir` (creating it), for [`recover`],
-/// without opening a journal: `serve` journals usage rows in the span journal's segments
-/// (`span_journal`), and recovers the JSON lines a version before that left.
+/// The usage journal segments an earlier process left in `dir` (creating it), for
+/// [`crate::span_journal::recover`], without opening a journal: `serve` journals usage rows in
+/// the span journal's segments, and recovers the JSON lines a version before that left.
 pub fn leftover_usage_segments(dir: impl Into<PathBuf>) -> Result<Vec<PathBuf>, JournalError> {
     leftover_segments(&dir.into(), USAGE_PREFIX)
 }
@@ -235,94 +234,6 @@ pub fn spawn_rotation(journal: Arc<UsageJournal>, writer: TelemetryWriter) -> to
             }
         }
     })
-}
-
-/// Writes again the rows of `segments` (an earlier process's) that are neither spooled in
-/// `spool_dir` nor in the store, then deletes the segments. Waits while the store is down.
-/// `observer` hears every row written again (budgets rebuilt from the store missed them).
-pub async fn recover(
-    segments: Vec<PathBuf>,
-    spool_dir: PathBuf,
-    reader: Arc<dyn TraceReader>,
-    writer: TelemetryWriter,
-    observer: Option<crate::telemetry::UsageObserver>,
-) {
-    for segment in segments {
-        let rows = match tokio::fs::read_to_string(&segment).await {
-            // A torn last line is a row whose request was never answered: skipped.
-            Ok(text) => text.lines().filter_map(|line| glassbox_store::spool::decode_usage_line(line).ok()).collect::<Vec<_>>(),
-            Err(error) => {
-                tracing::error!(path = %segment.display(), %error, "could not read a usage journal segment");
-                continue;
-            }
-        };
-        let mut delay = Duration::from_millis(200);
-        let recovered = loop {
-            match missing_rows(&rows, &spool_dir, reader.as_ref()).await {
-                Ok(missing) => break missing,
-                Err(error) => {
-                    tracing::warn!(path = %segment.display(), error = %error, retry_in = ?delay,
-                        "cannot recover the usage journal yet: the store does not answer");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-        };
-        let n_recovered = recovered.len();
-        write_back(recovered, observer.as_ref(), &writer);
-        writer.flush().await;
-        remove(&segment);
-        tracing::info!(path = %segment.display(), rows = rows.len(), recovered = n_recovered, "usage journal of an earlier run recovered");
-    }
-}
-
-/// Hands recovered usage rows to the writer, each first to `observer` (budgets rebuilt from the
-/// store missed them).
-pub(crate) fn write_back(
-    rows: Vec<UsageRow>,
-    observer: Option<&crate::telemetry::UsageObserver>,
-    writer: &TelemetryWriter,
-) {
-    for row in rows {
-        if let Some(observer) = observer {
-            observer(&row);
-        }
-        writer.write_usage(row);
-    }
-}
-
-/// The rows of `rows` that are neither in a spooled usage batch nor in the store.
-pub(crate) async fn missing_rows(
-    rows: &[UsageRow],
-    spool_dir: &Path,
-    reader: &dyn TraceReader,
-) -> Result<Vec<UsageRow>, String> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let spooled = spooled_keys(spool_dir, BatchKind::Usage).await;
-    let mut missing = Vec::new();
-    let mut known_traces: std::collections::HashMap<&str, HashSet<String>> = std::collections::HashMap::new();
-    for row in rows {
-        if spooled.contains(&(row.trace_id.clone(), row.span_id.clone())) {
-            continue;
-        }
-        if !known_traces.contains_key(row.trace_id.as_str()) {
-            let stored = reader.trace_usage(&row.trace_id).await.map_err(|error| crate::error::chain(&error))?;
-            known_traces.insert(row.trace_id.as_str(), stored.into_iter().map(|usage| usage.span_id).collect());
-        }
-        if known_traces.get(row.trace_id.as_str()).is_some_and(|stored| stored.contains(&row.span_id)) {
-            continue;
-        }
-        missing.push(row.clone());
-    }
-    Ok(missing)
-}
-
-/// (trace id, span id) of the rows in the spool's `kind` batches, read on the blocking pool.
-pub(crate) async fn spooled_keys(spool_dir: &Path, kind: BatchKind) -> HashSet<(String, String)> {
-    let dir = spool_dir.to_owned();
-    tokio::task::spawn_blocking(move || glassbox_store::spool::spooled_row_keys(&dir, kind)).await.unwrap_or_default()
 }
 
 #[cfg(test)]
