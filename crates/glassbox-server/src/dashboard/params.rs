@@ -365,24 +365,26 @@ mod tests {
         }
     }
 
+    /// The traces page's parameters of `pairs` in the default window.
+    fn traces(pairs: &[(&str, &str)]) -> Result<TracesParams, PageError> {
+        let window = Window::parse(&PageQuery::default(), NOW).unwrap_or_else(|error| panic!("{error:?}"));
+        TracesParams::parse(&query(pairs), &window)
+    }
+
     #[test]
     fn sql_in_a_text_filter_is_just_a_value() {
-        let window = Window::parse(&PageQuery::default(), NOW).unwrap_or_else(|error| panic!("{error:?}"));
-        let params = TracesParams::parse(&query(&[("agent", "x' OR '1'='1")]), &window)
-            .unwrap_or_else(|error| panic!("{error:?}"));
+        let params = traces(&[("agent", "x' OR '1'='1")]).unwrap_or_else(|error| panic!("{error:?}"));
         assert_eq!(params.filter.agent.as_deref(), Some("x' OR '1'='1"));
         assert_eq!(link("/p", &params.pairs()), "/p?agent=x%27+OR+%271%27%3D%271");
     }
 
     #[test]
     fn the_api_key_filter_reaches_the_store_and_the_links() {
-        let window = Window::parse(&PageQuery::default(), NOW).unwrap_or_else(|error| panic!("{error:?}"));
-        let params = TracesParams::parse(&query(&[("api_key", " key_1a2b3c4d5e6f ")]), &window)
-            .unwrap_or_else(|error| panic!("{error:?}"));
+        let params = traces(&[("api_key", " key_1a2b3c4d5e6f ")]).unwrap_or_else(|error| panic!("{error:?}"));
         assert_eq!(params.filter.api_key_id.as_deref(), Some("key_1a2b3c4d5e6f"));
         assert_eq!(link("/p", &params.pairs()), "/p?api_key=key_1a2b3c4d5e6f");
         let long = "k".repeat(MAX_TEXT_FILTER + 1);
-        match TracesParams::parse(&query(&[("api_key", &long)]), &window) {
+        match traces(&[("api_key", &long)]) {
             Err(PageError::BadRequest(message)) => assert!(message.contains("api_key"), "{message}"),
             other => panic!("{other:?}"),
         }

@@ -317,6 +317,35 @@ fn all_rows(raw: &rusqlite::Connection, table: &str) -> Vec<Vec<rusqlite::types:
         .expect("rows")
 }
 
+/// Three trace index rows (traces `0001aa`, `0002bb`, `0003cc`) in the columns of migration 13's
+/// table, then `more` (the columns a later migration added, as SQL values).
+fn add_old_trace_index_rows(raw: &rusqlite::Connection, more: &str) {
+    let sql = format!(
+        "INSERT INTO trace_index VALUES (?1, ?2, ?3, 'root', 'root-span', 'agent', 0, '', 'acme', 0, '', 0, 1, 0, 0, \
+         0{more})"
+    );
+    for (n, trace) in ["0001aa", "0002bb", "0003cc"].iter().enumerate() {
+        let n = n as i64;
+        raw.execute(&sql, rusqlite::params![trace, 1_000_000_000 + n, 1_500_000_000 + n]).expect("old trace index row");
+    }
+}
+
+/// (trace id, `column`) of every trace index row, by trace id.
+fn trace_index_column(raw: &rusqlite::Connection, column: &str) -> Vec<(String, String)> {
+    let mut statement = raw.prepare(&format!("SELECT TraceId, {column} FROM trace_index ORDER BY TraceId")).expect("sql");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The ids of the traces `filter` lists (one page of up to 10).
+async fn listed(backend: &SqliteBackend, filter: TraceFilter) -> Vec<String> {
+    let page = backend.list_traces(&filter, &page_of(10)).await.expect("list");
+    page.items.into_iter().map(|trace| trace.trace_id).collect()
+}
+
 /// Migration 11 on a file written under migration 10: every column of the usage rows already
 /// there is kept (a distinct value in each, so a swapped pair would show), the trace index is
 /// untouched, the store reads both back, and usage is keyed by (trace, span): a retry is still
@@ -470,15 +499,7 @@ async fn migration_13_keys_the_trace_index_and_folds_in_its_models() {
     let path = dir.path().join("glassbox.db");
     let before = {
         let raw = file_migrated_through(&path, 12);
-        for (n, trace) in ["0001aa", "0002bb", "0003cc"].iter().enumerate() {
-            let n = n as i64;
-            raw.execute(
-                "INSERT INTO trace_index VALUES (?1, ?2, ?3, 'root', 'root-span', 'agent', 0, '', 'acme', 0, '', 0, \
-                 1, 0, 0, 0)",
-                rusqlite::params![trace, 1_000_000_000 + n, 1_500_000_000 + n],
-            )
-            .expect("old trace index row");
-        }
+        add_old_trace_index_rows(&raw, "");
         for (trace, model) in [("0001aa", "gpt-4o"), ("0001aa", "claude \"3\""), ("0002bb", "gpt-4o")] {
             raw.execute("INSERT INTO trace_index_models VALUES (?1, ?2)", [trace, model]).expect("old model row");
         }
@@ -490,12 +511,7 @@ async fn migration_13_keys_the_trace_index_and_folds_in_its_models() {
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!(all_rows(&raw, "trace_index"), before);
-    let mut statement = raw.prepare("SELECT TraceId, Models FROM trace_index ORDER BY TraceId").expect("sql");
-    let models: Vec<(String, String)> = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let models = trace_index_column(&raw, "Models");
     let expected = [("0001aa", r#"["claude \"3\"","gpt-4o"]"#), ("0002bb", r#"["gpt-4o"]"#), ("0003cc", "[]")];
     assert_eq!(models, expected.map(|(trace, models)| (trace.to_owned(), models.to_owned())));
     let without_rowid: bool = raw
@@ -513,9 +529,7 @@ async fn migration_13_keys_the_trace_index_and_folds_in_its_models() {
 
     let by_model = [("gpt-4o", vec!["0002bb", "0001aa"]), ("claude \"3\"", vec!["0001aa"]), ("claude", vec![])];
     for (model, traces) in by_model {
-        let filter = TraceFilter { model: Some(model.to_owned()), ..TraceFilter::default() };
-        let page = backend.list_traces(&filter, &page_of(10)).await.expect("list");
-        let found: Vec<&str> = page.items.iter().map(|trace| trace.trace_id.as_str()).collect();
+        let found = listed(&backend, TraceFilter { model: Some(model.to_owned()), ..TraceFilter::default() }).await;
         assert_eq!(found, traces, "model {model:?}");
     }
 }
@@ -529,15 +543,7 @@ async fn migration_14_gives_each_trace_the_api_keys_of_its_spans() {
     let path = dir.path().join("glassbox.db");
     let before = {
         let raw = file_migrated_through(&path, 13);
-        for (n, trace) in ["0001aa", "0002bb", "0003cc"].iter().enumerate() {
-            let n = n as i64;
-            raw.execute(
-                "INSERT INTO trace_index VALUES (?1, ?2, ?3, 'root', 'root-span', 'agent', 0, '', 'acme', 0, '', 0, \
-                 1, 0, 0, 0, '[]')",
-                rusqlite::params![trace, 1_000_000_000 + n, 1_500_000_000 + n],
-            )
-            .expect("old trace index row");
-        }
+        add_old_trace_index_rows(&raw, ", '[]'");
         let spans = [
             ("0001aa", "a1", r#"{"glassbox.api_key_id":"key_b"}"#),
             ("0001aa", "a2", r#"{"glassbox.api_key_id":"key_a \"quoted\""}"#),
@@ -564,20 +570,13 @@ async fn migration_14_gives_each_trace_the_api_keys_of_its_spans() {
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!(all_rows(&raw, "trace_index"), before);
-    let mut statement = raw.prepare("SELECT TraceId, ApiKeys FROM trace_index ORDER BY TraceId").expect("sql");
-    let keys: Vec<(String, String)> = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let keys = trace_index_column(&raw, "ApiKeys");
     let expected = [("0001aa", r#"["key_a \"quoted\"","key_b"]"#), ("0002bb", r#"["key_b"]"#), ("0003cc", "[]")];
     assert_eq!(keys, expected.map(|(trace, keys)| (trace.to_owned(), keys.to_owned())));
 
     let by_key = [("key_b", vec!["0002bb", "0001aa"]), ("key_a \"quoted\"", vec!["0001aa"]), ("key", vec![])];
     for (key, traces) in by_key {
-        let filter = TraceFilter { api_key_id: Some(key.to_owned()), ..TraceFilter::default() };
-        let page = backend.list_traces(&filter, &page_of(10)).await.expect("list");
-        let found: Vec<&str> = page.items.iter().map(|trace| trace.trace_id.as_str()).collect();
+        let found = listed(&backend, TraceFilter { api_key_id: Some(key.to_owned()), ..TraceFilter::default() }).await;
         assert_eq!(found, traces, "key {key:?}");
     }
 }
