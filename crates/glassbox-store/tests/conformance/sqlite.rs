@@ -332,7 +332,8 @@ fn add_old_trace_index_rows(raw: &rusqlite::Connection, more: &str) {
 
 /// (trace id, `column`) of every trace index row, by trace id.
 fn trace_index_column(raw: &rusqlite::Connection, column: &str) -> Vec<(String, String)> {
-    let mut statement = raw.prepare(&format!("SELECT TraceId, {column} FROM trace_index ORDER BY TraceId")).expect("sql");
+    let sql = format!("SELECT TraceId, {column} FROM trace_index ORDER BY TraceId");
+    let mut statement = raw.prepare(&sql).expect("sql");
     statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
         .expect("query")
