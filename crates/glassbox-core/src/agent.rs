@@ -146,17 +146,6 @@ struct RunLabels {
     api_key_id: Option<String>,
 }
 
-impl RunLabels {
-    fn record(&self, span: &tracing::Span) {
-        if let Some(tenant) = &self.tenant {
-            span.record("glassbox.tenant", tenant.as_str());
-        }
-        if let Some(api_key_id) = &self.api_key_id {
-            span.record("glassbox.api_key_id", api_key_id.as_str());
-        }
-    }
-}
-
 struct RegisteredTool {
     tool: Arc<dyn Tool>,
     validator: jsonschema::Validator,
@@ -440,20 +429,16 @@ impl Agent {
             gen_ai.agent.name = agent.id.as_str(),
             gen_ai.provider.name = agent.model.provider(),
             gen_ai.request.model = agent.model.model_name(),
-            gen_ai.conversation.id = tracing::field::Empty,
+            gen_ai.conversation.id = options.conversation_id.as_deref(),
             gen_ai.usage.input_tokens = tracing::field::Empty,
             gen_ai.usage.output_tokens = tracing::field::Empty,
             gen_ai.response.finish_reasons = tracing::field::Empty,
             glassbox.streaming = streaming,
-            glassbox.tenant = tracing::field::Empty,
-            glassbox.api_key_id = tracing::field::Empty,
+            glassbox.tenant = options.tenant.as_deref(),
+            glassbox.api_key_id = options.api_key_id.as_deref(),
             glassbox.tripwire.processor = tracing::field::Empty,
             glassbox.tripwire.reason = tracing::field::Empty,
         );
-        RunLabels { tenant: options.tenant.clone(), api_key_id: options.api_key_id.clone() }.record(&span);
-        if let Some(conversation_id) = &options.conversation_id {
-            span.record("gen_ai.conversation.id", conversation_id.as_str());
-        }
         Box::pin(InSpan { span, inner: Box::pin(run_loop(agent, messages, options, streaming)) })
     }
 }
@@ -476,14 +461,20 @@ impl Stream for InSpan {
         let polled = this.inner.as_mut().poll_next(cx);
         match &polled {
             std::task::Poll::Ready(Some(Ok(AgentChunk::Finish(output)))) => {
-                this.span.record("gen_ai.usage.input_tokens", otel_int(output.usage.input_tokens));
-                this.span.record("gen_ai.usage.output_tokens", otel_int(output.usage.output_tokens));
-                this.span.record("gen_ai.response.finish_reasons", output.finish_reason.as_str());
+                tracing::record_all!(
+                    this.span,
+                    gen_ai.usage.input_tokens = otel_int(output.usage.input_tokens),
+                    gen_ai.usage.output_tokens = otel_int(output.usage.output_tokens),
+                    gen_ai.response.finish_reasons = output.finish_reason.as_str(),
+                );
             }
             std::task::Poll::Ready(Some(Ok(AgentChunk::Tripwire(tripwire))))
             | std::task::Poll::Ready(Some(Err(AgentError::Blocked(tripwire)))) => {
-                this.span.record("glassbox.tripwire.processor", tripwire.processor_id.as_str());
-                this.span.record("glassbox.tripwire.reason", tripwire.reason.as_str());
+                tracing::record_all!(
+                    this.span,
+                    glassbox.tripwire.processor = tripwire.processor_id.as_str(),
+                    glassbox.tripwire.reason = tripwire.reason.as_str(),
+                );
                 if let std::task::Poll::Ready(Some(Err(error))) = &polled {
                     record_error(&this.span, error.kind(), error);
                 }
@@ -862,8 +853,8 @@ fn chat_span(agent: &AgentInner, request: &ModelRequest, labels: &RunLabels) -> 
         gen_ai.provider.name = agent.model.provider(),
         gen_ai.request.model = model,
         gen_ai.agent.name = agent.id.as_str(),
-        gen_ai.request.temperature = tracing::field::Empty,
-        gen_ai.request.max_tokens = tracing::field::Empty,
+        gen_ai.request.temperature = request.temperature.map(f64::from),
+        gen_ai.request.max_tokens = request.max_output_tokens.map(i64::from),
         gen_ai.response.model = tracing::field::Empty,
         gen_ai.response.finish_reasons = tracing::field::Empty,
         gen_ai.usage.input_tokens = tracing::field::Empty,
@@ -873,16 +864,9 @@ fn chat_span(agent: &AgentInner, request: &ModelRequest, labels: &RunLabels) -> 
         glassbox.time_to_first_token_ms = tracing::field::Empty,
         gen_ai.input.messages = tracing::field::Empty,
         gen_ai.output.messages = tracing::field::Empty,
-        glassbox.tenant = tracing::field::Empty,
-        glassbox.api_key_id = tracing::field::Empty,
+        glassbox.tenant = labels.tenant.as_deref(),
+        glassbox.api_key_id = labels.api_key_id.as_deref(),
     );
-    labels.record(&span);
-    if let Some(temperature) = request.temperature {
-        span.record("gen_ai.request.temperature", f64::from(temperature));
-    }
-    if let Some(max_tokens) = request.max_output_tokens {
-        span.record("gen_ai.request.max_tokens", i64::from(max_tokens));
-    }
     if agent.capture != Capture::None && !span.is_disabled() {
         let messages: Vec<Value> = request.messages.iter().map(|message| message_json(agent.capture, message)).collect();
         // serde_json's writer, not `Display` (which goes through `fmt::Write` per token).
@@ -909,20 +893,25 @@ fn message_json(capture: Capture, message: &Message) -> Value {
     }
 }
 
+/// One `record_all!`: each `record` call is a trip through every layer of the subscriber.
 fn record_response(span: &tracing::Span, capture: Capture, response: &ModelResponse) {
-    span.record("gen_ai.response.model", response.model.as_str());
-    span.record("gen_ai.response.finish_reasons", response.finish_reason.as_str());
-    span.record("gen_ai.usage.input_tokens", otel_int(response.usage.input_tokens));
-    span.record("gen_ai.usage.output_tokens", otel_int(response.usage.output_tokens));
-    span.record("gen_ai.usage.cache_read.input_tokens", otel_int(response.usage.cached_input_tokens));
-    span.record("glassbox.usage.reasoning_tokens", otel_int(response.usage.reasoning_tokens));
-    if capture != Capture::None && !span.is_disabled() {
+    let output = (capture != Capture::None && !span.is_disabled()).then(|| {
         let output = message_json(
             capture,
             &Message::Assistant { text: response.text.clone(), tool_calls: response.tool_calls.clone() },
         );
-        span.record("gen_ai.output.messages", serde_json::to_string(&[output]).unwrap_or_default());
-    }
+        serde_json::to_string(&[output]).unwrap_or_default()
+    });
+    tracing::record_all!(
+        span,
+        gen_ai.response.model = response.model.as_str(),
+        gen_ai.response.finish_reasons = response.finish_reason.as_str(),
+        gen_ai.usage.input_tokens = otel_int(response.usage.input_tokens),
+        gen_ai.usage.output_tokens = otel_int(response.usage.output_tokens),
+        gen_ai.usage.cache_read.input_tokens = otel_int(response.usage.cached_input_tokens),
+        glassbox.usage.reasoning_tokens = otel_int(response.usage.reasoning_tokens),
+        gen_ai.output.messages = output.as_deref(),
+    );
 }
 
 fn chat_failed(span: &tracing::Span, error: ProviderError) -> ProviderError {
@@ -932,9 +921,12 @@ fn chat_failed(span: &tracing::Span, error: ProviderError) -> ProviderError {
 
 /// Marks a span failed: OpenTelemetry status ERROR with the message, and `error.type`.
 fn record_error(span: &tracing::Span, kind: &str, error: &dyn std::error::Error) {
-    span.record("otel.status_code", "ERROR");
-    span.record("error.type", kind);
-    span.record("otel.status_description", crate::error_chain(error).as_str());
+    tracing::record_all!(
+        span,
+        otel.status_code = "ERROR",
+        error.type = kind,
+        otel.status_description = crate::error_chain(error).as_str(),
+    );
 }
 
 /// OpenTelemetry has no unsigned integers: `tracing-opentelemetry` would turn a `u64` into a
