@@ -37,6 +37,7 @@ pub struct AbArgs {
     pub connections: u32,
     #[arg(long, default_value_t = 3)]
     pub warmup_seconds: u64,
+    /// Seconds of the closed-loop run (peak, CPU per request); 0 skips it.
     #[arg(long, default_value_t = 10)]
     pub closed_seconds: u64,
     #[arg(long, default_value_t = 12)]
@@ -50,19 +51,26 @@ pub struct AbArgs {
     pub work: PathBuf,
 }
 
-struct Variant {
-    name: String,
-    programs: Programs,
+pub(crate) struct Variant {
+    pub(crate) name: String,
+    pub(crate) programs: Programs,
 }
 
-/// One variant in one round; latencies added to the floor's, in milliseconds.
-struct Row {
+/// One variant in one round; latencies added to the floor's, in milliseconds. Peak and CPU
+/// are NaN when the closed loop was skipped.
+pub(crate) struct Row {
     peak_rps: f64,
     cpu_ms: f64,
     added_p50: f64,
-    added_p99: f64,
+    pub(crate) added_p99: f64,
     added_p999: f64,
     rss_mb: f64,
+}
+
+/// Every round's rows, by variant, and the floor's p99 at the rate in each round.
+pub(crate) struct Rounds {
+    pub(crate) rows: Vec<Vec<Row>>,
+    pub(crate) floor_p99: Vec<f64>,
 }
 
 pub fn run(args: &AbArgs) -> anyhow::Result<()> {
@@ -74,16 +82,44 @@ pub fn run(args: &AbArgs) -> anyhow::Result<()> {
     };
     let variants = args.variants.iter().map(|spec| variant(spec, &base)).collect::<anyhow::Result<Vec<_>>>()?;
     let work = args.work.join(format!("ab-{}", utc_now().replace(':', "")));
+    let mut out = std::io::stdout().lock();
+    let Rounds { rows, floor_p99 } = alternate(args, &base, &variants, &work, &mut out)?;
+    writeln!(out, "floor p99 at the rate (ms): {:?}", floor_p99.iter().map(|p99| round2(*p99)).collect::<Vec<_>>())
+        .context("while printing")?;
+    for (variant, rows) in variants.iter().zip(&rows) {
+        let median = |figure: fn(&Row) -> f64| median(rows.iter().map(figure).collect());
+        writeln!(out, "MEDIAN {:12} peak {:7.0} cpu {:.3} ms +p50 {:.2} +p99 {:.2} +p99.9 {:.2} ms rss {:.1} MB  p99 per round {:?}",
+            variant.name,
+            median(|row| row.peak_rps),
+            median(|row| row.cpu_ms),
+            median(|row| row.added_p50),
+            median(|row| row.added_p99),
+            median(|row| row.added_p999),
+            median(|row| row.rss_mb),
+            rows.iter().map(|row| round2(row.added_p99)).collect::<Vec<_>>()
+        ).context("while printing")?;
+    }
+    Ok(())
+}
+
+/// The rounds themselves: `base` names the mock and the floor (`glassbox-bench` itself), each
+/// variant its server. Prints a line per variant per round to `out`.
+pub(crate) fn alternate(
+    args: &AbArgs,
+    base: &Programs,
+    variants: &[Variant],
+    work: &Path,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<Rounds> {
     let ticks = procfs::clock_ticks_per_second();
     let latency = Duration::from_millis(if args.stream { 200 } else { 0 });
     let mut rows: Vec<Vec<Row>> = variants.iter().map(|_| Vec::new()).collect();
     let mut floor_p99 = Vec::new();
-    let mut out = std::io::stdout().lock();
     for round in 0..args.rounds {
         let round_dir = work.join(format!("round-{round}"));
         std::fs::create_dir_all(&round_dir).with_context(|| format!("while creating {}", round_dir.display()))?;
-        let (mut mock, mock_url) = targets::start_mock(&base, &round_dir, latency)?;
-        let mut floor = targets::start(Kind::Floor, &base, &round_dir, &mock_url, args.stream, None)?;
+        let (mut mock, mock_url) = targets::start_mock(base, &round_dir, latency)?;
+        let mut floor = targets::start(Kind::Floor, base, &round_dir, &mock_url, args.stream, None)?;
         floor.verify()?;
         load::run(&args.oha, &floor.request, args.connections, Duration::from_secs(2), None)
             .context("floor warm-up")?;
@@ -116,22 +152,7 @@ pub fn run(args: &AbArgs) -> anyhow::Result<()> {
         }
         mock.stop();
     }
-    writeln!(out, "floor p99 at the rate (ms): {:?}", floor_p99.iter().map(|p99| round2(*p99)).collect::<Vec<_>>())
-        .context("while printing")?;
-    for (variant, rows) in variants.iter().zip(&rows) {
-        let median = |figure: fn(&Row) -> f64| median(rows.iter().map(figure).collect());
-        writeln!(out, "MEDIAN {:12} peak {:7.0} cpu {:.3} ms +p50 {:.2} +p99 {:.2} +p99.9 {:.2} ms rss {:.1} MB  p99 per round {:?}",
-            variant.name,
-            median(|row| row.peak_rps),
-            median(|row| row.cpu_ms),
-            median(|row| row.added_p50),
-            median(|row| row.added_p99),
-            median(|row| row.added_p999),
-            median(|row| row.rss_mb),
-            rows.iter().map(|row| round2(row.added_p99)).collect::<Vec<_>>()
-        ).context("while printing")?;
-    }
-    Ok(())
+    Ok(Rounds { rows, floor_p99 })
 }
 
 fn measure(
@@ -148,16 +169,24 @@ fn measure(
     let pids = procfs::tree(target.process.pid());
     let cpu_ms = || procfs::cpu_ticks(&pids) as f64 / ticks * 1e3;
     let before = cpu_ms();
-    let closed = load::run(&args.oha, &target.request, args.connections, seconds(args.closed_seconds), None)
-        .context("closed-loop run")?;
-    let cpu_per_request = (cpu_ms() - before) / closed.ok.max(1) as f64;
+    let closed = if args.closed_seconds > 0 {
+        let closed = load::run(&args.oha, &target.request, args.connections, seconds(args.closed_seconds), None)
+            .context("closed-loop run")?;
+        Some(closed)
+    } else {
+        None
+    };
+    let (peak_rps, cpu_per_request) = closed
+        .as_ref()
+        .map_or((f64::NAN, f64::NAN), |closed| (closed.rps, (cpu_ms() - before) / closed.ok.max(1) as f64));
     let fixed = load::run(&args.oha, &target.request, args.connections, seconds(args.fixed_seconds), Some(args.rate))
         .context("fixed-rate run")?;
-    if closed.failed > 0 || fixed.failed > 0 {
+    let (closed_failed, closed_failures) = closed.map_or((0, Vec::new()), |closed| (closed.failed, closed.failures));
+    if closed_failed > 0 || fixed.failed > 0 {
         anyhow::bail!(
             "{} requests failed: {}",
-            closed.failed + fixed.failed,
-            [closed.failures, fixed.failures].concat().join(", ")
+            closed_failed + fixed.failed,
+            [closed_failures, fixed.failures].concat().join(", ")
         );
     }
     let rss_mb = procfs::peak_rss_kib(&procfs::tree(target.process.pid())) as f64 * 1024.0 / 1e6;
@@ -168,7 +197,7 @@ fn measure(
         eprintln!("glassbox-bench: could not remove {}: {error}", data.display());
     }
     Ok(Row {
-        peak_rps: closed.rps,
+        peak_rps,
         cpu_ms: cpu_per_request,
         added_p50: fixed.p50_ms - floor.p50_ms,
         added_p99: fixed.p99_ms - floor.p99_ms,
@@ -208,7 +237,7 @@ fn seconds(secs: u64) -> Duration {
     Duration::from_secs(secs)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => f64::NAN,

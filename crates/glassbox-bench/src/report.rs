@@ -186,10 +186,28 @@ fn aims_markdown(out: &mut String, zero: &ScenarioResult) {
         ratio.map_or("–".to_owned(), |r| format!("{r:.1}×")),
         verdict(ratio.map(|r| r >= 10.0))
     );
-    let added_p99 = glassbox
+    let single_run = glassbox
         .and_then(|g| g.fixed.as_ref())
         .zip(floor.and_then(|f| f.fixed.as_ref()))
         .map(|(g, f)| g.p99_ms - f.p99_ms);
+    // The alternated rounds, when they ran, give the figure: their median difference.
+    let (added_p99, measured) = match &zero.tail {
+        Some(tail) if !tail.added_p99_ms.is_empty() => {
+            let rounds: Vec<String> = tail.added_p99_ms.iter().map(|a| format!("{a:+.2}")).collect();
+            let floors: Vec<String> = tail.floor_p99_ms.iter().map(|f| format!("{f:.2}")).collect();
+            let median = tail.median_added_p99_ms;
+            let text = format!(
+                "{median:+.2} ms, the median of {} alternated round{} ({} ms; the floor's p99 {} ms){}",
+                rounds.len(),
+                if rounds.len() == 1 { "" } else { "s" },
+                rounds.join(", "),
+                floors.join(", "),
+                single_run.map_or(String::new(), |a| format!("; the single runs above: {a:+.2} ms"))
+            );
+            (Some(median), text)
+        }
+        _ => (single_run, single_run.map_or("–".to_owned(), |a| format!("{a:+.2} ms"))),
+    };
     // A floor slower in the tail than Glassbox at the same rate measured the machine, not the
     // gateway (another process took the cores during its run): no verdict from that.
     let added_p99_verdict = match added_p99 {
@@ -200,7 +218,7 @@ fn aims_markdown(out: &mut String, zero: &ScenarioResult) {
         out,
         "| added p99 < 1 ms at half of Glassbox's peak ({:.0} req/s) | {} | {} |",
         zero.fixed_rate_rps.unwrap_or(f64::NAN),
-        added_p99.map_or("–".to_owned(), |a| format!("{a:+.2} ms")),
+        measured,
         added_p99_verdict
     );
     let rss = glassbox.and_then(|g| g.peak_rss_mb);

@@ -38,6 +38,12 @@ pub struct RunArgs {
     /// The fixed rate as a share of Glassbox's closed-loop peak in the same scenario.
     #[arg(long, default_value_t = 0.5)]
     pub rate_share: f64,
+    /// After the `zero` scenario's targets: this many rounds alternating the floor and Glassbox
+    /// at the fixed rate, fresh processes each, for the added-p99 aim's figure (the median of
+    /// the rounds' differences). One fixed-rate run of each, minutes apart, is at the mercy of
+    /// whatever else the machine does in either. 0 skips them; `--smoke` runs one.
+    #[arg(long, default_value_t = 3)]
+    pub tail_rounds: usize,
     /// A quick check of the harness itself: floor and Glassbox, zero latency, 1 s warm-up,
     /// 2 s runs; fails unless both answered every request.
     #[arg(long)]
@@ -109,6 +115,17 @@ pub struct ScenarioResult {
     pub scenario: Scenario,
     pub fixed_rate_rps: Option<f64>,
     pub targets: Vec<TargetResult>,
+    /// The alternated fixed-rate rounds of the floor and Glassbox (`--tail-rounds`).
+    pub tail: Option<TailRounds>,
+}
+
+/// Glassbox's added p99 at the fixed rate, round by round against the floor measured in the
+/// same round (fresh mock, floor and server each round).
+#[derive(Debug, Clone, Serialize)]
+pub struct TailRounds {
+    pub added_p99_ms: Vec<f64>,
+    pub floor_p99_ms: Vec<f64>,
+    pub median_added_p99_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +172,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Report> {
         args.scenarios = vec!["zero".to_owned()];
         args.seconds = 2;
         args.warmup_seconds = 1;
+        args.tail_rounds = 1;
     }
     let mut kinds = vec![Kind::Glassbox];
     if args.clickhouse_url.is_some() {
@@ -251,7 +269,14 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Report> {
             target_results.push(result);
         }
         mock.stop();
-        results.push(ScenarioResult { scenario, fixed_rate_rps: fixed_rate, targets: target_results });
+        let measured = |kind: Kind| target_results.iter().any(|t| t.target == kind && t.fixed.is_some());
+        let tail = match fixed_rate {
+            Some(rate) if scenario.name == "zero" && args.tail_rounds > 0 && measured(Kind::Floor) => {
+                Some(tail_rounds(&args, &programs, &work, rate)?)
+            }
+            _ => None,
+        };
+        results.push(ScenarioResult { scenario, fixed_rate_rps: fixed_rate, targets: target_results, tail });
     }
 
     Ok(Report {
@@ -334,6 +359,34 @@ fn measure(
         load_average_start,
         load_average_end: procfs::load_average(),
         telemetry,
+    })
+}
+
+/// `--tail-rounds`: `glassbox-bench ab`'s rounds with Glassbox as the one variant, at the
+/// scenario's fixed rate, without the closed loop.
+fn tail_rounds(args: &RunArgs, programs: &Programs, work: &std::path::Path, rate: f64) -> anyhow::Result<TailRounds> {
+    eprintln!("-- the added p99: {} rounds alternating the floor and Glassbox at {rate:.0} req/s", args.tail_rounds);
+    let ab = crate::ab::AbArgs {
+        variants: Vec::new(),
+        rounds: args.tail_rounds,
+        rate,
+        stream: false,
+        connections: args.connections,
+        warmup_seconds: args.warmup_seconds,
+        closed_seconds: 0,
+        fixed_seconds: args.seconds,
+        oha: args.oha.clone(),
+        mockllm: programs.mockllm.clone(),
+        work: work.to_path_buf(),
+    };
+    let variants = [crate::ab::Variant { name: "glassbox".to_owned(), programs: programs.clone() }];
+    let rounds = crate::ab::alternate(&ab, programs, &variants, &work.join("tail"), &mut std::io::stderr())
+        .context("the alternated fixed-rate rounds")?;
+    let added_p99_ms: Vec<f64> = rounds.rows.iter().flatten().map(|row| row.added_p99).collect();
+    Ok(TailRounds {
+        median_added_p99_ms: crate::ab::median(added_p99_ms.clone()),
+        added_p99_ms,
+        floor_p99_ms: rounds.floor_p99,
     })
 }
 

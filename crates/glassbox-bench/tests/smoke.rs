@@ -78,4 +78,12 @@ fn smoke_run_measures_floor_and_glassbox() {
     assert!(written.is_some_and(|pair| pair[1].as_f64().unwrap() > 0.0), "rows written: {telemetry:?}");
     assert!(stdout.contains("| floor (bare pass-through proxy) |"), "{stdout}");
     assert!(stdout.contains("throughput ≥ 70% of the floor"), "{stdout}");
+    // The added-p99 aim comes from a round alternating the floor and Glassbox at the fixed rate.
+    let tail = &report["scenarios"][0]["tail"];
+    let added = tail["added_p99_ms"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{tail}");
+    assert!(added[0].as_f64().unwrap().is_finite(), "{tail}");
+    assert!(tail["floor_p99_ms"][0].as_f64().unwrap() > 0.0, "{tail}");
+    assert_eq!(tail["median_added_p99_ms"], added[0], "{tail}");
+    assert!(stdout.contains("the median of 1 alternated round ("), "{stdout}");
 }
