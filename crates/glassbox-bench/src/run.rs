@@ -269,9 +269,10 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<Report> {
             target_results.push(result);
         }
         mock.stop();
-        let measured = |kind: Kind| target_results.iter().any(|t| t.target == kind && t.fixed.is_some());
+        // Glassbox was measured (else the run ended above); the rounds need the floor too.
+        let floor_measured = target_results.iter().any(|t| t.target == Kind::Floor && t.fixed.is_some());
         let tail = match fixed_rate {
-            Some(rate) if scenario.name == "zero" && args.tail_rounds > 0 && measured(Kind::Floor) => {
+            Some(rate) if scenario.name == "zero" && args.tail_rounds > 0 && floor_measured => {
                 Some(tail_rounds(&args, &programs, &work, rate)?)
             }
             _ => None,
@@ -377,10 +378,10 @@ fn tail_rounds(args: &RunArgs, programs: &Programs, work: &std::path::Path, rate
         fixed_seconds: args.seconds,
         oha: args.oha.clone(),
         mockllm: programs.mockllm.clone(),
-        work: work.to_path_buf(),
+        work: work.join("tail"),
     };
     let variants = [crate::ab::Variant { name: "glassbox".to_owned(), programs: programs.clone() }];
-    let rounds = crate::ab::alternate(&ab, programs, &variants, &work.join("tail"), &mut std::io::stderr())
+    let rounds = crate::ab::alternate(&ab, programs, &variants, &ab.work, &mut std::io::stderr())
         .context("the alternated fixed-rate rounds")?;
     let added_p99_ms: Vec<f64> = rounds.rows.iter().flatten().map(|row| row.added_p99).collect();
     Ok(TailRounds {
