@@ -495,7 +495,7 @@ fn message_text_mut(message: &mut Message) -> &mut String {
 }
 
 /// The `glassbox.budget` span event of one budget decision.
-fn record_budget(limit: &str, decision: &str, reason: &str) {
+fn record_budget(limit: &str, decision: &str, reason: Option<&str>) {
     // Named like `record_decision`'s event (see there).
     tracing::event!(
         name: "glassbox.budget",
@@ -576,7 +576,7 @@ fn run_loop(
                         reason: format!("the input is {count} tokens, over the budget of {limit}"),
                         processor_id: "budget.max_input_tokens".to_owned(),
                     };
-                    record_budget("budget.max_input_tokens", "block", &tripwire.reason);
+                    record_budget("budget.max_input_tokens", "block", Some(&tripwire.reason));
                     if agent.on_block == OnBlock::Error {
                         Err(AgentError::Blocked(tripwire))?;
                         return;
@@ -585,7 +585,7 @@ fn run_loop(
                     yield AgentChunk::Finish(blocked_output(tripwire, Vec::new(), Vec::new(), Usage::default(), 0));
                     return;
                 }
-                None => record_budget("budget.max_input_tokens", "pass", ""),
+                None => record_budget("budget.max_input_tokens", "pass", None),
             }
         }
 
@@ -678,10 +678,10 @@ fn run_loop(
             // The next call would spend more: stop before running the tools it would answer.
             if !agent.budget.is_unlimited() {
                 if let Some(reason) = crate::budget::spent(&agent.budget, &usage, cost_usd) {
-                    record_budget("budget.run", "exceeded", &reason);
+                    record_budget("budget.run", "exceeded", Some(&reason));
                     break (std::mem::take(&mut said), FinishReason::BudgetExceeded);
                 }
-                record_budget("budget.run", "pass", "");
+                record_budget("budget.run", "pass", None);
             }
             for call in &step_calls {
                 yield AgentChunk::ToolCall(call.clone());
@@ -713,7 +713,7 @@ fn run_loop(
                 Err(problem) => {
                     let spent = if agent.budget.is_unlimited() { None } else { crate::budget::spent(&agent.budget, &usage, cost_usd) };
                     if let Some(reason) = spent {
-                        record_budget("budget.run", "exceeded", &reason);
+                        record_budget("budget.run", "exceeded", Some(&reason));
                         finish_reason = FinishReason::BudgetExceeded;
                     } else {
                         tracing::debug!(%problem, "structured output invalid; asking the model to repair it");

@@ -102,10 +102,11 @@ impl Verdict {
         }
     }
 
-    fn reason(&self) -> &str {
+    /// Why the stage decided what it did; a pass has no reason.
+    fn reason(&self) -> Option<&str> {
         match self {
-            Self::Pass => "",
-            Self::Changed { reason } | Self::Warn { reason } | Self::Block { reason } => reason,
+            Self::Pass => None,
+            Self::Changed { reason } | Self::Warn { reason } | Self::Block { reason } => Some(reason),
         }
     }
 

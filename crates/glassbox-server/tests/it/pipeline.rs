@@ -149,10 +149,23 @@ async fn a_blocked_request_answers_a_tripwire_and_its_trace_says_why() {
         [("normalize", "pass"), ("length", "pass"), ("pii", "pass"), ("injection", "block")]
             .map(|(id, decision)| (id.to_owned(), decision.to_owned()))
     );
-    let event = agent.events.iter().find(|event| event.name == "glassbox.processor").unwrap();
-    for key in ["glassbox.processor.stage", "glassbox.processor.strategy", "glassbox.processor.reason"] {
-        assert!(event.attributes.iter().any(|(k, _)| k == key), "{key} in {:?}", event.attributes);
+    let events: Vec<_> = agent.events.iter().filter(|event| event.name == "glassbox.processor").collect();
+    assert_eq!(events.len(), 4);
+    let value = |event: &glassbox_store::SpanEvent, key: &str| {
+        event.attributes.iter().find(|(k, _)| k == key).map(|(_, value)| value.to_string())
+    };
+    for event in &events {
+        for key in ["glassbox.processor.stage", "glassbox.processor.strategy", "glassbox.guardrail.decision"] {
+            assert!(value(event, key).is_some(), "{key} in {:?}", event.attributes);
+        }
+        // Structured events: no `level`/`target`, and a pass has no reason.
+        assert!(value(event, "level").is_none() && value(event, "target").is_none(), "{:?}", event.attributes);
+        let passed = value(event, "glassbox.guardrail.decision").as_deref() == Some("pass");
+        let reason = value(event, "glassbox.processor.reason");
+        assert_eq!(reason.is_none(), passed, "{:?}", event.attributes);
     }
+    let reason = value(events[3], "glassbox.processor.reason").unwrap_or_default();
+    assert!(reason.contains("score"), "{reason}");
 }
 
 #[tokio::test(flavor = "current_thread")]
