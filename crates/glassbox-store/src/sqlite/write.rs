@@ -71,33 +71,13 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
     let mut entries: BTreeMap<&str, TraceEntry> = BTreeMap::new();
     {
         let mut insert = transaction.prepare_cached(INSERT_SPAN).map_err(store_error)?;
-        // The JSON columns are encoded into buffers reused from row to row (SQLite copies
-        // the bound text).
         let (mut resource, mut attributes, mut events, mut links) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut previous: Option<&SpanRow> = None;
         for (index, span) in rows.iter().enumerate() {
             offer_the_core(index, YIELD_EVERY_SPANS);
-            let added = insert
-                .execute(params![
-                    span.timestamp_ns,
-                    span.trace_id,
-                    span.span_id,
-                    span.parent_span_id,
-                    span.trace_state,
-                    span.span_name,
-                    span.span_kind,
-                    span.service_name,
-                    attributes_to_json(&span.resource_attributes, &mut resource).map_err(encode_error)?,
-                    span.scope_name,
-                    span.scope_version,
-                    attributes_to_json(&span.span_attributes, &mut attributes).map_err(encode_error)?,
-                    to_sql_int(span.duration_ns),
-                    span.status_code.as_str(),
-                    span.status_message,
-                    events_to_json(&span.events, &mut events).map_err(encode_error)?,
-                    links_to_json(&span.links, &mut links).map_err(encode_error)?,
-                    is_request_or_block(span),
-                ])
-                .map_err(store_error)?;
+            bind_span(&mut insert, span, previous, [&mut resource, &mut attributes, &mut events, &mut links])?;
+            previous = Some(span);
+            let added = insert.raw_execute().map_err(store_error)?;
             if added == 0 {
                 continue;
             }
@@ -236,6 +216,56 @@ fn write_entry(
         ])
         .map_err(store_error)?;
     Ok(written > 0)
+}
+
+/// Binds the columns of `span` to `insert` (`INSERT_SPAN`). A statement keeps its bindings
+/// from one execution to the next, so the columns that are the same on most of a batch's rows
+/// (service, resource, scope, trace state, links) are bound only where they differ from
+/// `previous`'s, the row executed last: 6 fewer text copies into SQLite per span row. The JSON
+/// columns are encoded into `buffers` (resource, attributes, events, links), reused from row to
+/// row (SQLite copies the bound text).
+fn bind_span(
+    insert: &mut rusqlite::Statement<'_>,
+    span: &SpanRow,
+    previous: Option<&SpanRow>,
+    buffers: [&mut Vec<u8>; 4],
+) -> Result<(), StoreError> {
+    let [resource, attributes, events, links] = buffers;
+    let changed = |same: fn(&SpanRow, &SpanRow) -> bool| previous.is_none_or(|previous| !same(previous, span));
+    let bind = |insert: &mut rusqlite::Statement<'_>, index: usize, value: &dyn rusqlite::ToSql| {
+        insert.raw_bind_parameter(index, value).map_err(store_error)
+    };
+    bind(insert, 1, &span.timestamp_ns)?;
+    bind(insert, 2, &span.trace_id)?;
+    bind(insert, 3, &span.span_id)?;
+    bind(insert, 4, &span.parent_span_id)?;
+    if changed(|a, b| a.trace_state == b.trace_state) {
+        bind(insert, 5, &span.trace_state)?;
+    }
+    bind(insert, 6, &span.span_name)?;
+    bind(insert, 7, &span.span_kind)?;
+    if changed(|a, b| a.service_name == b.service_name) {
+        bind(insert, 8, &span.service_name)?;
+    }
+    if changed(|a, b| a.resource_attributes == b.resource_attributes) {
+        bind(insert, 9, &attributes_to_json(&span.resource_attributes, resource).map_err(encode_error)?)?;
+    }
+    if changed(|a, b| a.scope_name == b.scope_name) {
+        bind(insert, 10, &span.scope_name)?;
+    }
+    if changed(|a, b| a.scope_version == b.scope_version) {
+        bind(insert, 11, &span.scope_version)?;
+    }
+    bind(insert, 12, &attributes_to_json(&span.span_attributes, attributes).map_err(encode_error)?)?;
+    bind(insert, 13, &to_sql_int(span.duration_ns))?;
+    bind(insert, 14, &span.status_code.as_str())?;
+    bind(insert, 15, &span.status_message)?;
+    bind(insert, 16, &events_to_json(&span.events, events).map_err(encode_error)?)?;
+    if changed(|a, b| a.links.is_empty() && b.links.is_empty()) {
+        bind(insert, 17, &links_to_json(&span.links, links).map_err(encode_error)?)?;
+    }
+    bind(insert, 18, &is_request_or_block(span))?;
+    Ok(())
 }
 
 /// The value, timestamp and span id columns of an "earliest" rule; empty when no span had one.

@@ -1134,6 +1134,12 @@ impl Dataset {
             if trace_index % 5 == 1 {
                 root.resource_attributes.push(("host.name".into(), "worker-2".into()));
             }
+            // A batch's rows differ in every column the SQLite writer binds only on a change.
+            if trace_index % 7 == 3 {
+                root.service_name = "glassbox-worker".into();
+                root.scope_name = "glassbox-server".into();
+                root.scope_version = "0.2.0".into();
+            }
             previous_root = Some((trace_id.clone(), root_id.clone()));
             dataset.spans.insert(root_position, root);
         }
@@ -1530,6 +1536,22 @@ fn standard_dataset_is_stable_and_varied() {
     assert!(summaries.iter().any(|summary| keys_of(&summary.trace_id).len() == 2), "some traces carry two keys");
     let span_ids: BTreeSet<&str> = dataset.spans.iter().map(|span| span.span_id.as_str()).collect();
     assert_eq!(span_ids.len(), dataset.spans.len(), "span ids are unique");
+    // Within one batch of `insert` (64 rows), some row differs from the one before it in each
+    // column the SQLite writer binds only on a change, and some row is the same again after it.
+    let first_batch = &dataset.spans[..64];
+    type Same = fn(&SpanRow, &SpanRow) -> bool;
+    let columns: [(&str, Same); 6] = [
+        ("trace state", |a, b| a.trace_state == b.trace_state),
+        ("service", |a, b| a.service_name == b.service_name),
+        ("resource", |a, b| a.resource_attributes == b.resource_attributes),
+        ("scope", |a, b| a.scope_name == b.scope_name),
+        ("scope version", |a, b| a.scope_version == b.scope_version),
+        ("links", |a, b| a.links == b.links),
+    ];
+    for (column, same) in columns {
+        let changes = first_batch.windows(2).filter(|pair| !same(&pair[0], &pair[1])).count();
+        assert!(changes >= 2, "{column} changes {changes} times in the first batch");
+    }
     assert!(summaries.iter().any(|summary| {
         let root =
             dataset.spans.iter().find(|span| span.trace_id == summary.trace_id && span.parent_span_id.is_empty());
