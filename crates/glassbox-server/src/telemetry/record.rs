@@ -11,8 +11,8 @@
 //! and `otel.status_description`; a `u64` becomes text (`tracing` hands it over as `Debug`);
 //! an event inside a span becomes a span event named by its message (or, without one, by its
 //! callsite's name: `event!(name: ...)`); an event with a message has `level` and `target`
-//! first and its fields after, one without (a structured event) its fields alone (the one
-//! place the rows differ on purpose); an `ERROR` event marks the span failed; an event
+//! first and its fields after, one without (a structured event) its fields alone (on purpose:
+//! difference 7 in ARCHITECTURE.md); an `ERROR` event marks the span failed; an event
 //! with no message and an `error` field becomes an `exception` event and sets the status;
 //! OpenTelemetry's default limits (128 attributes, events, links per span). Where the two
 //! differ, and why, is in ARCHITECTURE.md (telemetry).
@@ -556,7 +556,7 @@ where
         // A log line (an event with a message) keeps its level and target, as
         // `tracing-opentelemetry` writes them; a structured event, named by its callsite (the
         // pipeline's decisions, 8 on a request), is its fields alone: the two added 51 bytes
-        // of the same text to each, 15% of a request's stored span bytes.
+        // of the same text to each, a tenth of a request's stored span bytes.
         let logged = metadata.fields().field("message").is_some();
         let mut record = EventRecord {
             time: SystemTime::now(),
