@@ -169,25 +169,22 @@ fn measure(
     let pids = procfs::tree(target.process.pid());
     let cpu_ms = || procfs::cpu_ticks(&pids) as f64 / ticks * 1e3;
     let before = cpu_ms();
-    let closed = if args.closed_seconds > 0 {
-        let closed = load::run(&args.oha, &target.request, args.connections, seconds(args.closed_seconds), None)
-            .context("closed-loop run")?;
-        Some(closed)
-    } else {
-        None
-    };
+    let closed = (args.closed_seconds > 0)
+        .then(|| {
+            load::run(&args.oha, &target.request, args.connections, seconds(args.closed_seconds), None)
+                .context("closed-loop run")
+        })
+        .transpose()?;
     let (peak_rps, cpu_per_request) = closed
         .as_ref()
         .map_or((f64::NAN, f64::NAN), |closed| (closed.rps, (cpu_ms() - before) / closed.ok.max(1) as f64));
     let fixed = load::run(&args.oha, &target.request, args.connections, seconds(args.fixed_seconds), Some(args.rate))
         .context("fixed-rate run")?;
-    let (closed_failed, closed_failures) = closed.map_or((0, Vec::new()), |closed| (closed.failed, closed.failures));
-    if closed_failed > 0 || fixed.failed > 0 {
-        anyhow::bail!(
-            "{} requests failed: {}",
-            closed_failed + fixed.failed,
-            [closed_failures, fixed.failures].concat().join(", ")
-        );
+    let runs = || closed.iter().chain([&fixed]);
+    let failed: u64 = runs().map(|run| run.failed).sum();
+    if failed > 0 {
+        let failures: Vec<&str> = runs().flat_map(|run| run.failures.iter().map(String::as_str)).collect();
+        anyhow::bail!("{failed} requests failed: {}", failures.join(", "));
     }
     let rss_mb = procfs::peak_rss_kib(&procfs::tree(target.process.pid())) as f64 * 1024.0 / 1e6;
     target.process.stop();

@@ -261,7 +261,7 @@ fn bind_span(
     bind(insert, 14, &span.status_code.as_str())?;
     bind(insert, 15, &span.status_message)?;
     bind(insert, 16, &events_to_json(&span.events, events).map_err(encode_error)?)?;
-    if changed(|a, b| a.links.is_empty() && b.links.is_empty()) {
+    if changed(|a, b| a.links == b.links) {
         bind(insert, 17, &links_to_json(&span.links, links).map_err(encode_error)?)?;
     }
     bind(insert, 18, &is_request_or_block(span))?;
