@@ -12,6 +12,7 @@
 //! batches are written with `INSERT OR IGNORE`, so a retried batch adds nothing whatever its
 //! token; the trace index only counts spans the insert actually added.
 
+mod checkpointer;
 mod codec;
 mod keys;
 mod evals;
@@ -73,6 +74,8 @@ struct Shared {
     /// `None` for an in-memory database, which exists only inside its one connection:
     /// reads then share the write connection.
     readers: Option<ReaderPool>,
+    /// `Some` for a file database: WAL checkpoints off the write thread (`checkpointer.rs`).
+    _checkpointer: Option<checkpointer::Checkpointer>,
 }
 
 struct ReaderPool {
@@ -110,8 +113,18 @@ impl SqliteBackend {
                     .map_err(|source| StoreError::Unavailable { source: Box::new(source) })?;
             }
             let writer = open_connection(&path, ConnectionRole::Writer)?;
+            writer.pragma_update(None, "wal_autocheckpoint", checkpointer::BACKSTOP_PAGES).map_err(store_error)?;
+            let checkpointer =
+                checkpointer::Checkpointer::spawn(open_connection(&path, ConnectionRole::Checkpointer)?, &path)?;
             let readers = ReaderPool { path, idle: Mutex::new(Vec::new()) };
-            Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), write_thread, readers: Some(readers) }) })
+            Ok(Self {
+                shared: Arc::new(Shared {
+                    writer: Mutex::new(writer),
+                    write_thread,
+                    readers: Some(readers),
+                    _checkpointer: Some(checkpointer),
+                }),
+            })
         })
         .await
     }
@@ -121,7 +134,14 @@ impl SqliteBackend {
         run_blocking(|| {
             let writer = Connection::open_in_memory().map_err(store_error)?;
             configure(&writer, ConnectionRole::Writer)?;
-            Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), write_thread: None, readers: None }) })
+            Ok(Self {
+                shared: Arc::new(Shared {
+                    writer: Mutex::new(writer),
+                    write_thread: None,
+                    readers: None,
+                    _checkpointer: None,
+                }),
+            })
         })
         .await
     }
@@ -188,6 +208,8 @@ impl ReaderPool {
 enum ConnectionRole {
     Writer,
     Reader,
+    /// The checkpoint thread's connection (`checkpointer.rs`), opened after the writer.
+    Checkpointer,
 }
 
 fn open_connection(path: &Path, role: ConnectionRole) -> Result<Connection, StoreError> {
@@ -228,6 +250,8 @@ fn configure(connection: &Connection, role: ConnectionRole) -> Result<(), StoreE
             connection.pragma_update(None, "cache_size", -16_384).map_err(store_error)?;
         }
         ConnectionRole::Reader => connection.pragma_update(None, "query_only", true).map_err(store_error)?,
+        // A checkpoint syncs as its connection's `synchronous` says: as the writer's did.
+        ConnectionRole::Checkpointer => connection.pragma_update(None, "synchronous", "NORMAL").map_err(store_error)?,
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The SQLite write connection's own OS thread, at a lowered scheduling priority.
 //!
-//! Every span and usage batch is one write transaction of tens of milliseconds of CPU (JSON
-//! encoding, inserts, index upkeep, WAL checkpoints). On Tokio's blocking pool that work runs
-//! at the same priority as the request-serving workers, so on a machine with few cores a batch
+//! Every span and usage batch is one write transaction of milliseconds of CPU (JSON encoding,
+//! inserts, index upkeep; WAL checkpoints have a thread of their own, `checkpointer.rs`). On
+//! Tokio's blocking pool that work runs at the same priority as the request-serving workers,
+//! so on a machine with few cores a batch
 //! takes a core away from requests for its whole length, and the requests that arrive meanwhile
 //! may queue behind it. So the write connection's work can run on one dedicated thread whose
 //! nice value is raised (Linux: `setpriority(PRIO_PROCESS, tid)`, which applies to that thread
@@ -47,7 +48,7 @@ impl WriteThread {
         std::thread::Builder::new()
             .name("glassbox-sqlite-writer".into())
             .spawn(move || {
-                lower_priority(priority.nice);
+                lower_priority(priority.nice, "SQLite write thread");
                 while let Ok(job) = inbox.recv() {
                     job();
                 }
@@ -83,26 +84,27 @@ fn stopped(message: &'static str) -> StoreError {
 }
 
 /// Raises the calling thread's nice value to `nice` (never lowers it); logs once if it cannot.
-fn lower_priority(nice: i32) {
+/// `thread` names the thread in the messages.
+pub(super) fn lower_priority(nice: i32, thread: &str) {
     let nice = nice.clamp(0, 19);
     #[cfg(target_os = "linux")]
     {
-        let thread = Some(rustix::thread::gettid());
-        let current = rustix::process::getpriority_process(thread).unwrap_or(0);
+        let tid = Some(rustix::thread::gettid());
+        let current = rustix::process::getpriority_process(tid).unwrap_or(0);
         if current >= nice {
             return;
         }
-        match rustix::process::setpriority_process(thread, nice) {
-            Ok(()) => tracing::debug!(nice, "SQLite write thread runs at a lowered priority"),
+        match rustix::process::setpriority_process(tid, nice) {
+            Ok(()) => tracing::debug!(nice, "{thread} runs at a lowered priority"),
             Err(error) => tracing::warn!(nice, %error,
-                "could not lower the SQLite write thread's priority; it runs at the process's priority"),
+                "could not lower the {thread}'s priority; it runs at the process's priority"),
         }
     }
     #[cfg(not(target_os = "linux"))]
     if nice > 0 {
         tracing::info!(
             nice,
-            "per-thread priorities are not supported on this OS; the SQLite write thread runs at the process's priority"
+            "per-thread priorities are not supported on this OS; the {thread} runs at the process's priority"
         );
     }
 }

@@ -226,6 +226,42 @@ async fn sqlite_batches_are_250_rows_unless_configured() {
     assert_eq!(backend.batch_rows(), 250);
 }
 
+/// The checkpoint thread, not the write connection (whose own checkpoint waits for 20,000
+/// pages, 80 MB of WAL), copies committed pages into the database file within a few of its
+/// 100 ms intervals; readers see the rows throughout.
+#[tokio::test]
+async fn committed_pages_reach_the_database_file_from_the_checkpoint_thread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    let backend = open(&path).await;
+    backend.migrate().await.expect("migrate");
+    let filler = "x".repeat(4_000);
+    let rows: Vec<_> = (0..100_i64)
+        .map(|i| {
+            let attributes = suite::attrs(&[("filler", filler.as_str())]);
+            suite::span(&format!("{i:032x}"), &format!("{i:016x}"), "", "filler", 1_000 + i, 1, attributes)
+        })
+        .collect();
+    backend.insert_spans(&rows, "filler").await.expect("insert");
+    let committed = 100 * 4_000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&path).expect("the database file").len();
+        if size >= committed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file is {size} bytes 10 s after {committed} bytes of spans were committed: \
+             no checkpoint copied them out of the WAL"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    let stored: i64 = raw.query_row("SELECT count(*) FROM spans", [], |row| row.get(0)).expect("count");
+    assert_eq!(stored, 100);
+}
+
 #[tokio::test]
 async fn writing_before_migrating_is_rejected() {
     let backend = SqliteBackend::open_in_memory().await.expect("open");
