@@ -228,7 +228,7 @@ async fn sqlite_batches_are_250_rows_unless_configured() {
 
 /// The checkpoint thread, not the write connection (whose own checkpoint waits for 20,000
 /// pages, 80 MB of WAL), copies committed pages into the database file within a few of its
-/// 100 ms intervals; readers see the rows throughout.
+/// 100 ms intervals, and the rows read back.
 #[tokio::test]
 async fn committed_pages_reach_the_database_file_from_the_checkpoint_thread() {
     let dir = tempfile::tempdir().expect("temp dir");
