@@ -161,6 +161,14 @@ pub async fn recover(
     writer: TelemetryWriter,
     observer: Option<crate::telemetry::UsageObserver>,
 ) {
+    // The spool's row keys, read once for every segment: a row spooled before this start is
+    // stored by the spool's replay, and recovery's own rows come from one segment each.
+    let spooled = tokio::task::spawn_blocking(move || {
+        [BatchKind::Spans, BatchKind::Usage].map(|kind| glassbox_store::spool::spooled_row_keys(&spool_dir, kind))
+    })
+    .await
+    .unwrap_or_default();
+    let [spooled_spans, spooled_usage] = &spooled;
     for segment in segments {
         let records = match tokio::fs::read(&segment).await {
             Ok(bytes) => match segment_rows(&segment, &bytes) {
@@ -178,8 +186,8 @@ pub async fn recover(
         let mut delay = Duration::from_millis(200);
         let (spans, usage) = loop {
             let found = async {
-                let spans = missing(&records.spans, BatchKind::Spans, span_key, &spool_dir, reader.as_ref()).await?;
-                let usage = missing(&records.usage, BatchKind::Usage, usage_key, &spool_dir, reader.as_ref()).await?;
+                let spans = missing(&records.spans, BatchKind::Spans, span_key, spooled_spans, reader.as_ref()).await?;
+                let usage = missing(&records.usage, BatchKind::Usage, usage_key, spooled_usage, reader.as_ref()).await?;
                 Ok::<_, String>((spans, usage))
             };
             match found.await {
@@ -229,16 +237,12 @@ async fn missing<T: Clone>(
     rows: &[T],
     kind: BatchKind,
     key: fn(&T) -> (&str, &str),
-    spool_dir: &Path,
+    spooled: &HashSet<(String, String)>,
     reader: &dyn TraceReader,
 ) -> Result<Vec<T>, String> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let dir = spool_dir.to_owned();
-    let spooled = tokio::task::spawn_blocking(move || glassbox_store::spool::spooled_row_keys(&dir, kind))
-        .await
-        .unwrap_or_default();
     let mut stored: HashMap<String, HashSet<String>> = HashMap::new();
     let mut missing = Vec::new();
     for row in rows {
