@@ -74,7 +74,7 @@ struct Shared {
     /// `None` for an in-memory database, which exists only inside its one connection:
     /// reads then share the write connection.
     readers: Option<ReaderPool>,
-    /// `Some` for a file database: WAL checkpoints off the write thread (`checkpointer.rs`).
+    /// `Some` beside a write thread: the file's WAL checkpoints (`checkpointer.rs`).
     _checkpointer: Option<checkpointer::Checkpointer>,
 }
 
@@ -113,16 +113,17 @@ impl SqliteBackend {
                     .map_err(|source| StoreError::Unavailable { source: Box::new(source) })?;
             }
             let writer = open_connection(&path, ConnectionRole::Writer)?;
+            // Every handle's write connection, not only the one beside the checkpoint thread:
+            // the WAL is the file's, and any commit past SQLite's 1,000 pages would copy it all.
             writer.pragma_update(None, "wal_autocheckpoint", checkpointer::BACKSTOP_PAGES).map_err(store_error)?;
-            let checkpointer =
-                checkpointer::Checkpointer::spawn(open_connection(&path, ConnectionRole::Checkpointer)?, &path)?;
+            let checkpointer = write_thread.is_some().then(|| checkpointer::Checkpointer::spawn(&path)).transpose()?;
             let readers = ReaderPool { path, idle: Mutex::new(Vec::new()) };
             Ok(Self {
                 shared: Arc::new(Shared {
                     writer: Mutex::new(writer),
                     write_thread,
                     readers: Some(readers),
-                    _checkpointer: Some(checkpointer),
+                    _checkpointer: checkpointer,
                 }),
             })
         })

@@ -9,22 +9,23 @@
 //! peak fell from +1.75 to +1.02 ms, lower in each of 4 alternated rounds, CPU per request 4%
 //! lower).
 //!
-//! So a file database gets a second connection on this thread, at nice [`NICE`], which runs a
-//! `PASSIVE` checkpoint every [`INTERVAL`]: it copies what has been committed without ever
-//! blocking the writer or the readers, in small steps the kernel preempts whenever a request
-//! thread wakes. The write connection keeps its own checkpoint as a backstop, at
-//! [`BACKSTOP_PAGES`]: if this thread falls behind (a saturated machine gives a niced thread
-//! little CPU), the writer checkpoints what is left and the WAL restarts from its beginning,
-//! so the `-wal` file stays under about 80 MB. A checkpoint that fails is retried at the next
-//! interval and logged once until one succeeds again; the data stays safe in the WAL meanwhile.
+//! So the handle with a write thread (`SqliteBackend::open_with_priority`, the server's
+//! telemetry store: one per process and file) gets a second connection on this thread, at nice
+//! [`NICE`], which runs a `PASSIVE` checkpoint every [`INTERVAL`]: it copies what any handle
+//! has committed without ever blocking a writer or a reader. Every handle's write connection
+//! keeps its own checkpoint as a backstop, at [`BACKSTOP_PAGES`]: if this thread falls behind
+//! (a saturated machine gives a niced thread little CPU), the writer checkpoints what is left
+//! and the WAL restarts from its beginning, so the `-wal` file stays under about 80 MB. A
+//! process without a write thread (a CLI command, a test) checkpoints at that backstop or when
+//! its last connection closes. A checkpoint that fails is retried at the next interval and
+//! logged once until one succeeds again; the data stays safe in the WAL meanwhile.
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use rusqlite::Connection;
-
 use super::write_thread::lower_priority;
+use super::{ConnectionRole, open_connection};
 use crate::backend::StoreError;
 
 /// How often the thread checkpoints.
@@ -43,8 +44,10 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts checkpointing `connection`'s database (a file in WAL mode).
-    pub(super) fn spawn(connection: Connection, path: &Path) -> Result<Checkpointer, StoreError> {
+    /// Starts checkpointing the database at `path` (a file in WAL mode), on a connection of
+    /// its own.
+    pub(super) fn spawn(path: &Path) -> Result<Checkpointer, StoreError> {
+        let connection = open_connection(path, ConnectionRole::Checkpointer)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let path = path.display().to_string();
         std::thread::Builder::new()

@@ -1,15 +1,15 @@
 //! The SQLite write connection's own OS thread, at a lowered scheduling priority.
 //!
 //! Every span and usage batch is one write transaction of milliseconds of CPU (JSON encoding,
-//! inserts, index upkeep; WAL checkpoints have a thread of their own, `checkpointer.rs`). On
-//! Tokio's blocking pool that work runs at the same priority as the request-serving workers,
-//! so on a machine with few cores a batch
-//! takes a core away from requests for its whole length, and the requests that arrive meanwhile
-//! may queue behind it. So the write connection's work can run on one dedicated thread whose
-//! nice value is raised (Linux: `setpriority(PRIO_PROCESS, tid)`, which applies to that thread
-//! alone): the kernel then preempts it whenever a request thread wakes up, and it uses the CPU
-//! the requests leave. Measured on 2 cores, a raised nice value did not lower the added p99 at
-//! half peak (BENCHMARKS.md), so the thread runs at the process's priority by default.
+//! inserts, index upkeep; WAL checkpoints run beside it, `checkpointer.rs`, except the
+//! backstop's). On Tokio's blocking pool that work runs at the same priority as the
+//! request-serving workers, so on a machine with few cores a batch takes a core away from
+//! requests for its whole length, and the requests that arrive meanwhile may queue behind it.
+//! So the write connection's work can run on one dedicated thread whose nice value is raised
+//! (Linux: `setpriority(PRIO_PROCESS, tid)`, which applies to that thread alone): the kernel
+//! then preempts it whenever a request thread wakes up, and it uses the CPU the requests leave.
+//! Measured on 2 cores, a raised nice value did not lower the added p99 at half peak
+//! (BENCHMARKS.md), so the thread runs at the process's priority by default.
 //!
 //! Under sustained load the telemetry writer's backpressure (`TelemetryWriter::admit`) makes
 //! requests wait while the queue is three quarters full, and waiting requests leave the CPU

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use glassbox_store::sqlite::{MIGRATIONS, SqliteBackend, SqliteSettings};
+use glassbox_store::sqlite::{MIGRATIONS, SqliteBackend, SqliteSettings, WriterPriority};
 use glassbox_store::{Backend, RunStore, StoreError, TraceFilter, TraceReader, UsageBy};
 
 use crate::suite::{self, Dataset, Subject, assert_summaries_eq, everything, page_of};
@@ -226,14 +226,15 @@ async fn sqlite_batches_are_250_rows_unless_configured() {
     assert_eq!(backend.batch_rows(), 250);
 }
 
-/// The checkpoint thread, not the write connection (whose own checkpoint waits for 20,000
-/// pages, 80 MB of WAL), copies committed pages into the database file within a few of its
-/// 100 ms intervals, and the rows read back.
+/// The checkpoint thread beside the write thread, not the write connection (whose own
+/// checkpoint waits for 20,000 pages, 80 MB of WAL), copies committed pages into the database
+/// file within a few of its 100 ms intervals, and the rows read back.
 #[tokio::test]
 async fn committed_pages_reach_the_database_file_from_the_checkpoint_thread() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("glassbox.db");
-    let backend = open(&path).await;
+    let settings = SqliteSettings { path: path.clone() };
+    let backend = SqliteBackend::open_with_priority(settings, WriterPriority { nice: 0 }).await.expect("open sqlite");
     backend.migrate().await.expect("migrate");
     let filler = "x".repeat(4_000);
     let rows: Vec<_> = (0..100_i64)
