@@ -347,10 +347,8 @@ fn run_serve(
         telemetry.observe_usage(Arc::clone(&settle));
         // Spans and usage rows survive a kill: journaled before the response (a request's in
         // one write), recovered at the next start (`span_journal`). Usage journal segments of
-        // JSON lines, which versions before wrote, are recovered too.
-        let leftover = glassbox_server::usage_journal::leftover_usage_segments(config.store.spool_dir.join("journal"))
-            .context("while listing the usage journal segments an earlier version left")?;
-        let (span_journal, span_leftover) = glassbox_server::span_journal::open(config.store.spool_dir.join("journal"))
+        // JSON lines, which versions before wrote, are among the leftovers too.
+        let (span_journal, leftover) = glassbox_server::span_journal::open(config.store.spool_dir.join("journal"))
             .context("while opening the span journal")?;
         telemetry.journal_spans(Arc::clone(&span_journal));
         tracing_subscriber::registry()
@@ -360,8 +358,6 @@ fn run_serve(
         if let Some(writer) = telemetry.writer() {
             glassbox_server::metrics::watch_writer(writer);
             glassbox_server::usage_journal::spawn_rotation(Arc::clone(&span_journal), writer.clone());
-            // This journal's segments and the usage journal's an older version left.
-            let leftover: Vec<_> = span_leftover.into_iter().chain(leftover).collect();
             if !leftover.is_empty() {
                 tokio::spawn(glassbox_server::span_journal::recover(
                     leftover,

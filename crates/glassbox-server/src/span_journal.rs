@@ -51,11 +51,9 @@ use glassbox_store::spool::{BatchKind, JournalRecords};
 use glassbox_store::writer::TelemetryWriter;
 use glassbox_store::{SpanRow, TraceReader, UsageRow};
 
-use crate::usage_journal::{JournalError, UsageJournal};
+use crate::usage_journal::{JournalError, USAGE_PREFIX, UsageJournal};
 
 const PREFIX: &str = "spans-";
-/// The usage journal's segments (`usage_journal`), which an older `serve` wrote.
-const USAGE_PREFIX: &str = "usage-";
 
 /// The name tag of segments that may hold usage records (`spans-<uuid>.<key>.v2.bin`). A
 /// version from before usage records reads no key from such a name, so it sets the segment
@@ -64,10 +62,11 @@ const USAGE_PREFIX: &str = "usage-";
 const WITH_USAGE_TAG: &str = "v2";
 
 /// Opens the span journal in `dir` (shared with the usage journal) with a fresh segment;
-/// returns the segments an earlier process left, for [`recover`]. Rotate it with
+/// returns the segments an earlier process left, for [`recover`]: this journal's, and the
+/// usage journal's (`usage_journal`) that an older `serve` wrote. Rotate it with
 /// [`crate::usage_journal::spawn_rotation`].
 pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
-    UsageJournal::open_segments(dir, PREFIX, format!("{:08x}.{WITH_USAGE_TAG}.bin", key()))
+    UsageJournal::open_segments(dir, PREFIX, format!("{:08x}.{WITH_USAGE_TAG}.bin", key()), &[PREFIX, USAGE_PREFIX])
 }
 
 /// This process's key for its span records, from the operating system's CSPRNG (a clock
@@ -305,8 +304,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (spans, leftover) = open(dir.path()).unwrap();
         assert!(leftover.is_empty());
+        // An older version's usage journal, and a file of neither journal.
         let (usage, _) = UsageJournal::open(dir.path()).unwrap();
         usage.append(b"{\"not\":\"a span\"}\n");
+        std::fs::write(dir.path().join("notes.bin"), b"not a segment").unwrap();
         for n in 1..=3 {
             spans.append(&encode(&row(n)));
         }
@@ -316,10 +317,14 @@ mod tests {
         spans.append(b"\n");
         spans.append(&encode(&row(5)));
         let (_second, leftover) = open(dir.path()).unwrap();
-        assert_eq!(leftover.len(), 1, "only the first process's span segment is left over: {leftover:?}");
+        // One listing finds both journals' segments (the usage journal's for `recover` too).
+        assert_eq!(leftover.len(), 2, "the first process's span segment and the usage segment: {leftover:?}");
         assert!(leftover[0].to_string_lossy().ends_with(&format!(".{:08x}.v2.bin", key())), "{leftover:?}");
+        assert!(leftover[1].file_name().unwrap().to_string_lossy().starts_with(USAGE_PREFIX), "{leftover:?}");
         let rows = segment_rows(&leftover[0], &std::fs::read(&leftover[0]).unwrap()).map(|records| records.spans);
         assert_eq!(rows, Some(vec![row(1), row(2), row(3), row(5)]));
+        let usage_rows = segment_rows(&leftover[1], &std::fs::read(&leftover[1]).unwrap()).map(|records| records.spans);
+        assert_eq!(usage_rows, Some(vec![]), "no span rows read from the usage segment");
     }
 
     /// The newline the journal writes before its first append after a failed one, when the

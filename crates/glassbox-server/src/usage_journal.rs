@@ -77,19 +77,21 @@ impl UsageJournal {
     /// Opens `dir` (creating it) with a fresh segment; returns the segments an earlier process
     /// left there, for [`crate::span_journal::recover`].
     pub fn open(dir: impl Into<PathBuf>) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
-        Self::open_segments(dir, USAGE_PREFIX, "jsonl".to_owned())
+        Self::open_segments(dir, USAGE_PREFIX, "jsonl".to_owned(), &[USAGE_PREFIX])
     }
 
-    /// [`open`](Self::open) for the segments whose names start with `prefix`, new ones named
-    /// `*.{extension}` (the span journal shares the directory and all but the records' format;
-    /// the leftover segments are those of any extension, for a format an older version wrote).
+    /// [`open`](Self::open) for new segments named `{prefix}*.{extension}` (the span journal
+    /// shares the directory and all but the records' format). The leftover segments are those
+    /// whose names start with one of `leftover_prefixes`, of any extension, for a format an
+    /// older version wrote; the directory is listed once for all of them.
     pub(crate) fn open_segments(
         dir: impl Into<PathBuf>,
         prefix: &'static str,
         extension: String,
+        leftover_prefixes: &[&str],
     ) -> Result<(Arc<UsageJournal>, Vec<PathBuf>), JournalError> {
         let dir = dir.into();
-        let leftover = leftover_segments(&dir, prefix)?;
+        let leftover = leftover_segments(&dir, leftover_prefixes)?;
         let segment = Segment::create(&dir, prefix, &extension)?;
         let journal = UsageJournal {
             dir,
@@ -177,22 +179,17 @@ impl Segment {
     }
 }
 
-const USAGE_PREFIX: &str = "usage-";
+/// The start of this journal's segment names. `serve` journals usage rows in the span
+/// journal's segments, and recovers the ones a version before that left under this name.
+pub(crate) const USAGE_PREFIX: &str = "usage-";
 
-/// The usage journal segments an earlier process left in `dir` (creating it), for
-/// [`crate::span_journal::recover`], without opening a journal: `serve` journals usage rows in
-/// the span journal's segments, and recovers the JSON lines a version before that left.
-pub fn leftover_usage_segments(dir: impl Into<PathBuf>) -> Result<Vec<PathBuf>, JournalError> {
-    leftover_segments(&dir.into(), USAGE_PREFIX)
-}
-
-fn leftover_segments(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, JournalError> {
+fn leftover_segments(dir: &Path, prefixes: &[&str]) -> Result<Vec<PathBuf>, JournalError> {
     std::fs::create_dir_all(dir).map_err(|source| JournalError { path: dir.to_owned(), source })?;
     let mut leftover: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| JournalError { path: dir.to_owned(), source })?
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| is_segment(path, prefix))
+        .filter(|path| prefixes.iter().any(|prefix| is_segment(path, prefix)))
         .collect();
     leftover.sort();
     Ok(leftover)
