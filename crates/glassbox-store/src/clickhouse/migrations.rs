@@ -22,7 +22,9 @@
 //! records table is a ReplacingMergeTree read with `FINAL`, so the duplicate record collapses.
 //! A migration that fails half-way is not recorded and runs again, from its first statement,
 //! on the next `migrate`. Rule for new files: idempotent statements only (`IF NOT EXISTS`,
-//! `ADD COLUMN IF NOT EXISTS`, ...), never a data-moving `INSERT ... SELECT`.
+//! `ADD COLUMN IF NOT EXISTS`, ...), never a data-moving `INSERT ... SELECT` without an
+//! `insert_deduplication_token`. The runner runs every statement with `max_threads = 1`, so
+//! a backfill cuts the same blocks on every run and its token deduplicates each of them.
 
 use crate::backend::{MigrationReport, StoreError};
 use crate::migrate::{AppliedMigration, Migration, pending};
@@ -171,8 +173,12 @@ pub(super) async fn migrate(backend: &ClickHouseBackend) -> Result<MigrationRepo
     for migration in todo {
         for statement in migration.statements() {
             let sql = render_sql(&statement, settings);
+            // Single-threaded: a backfill's `insert_deduplication_token` is extended per inserted
+            // block, and a parallel `SELECT` cuts its output into blocks differently from run
+            // to run, so a second server's run of the same backfill would count the rows again.
+            let query = client.query_raw(&sql).with_setting("max_threads", "1");
             backend
-                .timed(Operation::Migrate, client.query_raw(&sql).execute())
+                .timed(Operation::Migrate, query.execute())
                 .await
                 .map_err(|error| failed(migration, error))?;
         }
