@@ -36,6 +36,7 @@ const STORE_KEYS: &[&str] = &[
     "queue_max_bytes",
     "span_ttl_days",
     "writer_nice",
+    "writer_policy",
 ];
 const TELEMETRY_KEYS: &[&str] = &["service_name", "otlp_endpoint", "otlp_protocol"];
 const PRICING_KEYS: &[&str] =
@@ -276,6 +277,18 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
         Some(field) => cx.integer(&field, 0..=19).and_then(|value| i32::try_from(value).ok()),
         None => Some(defaults.writer_nice),
     };
+    let writer_idle = match section.get("writer_policy") {
+        Some(field) => cx.string(&field).and_then(|policy| match policy.as_str() {
+            "normal" => Some(false),
+            "idle" => Some(true),
+            other => {
+                let message = format!("{}: unknown policy {other:?} (use \"normal\" or \"idle\")", field.path);
+                cx.error(field.offset(), message);
+                None
+            }
+        }),
+        None => Some(defaults.writer_idle),
+    };
     section.finish(cx);
     let clickhouse = match url {
         Some(url) => Some(ClickHouseConfig { url: url?, database: database?, user: user?, password_env: password_env?, cluster: cluster? }),
@@ -290,6 +303,7 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
         queue_max_bytes: queue_max_bytes?,
         span_ttl_days: span_ttl_days?,
         writer_nice: writer_nice?,
+        writer_idle: writer_idle?,
     })
 }
 

@@ -98,6 +98,10 @@ pub struct StoreConfig {
     /// The nice value (0..=19) of the SQLite store's write thread: its batch writes yield
     /// the CPU to request threads.
     pub writer_nice: i32,
+    /// `writer_policy = "idle"`: the SQLite store's write thread runs under Linux's
+    /// `SCHED_IDLE` (only on CPU time nothing else wants; `writer_nice` is then unused).
+    /// Default `"normal"`.
+    pub writer_idle: bool,
 }
 
 impl StoreConfig {
@@ -120,6 +124,7 @@ impl Default for StoreConfig {
             queue_max_bytes: Self::DEFAULT_QUEUE_MAX_BYTES,
             span_ttl_days: Self::DEFAULT_SPAN_TTL_DAYS,
             writer_nice: Self::DEFAULT_WRITER_NICE,
+            writer_idle: false,
         }
     }
 }

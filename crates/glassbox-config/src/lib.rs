@@ -70,6 +70,7 @@
 //! queue_max_bytes = 16777216        # rows held in memory before the spool takes them; >= 1 MiB
 //! span_ttl_days = 30                # 1..=36500
 //! writer_nice = 0                   # 0..=19: the SQLite write thread's nice value (Linux)
+//! writer_policy = "normal"          # normal | idle: the write thread under SCHED_IDLE (Linux)
 //!
 //! [telemetry]
 //! service_name = "glassbox"

@@ -62,8 +62,10 @@ pub async fn open(config: &StoreConfig, env: &dyn Fn(&str) -> Option<String>) ->
         None => {
             let description = format!("sqlite {}", config.sqlite_path.display());
             // The telemetry store: its batch writes run on a thread of their own, whose nice
-            // value `store.writer_nice` can raise so that they yield the CPU to requests.
-            let priority = glassbox_store::sqlite::WriterPriority { nice: config.writer_nice };
+            // value `store.writer_nice` can raise (or `store.writer_policy = "idle"` put under
+            // SCHED_IDLE) so that they yield the CPU to requests.
+            let priority =
+                glassbox_store::sqlite::WriterPriority { nice: config.writer_nice, idle: config.writer_idle };
             let settings = SqliteSettings { path: config.sqlite_path.clone() };
             let backend = Arc::new(SqliteBackend::open_with_priority(settings, priority).await?);
             Ok(Store { backend: backend.clone(), reader: backend.clone(), evals: backend, description })

@@ -385,6 +385,7 @@ batch_rows = 5000
 queue_max_bytes = 8388608
 span_ttl_days = 7
 writer_nice = 5
+writer_policy = "idle"
 
 [telemetry]
 service_name = "glassbox-eu"
@@ -424,6 +425,7 @@ capture = "redacted"
     assert_eq!(config.store.queue_max_bytes, 8 << 20);
     assert_eq!(config.store.span_ttl_days, 7);
     assert_eq!(config.store.writer_nice, 5);
+    assert!(config.store.writer_idle, "writer_policy = \"idle\"");
     let otlp = config.telemetry.otlp.as_ref().unwrap();
     assert_eq!(otlp.protocol, glassbox_config::OtlpProtocol::HttpProtobuf);
     assert_eq!(config.telemetry.service_name, "glassbox-eu");

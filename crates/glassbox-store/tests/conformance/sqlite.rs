@@ -234,7 +234,8 @@ async fn committed_pages_reach_the_database_file_from_the_checkpoint_thread() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("glassbox.db");
     let settings = SqliteSettings { path: path.clone() };
-    let backend = SqliteBackend::open_with_priority(settings, WriterPriority { nice: 0 }).await.expect("open sqlite");
+    let priority = WriterPriority { nice: 0, idle: false };
+    let backend = SqliteBackend::open_with_priority(settings, priority).await.expect("open sqlite");
     backend.migrate().await.expect("migrate");
     let filler = "x".repeat(4_000);
     let rows: Vec<_> = (0..100_i64)
