@@ -99,8 +99,8 @@ pub struct StoreConfig {
     /// the CPU to request threads.
     pub writer_nice: i32,
     /// `writer_policy = "idle"`: the SQLite store's write thread runs under Linux's
-    /// `SCHED_IDLE` (only on CPU time nothing else wants; `writer_nice` is then unused).
-    /// Default `"normal"`.
+    /// `SCHED_IDLE` (only on CPU time nothing else wants), and at `writer_nice` while it
+    /// catches up after being starved. Default `"normal"`.
     pub writer_idle: bool,
 }
 

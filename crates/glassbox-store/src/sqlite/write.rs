@@ -58,9 +58,12 @@ const YIELD_EVERY_SPANS: usize = 32;
 const YIELD_EVERY_USAGE: usize = YIELD_EVERY_SPANS * 3;
 
 /// Lets other threads run on this core every `every` rows (see [`YIELD_EVERY_SPANS`]).
+/// There, too, a write thread under `SCHED_IDLE` checks whether it must catch up
+/// (`write_thread::keep_up`).
 fn offer_the_core(index: usize, every: usize) {
     if index > 0 && index.is_multiple_of(every) {
         std::thread::yield_now();
+        super::write_thread::keep_up();
     }
 }
 

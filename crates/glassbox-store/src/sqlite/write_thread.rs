@@ -18,16 +18,20 @@
 //!
 //! `SCHED_IDLE` (`WriterPriority::idle`, `store.writer_policy = "idle"`) goes further: the
 //! thread runs only when a core has nothing else to run, and a woken request thread preempts
-//! it at once. At 5,000 req/s on 2 cores the added p99 was 0.5 ms lower, but at saturation the
-//! thread gets no CPU until backpressure holds requests back, and the peak was 14% lower
-//! (BENCHMARKS.md). A thread cannot leave `SCHED_IDLE` without `CAP_SYS_NICE`, so the policy is
-//! fixed for the thread's life, and opt-in.
+//! it at once. At 5,000 req/s on 2 cores the added p99 was 0.5 ms lower. A saturated machine
+//! gives such a thread no CPU at all, so it catches up: a job still unfinished 50 ms after it
+//! was queued (checked between rows and between jobs) moves the thread to `SCHED_OTHER` at
+//! its nice value for 2 s, then it tries `SCHED_IDLE` again. Leaving `SCHED_IDLE` needs
+//! `CAP_SYS_NICE` (or an `RLIMIT_NICE` of 20); without it the thread stays under it, logs that
+//! once, and on a saturated machine gets CPU only when backpressure holds requests back, which
+//! cost 14% of the peak (BENCHMARKS.md). Hence opt-in.
 //!
 //! Where the nice value or policy cannot be set (another OS, a sandbox refusing it), the
 //! thread logs that once and runs at the process's priority.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use crate::backend::StoreError;
 
@@ -39,9 +43,10 @@ pub struct WriterPriority {
     /// privileges and would raise the thread above the requests). The default is the config's
     /// (`store.writer_nice`, 0; see the module documentation).
     pub nice: i32,
-    /// Linux's `SCHED_IDLE` instead (`store.writer_policy = "idle"`; `nice` is then unused):
-    /// the thread runs only when a core has nothing else to run, and a woken request thread
-    /// preempts it at once. See the module documentation for what it costs at saturation.
+    /// Linux's `SCHED_IDLE` instead (`store.writer_policy = "idle"`; `nice` is then the
+    /// priority the thread catches up at when starved): the thread runs only when a core has
+    /// nothing else to run, and a woken request thread preempts it at once. See the module
+    /// documentation.
     pub idle: bool,
 }
 
@@ -50,21 +55,23 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The handle to the thread; the thread ends when the handle is dropped (after the jobs sent
 /// before).
 pub(super) struct WriteThread {
-    jobs: mpsc::Sender<Job>,
+    /// Each job with the time it was queued.
+    jobs: mpsc::Sender<(Instant, Job)>,
 }
 
 impl WriteThread {
     pub(super) fn spawn(priority: WriterPriority) -> Result<WriteThread, StoreError> {
-        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (jobs, inbox) = mpsc::channel::<(Instant, Job)>();
         std::thread::Builder::new()
             .name("glassbox-sqlite-writer".into())
             .spawn(move || {
                 if priority.idle {
-                    run_when_idle("SQLite write thread");
+                    idle::enter(priority.nice);
                 } else {
                     lower_priority(priority.nice, "SQLite write thread");
                 }
-                while let Ok(job) = inbox.recv() {
+                while let Ok((queued, job)) = inbox.recv() {
+                    idle::job_started(queued);
                     job();
                 }
             })
@@ -85,7 +92,7 @@ impl WriteThread {
             // The caller may have stopped waiting (its future dropped): nothing to tell.
             let _ = done.send(outcome);
         });
-        self.jobs.send(job).map_err(|_| stopped("the SQLite write thread has stopped"))?;
+        self.jobs.send((Instant::now(), job)).map_err(|_| stopped("the SQLite write thread has stopped"))?;
         match result.await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_panic)) => Err(stopped("a SQLite write panicked")),
@@ -124,30 +131,144 @@ pub(super) fn lower_priority(nice: i32, thread: &str) {
     }
 }
 
-/// Puts the calling thread under `SCHED_IDLE`; logs once if it cannot. The change is for
-/// good: leaving `SCHED_IDLE` needs `CAP_SYS_NICE` (or an `RLIMIT_NICE` of 20).
-fn run_when_idle(thread: &str) {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
-        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        match thread_priority::set_thread_priority_and_policy(
-            thread_priority::thread_native_id(),
-            ThreadPriority::Min,
-            policy,
-        ) {
-            Ok(()) => tracing::debug!("{thread} runs under SCHED_IDLE"),
-            Err(error) => tracing::warn!(error = ?error,
-                "could not put the {thread} under SCHED_IDLE; it runs at the process's priority"),
+/// Lets the write thread catch up when its queue backs up, if it runs under SCHED_IDLE:
+/// [`keep_up`] (called between rows of a batch) and [`job_started`] check how long the job
+/// running now has been waiting since it was queued.
+pub(super) use idle::keep_up;
+
+mod idle {
+    use std::cell::RefCell;
+    use std::time::{Duration, Instant};
+
+    /// A job still unfinished this long after it was queued means the thread is starved: a
+    /// batch is a few milliseconds of CPU, and with `SCHED_IDLE` a busy machine gives it none.
+    pub(super) const STARVED_AFTER: Duration = Duration::from_millis(50);
+
+    /// How long a starved thread runs at its normal priority before it tries `SCHED_IDLE` again.
+    pub(super) const CATCH_UP_FOR: Duration = Duration::from_secs(2);
+
+    const THREAD: &str = "SQLite write thread";
+
+    thread_local! {
+        /// The write thread's state under `SCHED_IDLE`; `None` on every other thread.
+        static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    }
+
+    struct State {
+        /// The nice value to catch up at (`WriterPriority::nice`).
+        nice: i32,
+        /// When the job running now was queued.
+        queued: Instant,
+        /// While the thread catches up at its normal priority: until when.
+        catching_up: Option<Instant>,
+        /// Leaving `SCHED_IDLE` was refused (it needs `CAP_SYS_NICE`): the thread stays under it.
+        fixed: bool,
+    }
+
+    /// Puts the calling thread under `SCHED_IDLE`; logs if it cannot (it then keeps the
+    /// process's priority, and nothing more is tried).
+    pub(super) fn enter(nice: i32) {
+        match set_idle() {
+            Ok(()) => {
+                tracing::debug!("the {THREAD} runs under SCHED_IDLE");
+                let state = State { nice, queued: Instant::now(), catching_up: None, fixed: false };
+                STATE.set(Some(state));
+            }
+            Err(error) => {
+                tracing::warn!(%error,
+                    "could not put the {THREAD} under SCHED_IDLE; it runs at the process's priority");
+            }
         }
     }
+
+    pub(super) fn job_started(queued: Instant) {
+        STATE.with_borrow_mut(|state| {
+            if let Some(state) = state {
+                state.queued = queued;
+                state.check();
+            }
+        });
+    }
+
+    /// Between rows of a batch: leaves `SCHED_IDLE` for [`CATCH_UP_FOR`] if the job has been
+    /// waiting since it was queued for [`STARVED_AFTER`], or returns to it once that is over.
+    /// Nothing on other threads.
+    pub(in crate::sqlite) fn keep_up() {
+        STATE.with_borrow_mut(|state| {
+            if let Some(state) = state {
+                state.check();
+            }
+        });
+    }
+
+    impl State {
+        fn check(&mut self) {
+            let now = Instant::now();
+            match self.catching_up {
+                Some(until) if now >= until => match set_idle() {
+                    Ok(()) => self.catching_up = None,
+                    Err(error) => {
+                        // Stays at its normal priority: as without the policy.
+                        tracing::warn!(%error, "could not put the {THREAD} back under SCHED_IDLE");
+                        self.catching_up = Some(now + CATCH_UP_FOR);
+                    }
+                },
+                Some(_) => {}
+                None if self.fixed || now.duration_since(self.queued) < STARVED_AFTER => {}
+                None => match leave_idle(self.nice) {
+                    Ok(()) => {
+                        tracing::debug!("the {THREAD} was starved; it catches up at its normal priority");
+                        self.catching_up = Some(now + CATCH_UP_FOR);
+                    }
+                    Err(error) => {
+                        self.fixed = true;
+                        tracing::warn!(%error,
+                            "the {THREAD} cannot leave SCHED_IDLE to catch up (that needs CAP_SYS_NICE); on a \
+                             saturated machine requests then wait for it through the telemetry queue's backpressure");
+                    }
+                },
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn set_idle() -> Result<(), String> {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let thread = thread_priority::thread_native_id();
+        thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy)
+            .map_err(|error| error.to_string())
+    }
+
+    /// `SCHED_OTHER` at `nice` (the crate sets the lowest priority of the policy, nice 19;
+    /// the nice value is set next).
+    #[cfg(target_os = "linux")]
+    fn leave_idle(nice: i32) -> Result<(), String> {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        let thread = thread_priority::thread_native_id();
+        thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy)
+            .map_err(|error| error.to_string())?;
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice.clamp(0, 19))
+            .map_err(|error| error.to_string())
+    }
+
     #[cfg(not(target_os = "linux"))]
-    tracing::info!("SCHED_IDLE is Linux's; the {thread} runs at the process's priority");
+    fn set_idle() -> Result<(), String> {
+        Err("SCHED_IDLE is Linux's".to_owned())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn leave_idle(_nice: i32) -> Result<(), String> {
+        Err("SCHED_IDLE is Linux's".to_owned())
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
@@ -167,15 +288,43 @@ mod tests {
         assert_eq!(caller, process_nice, "only the write thread was reniced");
     }
 
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+
     #[tokio::test]
-    async fn work_runs_under_sched_idle_when_asked_and_the_caller_keeps_its_policy() {
-        const SCHED_IDLE: u32 = 5;
+    async fn under_sched_idle_a_starved_job_catches_up_at_normal_priority_then_the_thread_returns() {
         let thread = WriteThread::spawn(WriterPriority { nice: 0, idle: true }).unwrap();
         let policy = thread.run(|| Ok(scheduling_policy())).await.unwrap();
         assert_eq!(policy, SCHED_IDLE, "the write thread's scheduling policy");
         assert_ne!(scheduling_policy(), SCHED_IDLE, "the caller's policy");
-        let nice = thread.run(|| Ok(7)).await.unwrap();
-        assert_eq!(nice, 7, "work runs");
+        // A job still running STARVED_AFTER after it was queued (starved, it would not run;
+        // here it sleeps), between two rows.
+        let starved = thread
+            .run(|| {
+                std::thread::sleep(idle::STARVED_AFTER + Duration::from_millis(10));
+                keep_up();
+                Ok((scheduling_policy(), rustix::process::getpriority_process(None).unwrap()))
+            })
+            .await
+            .unwrap();
+        if may_leave_sched_idle() {
+            assert_eq!(starved, (SCHED_OTHER, 0), "catching up: SCHED_OTHER at the configured nice value");
+        } else {
+            assert_eq!(starved.0, SCHED_IDLE, "without CAP_SYS_NICE the thread stays under SCHED_IDLE");
+        }
+        tokio::time::sleep(idle::CATCH_UP_FOR + Duration::from_millis(50)).await;
+        let after = thread.run(|| Ok(scheduling_policy())).await.unwrap();
+        assert_eq!(after, SCHED_IDLE, "back under SCHED_IDLE once caught up");
+    }
+
+    /// Whether this process may leave `SCHED_IDLE`: `CAP_SYS_NICE` (bit 23 of the effective
+    /// capabilities) or an `RLIMIT_NICE` of 20.
+    fn may_leave_sched_idle() -> bool {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let effective = status.lines().find_map(|line| line.strip_prefix("CapEff:")).unwrap().trim();
+        let capable = u64::from_str_radix(effective, 16).unwrap() & (1 << 23) != 0;
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nice).current;
+        capable || limit.is_none_or(|limit| limit >= 20)
     }
 
     /// The calling thread's scheduling policy: field 41 of `/proc/thread-self/stat`.
