@@ -18,13 +18,14 @@
 //!
 //! `SCHED_IDLE` (`WriterPriority::idle`, `store.writer_policy = "idle"`) goes further: the
 //! thread runs only when a core has nothing else to run, and a woken request thread preempts
-//! it at once. At 5,000 req/s on 2 cores the added p99 was 0.5 ms lower. A saturated machine
-//! gives such a thread no CPU at all, so it catches up: a job still unfinished 50 ms after it
-//! was queued (checked between rows and between jobs) moves the thread to `SCHED_OTHER` at
-//! its nice value for 2 s, then it tries `SCHED_IDLE` again. Leaving `SCHED_IDLE` needs
-//! `CAP_SYS_NICE` (or an `RLIMIT_NICE` of 20); without it the thread stays under it, logs that
-//! once, and on a saturated machine gets CPU only when backpressure holds requests back, which
-//! cost 14% of the peak (BENCHMARKS.md). Hence opt-in.
+//! it at once (at 5,000 req/s on 2 cores the added p99 was lower in 5 of 8 alternated rounds,
+//! and in 4 of 4 without catching up; BENCHMARKS.md). A saturated machine gives such a thread
+//! no CPU at all, so it catches up: a job still unfinished 50 ms after it was queued (checked
+//! between rows and between jobs) moves the thread to `SCHED_OTHER` at its nice value for
+//! 2 s, then it tries `SCHED_IDLE` again. Leaving `SCHED_IDLE` needs `CAP_SYS_NICE` (or an
+//! `RLIMIT_NICE` of 20); without it the thread stays under it, logs that once, and on a
+//! saturated machine gets CPU only when backpressure holds requests back, which cost 14% of
+//! the peak (BENCHMARKS.md). Hence opt-in.
 //!
 //! Where the nice value or policy cannot be set (another OS, a sandbox refusing it), the
 //! thread logs that once and runs at the process's priority.
