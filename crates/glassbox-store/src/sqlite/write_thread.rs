@@ -162,13 +162,16 @@ mod idle {
         queued: Instant,
         /// While the thread catches up at its normal priority: until when.
         catching_up: Option<Instant>,
-        /// Leaving `SCHED_IDLE` was refused (it needs `CAP_SYS_NICE`): the thread stays under it.
+        /// Leaving (or entering again) `SCHED_IDLE` was refused: the policy stays as it is.
         fixed: bool,
     }
 
     /// Puts the calling thread under `SCHED_IDLE`; logs if it cannot (it then keeps the
     /// process's priority, and nothing more is tried).
     pub(super) fn enter(nice: i32) {
+        // Catching up never goes above the priority the thread started with (the process's).
+        #[cfg(target_os = "linux")]
+        let nice = nice.max(rustix::process::getpriority_process(None).unwrap_or(0)).clamp(0, 19);
         match set_idle() {
             Ok(()) => {
                 tracing::debug!("the {THREAD} runs under SCHED_IDLE");
@@ -206,14 +209,14 @@ mod idle {
         fn check(&mut self) {
             let now = Instant::now();
             match self.catching_up {
-                Some(until) if now >= until => match set_idle() {
-                    Ok(()) => self.catching_up = None,
-                    Err(error) => {
-                        // Stays at its normal priority: as without the policy.
+                Some(until) if now >= until => {
+                    self.catching_up = None;
+                    if let Err(error) = set_idle() {
+                        // It stays at its normal priority, as without the policy, for good.
+                        self.fixed = true;
                         tracing::warn!(%error, "could not put the {THREAD} back under SCHED_IDLE");
-                        self.catching_up = Some(now + CATCH_UP_FOR);
                     }
-                },
+                }
                 Some(_) => {}
                 None if self.fixed || now.duration_since(self.queued) < STARVED_AFTER => {}
                 None => match leave_idle(self.nice) {
@@ -250,7 +253,7 @@ mod idle {
         let thread = thread_priority::thread_native_id();
         thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy)
             .map_err(|error| error.to_string())?;
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice.clamp(0, 19))
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
             .map_err(|error| error.to_string())
     }
 
