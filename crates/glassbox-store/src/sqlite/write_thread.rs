@@ -18,7 +18,7 @@
 //!
 //! `SCHED_IDLE` (`WriterPriority::idle`, `store.writer_policy = "idle"`) goes further: the
 //! thread runs only when a core has nothing else to run, and a woken request thread preempts
-//! it at once (at 5,000 req/s on 2 cores the added p99 was lower in 5 of 8 alternated rounds,
+//! it at once (at 5,000 req/s on 2 cores the added p99 was lower in 9 of 14 alternated rounds,
 //! and in 4 of 4 without catching up; BENCHMARKS.md). A saturated machine gives such a thread
 //! no CPU at all, so it catches up: a job still unfinished 50 ms after it was queued (checked
 //! between rows and between jobs) moves the thread to `SCHED_OTHER` at its nice value for
