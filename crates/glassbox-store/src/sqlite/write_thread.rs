@@ -160,10 +160,16 @@ mod idle {
         nice: i32,
         /// When the job running now was queued.
         queued: Instant,
-        /// While the thread catches up at its normal priority: until when.
-        catching_up: Option<Instant>,
+        mode: Mode,
+    }
+
+    enum Mode {
+        /// Under `SCHED_IDLE`.
+        Idle,
+        /// At the normal priority, catching up, until then.
+        CatchingUp(Instant),
         /// Leaving (or entering again) `SCHED_IDLE` was refused: the policy stays as it is.
-        fixed: bool,
+        Fixed,
     }
 
     /// Puts the calling thread under `SCHED_IDLE`; logs if it cannot (it then keeps the
@@ -172,11 +178,10 @@ mod idle {
         // Catching up never goes above the priority the thread started with (the process's).
         #[cfg(target_os = "linux")]
         let nice = nice.max(rustix::process::getpriority_process(None).unwrap_or(0)).clamp(0, 19);
-        match set_idle() {
+        match set_policy(Policy::Idle) {
             Ok(()) => {
                 tracing::debug!("the {THREAD} runs under SCHED_IDLE");
-                let state = State { nice, queued: Instant::now(), catching_up: None, fixed: false };
-                STATE.set(Some(state));
+                STATE.set(Some(State { nice, queued: Instant::now(), mode: Mode::Idle }));
             }
             Err(error) => {
                 tracing::warn!(%error,
@@ -186,11 +191,9 @@ mod idle {
     }
 
     pub(super) fn job_started(queued: Instant) {
-        STATE.with_borrow_mut(|state| {
-            if let Some(state) = state {
-                state.queued = queued;
-                state.check();
-            }
+        with_state(|state| {
+            state.queued = queued;
+            state.check();
         });
     }
 
@@ -198,9 +201,13 @@ mod idle {
     /// waiting since it was queued for [`STARVED_AFTER`], or returns to it once that is over.
     /// Nothing on other threads.
     pub(in crate::sqlite) fn keep_up() {
+        with_state(State::check);
+    }
+
+    fn with_state(work: impl FnOnce(&mut State)) {
         STATE.with_borrow_mut(|state| {
             if let Some(state) = state {
-                state.check();
+                work(state);
             }
         });
     }
@@ -208,62 +215,62 @@ mod idle {
     impl State {
         fn check(&mut self) {
             let now = Instant::now();
-            match self.catching_up {
-                Some(until) if now >= until => {
-                    self.catching_up = None;
-                    if let Err(error) = set_idle() {
+            match self.mode {
+                Mode::CatchingUp(until) if now >= until => match set_policy(Policy::Idle) {
+                    Ok(()) => self.mode = Mode::Idle,
+                    Err(error) => {
                         // It stays at its normal priority, as without the policy, for good.
-                        self.fixed = true;
+                        self.mode = Mode::Fixed;
                         tracing::warn!(%error, "could not put the {THREAD} back under SCHED_IDLE");
                     }
-                }
-                Some(_) => {}
-                None if self.fixed || now.duration_since(self.queued) < STARVED_AFTER => {}
-                None => match leave_idle(self.nice) {
-                    Ok(()) => {
-                        tracing::debug!("the {THREAD} was starved; it catches up at its normal priority");
-                        self.catching_up = Some(now + CATCH_UP_FOR);
-                    }
-                    Err(error) => {
-                        self.fixed = true;
-                        tracing::warn!(%error,
-                            "the {THREAD} cannot leave SCHED_IDLE to catch up (that needs CAP_SYS_NICE); on a \
-                             saturated machine requests then wait for it through the telemetry queue's backpressure");
-                    }
                 },
+                Mode::Idle if now.duration_since(self.queued) >= STARVED_AFTER => {
+                    match set_policy(Policy::Normal { nice: self.nice }) {
+                        Ok(()) => {
+                            tracing::debug!("the {THREAD} was starved; it catches up at its normal priority");
+                            self.mode = Mode::CatchingUp(now + CATCH_UP_FOR);
+                        }
+                        Err(error) => {
+                            self.mode = Mode::Fixed;
+                            tracing::warn!(%error,
+                                "the {THREAD} cannot leave SCHED_IDLE to catch up (that needs CAP_SYS_NICE); on \
+                                 a saturated machine requests then wait for it through the telemetry queue's \
+                                 backpressure");
+                        }
+                    }
+                }
+                Mode::Idle | Mode::CatchingUp(_) | Mode::Fixed => {}
             }
         }
     }
 
-    #[cfg(target_os = "linux")]
-    fn set_idle() -> Result<(), String> {
-        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
-        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        let thread = thread_priority::thread_native_id();
-        thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy)
-            .map_err(|error| error.to_string())
+    enum Policy {
+        Idle,
+        /// `SCHED_OTHER` at this nice value.
+        Normal { nice: i32 },
     }
 
-    /// `SCHED_OTHER` at `nice` (the crate sets the lowest priority of the policy, nice 19;
-    /// the nice value is set next).
+    /// Sets the calling thread's policy. For `Normal` the crate sets the policy's lowest
+    /// priority (nice 19); the nice value is set next.
     #[cfg(target_os = "linux")]
-    fn leave_idle(nice: i32) -> Result<(), String> {
+    fn set_policy(policy: Policy) -> Result<(), String> {
         use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
-        let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
-        let thread = thread_priority::thread_native_id();
-        thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy)
+        let normal = match policy {
+            Policy::Idle => NormalThreadSchedulePolicy::Idle,
+            Policy::Normal { .. } => NormalThreadSchedulePolicy::Other,
+        };
+        let (thread, policy_of_crate) = (thread_priority::thread_native_id(), ThreadSchedulePolicy::Normal(normal));
+        thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy_of_crate)
             .map_err(|error| error.to_string())?;
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
-            .map_err(|error| error.to_string())
+        match policy {
+            Policy::Idle => Ok(()),
+            Policy::Normal { nice } => rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+                .map_err(|error| error.to_string()),
+        }
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn set_idle() -> Result<(), String> {
-        Err("SCHED_IDLE is Linux's".to_owned())
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn leave_idle(_nice: i32) -> Result<(), String> {
+    fn set_policy(_policy: Policy) -> Result<(), String> {
         Err("SCHED_IDLE is Linux's".to_owned())
     }
 }
