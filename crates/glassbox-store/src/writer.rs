@@ -454,8 +454,9 @@ impl TelemetryWriter {
     }
 
     /// Stops accepting rows, delivers what is queued (one attempt per batch, each at most
-    /// `shutdown_insert_timeout`), spools the rest, stops the tasks and syncs the spool
-    /// directory. Idempotent; concurrent calls all return once it is done.
+    /// `shutdown_insert_timeout`; an attempt under way gets that long again), spools the rest,
+    /// stops the tasks and syncs the spool directory. Idempotent; concurrent calls all return
+    /// once it is done.
     pub async fn shutdown(&self) {
         let mut done = self.inner.shutdown_done.lock().await;
         if *done {
@@ -690,10 +691,21 @@ impl Shared {
                     () = stopped(&mut stop), if delivery == Delivery::Normal => break,
                 }
             }
-            let result = tokio::select! {
-                result = insert(&*self.backend, &rows, &token, timeout) => result,
-                // Abandoning an attempt is safe: the spooled batch keeps the token.
-                () = stopped(&mut stop), if delivery == Delivery::Normal => break,
+            let result = {
+                let attempt_in_flight = insert(&*self.backend, &rows, &token, timeout);
+                tokio::pin!(attempt_in_flight);
+                tokio::select! {
+                    result = &mut attempt_in_flight => result,
+                    // Shutting down: the attempt in flight gets what a final attempt gets, then is
+                    // abandoned (safe: the spooled batch keeps the token). Abandoning it at once
+                    // would spool a batch the store was about to take.
+                    () = stopped(&mut stop), if delivery == Delivery::Normal => {
+                        match tokio::time::timeout(self.config.shutdown_insert_timeout, attempt_in_flight).await {
+                            Ok(result) => result,
+                            Err(_elapsed) => break,
+                        }
+                    }
+                }
             };
             match result {
                 Ok(()) => {
