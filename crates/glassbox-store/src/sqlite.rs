@@ -75,7 +75,7 @@ struct Shared {
     /// reads then share the write connection.
     readers: Option<ReaderPool>,
     /// `Some` beside a write thread: the file's WAL checkpoints (`checkpointer.rs`).
-    _checkpointer: Option<checkpointer::Checkpointer>,
+    checkpointer: Option<checkpointer::Checkpointer>,
 }
 
 struct ReaderPool {
@@ -123,7 +123,7 @@ impl SqliteBackend {
                     writer: Mutex::new(writer),
                     write_thread,
                     readers: Some(readers),
-                    _checkpointer: checkpointer,
+                    checkpointer,
                 }),
             })
         })
@@ -140,7 +140,7 @@ impl SqliteBackend {
                     writer: Mutex::new(writer),
                     write_thread: None,
                     readers: None,
-                    _checkpointer: None,
+                    checkpointer: None,
                 }),
             })
         })
@@ -160,7 +160,14 @@ impl SqliteBackend {
             work(&mut connection)
         };
         match &self.shared.write_thread {
-            Some(thread) => thread.run(work).await,
+            Some(thread) => {
+                let result = thread.run(work).await;
+                // Here, on a thread of normal priority, as the WAL has just grown.
+                if let Some(checkpointer) = &self.shared.checkpointer {
+                    checkpointer.rescue_if_stuck();
+                }
+                result
+            }
             None => run_blocking(work).await,
         }
     }

@@ -137,6 +137,32 @@ pub(super) fn lower_priority(nice: i32, thread: &str) {
 /// running now has been waiting since it was queued.
 pub(super) use idle::keep_up;
 
+/// Puts the calling thread under Linux's `SCHED_IDLE`: any woken thread of normal priority
+/// preempts it at once. Entering the policy needs no privilege; leaving it does
+/// ([`may_leave_sched_idle`]).
+pub(super) fn enter_sched_idle() -> Result<(), String> {
+    idle::set_policy(idle::Policy::Idle)
+}
+
+/// Whether a thread of this process at nice `nice` may be moved from `SCHED_IDLE` back to
+/// `SCHED_OTHER`: with `CAP_SYS_NICE` (bit 23 of the effective capabilities), or an
+/// `RLIMIT_NICE` that allows nice `nice` (20 − limit ≤ nice).
+#[cfg(target_os = "linux")]
+pub(super) fn may_leave_sched_idle(nice: i32) -> bool {
+    let capable = std::fs::read_to_string("/proc/self/status").ok().is_some_and(|status| {
+        let effective = status.lines().find_map(|line| line.strip_prefix("CapEff:"));
+        effective.and_then(|bits| u64::from_str_radix(bits.trim(), 16).ok()).is_some_and(|bits| bits & (1 << 23) != 0)
+    });
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nice).current;
+    let needed = u64::try_from(20 - nice.clamp(-20, 19)).unwrap_or(u64::MAX);
+    capable || limit.is_none_or(|limit| limit >= needed)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn may_leave_sched_idle(_nice: i32) -> bool {
+    false
+}
+
 mod idle {
     use std::cell::RefCell;
     use std::time::{Duration, Instant};
@@ -244,7 +270,7 @@ mod idle {
         }
     }
 
-    enum Policy {
+    pub(super) enum Policy {
         Idle,
         /// `SCHED_OTHER` at this nice value.
         Normal { nice: i32 },
@@ -253,7 +279,7 @@ mod idle {
     /// Sets the calling thread's policy. For `Normal` the crate sets the policy's lowest
     /// priority (nice 19); the nice value is set next.
     #[cfg(target_os = "linux")]
-    fn set_policy(policy: Policy) -> Result<(), String> {
+    pub(super) fn set_policy(policy: Policy) -> Result<(), String> {
         use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
         let normal = match policy {
             Policy::Idle => NormalThreadSchedulePolicy::Idle,
@@ -270,7 +296,7 @@ mod idle {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn set_policy(_policy: Policy) -> Result<(), String> {
+    pub(super) fn set_policy(_policy: Policy) -> Result<(), String> {
         Err("SCHED_IDLE is Linux's".to_owned())
     }
 }
@@ -318,7 +344,7 @@ mod tests {
             })
             .await
             .unwrap();
-        if may_leave_sched_idle() {
+        if may_leave_sched_idle(0) {
             assert_eq!(starved, (SCHED_OTHER, 0), "catching up: SCHED_OTHER at the configured nice value");
         } else {
             assert_eq!(starved.0, SCHED_IDLE, "without CAP_SYS_NICE the thread stays under SCHED_IDLE");
@@ -326,16 +352,6 @@ mod tests {
         tokio::time::sleep(idle::CATCH_UP_FOR + Duration::from_millis(50)).await;
         let after = thread.run(|| Ok(scheduling_policy())).await.unwrap();
         assert_eq!(after, SCHED_IDLE, "back under SCHED_IDLE once caught up");
-    }
-
-    /// Whether this process may leave `SCHED_IDLE`: `CAP_SYS_NICE` (bit 23 of the effective
-    /// capabilities) or an `RLIMIT_NICE` of 20.
-    fn may_leave_sched_idle() -> bool {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let effective = status.lines().find_map(|line| line.strip_prefix("CapEff:")).unwrap().trim();
-        let capable = u64::from_str_radix(effective, 16).unwrap() & (1 << 23) != 0;
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nice).current;
-        capable || limit.is_none_or(|limit| limit >= 20)
     }
 
     /// The calling thread's scheduling policy: field 41 of `/proc/thread-self/stat`.
