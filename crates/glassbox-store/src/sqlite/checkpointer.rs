@@ -71,7 +71,9 @@ pub(super) const BACKSTOP_PAGES: u32 = 20_000;
 
 /// The checkpoint thread; it ends when this handle is dropped (without waiting for it).
 pub(super) struct Checkpointer {
-    _stop: mpsc::Sender<()>,
+    /// Dropping every clone ends the thread: a rescue holds one, so the thread it names lives
+    /// until the rescue is done.
+    stop: mpsc::Sender<()>,
     watch: Arc<Watch>,
 }
 
@@ -173,7 +175,7 @@ impl Checkpointer {
                 }
             })
             .map_err(|source| StoreError::Unavailable { source: Box::new(source) })?;
-        Ok(Checkpointer { _stop: stop, watch })
+        Ok(Checkpointer { stop, watch })
     }
 
     /// Rescues the running checkpoint if it has run under `SCHED_IDLE` for [`STUCK_AFTER`]:
@@ -190,19 +192,23 @@ impl Checkpointer {
         if self.watch.running_since.compare_exchange(since, 0, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return;
         }
-        let watch = Arc::clone(&self.watch);
-        let rescue = move || match idle_thread.to_normal() {
-            Ok(()) => {
-                watch.rescued.store(true, Ordering::Release);
-                tracing::debug!("a starved SQLite WAL checkpoint finishes at normal priority");
+        let (watch, keep_alive) = (Arc::clone(&self.watch), self.stop.clone());
+        let rescue = move || {
+            match idle_thread.to_normal() {
+                Ok(()) => {
+                    watch.rescued.store(true, Ordering::Release);
+                    tracing::debug!("a starved SQLite WAL checkpoint finishes at normal priority");
+                }
+                Err(error) => {
+                    // An interrupt that lands just after the checkpoint ended is cleared when
+                    // the connection's next statement starts.
+                    watch.interrupt.interrupt();
+                    tracing::warn!(%error, "could not move a starved SQLite WAL checkpoint out of SCHED_IDLE; it \
+                        is interrupted, and the writer checkpoints at its backstop for a while");
+                }
             }
-            Err(error) => {
-                // An interrupt that lands just after the checkpoint ended is cleared when the
-                // connection's next statement starts.
-                watch.interrupt.interrupt();
-                tracing::warn!(%error, "could not move a starved SQLite WAL checkpoint out of SCHED_IDLE; it is \
-                    interrupted, and the writer checkpoints at its backstop for a while");
-            }
+            // The checkpoint thread, named by `idle_thread`, may end from here on.
+            drop(keep_alive);
         };
         if let Err(error) = std::thread::Builder::new().name("glassbox-wal-rescue".into()).spawn(rescue) {
             self.watch.interrupt.interrupt();
@@ -333,7 +339,7 @@ mod tests {
             rescued: AtomicBool::new(false),
         };
         watch.running_since.store(watch.mark() - millis(running_for), Ordering::Release);
-        Checkpointer { _stop: mpsc::channel().0, watch: Arc::new(watch) }
+        Checkpointer { stop: mpsc::channel().0, watch: Arc::new(watch) }
     }
 
     const SCHED_OTHER: u32 = 0;
@@ -361,7 +367,7 @@ mod tests {
         stuck.rescue_if_stuck();
         assert_ne!(stuck.watch.running_since.load(Ordering::Acquire), 0);
         stuck.watch.idle_thread.set(idle_thread).unwrap();
-        let young = Checkpointer { _stop: mpsc::channel().0, watch: Arc::clone(&stuck.watch) };
+        let young = Checkpointer { stop: mpsc::channel().0, watch: Arc::clone(&stuck.watch) };
         let since = young.watch.mark() - millis(STUCK_AFTER / 2);
         young.watch.running_since.store(since, Ordering::Release);
         young.rescue_if_stuck();
