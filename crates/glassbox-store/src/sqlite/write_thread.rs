@@ -138,28 +138,38 @@ pub(super) fn lower_priority(nice: i32, thread: &str) {
 pub(super) use idle::keep_up;
 
 /// Puts the calling thread under Linux's `SCHED_IDLE`: any woken thread of normal priority
-/// preempts it at once. Entering the policy needs no privilege; leaving it does
-/// ([`may_leave_sched_idle`]).
+/// preempts it at once. Entering the policy needs no privilege, and it resets the thread's
+/// nice value to 0 where allowed; leaving it needs one ([`sched_idle_is_reversible`]).
 pub(super) fn enter_sched_idle() -> Result<(), String> {
     idle::set_policy(idle::Policy::Idle)
 }
 
 /// Whether a thread of this process at nice `nice` may be moved from `SCHED_IDLE` back to
-/// `SCHED_OTHER`: with `CAP_SYS_NICE` (bit 23 of the effective capabilities), or an
-/// `RLIMIT_NICE` that allows nice `nice` (20 − limit ≤ nice).
+/// `SCHED_OTHER` (Linux asks for `CAP_SYS_NICE` in the initial user namespace, or an
+/// `RLIMIT_NICE` that allows nice `nice`). Tried once per process and value, on a thread made
+/// for it: it enters `SCHED_IDLE` at nice `nice` and leaves it.
 #[cfg(target_os = "linux")]
-pub(super) fn may_leave_sched_idle(nice: i32) -> bool {
-    let capable = std::fs::read_to_string("/proc/self/status").ok().is_some_and(|status| {
-        let effective = status.lines().find_map(|line| line.strip_prefix("CapEff:"));
-        effective.and_then(|bits| u64::from_str_radix(bits.trim(), 16).ok()).is_some_and(|bits| bits & (1 << 23) != 0)
+pub(super) fn sched_idle_is_reversible(nice: i32) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static TRIED: OnceLock<Mutex<HashMap<i32, bool>>> = OnceLock::new();
+    let tried = TRIED.get_or_init(Mutex::default);
+    if let Some(known) = tried.lock().unwrap_or_else(PoisonError::into_inner).get(&nice) {
+        return *known;
+    }
+    let probe = std::thread::Builder::new().name("glassbox-sched-probe".into()).spawn(move || {
+        let tid = Some(rustix::thread::gettid());
+        idle::set_policy(idle::Policy::Idle).is_ok()
+            && rustix::process::setpriority_process(tid, nice).is_ok()
+            && idle::set_policy(idle::Policy::Normal { nice }).is_ok()
     });
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nice).current;
-    let needed = u64::try_from(20 - nice.clamp(-20, 19)).unwrap_or(u64::MAX);
-    capable || limit.is_none_or(|limit| limit >= needed)
+    let reversible = probe.is_ok_and(|probe| probe.join().unwrap_or(false));
+    tried.lock().unwrap_or_else(PoisonError::into_inner).insert(nice, reversible);
+    reversible
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(super) fn may_leave_sched_idle(_nice: i32) -> bool {
+pub(super) fn sched_idle_is_reversible(_nice: i32) -> bool {
     false
 }
 
@@ -286,8 +296,14 @@ mod idle {
             Policy::Normal { .. } => NormalThreadSchedulePolicy::Other,
         };
         let (thread, policy_of_crate) = (thread_priority::thread_native_id(), ThreadSchedulePolicy::Normal(normal));
-        thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy_of_crate)
-            .map_err(|error| error.to_string())?;
+        let set = thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy_of_crate);
+        // For `SCHED_IDLE` the crate then resets the nice value to 0, which a thread above 0
+        // may not do without privilege: what counts is the policy the thread ended up with.
+        let idle_now = || thread_priority::thread_schedule_policy().is_ok_and(|now| now == policy_of_crate);
+        match set {
+            Err(_) if matches!(policy, Policy::Idle) && idle_now() => {}
+            set => set.map_err(|error| error.to_string())?,
+        }
         match policy {
             Policy::Idle => Ok(()),
             Policy::Normal { nice } => rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
@@ -344,8 +360,10 @@ mod tests {
             })
             .await
             .unwrap();
-        if may_leave_sched_idle(0) {
-            assert_eq!(starved, (SCHED_OTHER, 0), "catching up: SCHED_OTHER at the configured nice value");
+        // The configured nice value, 0, or the process's if that is higher.
+        let nice = rustix::process::getpriority_process(None).unwrap().clamp(0, 19);
+        if sched_idle_is_reversible(nice) {
+            assert_eq!(starved, (SCHED_OTHER, nice), "catching up: SCHED_OTHER at the configured nice value");
         } else {
             assert_eq!(starved.0, SCHED_IDLE, "without CAP_SYS_NICE the thread stays under SCHED_IDLE");
         }
