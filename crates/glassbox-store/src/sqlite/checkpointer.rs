@@ -47,7 +47,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{ErrorCode, InterruptHandle};
 
-use super::write_thread::{enter_sched_idle, lower_priority, sched_idle_is_reversible};
+#[cfg(target_os = "linux")]
+use super::write_thread::set_policy_of;
+use super::write_thread::{at_least_process_nice, enter_sched_idle, lower_priority, sched_idle_is_reversible};
 use super::{ConnectionRole, open_connection};
 use crate::backend::StoreError;
 
@@ -136,10 +138,7 @@ impl Checkpointer {
             .spawn(move || {
                 let watch = thread_watch;
                 // Never above the process's own priority, in or out of `SCHED_IDLE`.
-                #[cfg(target_os = "linux")]
-                let nice = NICE.max(rustix::process::getpriority_process(None).unwrap_or(0)).min(19);
-                #[cfg(not(target_os = "linux"))]
-                let nice = NICE;
+                let nice = at_least_process_nice(NICE);
                 lower_priority(nice, "SQLite checkpoint thread");
                 if sched_idle_is_reversible(nice) {
                     match idle_at(nice) {
@@ -253,19 +252,10 @@ impl IdleThread {
     }
 
     /// Moves the thread to `SCHED_OTHER` at its nice value; an error if the policy did not
-    /// change. Called on a thread made for it: `thread_priority` sets the policy of the thread
-    /// named, then the nice value of the calling one.
+    /// change. Called on a thread made for it: `set_policy_of` renices the calling thread.
     #[cfg(target_os = "linux")]
     fn to_normal(self) -> Result<(), String> {
-        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
-        let other = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
-        // The policy is set before the crate's (calling-thread) nice value, which may fail.
-        let set = thread_priority::set_thread_priority_and_policy(self.pthread, ThreadPriority::Min, other);
-        if let Err(error) = set
-            && !thread_priority::thread_schedule_policy_param(self.pthread).is_ok_and(|(policy, _)| policy == other)
-        {
-            return Err(error.to_string());
-        }
+        set_policy_of(self.pthread, false)?;
         if let Err(error) = rustix::process::setpriority_process(Some(self.tid), self.nice) {
             tracing::warn!(%error, nice = self.nice, "a rescued SQLite WAL checkpoint runs at another nice value");
         }
@@ -374,8 +364,8 @@ mod tests {
         Checkpointer { stop: mpsc::channel().0, watch: Arc::new(watch) }
     }
 
-    const SCHED_OTHER: u32 = 0;
-    const SCHED_IDLE: u32 = 5;
+    #[cfg(target_os = "linux")]
+    use super::super::write_thread::sched_stat::{SCHED_IDLE, SCHED_OTHER, policy_and_nice};
 
     /// Interrupts `connection`'s statement until `statement` ends (an interrupt that lands
     /// before the statement starts is cleared when it starts); at most 10 s.
@@ -399,7 +389,7 @@ mod tests {
         let stuck = checkpointer_over(&connection, STUCK_AFTER + Duration::from_millis(10));
         let (started, running) = mpsc::channel();
         let statement = std::thread::spawn(move || {
-            let nice = NICE.max(rustix::process::getpriority_process(None).unwrap());
+            let nice = at_least_process_nice(NICE);
             idle_at(nice).unwrap();
             started.send(IdleThread::current(nice)).unwrap();
             let endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n";
@@ -450,12 +440,10 @@ mod tests {
         assert_eq!(code, Some(ErrorCode::OperationInterrupted), "{outcome:?}");
     }
 
-    /// The scheduling policy (field 41 of `stat`) and nice value (field 19) of thread `tid`.
+    /// The scheduling policy and nice value of thread `tid`.
     #[cfg(target_os = "linux")]
     fn thread_policy(tid: rustix::thread::Pid) -> (u32, i32) {
-        let stat = std::fs::read_to_string(format!("/proc/self/task/{}/stat", tid.as_raw_nonzero())).unwrap();
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
-        (fields[41 - 3].parse().unwrap(), fields[19 - 3].parse().unwrap())
+        policy_and_nice(&format!("/proc/self/task/{}/stat", tid.as_raw_nonzero()))
     }
 
     #[cfg(target_os = "linux")]
@@ -467,7 +455,7 @@ mod tests {
         let priority = super::super::WriterPriority { nice: 0, idle: false };
         let _backend = super::super::SqliteBackend::open_with_priority(settings, priority).await.unwrap();
         // Without the right to leave SCHED_IDLE again, the thread stays at nice 10.
-        let nice = NICE.max(rustix::process::getpriority_process(None).unwrap()).min(19);
+        let nice = at_least_process_nice(NICE);
         let expected = if sched_idle_is_reversible(nice) { SCHED_IDLE } else { SCHED_OTHER };
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -489,9 +477,7 @@ mod tests {
             if comm.trim_end() != name {
                 continue;
             }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
-            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
-            policies.push(fields[41 - 3].parse().unwrap());
+            policies.push(policy_and_nice(&task.path().join("stat").display().to_string()).0);
         }
         policies
     }

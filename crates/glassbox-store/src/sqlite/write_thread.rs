@@ -132,10 +132,20 @@ pub(super) fn lower_priority(nice: i32, thread: &str) {
     }
 }
 
+/// `nice`, or the process's own nice value if that is higher, in 0..=19: a thread of ours never
+/// runs above the priority the process was started with.
+pub(super) fn at_least_process_nice(nice: i32) -> i32 {
+    #[cfg(target_os = "linux")]
+    let nice = nice.max(rustix::process::getpriority_process(None).unwrap_or(0));
+    nice.clamp(0, 19)
+}
+
 /// Lets the write thread catch up when its queue backs up, if it runs under SCHED_IDLE:
 /// [`keep_up`] (called between rows of a batch) and [`job_started`] check how long the job
 /// running now has been waiting since it was queued.
 pub(super) use idle::keep_up;
+#[cfg(target_os = "linux")]
+pub(super) use idle::set_policy_of;
 
 /// Puts the calling thread under Linux's `SCHED_IDLE`: any woken thread of normal priority
 /// preempts it at once. Entering the policy needs no privilege, and it resets the thread's
@@ -212,8 +222,7 @@ mod idle {
     /// process's priority, and nothing more is tried).
     pub(super) fn enter(nice: i32) {
         // Catching up never goes above the priority the thread started with (the process's).
-        #[cfg(target_os = "linux")]
-        let nice = nice.max(rustix::process::getpriority_process(None).unwrap_or(0)).clamp(0, 19);
+        let nice = super::at_least_process_nice(nice);
         match set_policy(Policy::Idle) {
             Ok(()) => {
                 tracing::debug!("the {THREAD} runs under SCHED_IDLE");
@@ -286,28 +295,34 @@ mod idle {
         Normal { nice: i32 },
     }
 
-    /// Sets the calling thread's policy. For `Normal` the crate sets the policy's lowest
-    /// priority (nice 19); the nice value is set next.
+    /// Sets the calling thread's policy. For `Normal` the nice value is set next.
     #[cfg(target_os = "linux")]
     pub(super) fn set_policy(policy: Policy) -> Result<(), String> {
-        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
-        let normal = match policy {
-            Policy::Idle => NormalThreadSchedulePolicy::Idle,
-            Policy::Normal { .. } => NormalThreadSchedulePolicy::Other,
-        };
-        let (thread, policy_of_crate) = (thread_priority::thread_native_id(), ThreadSchedulePolicy::Normal(normal));
-        let set = thread_priority::set_thread_priority_and_policy(thread, ThreadPriority::Min, policy_of_crate);
-        // For `SCHED_IDLE` the crate then resets the nice value to 0, which a thread above 0
-        // may not do without privilege: what counts is the policy the thread ended up with.
-        let idle_now = || thread_priority::thread_schedule_policy().is_ok_and(|now| now == policy_of_crate);
-        match set {
-            Err(_) if matches!(policy, Policy::Idle) && idle_now() => {}
-            set => set.map_err(|error| error.to_string())?,
-        }
+        set_policy_of(thread_priority::thread_native_id(), matches!(policy, Policy::Idle))?;
         match policy {
             Policy::Idle => Ok(()),
             Policy::Normal { nice } => rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
                 .map_err(|error| error.to_string()),
+        }
+    }
+
+    /// Puts thread `pthread` under `SCHED_IDLE` (`idle`) or `SCHED_OTHER`. `thread_priority`
+    /// sets the policy, then the nice value of the *calling* thread (0 for `SCHED_IDLE`, which
+    /// a thread above 0 may not take without privilege; 19 for `SCHED_OTHER`): that second
+    /// step may fail after the first worked, so what counts is the policy the thread ended up
+    /// with.
+    #[cfg(target_os = "linux")]
+    pub(in crate::sqlite) fn set_policy_of(pthread: thread_priority::ThreadId, idle: bool) -> Result<(), String> {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let normal = if idle { NormalThreadSchedulePolicy::Idle } else { NormalThreadSchedulePolicy::Other };
+        let wanted = ThreadSchedulePolicy::Normal(normal);
+        match thread_priority::set_thread_priority_and_policy(pthread, ThreadPriority::Min, wanted) {
+            Err(error)
+                if !thread_priority::thread_schedule_policy_param(pthread).is_ok_and(|(now, _)| now == wanted) =>
+            {
+                Err(error.to_string())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -341,8 +356,7 @@ mod tests {
         assert_eq!(caller, process_nice, "only the write thread was reniced");
     }
 
-    const SCHED_OTHER: u32 = 0;
-    const SCHED_IDLE: u32 = 5;
+    use super::sched_stat::{SCHED_IDLE, SCHED_OTHER};
 
     #[tokio::test]
     async fn under_sched_idle_a_starved_job_catches_up_at_normal_priority_then_the_thread_returns() {
@@ -372,11 +386,24 @@ mod tests {
         assert_eq!(after, SCHED_IDLE, "back under SCHED_IDLE once caught up");
     }
 
-    /// The calling thread's scheduling policy: field 41 of `/proc/thread-self/stat`.
+    /// The calling thread's scheduling policy.
     fn scheduling_policy() -> u32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        sched_stat::policy_and_nice("/proc/thread-self/stat").0
+    }
+}
+
+/// Test helpers: a thread's scheduling policy and nice value, as `/proc` shows them.
+#[cfg(all(test, target_os = "linux"))]
+#[allow(clippy::unwrap_used)]
+pub(super) mod sched_stat {
+    pub(in crate::sqlite) const SCHED_OTHER: u32 = 0;
+    pub(in crate::sqlite) const SCHED_IDLE: u32 = 5;
+
+    /// Fields 41 (policy) and 19 (nice) of the `stat` file at `path`.
+    pub(in crate::sqlite) fn policy_and_nice(path: &str) -> (u32, i32) {
+        let stat = std::fs::read_to_string(path).unwrap();
         // Fields from the third on follow the command name's closing parenthesis.
         let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
-        fields[41 - 3].parse().unwrap()
+        (fields[41 - 3].parse().unwrap(), fields[19 - 3].parse().unwrap())
     }
 }
