@@ -10,6 +10,7 @@
 //! stream (or the `generate` future) drops the in-flight model request and any running tools,
 //! which is how a client disconnect cancels a run.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -868,38 +869,80 @@ fn chat_span(agent: &AgentInner, request: &ModelRequest, labels: &RunLabels) -> 
         glassbox.api_key_id = labels.api_key_id.as_deref(),
     );
     if agent.capture != Capture::None && !span.is_disabled() {
-        let messages: Vec<Value> = request.messages.iter().map(|message| message_json(agent.capture, message)).collect();
+        let messages: Vec<MessageJson<'_>> =
+            request.messages.iter().map(|message| MessageJson::of(agent.capture, message)).collect();
         // serde_json's writer, not `Display` (which goes through `fmt::Write` per token).
         span.record("gen_ai.input.messages", serde_json::to_string(&messages).unwrap_or_default());
     }
     span
 }
 
-fn message_json(capture: Capture, message: &Message) -> Value {
-    let text = |text: &str| capture.text(text).map(|t| t.into_owned()).unwrap_or_default();
-    match message {
-        Message::System { text: content } => serde_json::json!({ "role": "system", "content": text(content) }),
-        Message::User { text: content } => serde_json::json!({ "role": "user", "content": text(content) }),
-        Message::Assistant { text: content, tool_calls } => serde_json::json!({
-            "role": "assistant",
-            "content": text(content),
-            "tool_calls": tool_calls.iter().map(|call| serde_json::json!({
-                "id": call.id, "name": call.name, "arguments": text(&call.arguments.to_string()),
-            })).collect::<Vec<_>>(),
-        }),
-        Message::Tool { call_id, name, content, is_error } => serde_json::json!({
-            "role": "tool", "tool_call_id": call_id, "name": name, "content": text(content), "is_error": is_error,
-        }),
+/// A message as the spans' `gen_ai.input.messages` and `gen_ai.output.messages` hold it,
+/// serialized straight from the borrowed message (no `serde_json::Value` tree, no clone of the
+/// answer). Each variant's fields are in the order a `serde_json::json!` object wrote them
+/// (sorted), so the stored text is the same as before; a test pins it.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum MessageJson<'a> {
+    Text {
+        content: Cow<'a, str>,
+        role: &'static str,
+    },
+    Assistant {
+        content: Cow<'a, str>,
+        role: &'static str,
+        tool_calls: Vec<ToolCallJson<'a>>,
+    },
+    Tool {
+        content: Cow<'a, str>,
+        is_error: bool,
+        name: &'a str,
+        role: &'static str,
+        tool_call_id: &'a str,
+    },
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ToolCallJson<'a> {
+    arguments: Cow<'a, str>,
+    id: &'a str,
+    name: &'a str,
+}
+
+impl<'a> MessageJson<'a> {
+    fn of(capture: Capture, message: &'a Message) -> Self {
+        let text = |content: &'a str| capture.text(content).unwrap_or_default();
+        match message {
+            Message::System { text: content } => Self::Text { content: text(content), role: "system" },
+            Message::User { text: content } => Self::Text { content: text(content), role: "user" },
+            Message::Assistant { text: content, tool_calls } => Self::assistant(capture, content, tool_calls),
+            Message::Tool { call_id, name, content, is_error } => Self::Tool {
+                content: text(content),
+                is_error: *is_error,
+                name,
+                role: "tool",
+                tool_call_id: call_id,
+            },
+        }
+    }
+
+    fn assistant(capture: Capture, content: &'a str, tool_calls: &'a [ToolCall]) -> Self {
+        let tool_calls = tool_calls
+            .iter()
+            .map(|call| ToolCallJson {
+                arguments: Cow::Owned(capture.text(&call.arguments.to_string()).map(Cow::into_owned).unwrap_or_default()),
+                id: &call.id,
+                name: &call.name,
+            })
+            .collect();
+        Self::Assistant { content: capture.text(content).unwrap_or_default(), role: "assistant", tool_calls }
     }
 }
 
 /// One `record_all!`: each `record` call is a trip through every layer of the subscriber.
 fn record_response(span: &tracing::Span, capture: Capture, response: &ModelResponse) {
     let output = (capture != Capture::None && !span.is_disabled()).then(|| {
-        let output = message_json(
-            capture,
-            &Message::Assistant { text: response.text.clone(), tool_calls: response.tool_calls.clone() },
-        );
+        let output = MessageJson::assistant(capture, &response.text, &response.tool_calls);
         serde_json::to_string(&[output]).unwrap_or_default()
     });
     tracing::record_all!(
@@ -933,4 +976,66 @@ fn record_error(span: &tracing::Span, kind: &str, error: &dyn std::error::Error)
 /// string, so counts are recorded as `i64` to reach collectors as integers.
 fn otel_int(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `serde_json::json!` objects the spans' message attributes were made of before
+    /// `MessageJson`: the stored text must not change.
+    fn reference(capture: Capture, message: &Message) -> Value {
+        let text = |text: &str| capture.text(text).map(|t| t.into_owned()).unwrap_or_default();
+        match message {
+            Message::System { text: content } => serde_json::json!({ "role": "system", "content": text(content) }),
+            Message::User { text: content } => serde_json::json!({ "role": "user", "content": text(content) }),
+            Message::Assistant { text: content, tool_calls } => serde_json::json!({
+                "role": "assistant",
+                "content": text(content),
+                "tool_calls": tool_calls.iter().map(|call| serde_json::json!({
+                    "id": call.id, "name": call.name, "arguments": text(&call.arguments.to_string()),
+                })).collect::<Vec<_>>(),
+            }),
+            Message::Tool { call_id, name, content, is_error } => serde_json::json!({
+                "role": "tool", "tool_call_id": call_id, "name": name, "content": text(content), "is_error": is_error,
+            }),
+        }
+    }
+
+    #[test]
+    fn message_json_writes_the_text_the_json_objects_wrote() {
+        let messages = [
+            Message::System { text: "You are \"terse\".\n".to_owned() },
+            Message::User { text: "Mail ada@example.com, é ✓".to_owned() },
+            Message::Assistant {
+                text: "Calling ada@example.com".to_owned(),
+                tool_calls: vec![
+                    ToolCall {
+                        id: "call_1".to_owned(),
+                        name: "mail".to_owned(),
+                        arguments: serde_json::json!({ "to": "ada@example.com", "n": 2 }),
+                    },
+                    ToolCall { id: "call_2".to_owned(), name: "noop".to_owned(), arguments: Value::Null },
+                ],
+            },
+            Message::Assistant { text: String::new(), tool_calls: Vec::new() },
+            Message::Tool {
+                call_id: "call_1".to_owned(),
+                name: "mail".to_owned(),
+                content: "sent to ada@example.com".to_owned(),
+                is_error: true,
+            },
+        ];
+        for capture in [Capture::Full, Capture::Redacted, Capture::None] {
+            let written: Vec<MessageJson<'_>> = messages.iter().map(|message| MessageJson::of(capture, message)).collect();
+            let expected: Vec<Value> = messages.iter().map(|message| reference(capture, message)).collect();
+            assert_eq!(
+                serde_json::to_string(&written).unwrap(),
+                serde_json::to_string(&expected).unwrap(),
+                "{capture:?}"
+            );
+        }
+        let redacted = serde_json::to_string(&[MessageJson::of(Capture::Redacted, &messages[2])]).unwrap();
+        assert!(!redacted.contains("ada@example.com"), "{redacted}");
+    }
 }
