@@ -3,7 +3,7 @@
 //! ```toml
 //! name = "assistant"                  # default: the file's stem
 //! target = { agent = "assistant" }    # an agent of glassbox.toml
-//! dataset = "assistant.jsonl"         # relative to this file
+//! dataset = "assistant.jsonl"         # relative to this file (an absolute path is used as is)
 //! recordings = "assistant.recordings.jsonl"  # default: <dataset stem>.recordings.jsonl
 //! concurrency = 4                     # cases run at once (default 4)
 //! case_timeout_ms = 60000             # one case's run (default 60 s)

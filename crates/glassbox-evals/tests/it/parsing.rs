@@ -60,3 +60,29 @@ fn suites_parse_without_touching_the_disk() {
     assert_eq!(suite.cases.len(), 1);
     assert!(!suite.scorers.is_empty());
 }
+
+/// Found by the `eval_suite` fuzz target (its property had assumed every dataset lands next to
+/// the suite): a relative dataset and recordings path is resolved next to the suite file, an
+/// absolute one is used as written.
+#[test]
+fn suite_paths_are_relative_to_the_suite_unless_absolute() {
+    let case = || vec![Case { id: "c".into(), input: "hi".into(), expected: None, metadata: serde_json::Value::Null }];
+    let parse = |text: &str| {
+        Suite::parse(Path::new("evals/s.toml"), text, |_| Ok(case()))
+            .unwrap_or_else(|error| panic!("{text}: {error}"))
+    };
+    let scorer = "[[scorers]]\ntype = \"tokens\"\nmax_tokens = 10\n";
+
+    let relative = parse(&format!("target = {{ agent = \"a\" }}\ndataset = \"data/a.jsonl\"\n{scorer}"));
+    assert_eq!(relative.dataset_path, Path::new("evals/data/a.jsonl"));
+    assert_eq!(relative.recordings_path, Path::new("evals/data/a.recordings.jsonl"));
+
+    let absolute = parse(&format!(
+        "target = {{ agent = \"a\" }}\ndataset = \"/srv/evals/a.jsonl\"\nrecordings = \"/srv/rec/a.jsonl\"\n{scorer}"
+    ));
+    assert_eq!(absolute.dataset_path, Path::new("/srv/evals/a.jsonl"));
+    assert_eq!(absolute.recordings_path, Path::new("/srv/rec/a.jsonl"));
+
+    let absolute_dataset = parse(&format!("target = {{ agent = \"a\" }}\ndataset = \"/srv/evals/a.jsonl\"\n{scorer}"));
+    assert_eq!(absolute_dataset.recordings_path, Path::new("/srv/evals/a.recordings.jsonl"));
+}
