@@ -904,14 +904,14 @@ enum MessageJson<'a> {
 
 #[derive(Debug, serde::Serialize)]
 struct ToolCallJson<'a> {
-    arguments: Cow<'a, str>,
+    arguments: String,
     id: &'a str,
     name: &'a str,
 }
 
 impl<'a> MessageJson<'a> {
     fn of(capture: Capture, message: &'a Message) -> Self {
-        let text = |content: &'a str| capture.text(content).unwrap_or_default();
+        let text = |content: &'a str| Self::captured(capture, content);
         match message {
             Message::System { text: content } => Self::Text { content: text(content), role: "system" },
             Message::User { text: content } => Self::Text { content: text(content), role: "user" },
@@ -930,12 +930,17 @@ impl<'a> MessageJson<'a> {
         let tool_calls = tool_calls
             .iter()
             .map(|call| ToolCallJson {
-                arguments: Cow::Owned(capture.text(&call.arguments.to_string()).map(Cow::into_owned).unwrap_or_default()),
+                arguments: Self::captured(capture, &call.arguments.to_string()).into_owned(),
                 id: &call.id,
                 name: &call.name,
             })
             .collect();
-        Self::Assistant { content: capture.text(content).unwrap_or_default(), role: "assistant", tool_calls }
+        Self::Assistant { content: Self::captured(capture, content), role: "assistant", tool_calls }
+    }
+
+    /// What `capture` keeps of `text`: empty where it keeps nothing.
+    fn captured<'t>(capture: Capture, text: &'t str) -> Cow<'t, str> {
+        capture.text(text).unwrap_or_default()
     }
 }
 
