@@ -49,6 +49,14 @@ impl AgentEvals {
     }
 }
 
+/// How long the first score row of a group waits for others before they are stored (see
+/// [`ScoreGroup`]); `glassbox serve` uses the store's flush interval instead
+/// ([`OnlineEvals::with_linger`]).
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(1);
+
+/// A group of this many queued rows is stored without waiting for the rest of its linger.
+const GROUP_ROWS: usize = 500;
+
 /// Every agent's online scorers, and where their results go.
 pub struct OnlineEvals {
     agents: HashMap<String, AgentEvals>,
@@ -79,7 +87,24 @@ const STORE_ATTEMPTS: u32 = 3;
 
 impl OnlineEvals {
     pub fn new(agents: HashMap<String, AgentEvals>, store: Option<Arc<dyn EvalStore>>, pricing: Arc<PricingTable>) -> Self {
-        Self { agents, store, pricing, scores: ScoreGroup::default() }
+        Self { agents, store, pricing, scores: ScoreGroup::new(DEFAULT_LINGER) }
+    }
+
+    /// How long a score row waits in memory for other requests' rows before they are stored
+    /// together ([`DEFAULT_LINGER`] unless set): the store sees one transaction (SQLite) or
+    /// insert (ClickHouse, where each insert makes a part) per linger instead of one per
+    /// sampled request. [`flush`](Self::flush) writes what waits at once.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.scores.linger = linger;
+        self
+    }
+
+    /// Stores the score rows that wait, and waits for an insert already under way: call it at
+    /// shutdown, after the server stopped answering. Scorers still running add their rows
+    /// later, to a writer that stores them after its linger.
+    pub async fn flush(&self) {
+        let Some(store) = self.store.clone() else { return };
+        self.scores.flush(|batch| async move { insert_with_retries(store.as_ref(), &batch).await }).await;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -174,16 +199,24 @@ impl OnlineEvals {
 }
 
 /// Group commit of score rows: one insert carries the rows of every request that finished
-/// scoring while the insert before it was in flight, so at a high request rate the store
-/// sees a few large transactions instead of one per sampled request.
+/// scoring within a linger (or while the insert before it was in flight), so the store sees
+/// one transaction per linger instead of one per sampled request. (At 5,000 requests a
+/// second with 10% sampled, an insert per sampled request was a SQLite transaction every few
+/// milliseconds: a WAL commit of its own, and a trip to the write thread and back, each;
+/// BENCHMARKS.md.)
 ///
 /// The request that finds no writer running starts one ([`add`](Self::add) says so); the
-/// others leave their rows to it. The writer loops until nothing is left, so no row waits for
-/// a later request.
-#[derive(Debug, Default)]
+/// others leave their rows to it. The writer waits for the linger (or until [`GROUP_ROWS`]
+/// rows are queued), then loops until nothing is left, so no row waits for a later request.
+#[derive(Debug)]
 struct ScoreGroup {
     pending: Mutex<Vec<EvalScoreRow>>,
     writing: AtomicBool,
+    linger: Duration,
+    /// Ends the writer's linger early: a full group.
+    full: tokio::sync::Notify,
+    /// Held across each insert, so that [`flush`](Self::flush) waits for one under way.
+    inserting: tokio::sync::Mutex<()>,
 }
 
 /// Lets go of [`ScoreGroup::writing`] even if the writer is dropped mid-insert.
@@ -196,14 +229,32 @@ impl Drop for Writing<'_> {
 }
 
 impl ScoreGroup {
+    fn new(linger: Duration) -> Self {
+        Self {
+            pending: Mutex::default(),
+            writing: AtomicBool::new(false),
+            linger,
+            full: tokio::sync::Notify::new(),
+            inserting: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Queues `rows`; true when no writer is running and the caller must run
     /// [`drain`](Self::drain).
     fn add(&self, rows: Vec<EvalScoreRow>) -> bool {
-        self.lock().extend(rows);
+        let queued = {
+            let mut pending = self.lock();
+            pending.extend(rows);
+            pending.len()
+        };
+        if queued >= GROUP_ROWS {
+            self.full.notify_one();
+        }
         !self.writing.swap(true, Ordering::AcqRel)
     }
 
-    /// The writer: inserts what is queued, batch after batch, until nothing is.
+    /// The writer: waits for the linger, then inserts what is queued, batch after batch,
+    /// until nothing is.
     async fn drain<F, Fut>(&self, mut insert: F)
     where
         F: FnMut(Vec<EvalScoreRow>) -> Fut,
@@ -211,9 +262,19 @@ impl ScoreGroup {
     {
         loop {
             let writing = Writing(&self.writing);
-            let batch = std::mem::take(&mut *self.lock());
-            if !batch.is_empty() {
-                insert(batch).await;
+            if self.lock().len() < GROUP_ROWS {
+                // A permit left by an earlier full group ends this wait early: harmless.
+                tokio::select! {
+                    () = tokio::time::sleep(self.linger) => {}
+                    () = self.full.notified() => {}
+                }
+            }
+            {
+                let _inserting = self.inserting.lock().await;
+                let batch = std::mem::take(&mut *self.lock());
+                if !batch.is_empty() {
+                    insert(batch).await;
+                }
             }
             drop(writing);
             // Rows queued after the take saw a writer and left them to it: write them too,
@@ -221,6 +282,19 @@ impl ScoreGroup {
             if self.lock().is_empty() || self.writing.swap(true, Ordering::AcqRel) {
                 return;
             }
+        }
+    }
+
+    /// Inserts what is queued now, after an insert under way (if any) has ended.
+    async fn flush<F, Fut>(&self, insert: F)
+    where
+        F: FnOnce(Vec<EvalScoreRow>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let _inserting = self.inserting.lock().await;
+        let batch = std::mem::take(&mut *self.lock());
+        if !batch.is_empty() {
+            insert(batch).await;
         }
     }
 
@@ -296,7 +370,7 @@ mod tests {
     /// fewer inserts than rows, and no row is left queued.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn score_rows_are_grouped_and_none_is_left_behind() {
-        let group = Arc::new(ScoreGroup::default());
+        let group = Arc::new(ScoreGroup::new(Duration::from_millis(5)));
         let written = Arc::new(Mutex::new(Vec::new()));
         let inserts = Arc::new(AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
@@ -329,6 +403,63 @@ mod tests {
         let inserts = inserts.load(Ordering::Relaxed);
         assert!(inserts < 100, "{inserts} inserts for 300 rows");
         assert!(group.lock().is_empty());
+    }
+
+    /// Records each insert's rows.
+    #[derive(Clone, Default)]
+    struct Inserts(Arc<Mutex<Vec<Vec<EvalScoreRow>>>>);
+
+    impl Inserts {
+        fn insert(&self) -> impl FnMut(Vec<EvalScoreRow>) -> std::future::Ready<()> + 'static {
+            let inserts = self.clone();
+            move |batch| {
+                inserts.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(batch);
+                std::future::ready(())
+            }
+        }
+
+        fn sizes(&self) -> Vec<usize> {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(Vec::len).collect()
+        }
+    }
+
+    /// Rows wait for the linger, grouped; `flush` writes them at once.
+    #[tokio::test]
+    async fn rows_wait_for_the_linger_and_a_flush_writes_them_at_once() {
+        let group = Arc::new(ScoreGroup::new(Duration::from_secs(3600)));
+        let inserts = Inserts::default();
+        assert!(group.add(vec![row(0)]), "the first rows start the writer");
+        assert!(!group.add(vec![row(1), row(2)]), "later rows leave theirs to it");
+        let writer = tokio::spawn({
+            let (group, insert) = (Arc::clone(&group), inserts.insert());
+            async move { group.drain(insert).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(inserts.sizes(), Vec::<usize>::new(), "nothing is written before the linger is over");
+        group.flush(inserts.insert()).await;
+        assert_eq!(inserts.sizes(), vec![3], "one insert of the three rows");
+        assert!(group.lock().is_empty());
+        writer.abort();
+    }
+
+    /// A group of `GROUP_ROWS` rows does not wait for the linger.
+    #[tokio::test]
+    async fn a_full_group_is_written_without_waiting_for_the_linger() {
+        let group = Arc::new(ScoreGroup::new(Duration::from_secs(3600)));
+        let inserts = Inserts::default();
+        assert!(group.add((0..super::GROUP_ROWS - 1).map(row).collect()));
+        let writer = tokio::spawn({
+            let (group, insert) = (Arc::clone(&group), inserts.insert());
+            async move { group.drain(insert).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(inserts.sizes(), Vec::<usize>::new(), "one row short of a group: it waits");
+        assert!(!group.add(vec![row(super::GROUP_ROWS)]));
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer stores a full group without waiting for the linger")
+            .expect("the writer ends");
+        assert_eq!(inserts.sizes(), vec![super::GROUP_ROWS]);
     }
 
     #[test]

@@ -343,7 +343,8 @@ pub fn online_evals(
         return Err(problems);
     }
     let pricing = Arc::new(crate::telemetry::pricing_table(&config.pricing));
-    Ok(Some(Arc::new(OnlineEvals::new(agents, store, pricing))))
+    // Score rows are stored like spans, at most once per flush interval (`OnlineEvals::with_linger`).
+    Ok(Some(Arc::new(OnlineEvals::new(agents, store, pricing).with_linger(config.store.flush_interval))))
 }
 
 /// A request sampled for online evals, with what its scorers need, taken before the run. The

@@ -455,6 +455,7 @@ fn run_serve(
                 }
             }
         });
+        let scores = online_evals.clone();
         let app = glassbox_server::build_router(
             agents,
             HttpOptions { body_limit: config.server.body_limit_bytes, body_read_timeout: config.server.body_read_timeout },
@@ -469,7 +470,11 @@ fn run_serve(
         let limits = serve::ConnectionLimits { header_read_timeout: config.server.header_read_timeout };
         let served =
             serve::serve_with_limits(listener, app, serve::shutdown_signal(), config.server.shutdown_grace, limits).await;
-        // Whatever happened to the listener, the telemetry of finished requests is written or spooled.
+        // Whatever happened to the listener, the telemetry of finished requests is written or spooled
+        // (online eval scores waiting for their group first).
+        if let Some(scores) = scores {
+            scores.flush().await;
+        }
         telemetry.shutdown().await;
         span_journal.remove_current();
         served.context("while serving")?;

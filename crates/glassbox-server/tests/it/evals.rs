@@ -100,7 +100,8 @@ async fn online_scores_reach_the_store_and_the_trace_without_touching_the_reques
         [(String::from("assistant"), AgentEvals { sample_rate: 1.0, timeout: Duration::from_millis(200), scorers })].into(),
         Some(Arc::clone(&store.evals)),
         Arc::new(telemetry::pricing_table(&[])),
-    );
+    )
+    .with_linger(Duration::from_millis(100));
     let app = glassbox_server::router_with_evals(agents, glassbox_server::HttpOptions::default(), Some(Arc::new(online)));
     let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();

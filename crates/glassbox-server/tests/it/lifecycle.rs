@@ -131,3 +131,52 @@ async fn a_client_disconnect_stops_the_run() {
         assert!(!finished.load(Ordering::SeqCst), "{route}: the disconnect must cancel the running tool");
     }
 }
+
+/// Online eval scores wait in memory for their group (one insert per flush interval); a
+/// server stopped by SIGTERM stores the waiting ones before it exits.
+#[tokio::test]
+async fn scores_waiting_for_their_group_are_stored_when_the_server_stops() {
+    let mock = glassbox_mockllm::MockLlm::start().await.unwrap();
+    mock.push(glassbox_mockllm::Reply::Text("Sunny in Oslo.".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("glassbox.db");
+    let config = dir.path().join("glassbox.toml");
+    // A flush interval far longer than the test: the scores would otherwise wait for it.
+    let text = format!(
+        "[store]\nsqlite_path = {db:?}\nspool_dir = {spool:?}\nflush_interval_ms = 600000\n\
+         [models.main]\nprovider = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_env = \"KEY\"\n\
+         max_retries = 0\n[agents.assistant]\ninstructions = \"Be brief.\"\nmodel = \"main\"\n\
+         [online_evals.assistant]\nsample_rate = 1.0\nscorers = [{{ type = \"contains\", value = \"Oslo\" }}]\n",
+        spool = dir.path().join("spool"),
+        base = mock.openai_base_url(),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut server = crate::helpers::start_server(&config, &[("KEY", "sk-test")]).await;
+    glassbox_providers::install_crypto_provider();
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/agents/assistant/generate", server.url))
+        .json(&json!({ "messages": "weather in Oslo?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let trace_id = body["traceId"].as_str().unwrap().to_owned();
+    // The scorer runs after the answer; give it time to queue its row.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let scores = |db: &std::path::Path| -> i64 {
+        let connection = rusqlite::Connection::open(db).unwrap();
+        connection
+            .query_row("SELECT count(*) FROM eval_scores WHERE TraceId = ?1 AND Passed = 1", [&trace_id], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(scores(&db), 0, "the score waits for its group (the flush interval)");
+
+    let pid = server.child.id().expect("the server runs").to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success(), "kill -TERM {pid}");
+    let exit = tokio::time::timeout(Duration::from_secs(20), server.child.wait()).await.expect("stops within 20 s").unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert_eq!(scores(&db), 1, "the waiting score is stored at shutdown");
+    mock.shutdown().await;
+}
