@@ -428,5 +428,8 @@ fn spawn_online_in(
     let span =
         tracing::info_span!(parent: None, "online_evals", otel.name = "online_evals", gen_ai.agent.name = request.agent.as_str());
     span.set_parent_span(request_span);
+    // Its evaluation spans' journal lines go out with its own, in one write: it ends with its
+    // last scorer, each bounded by the agent's eval timeout.
+    span.gather_journal_lines();
     tokio::spawn(online.evaluate(request).instrument(span));
 }

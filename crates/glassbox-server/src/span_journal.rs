@@ -22,8 +22,9 @@
 //! - Group commit: the line of a span inside a request span (kind `Server`) waits in its
 //!   parent's registry extensions, which the registry closes only after all its children;
 //!   when the request span closes, the lines of all its spans and usage rows go out in one
-//!   `write`. Spans outside a request write their own line when they end. (A `write(2)` per
-//!   span was a tenth of the server's CPU under load.)
+//!   `write`. A span marked with `SpanExt::gather_journal_lines` (online evals' `online_evals`)
+//!   gathers its children's lines the same way. Other spans outside a request write their own
+//!   line when they end. (A `write(2)` per span was a tenth of the server's CPU under load.)
 //! - The row is handed to the writer *before* its line is appended, so a segment rotated out
 //!   holds only rows the writer has; it is deleted once a writer flush after the rotation
 //!   returns (the rows are then stored or spooled).

@@ -187,6 +187,10 @@ pub(crate) struct SpanRecord {
     /// Inside a request span (kind `Server`): its journal lines wait in its parent's
     /// [`JournalLines`] and are written with the request's, in one write (see `on_close`).
     pub(crate) journal_with_parent: bool,
+    /// Its children's journal lines wait in it, as in a request span ([`SpanExt::gather_journal_lines`]).
+    ///
+    /// [`SpanExt::gather_journal_lines`]: super::span_ext::SpanExt::gather_journal_lines
+    pub(crate) gathers_journal: bool,
     /// Unsampled spans (a caller's `traceparent` said so) keep their ids but are not recorded.
     pub(crate) sampled: bool,
     /// The W3C `tracestate` header of the trace, inherited from the (remote) parent.
@@ -482,7 +486,8 @@ where
         };
         let inherited = parent.and_then(|parent| {
             parent.extensions().get::<SpanRecord>().map(|record| {
-                let journal_with_parent = record.journal_with_parent || matches!(record.kind, SpanKind::Server);
+                let journal_with_parent =
+                    record.journal_with_parent || record.gathers_journal || matches!(record.kind, SpanKind::Server);
                 (record.trace_id, record.span_id, record.sampled, record.trace_state.clone(), journal_with_parent)
             })
         });
@@ -495,6 +500,7 @@ where
             parent_span_id,
             parent_is_remote: false,
             journal_with_parent,
+            gathers_journal: false,
             sampled,
             trace_state,
             name: Cow::Borrowed(metadata.name()),

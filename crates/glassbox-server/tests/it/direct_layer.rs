@@ -606,7 +606,8 @@ async fn a_span_can_be_parented_on_another_recorded_span() {
 }
 
 /// The kill-safety journal's group commit (`span_journal`): the lines of a request's spans are
-/// written together when the request span closes; spans outside a request write their own.
+/// written together when the request span closes (so are those of a span that gathers its
+/// children's); spans outside a request write their own.
 #[tokio::test]
 async fn a_requests_journal_lines_are_written_when_its_request_span_closes_and_others_at_once() {
     let direct = direct_pipeline().await;
@@ -645,9 +646,20 @@ async fn a_requests_journal_lines_are_written_when_its_request_span_closes_and_o
             });
             drop(background);
             assert_eq!(lines().len(), 5);
+
+            // A span that gathers its children's lines (online evals' `online_evals`).
+            let online = tracing::info_span!(target: "glassbox_server", parent: None, "online_evals");
+            online.gather_journal_lines();
+            online.in_scope(|| {
+                tracing::info_span!(target: "glassbox_evals", "evaluation").in_scope(|| {});
+                tracing::info_span!(target: "glassbox_evals", "evaluation").in_scope(|| {});
+                assert_eq!(lines().len(), 5, "the evaluations wait for the span that gathers them");
+            });
+            drop(online);
+            assert_eq!(lines().len(), 8, "all three once it closed");
         })
         .await;
-    assert_eq!(rows.len(), 5, "every span also reached the writer");
+    assert_eq!(rows.len(), 8, "every span also reached the writer");
 }
 
 #[test]
