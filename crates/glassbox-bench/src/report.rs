@@ -159,11 +159,6 @@ fn aims_markdown(out: &mut String, zero: &ScenarioResult) {
     let floor = find(zero, Kind::Floor);
     let litellm = find(zero, Kind::LiteLlm);
     let closed_rps = |t: Option<&TargetResult>| t.and_then(|t| t.closed.as_ref()).map(|m| m.rps);
-    let verdict = |ok: Option<bool>| match ok {
-        Some(true) => "met",
-        Some(false) => "**not met**",
-        None => "not measured",
-    };
     let _ = writeln!(out, "### The issue's aims (scenario `zero`, everything on, 32 connections)\n");
     let _ = writeln!(out, "| aim | measured | verdict |");
     let _ = writeln!(out, "|---|---|---|");
@@ -208,12 +203,8 @@ fn aims_markdown(out: &mut String, zero: &ScenarioResult) {
         }
         _ => (single_run, single_run.map_or("–".to_owned(), |a| format!("{a:+.2} ms"))),
     };
-    // A floor slower in the tail than Glassbox at the same rate measured the machine, not the
-    // gateway (another process took the cores during its run): no verdict from that.
-    let added_p99_verdict = match added_p99 {
-        Some(added) if added < 0.0 => "inconclusive: the floor's own p99 at this rate was higher (a noisy run)",
-        added => verdict(added.map(|a| a < 1.0)),
-    };
+    let floors = zero.tail.as_ref().map_or(&[][..], |tail| tail.floor_p99_ms.as_slice());
+    let added_p99_verdict = added_p99_verdict(added_p99, floors);
     let _ = writeln!(
         out,
         "| added p99 < 1 ms at half of Glassbox's peak ({:.0} req/s) | {} | {} |",
@@ -229,4 +220,52 @@ fn aims_markdown(out: &mut String, zero: &ScenarioResult) {
         verdict(rss.map(|r| r < 100.0))
     );
     let _ = writeln!(out);
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
+/// The added-p99 aim's verdict. No verdict from a machine that moved under the rounds: a
+/// floor slower in the tail than Glassbox at the same rate (another process took the cores
+/// during its run), or a floor whose own p99 differs by more than half between rounds (a
+/// difference against a disturbed floor shrinks by the disturbance, so the median would
+/// then say "met" for a noisy machine, as a run of 2026-11-30 18:00 did).
+fn added_p99_verdict(added: Option<f64>, floor_p99s: &[f64]) -> String {
+    let lowest = floor_p99s.iter().copied().fold(f64::INFINITY, f64::min);
+    let highest = floor_p99s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    match added {
+        Some(added) if added < 0.0 => {
+            "inconclusive: the floor's own p99 at this rate was higher (a noisy run)".to_owned()
+        }
+        Some(_) if floor_p99s.len() > 1 && highest > lowest * 1.5 => format!(
+            "inconclusive: the floor's own p99 ranged {lowest:.2}–{highest:.2} ms across the rounds (a noisy machine)"
+        ),
+        added => verdict(added.map(|a| a < 1.0)).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::added_p99_verdict;
+
+    #[test]
+    fn the_added_p99_has_a_verdict_only_on_a_steady_floor() {
+        assert_eq!(
+            added_p99_verdict(Some(0.49), &[0.83, 1.82, 1.82]),
+            "inconclusive: the floor's own p99 ranged 0.83–1.82 ms across the rounds (a noisy machine)"
+        );
+        assert_eq!(
+            added_p99_verdict(Some(-0.2), &[0.9]),
+            "inconclusive: the floor's own p99 at this rate was higher (a noisy run)"
+        );
+        assert_eq!(added_p99_verdict(Some(0.95), &[0.83, 1.08, 1.03]), super::verdict(Some(true)));
+        assert_eq!(added_p99_verdict(Some(1.19), &[1.03, 1.08, 1.03]), super::verdict(Some(false)));
+        assert_eq!(added_p99_verdict(Some(0.7), &[]), super::verdict(Some(true)), "a single run: no rounds to compare");
+        assert_eq!(added_p99_verdict(None, &[]), super::verdict(None));
+    }
 }
