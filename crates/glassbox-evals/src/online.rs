@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +63,10 @@ pub struct OnlineEvals {
     store: Option<Arc<dyn EvalStore>>,
     pricing: Arc<PricingTable>,
     scores: ScoreGroup,
+    /// Requests being scored now, for [`flush`](Self::flush) to wait for.
+    scoring: AtomicUsize,
+    /// Told when `scoring` falls to zero.
+    scored: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for OnlineEvals {
@@ -87,7 +91,14 @@ const STORE_ATTEMPTS: u32 = 3;
 
 impl OnlineEvals {
     pub fn new(agents: HashMap<String, AgentEvals>, store: Option<Arc<dyn EvalStore>>, pricing: Arc<PricingTable>) -> Self {
-        Self { agents, store, pricing, scores: ScoreGroup::new(DEFAULT_LINGER) }
+        Self {
+            agents,
+            store,
+            pricing,
+            scores: ScoreGroup::new(DEFAULT_LINGER),
+            scoring: AtomicUsize::new(0),
+            scored: tokio::sync::Notify::new(),
+        }
     }
 
     /// How long a score row waits in memory for other requests' rows before they are stored
@@ -99,10 +110,28 @@ impl OnlineEvals {
         self
     }
 
-    /// Stores the score rows that wait, and waits for an insert already under way: call it at
-    /// shutdown, after the server stopped answering. Scorers still running add their rows
-    /// later, to a writer that stores them after its linger.
+    /// Waits for the requests being scored now (at most as long as the slowest agent's scorers
+    /// may take: its timeout per scorer), then stores every score row that waits, after an
+    /// insert already under way. Call it at shutdown, once the server stopped answering.
     pub async fn flush(&self) {
+        let longest = self.agents.values().map(|evals| evals.timeout * evals.scorers.len() as u32).max();
+        let deadline = tokio::time::Instant::now() + longest.unwrap_or_default() + Duration::from_millis(100);
+        loop {
+            // Registered before the check, so a wake-up in between is not missed.
+            let scored = self.scored.notified();
+            tokio::pin!(scored);
+            scored.as_mut().enable();
+            if self.scoring.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, scored).await.is_err() {
+                tracing::warn!(
+                    requests = self.scoring.load(Ordering::Acquire),
+                    "online scorers still running at shutdown; their scores stay on their evaluation spans only"
+                );
+                break;
+            }
+        }
         let Some(store) = self.store.clone() else { return };
         self.scores.flush(|batch| async move { insert_with_retries(store.as_ref(), &batch).await }).await;
     }
@@ -123,6 +152,7 @@ impl OnlineEvals {
     /// belongs to the request's trace.
     pub async fn evaluate(self: Arc<Self>, mut request: ScoredRequest) {
         let Some(evals) = self.agents.get(&request.agent) else { return };
+        let _scoring = Scoring::start(&self);
         if request.input.cost_usd.is_none() {
             let usage = request.input.usage;
             let cost = self.pricing.cost(
@@ -194,6 +224,25 @@ impl OnlineEvals {
                     })
                     .await;
             });
+        }
+    }
+}
+
+/// One request being scored, counted in [`OnlineEvals::scoring`] until it is dropped (its rows
+/// queued, or the scoring future dropped).
+struct Scoring<'a>(&'a OnlineEvals);
+
+impl<'a> Scoring<'a> {
+    fn start(evals: &'a OnlineEvals) -> Self {
+        evals.scoring.fetch_add(1, Ordering::AcqRel);
+        Scoring(evals)
+    }
+}
+
+impl Drop for Scoring<'_> {
+    fn drop(&mut self) {
+        if self.0.scoring.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.scored.notify_waiters();
         }
     }
 }

@@ -269,3 +269,62 @@ fn a_broken_suite_exits_2() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unknown variant `nope`"), "{stderr}");
 }
+
+struct Slow;
+
+#[async_trait]
+impl Scorer for Slow {
+    fn kind(&self) -> &str {
+        "slow"
+    }
+    async fn score(&self, _input: &ScoreInput) -> Result<Score, ScorerError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(Score::pass("took its time"))
+    }
+}
+
+/// `OnlineEvals::flush` (at shutdown) waits for the requests being scored and stores their
+/// scores with those waiting for their group, under a linger far longer than the test.
+#[tokio::test]
+async fn a_flush_stores_the_scores_of_requests_still_being_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.unwrap());
+    glassbox_store::Backend::migrate(backend.as_ref()).await.unwrap();
+    let scorers = vec![ConfiguredScorer::new("slow", 0.5, Arc::new(Slow))];
+    let online = Arc::new(
+        OnlineEvals::new(
+            [(String::from("assistant"), AgentEvals { sample_rate: 1.0, timeout: Duration::from_secs(5), scorers })]
+                .into(),
+            Some(backend.clone()),
+            Arc::new(telemetry::pricing_table(&[])),
+        )
+        .with_linger(Duration::from_secs(3600)),
+    );
+    let trace_id = "0123456789abcdef0123456789abcdef";
+    let request = glassbox_evals::online::ScoredRequest {
+        agent: "assistant".into(),
+        trace_id: trace_id.into(),
+        span_id: "0123456789abcdef".into(),
+        provider: "openai".into(),
+        model: "test-model".into(),
+        input: ScoreInput {
+            input: "weather in Oslo?".into(),
+            output: "Sunny in Oslo.".into(),
+            object: None,
+            expected: None,
+            tool_calls: Vec::new(),
+            usage: Default::default(),
+            latency: Duration::from_millis(5),
+            cost_usd: Some(0.0),
+            metadata: serde_json::Value::Null,
+        },
+    };
+    let scoring = tokio::spawn(Arc::clone(&online).evaluate(request));
+    // Let the scorer start, then flush while it sleeps.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!scoring.is_finished(), "the scorer is still running when the flush starts");
+    online.flush().await;
+    let rows = glassbox_store::EvalStore::eval_scores(backend.as_ref(), &[trace_id.to_owned()]).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert!(rows[0].passed && rows[0].scorer == "slow");
+}
