@@ -110,12 +110,14 @@ impl OnlineEvals {
         self
     }
 
-    /// Waits for the requests being scored now (at most as long as the slowest agent's scorers
-    /// may take: its timeout per scorer), then stores every score row that waits, after an
-    /// insert already under way. Call it at shutdown, once the server stopped answering.
-    pub async fn flush(&self) {
+    /// Waits for the requests being scored now (at most `max_wait`, and no longer than the
+    /// slowest agent's scorers may take: its timeout per scorer), then stores every score row
+    /// that waits, after an insert already under way. Call it at shutdown, once the server
+    /// stopped answering (`serve` gives it the shutdown grace).
+    pub async fn flush(&self, max_wait: Duration) {
         let longest = self.agents.values().map(|evals| evals.timeout * evals.scorers.len() as u32).max();
-        let deadline = tokio::time::Instant::now() + longest.unwrap_or_default() + Duration::from_millis(100);
+        let wait = (longest.unwrap_or_default() + Duration::from_millis(100)).min(max_wait);
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Registered before the check, so a wake-up in between is not missed.
             let scored = self.scored.notified();

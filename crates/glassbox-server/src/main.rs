@@ -471,9 +471,10 @@ fn run_serve(
         let served =
             serve::serve_with_limits(listener, app, serve::shutdown_signal(), config.server.shutdown_grace, limits).await;
         // Whatever happened to the listener, the telemetry of finished requests is written or spooled
-        // (online eval scores waiting for their group first).
+        // (online eval scores first: those of requests still being scored, within the shutdown
+        // grace, and those waiting for their group).
         if let Some(scores) = scores {
-            scores.flush().await;
+            scores.flush(config.server.shutdown_grace).await;
         }
         telemetry.shutdown().await;
         span_journal.remove_current();

@@ -323,7 +323,7 @@ async fn a_flush_stores_the_scores_of_requests_still_being_scored() {
     // Let the scorer start, then flush while it sleeps.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!scoring.is_finished(), "the scorer is still running when the flush starts");
-    online.flush().await;
+    online.flush(Duration::from_secs(10)).await;
     let rows = glassbox_store::EvalStore::eval_scores(backend.as_ref(), &[trace_id.to_owned()]).await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert!(rows[0].passed && rows[0].scorer == "slow");
