@@ -34,7 +34,8 @@ impl Scorer for Panics {
     }
 }
 
-struct Sleeps;
+/// Passes after sleeping this long.
+struct Sleeps(Duration);
 
 #[async_trait]
 impl Scorer for Sleeps {
@@ -42,8 +43,8 @@ impl Scorer for Sleeps {
         "sleeps"
     }
     async fn score(&self, _input: &ScoreInput) -> Result<Score, ScorerError> {
-        tokio::time::sleep(Duration::from_secs(600)).await;
-        Ok(Score::pass("never"))
+        tokio::time::sleep(self.0).await;
+        Ok(Score::pass("took its time"))
     }
 }
 
@@ -95,7 +96,7 @@ async fn online_scores_reach_the_store_and_the_trace_without_touching_the_reques
     assert!(from_config.sampled("assistant", "0123456789abcdef0123456789abcdef"));
     let mut scorers = vec![builtin(json!({ "type": "contains", "value": "Oslo" })), builtin(json!({ "type": "contains", "name": "paris", "value": "Paris" }))];
     scorers.push(ConfiguredScorer::new("panics", 0.5, Arc::new(Panics)));
-    scorers.push(ConfiguredScorer::new("sleeps", 0.5, Arc::new(Sleeps)));
+    scorers.push(ConfiguredScorer::new("sleeps", 0.5, Arc::new(Sleeps(Duration::from_secs(600)))));
     let online = OnlineEvals::new(
         [(String::from("assistant"), AgentEvals { sample_rate: 1.0, timeout: Duration::from_millis(200), scorers })].into(),
         Some(Arc::clone(&store.evals)),
@@ -270,19 +271,6 @@ fn a_broken_suite_exits_2() {
     assert!(stderr.contains("unknown variant `nope`"), "{stderr}");
 }
 
-struct Slow;
-
-#[async_trait]
-impl Scorer for Slow {
-    fn kind(&self) -> &str {
-        "slow"
-    }
-    async fn score(&self, _input: &ScoreInput) -> Result<Score, ScorerError> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        Ok(Score::pass("took its time"))
-    }
-}
-
 /// `OnlineEvals::flush` (at shutdown) waits for the requests being scored and stores their
 /// scores with those waiting for their group, under a linger far longer than the test.
 #[tokio::test]
@@ -290,7 +278,7 @@ async fn a_flush_stores_the_scores_of_requests_still_being_scored() {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(SqliteBackend::open(SqliteSettings { path: dir.path().join("glassbox.db") }).await.unwrap());
     glassbox_store::Backend::migrate(backend.as_ref()).await.unwrap();
-    let scorers = vec![ConfiguredScorer::new("slow", 0.5, Arc::new(Slow))];
+    let scorers = vec![ConfiguredScorer::new("slow", 0.5, Arc::new(Sleeps(Duration::from_millis(300))))];
     let online = Arc::new(
         OnlineEvals::new(
             [(String::from("assistant"), AgentEvals { sample_rate: 1.0, timeout: Duration::from_secs(5), scorers })]
