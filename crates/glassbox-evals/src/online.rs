@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +19,7 @@ use glassbox_core::LanguageModel;
 use glassbox_store::pricing::{PricingTable, TokenCounts};
 use glassbox_store::{EvalScoreRow, EvalStore};
 use serde_json::Value;
+use tokio_util::task::TaskTracker;
 
 use crate::scorer::{ConfiguredScorer, ScoreInput};
 use crate::scorers::{ScorerSpec, SpecError};
@@ -63,10 +64,8 @@ pub struct OnlineEvals {
     store: Option<Arc<dyn EvalStore>>,
     pricing: Arc<PricingTable>,
     scores: ScoreGroup,
-    /// Requests being scored now, for [`flush`](Self::flush) to wait for.
-    scoring: AtomicUsize,
-    /// Told when `scoring` falls to zero.
-    scored: tokio::sync::Notify,
+    /// A token per request being scored now, for [`flush`](Self::flush) to wait for.
+    scoring: TaskTracker,
 }
 
 impl std::fmt::Debug for OnlineEvals {
@@ -96,8 +95,7 @@ impl OnlineEvals {
             store,
             pricing,
             scores: ScoreGroup::new(DEFAULT_LINGER),
-            scoring: AtomicUsize::new(0),
-            scored: tokio::sync::Notify::new(),
+            scoring: TaskTracker::new(),
         }
     }
 
@@ -117,25 +115,16 @@ impl OnlineEvals {
     pub async fn flush(&self, max_wait: Duration) {
         let longest = self.agents.values().map(|evals| evals.timeout * evals.scorers.len() as u32).max();
         let wait = (longest.unwrap_or_default() + Duration::from_millis(100)).min(max_wait);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            // Registered before the check, so a wake-up in between is not missed.
-            let scored = self.scored.notified();
-            tokio::pin!(scored);
-            scored.as_mut().enable();
-            if self.scoring.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, scored).await.is_err() {
-                tracing::warn!(
-                    requests = self.scoring.load(Ordering::Acquire),
-                    "online scorers still running at shutdown; their scores stay on their evaluation spans only"
-                );
-                break;
-            }
+        // Closed, the tracker's `wait` ends once no token is left (tokens can still be taken).
+        self.scoring.close();
+        if tokio::time::timeout(wait, self.scoring.wait()).await.is_err() {
+            tracing::warn!(
+                requests = self.scoring.len(),
+                "online scorers still running at shutdown; their scores stay on their evaluation spans only"
+            );
         }
         let Some(store) = self.store.clone() else { return };
-        self.scores.flush(|batch| async move { insert_with_retries(store.as_ref(), &batch).await }).await;
+        self.scores.insert_pending(|batch| async move { insert_with_retries(store.as_ref(), &batch).await }).await;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,7 +143,8 @@ impl OnlineEvals {
     /// belongs to the request's trace.
     pub async fn evaluate(self: Arc<Self>, mut request: ScoredRequest) {
         let Some(evals) = self.agents.get(&request.agent) else { return };
-        let _scoring = Scoring::start(&self);
+        // Dropped once the rows are queued (or the scoring future is dropped).
+        let _scoring = self.scoring.token();
         if request.input.cost_usd.is_none() {
             let usage = request.input.usage;
             let cost = self.pricing.cost(
@@ -230,25 +220,6 @@ impl OnlineEvals {
     }
 }
 
-/// One request being scored, counted in [`OnlineEvals::scoring`] until it is dropped (its rows
-/// queued, or the scoring future dropped).
-struct Scoring<'a>(&'a OnlineEvals);
-
-impl<'a> Scoring<'a> {
-    fn start(evals: &'a OnlineEvals) -> Self {
-        evals.scoring.fetch_add(1, Ordering::AcqRel);
-        Scoring(evals)
-    }
-}
-
-impl Drop for Scoring<'_> {
-    fn drop(&mut self) {
-        if self.0.scoring.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.scored.notify_waiters();
-        }
-    }
-}
-
 /// Group commit of score rows: one insert carries the rows of every request that finished
 /// scoring within a linger (or while the insert before it was in flight), so the store sees
 /// one transaction per linger instead of one per sampled request. (At 5,000 requests a
@@ -266,7 +237,7 @@ struct ScoreGroup {
     linger: Duration,
     /// Ends the writer's linger early: a full group.
     full: tokio::sync::Notify,
-    /// Held across each insert, so that [`flush`](Self::flush) waits for one under way.
+    /// Held across each insert, so that [`OnlineEvals::flush`] waits for one under way.
     inserting: tokio::sync::Mutex<()>,
 }
 
@@ -320,13 +291,7 @@ impl ScoreGroup {
                     () = self.full.notified() => {}
                 }
             }
-            {
-                let _inserting = self.inserting.lock().await;
-                let batch = std::mem::take(&mut *self.lock());
-                if !batch.is_empty() {
-                    insert(batch).await;
-                }
-            }
+            self.insert_pending(&mut insert).await;
             drop(writing);
             // Rows queued after the take saw a writer and left them to it: write them too,
             // unless a newer writer has started meanwhile.
@@ -336,8 +301,9 @@ impl ScoreGroup {
         }
     }
 
-    /// Inserts what is queued now, after an insert under way (if any) has ended.
-    async fn flush<F, Fut>(&self, insert: F)
+    /// Inserts what is queued now, after an insert under way (if any) has ended: the writer's
+    /// step, and [`OnlineEvals::flush`]'s.
+    async fn insert_pending<F, Fut>(&self, insert: F)
     where
         F: FnOnce(Vec<EvalScoreRow>) -> Fut,
         Fut: Future<Output = ()>,
@@ -487,7 +453,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(inserts.sizes(), Vec::<usize>::new(), "nothing is written before the linger is over");
-        group.flush(inserts.insert()).await;
+        group.insert_pending(inserts.insert()).await;
         assert_eq!(inserts.sizes(), vec![3], "one insert of the three rows");
         assert!(group.lock().is_empty());
         writer.abort();
