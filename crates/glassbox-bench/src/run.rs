@@ -347,6 +347,9 @@ fn measure(
     let pids = procfs::tree(target.process.pid());
     let peak_rss_mb = procfs::peak_rss_kib(&pids) as f64 * 1024.0 / 1e6;
     target.process.stop();
+    if matches!(kind, Kind::Glassbox | Kind::GlassboxClickHouse) {
+        crate::ab::remove_store(work, kind);
+    }
     Ok(TargetResult {
         target: kind,
         name: kind.name(),
