@@ -135,7 +135,11 @@ fn insert_scores(connection: &mut Connection, rows: &[EvalScoreRow]) -> Result<(
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
     {
         let mut insert = transaction.prepare_cached(INSERT_SCORE).map_err(store_error)?;
-        for row in rows {
+        // Online scores come in groups of up to 500 rows (a second's worth): as long a stretch
+        // on a core as a span batch, so the writer offers its core as often as for usage rows
+        // (a score row writes three B-trees, a usage row four).
+        for (index, row) in rows.iter().enumerate() {
+            super::write::offer_the_core(index, super::write::YIELD_EVERY_USAGE);
             insert
                 .execute(params![
                     row.timestamp_ns,

@@ -55,12 +55,17 @@ const YIELD_EVERY_SPANS: usize = 32;
 /// A usage row cost the writer about half of a span row (30 K against 55 K instructions, with
 /// the 5 B-trees of usage before migration 11), so 96 of them are of the order of 32 span rows'
 /// work between yields; 96 is the value measured.
-const YIELD_EVERY_USAGE: usize = YIELD_EVERY_SPANS * 3;
+pub(super) const YIELD_EVERY_USAGE: usize = YIELD_EVERY_SPANS * 3;
+
+/// A trace's index row (its insert into three B-trees; at times a read and a rewrite) costs the
+/// writer about 22 K instructions against about 27 K for a span row (callgrind, the benchmark's
+/// configuration), so 40 of them are about 32 span rows' work between yields.
+const YIELD_EVERY_TRACES: usize = 40;
 
 /// Lets other threads run on this core every `every` rows (see [`YIELD_EVERY_SPANS`]).
 /// There, too, a write thread under `SCHED_IDLE` checks whether it must catch up
 /// (`write_thread::keep_up`).
-fn offer_the_core(index: usize, every: usize) {
+pub(super) fn offer_the_core(index: usize, every: usize) {
     if index > 0 && index.is_multiple_of(every) {
         std::thread::yield_now();
         super::write_thread::keep_up();
@@ -94,7 +99,8 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
         }
     }
     let mut sets = SetBuffers::default();
-    for (trace_id, entry) in entries {
+    for (index, (trace_id, entry)) in entries.into_iter().enumerate() {
+        offer_the_core(index, YIELD_EVERY_TRACES);
         if write_entry(&transaction, ADD_TRACE_ENTRY, trace_id, &entry, &mut sets)? {
             continue;
         }
