@@ -27,7 +27,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::http::{self, SseDecoder, Transport, encode_body, malformed, parse_arguments, truncate};
+use crate::http::{self, SseDecoder, Transport, encode_body, malformed, parse_answer, parse_arguments, truncate};
 use crate::{BuildError, HttpModelSettings};
 
 const PROVIDER: &str = "anthropic";
@@ -168,7 +168,7 @@ impl LanguageModel for AnthropicModel {
         let body = encode_body(&self.wire_request(request, false))?;
         let bytes = self.transport.post(body).await?;
         let response: MessagesResponse =
-            serde_json::from_slice(&bytes).map_err(|error| malformed("invalid messages response", error))?;
+            parse_answer(&bytes).map_err(|error| malformed("invalid messages response", error))?;
         assemble_response(response, &self.model, request.output_schema.is_some())
     }
 

@@ -26,7 +26,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::http::{self, SseDecoder, Transport, encode_body, malformed, parse_arguments};
+use crate::http::{self, SseDecoder, Transport, encode_body, malformed, parse_answer, parse_arguments};
 use crate::{BuildError, HttpModelSettings};
 
 const PROVIDER: &str = "openai";
@@ -106,7 +106,7 @@ impl LanguageModel for OpenAiModel {
         let body = encode_body(&self.wire_request(request, false))?;
         let bytes = self.transport.post(body).await?;
         let response: ChatResponse =
-            serde_json::from_slice(&bytes).map_err(|error| malformed("invalid chat completion", error))?;
+            parse_answer(&bytes).map_err(|error| malformed("invalid chat completion", error))?;
         assemble_response(response, &self.model)
     }
 
