@@ -185,26 +185,29 @@ fn aims_markdown(out: &mut String, zero: &ScenarioResult) {
         .and_then(|g| g.fixed.as_ref())
         .zip(floor.and_then(|f| f.fixed.as_ref()))
         .map(|(g, f)| g.p99_ms - f.p99_ms);
-    // The alternated rounds, when they ran, give the figure: their median difference.
-    let (added_p99, measured) = match &zero.tail {
+    // The alternated rounds, when they ran, give the figure: the median difference of the
+    // rounds on a steady floor.
+    let (measured, added_p99_verdict) = match &zero.tail {
         Some(tail) if !tail.added_p99_ms.is_empty() => {
+            let judged = judge_rounds(&tail.added_p99_ms, &tail.floor_p99_ms);
             let rounds: Vec<String> = tail.added_p99_ms.iter().map(|a| format!("{a:+.2}")).collect();
             let floors: Vec<String> = tail.floor_p99_ms.iter().map(|f| format!("{f:.2}")).collect();
-            let median = tail.median_added_p99_ms;
+            let counted = if judged.steady == rounds.len() {
+                format!("the median of {} alternated round{}", rounds.len(), if rounds.len() == 1 { "" } else { "s" })
+            } else {
+                format!("the median of the {} of {} alternated rounds on a steady floor", judged.steady, rounds.len())
+            };
             let text = format!(
-                "{median:+.2} ms, the median of {} alternated round{} ({} ms; the floor's p99 {} ms){}",
-                rounds.len(),
-                if rounds.len() == 1 { "" } else { "s" },
+                "{}, {counted} ({} ms; the floor's p99 {} ms){}",
+                judged.median.map_or("–".to_owned(), |median| format!("{median:+.2} ms")),
                 rounds.join(", "),
                 floors.join(", "),
                 single_run.map_or(String::new(), |a| format!("; the single runs above: {a:+.2} ms"))
             );
-            (Some(median), text)
+            (text, judged.verdict)
         }
-        _ => (single_run, single_run.map_or("–".to_owned(), |a| format!("{a:+.2} ms"))),
+        _ => (single_run.map_or("–".to_owned(), |a| format!("{a:+.2} ms")), added_p99_verdict(single_run).to_owned()),
     };
-    let floors = zero.tail.as_ref().map_or(&[][..], |tail| tail.floor_p99_ms.as_slice());
-    let added_p99_verdict = added_p99_verdict(added_p99, floors);
     let _ = writeln!(
         out,
         "| added p99 < 1 ms at half of Glassbox's peak ({:.0} req/s) | {} | {} |",
@@ -230,42 +233,98 @@ fn verdict(ok: Option<bool>) -> &'static str {
     }
 }
 
-/// The added-p99 aim's verdict. No verdict from a machine that moved under the rounds: a
-/// floor slower in the tail than Glassbox at the same rate (another process took the cores
-/// during its run), or a floor whose own p99 differs by more than half between rounds (a
-/// difference against a disturbed floor shrinks by the disturbance, so the median would
-/// then say "met" for a noisy machine, as a run of 2026-11-30 18:00 did).
-fn added_p99_verdict(added: Option<f64>, floor_p99s: &[f64]) -> String {
-    let lowest = floor_p99s.iter().copied().fold(f64::INFINITY, f64::min);
-    let highest = floor_p99s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+/// A floor whose own p99 in a round is more than this many times the steadiest round's was
+/// disturbed in that round.
+const DISTURBED_FLOOR: f64 = 1.5;
+
+/// Rounds on a steady floor the added-p99 figure needs, when some rounds were left out.
+const MIN_STEADY_ROUNDS: usize = 3;
+
+/// The alternated rounds' added p99, as the aim judges them.
+#[derive(Debug, PartialEq)]
+struct JudgedRounds {
+    /// The median of the rounds that count; `None` when too few do.
+    median: Option<f64>,
+    /// How many rounds count.
+    steady: usize,
+    verdict: String,
+}
+
+/// Judges the rounds' differences (`added`) with their floors' own p99 (`floors`). A
+/// difference taken against a disturbed floor shrinks by the disturbance, so a round whose
+/// floor p99 is more than [`DISTURBED_FLOOR`] times the steadiest round's does not count (a run
+/// of 2026-11-30 18:00 read "met", +0.49 ms, from floors of 0.83, 1.82 and 1.82 ms; the one
+/// steady round said +1.18). The figure is the median of the rounds that count; with rounds
+/// left out, at least [`MIN_STEADY_ROUNDS`] must remain, or there is no verdict. No verdict
+/// either when the median is negative (the floor was slower in the tail than Glassbox at the
+/// same rate: another process took the cores during its runs).
+fn judge_rounds(added: &[f64], floors: &[f64]) -> JudgedRounds {
+    let steadiest = floors.iter().copied().fold(f64::INFINITY, f64::min);
+    let counted: Vec<f64> = added
+        .iter()
+        .zip(floors)
+        .filter(|(_, floor)| **floor <= steadiest * DISTURBED_FLOOR)
+        .map(|(added, _)| *added)
+        .collect();
+    let steady = counted.len();
+    if steady < added.len() && steady < MIN_STEADY_ROUNDS {
+        let highest = floors.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        return JudgedRounds {
+            median: None,
+            steady,
+            verdict: format!(
+                "inconclusive: the floor's own p99 ranged {steadiest:.2}–{highest:.2} ms across the rounds, and \
+                 {steady} of {} rounds were on a steady floor (a noisy machine)",
+                added.len()
+            ),
+        };
+    }
+    let median = crate::ab::median(counted);
+    JudgedRounds { median: Some(median), steady, verdict: added_p99_verdict(Some(median)).to_owned() }
+}
+
+/// The verdict of one added-p99 figure (see [`judge_rounds`] for the rounds').
+fn added_p99_verdict(added: Option<f64>) -> &'static str {
     match added {
-        Some(added) if added < 0.0 => {
-            "inconclusive: the floor's own p99 at this rate was higher (a noisy run)".to_owned()
-        }
-        Some(_) if floor_p99s.len() > 1 && highest > lowest * 1.5 => format!(
-            "inconclusive: the floor's own p99 ranged {lowest:.2}–{highest:.2} ms across the rounds (a noisy machine)"
-        ),
-        added => verdict(added.map(|a| a < 1.0)).to_owned(),
+        Some(added) if added < 0.0 => "inconclusive: the floor's own p99 at this rate was higher (a noisy run)",
+        added => verdict(added.map(|a| a < 1.0)),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::added_p99_verdict;
+    use super::{JudgedRounds, added_p99_verdict, judge_rounds, verdict};
 
     #[test]
-    fn the_added_p99_has_a_verdict_only_on_a_steady_floor() {
+    fn rounds_on_a_disturbed_floor_do_not_count() {
+        // The run of 2026-11-30 18:00: one steady round of three, too few for a figure.
+        let judged = judge_rounds(&[1.18, 0.49, 0.43], &[0.83, 1.82, 1.82]);
+        assert_eq!(judged.median, None);
+        assert_eq!(judged.steady, 1);
         assert_eq!(
-            added_p99_verdict(Some(0.49), &[0.83, 1.82, 1.82]),
-            "inconclusive: the floor's own p99 ranged 0.83–1.82 ms across the rounds (a noisy machine)"
+            judged.verdict,
+            "inconclusive: the floor's own p99 ranged 0.83–1.82 ms across the rounds, and 1 of 3 rounds were on \
+             a steady floor (a noisy machine)"
         );
+        // Four steady rounds of five: the disturbed one (its difference shrunk to +0.20) is left out.
+        let judged = judge_rounds(&[1.10, 0.20, 0.90, 1.30, 1.00], &[0.90, 2.50, 1.00, 1.20, 0.95]);
+        assert_eq!(judged, JudgedRounds { median: Some(1.05), steady: 4, verdict: verdict(Some(false)).to_owned() });
+        // Every round steady: all count.
+        let judged = judge_rounds(&[0.95, 0.90, 1.20], &[0.83, 1.08, 1.03]);
+        assert_eq!(judged, JudgedRounds { median: Some(0.95), steady: 3, verdict: verdict(Some(true)).to_owned() });
+        // One round (`--smoke`): it counts.
+        assert_eq!(judge_rounds(&[0.7], &[2.0]).median, Some(0.7));
+        // A negative median: the floor was the slower one.
         assert_eq!(
-            added_p99_verdict(Some(-0.2), &[0.9]),
+            judge_rounds(&[-0.2, -0.1, 0.1], &[0.9, 1.0, 0.95]).verdict,
             "inconclusive: the floor's own p99 at this rate was higher (a noisy run)"
         );
-        assert_eq!(added_p99_verdict(Some(0.95), &[0.83, 1.08, 1.03]), super::verdict(Some(true)));
-        assert_eq!(added_p99_verdict(Some(1.19), &[1.03, 1.08, 1.03]), super::verdict(Some(false)));
-        assert_eq!(added_p99_verdict(Some(0.7), &[]), super::verdict(Some(true)), "a single run: no rounds to compare");
-        assert_eq!(added_p99_verdict(None, &[]), super::verdict(None));
+    }
+
+    #[test]
+    fn a_single_run_has_a_verdict_of_its_own() {
+        assert_eq!(added_p99_verdict(Some(0.7)), verdict(Some(true)));
+        assert_eq!(added_p99_verdict(Some(1.2)), verdict(Some(false)));
+        assert_eq!(added_p99_verdict(None), verdict(None));
     }
 }

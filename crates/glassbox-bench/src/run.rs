@@ -40,9 +40,11 @@ pub struct RunArgs {
     pub rate_share: f64,
     /// After the `zero` scenario's targets: this many rounds alternating the floor and Glassbox
     /// at the fixed rate, fresh processes each, for the added-p99 aim's figure (the median of
-    /// the rounds' differences). One fixed-rate run of each, minutes apart, is at the mercy of
-    /// whatever else the machine does in either. 0 skips them; `--smoke` runs one.
-    #[arg(long, default_value_t = 3)]
+    /// the differences of the rounds on a steady floor; `report::judge_rounds`). One fixed-rate
+    /// run of each, minutes apart, is at the mercy of whatever else the machine does in either.
+    /// Five, so that one or two disturbed rounds leave enough to judge. 0 skips them; `--smoke`
+    /// runs one.
+    #[arg(long, default_value_t = 5)]
     pub tail_rounds: usize,
     /// A quick check of the harness itself: floor and Glassbox, zero latency, 1 s warm-up,
     /// 2 s runs; fails unless both answered every request.
