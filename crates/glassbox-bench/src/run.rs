@@ -127,6 +127,8 @@ pub struct ScenarioResult {
 pub struct TailRounds {
     pub added_p99_ms: Vec<f64>,
     pub floor_p99_ms: Vec<f64>,
+    /// The median of every round; the aim's figure leaves out the rounds on a disturbed floor
+    /// (`report::judge_rounds`, in the Markdown table).
     pub median_added_p99_ms: f64,
 }
 

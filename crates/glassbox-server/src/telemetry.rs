@@ -298,8 +298,8 @@ fn text_attributes(attributes: Vec<record::Attribute>) -> Attributes {
 }
 
 /// Formats nano-USD as a decimal dollar amount with nine places: `0.000123450`. At most 21
-/// bytes (`-9223372036.854775808`), so the text is stored inline, not on the heap; written with
-/// `itoa` (`format!` cost 3,000 instructions per request, a tenth of that).
+/// bytes (`-9223372036.854775808`), so the text is stored inline, not on the heap. Written with
+/// `itoa`: through `format!` it cost about 3,000 instructions, this a tenth of that.
 pub fn format_usd(nano_usd: i64) -> AttributeText {
     let magnitude = nano_usd.unsigned_abs();
     let (mut whole, mut fraction) = (itoa::Buffer::new(), itoa::Buffer::new());
