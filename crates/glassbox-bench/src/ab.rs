@@ -188,7 +188,7 @@ fn measure(
     }
     let rss_mb = procfs::peak_rss_kib(&procfs::tree(target.process.pid())) as f64 * 1024.0 / 1e6;
     target.process.stop();
-    remove_store(dir, Kind::Glassbox);
+    targets::remove_store(dir, Kind::Glassbox);
     Ok(Row {
         peak_rps,
         cpu_ms: cpu_per_request,
@@ -197,15 +197,6 @@ fn measure(
         added_p999: fixed.p999_ms - floor.p999_ms,
         rss_mb,
     })
-}
-
-/// Removes the store and spool a Glassbox target left in `work`: a measured run leaves about
-/// a gigabyte behind, and a few runs would fill the disk.
-pub(crate) fn remove_store(work: &Path, kind: Kind) {
-    let data = targets::data_dir(work, kind);
-    if let Err(error) = std::fs::remove_dir_all(&data) {
-        eprintln!("glassbox-bench: could not remove {}: {error}", data.display());
-    }
 }
 
 /// `NAME=BINARY:CONFIG[:VAR=value,...]`.

@@ -189,7 +189,7 @@ fn aims_markdown(out: &mut String, zero: &ScenarioResult) {
     // rounds on a steady floor.
     let (measured, added_p99_verdict) = match &zero.tail {
         Some(tail) if !tail.added_p99_ms.is_empty() => {
-            let judged = judge_rounds(&tail.added_p99_ms, &tail.floor_p99_ms);
+            let judged = &tail.judged;
             let rounds: Vec<String> = tail.added_p99_ms.iter().map(|a| format!("{a:+.2}")).collect();
             let floors: Vec<String> = tail.floor_p99_ms.iter().map(|f| format!("{f:.2}")).collect();
             let counted = if judged.steady == rounds.len() {
@@ -204,7 +204,7 @@ fn aims_markdown(out: &mut String, zero: &ScenarioResult) {
                 floors.join(", "),
                 single_run.map_or(String::new(), |a| format!("; the single runs above: {a:+.2} ms"))
             );
-            (text, judged.verdict)
+            (text, judged.verdict.clone())
         }
         _ => (single_run.map_or("–".to_owned(), |a| format!("{a:+.2} ms")), added_p99_verdict(single_run).to_owned()),
     };
@@ -241,13 +241,14 @@ const DISTURBED_FLOOR: f64 = 1.5;
 const MIN_STEADY_ROUNDS: usize = 3;
 
 /// The alternated rounds' added p99, as the aim judges them.
-#[derive(Debug, PartialEq)]
-struct JudgedRounds {
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JudgedRounds {
     /// The median of the rounds that count; `None` when too few do.
-    median: Option<f64>,
+    #[serde(rename = "median_added_p99_ms")]
+    pub median: Option<f64>,
     /// How many rounds count.
-    steady: usize,
-    verdict: String,
+    pub steady: usize,
+    pub verdict: String,
 }
 
 /// Judges the rounds' differences (`added`) with their floors' own p99 (`floors`). A
@@ -258,7 +259,7 @@ struct JudgedRounds {
 /// left out, at least [`MIN_STEADY_ROUNDS`] must remain, or there is no verdict. No verdict
 /// either when the median is negative (the floor was slower in the tail than Glassbox at the
 /// same rate: another process took the cores during its runs).
-fn judge_rounds(added: &[f64], floors: &[f64]) -> JudgedRounds {
+pub fn judge_rounds(added: &[f64], floors: &[f64]) -> JudgedRounds {
     let steadiest = floors.iter().copied().fold(f64::INFINITY, f64::min);
     let counted: Vec<f64> = added
         .iter()

@@ -40,7 +40,7 @@ pub struct RunArgs {
     pub rate_share: f64,
     /// After the `zero` scenario's targets: this many rounds alternating the floor and Glassbox
     /// at the fixed rate, fresh processes each, for the added-p99 aim's figure (the median of
-    /// the differences of the rounds on a steady floor; `report::judge_rounds`). One fixed-rate
+    /// the differences of the rounds on a steady floor: `report::judge_rounds`). One fixed-rate
     /// run of each, minutes apart, is at the mercy of whatever else the machine does in either.
     /// Five, so that one or two disturbed rounds leave enough to judge. 0 skips them; `--smoke`
     /// runs one.
@@ -127,9 +127,10 @@ pub struct ScenarioResult {
 pub struct TailRounds {
     pub added_p99_ms: Vec<f64>,
     pub floor_p99_ms: Vec<f64>,
-    /// The median of every round; the aim's figure leaves out the rounds on a disturbed floor
-    /// (`report::judge_rounds`, in the Markdown table).
-    pub median_added_p99_ms: f64,
+    /// The aim's figure and verdict from these rounds (`median_added_p99_ms`, `steady`,
+    /// `verdict` in the JSON).
+    #[serde(flatten)]
+    pub judged: crate::report::JudgedRounds,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -352,7 +353,7 @@ fn measure(
     let peak_rss_mb = procfs::peak_rss_kib(&pids) as f64 * 1024.0 / 1e6;
     target.process.stop();
     if matches!(kind, Kind::Glassbox | Kind::GlassboxClickHouse) {
-        crate::ab::remove_store(work, kind);
+        targets::remove_store(work, kind);
     }
     Ok(TargetResult {
         target: kind,
@@ -391,11 +392,8 @@ fn tail_rounds(args: &RunArgs, programs: &Programs, work: &std::path::Path, rate
     let rounds = crate::ab::alternate(&ab, programs, &variants, &ab.work, &mut std::io::stderr())
         .context("the alternated fixed-rate rounds")?;
     let added_p99_ms: Vec<f64> = rounds.rows.iter().flatten().map(|row| row.added_p99).collect();
-    Ok(TailRounds {
-        median_added_p99_ms: crate::ab::median(added_p99_ms.clone()),
-        added_p99_ms,
-        floor_p99_ms: rounds.floor_p99,
-    })
+    let judged = crate::report::judge_rounds(&added_p99_ms, &rounds.floor_p99);
+    Ok(TailRounds { added_p99_ms, floor_p99_ms: rounds.floor_p99, judged })
 }
 
 /// Versions of what was measured, for the record.

@@ -182,6 +182,15 @@ pub fn data_dir(work: &Path, kind: Kind) -> PathBuf {
     work.join(format!("{}-data", kind.short()))
 }
 
+/// Removes the store and spool a Glassbox target left in `work`: a measured run leaves about
+/// a gigabyte behind, and a few runs would fill the disk.
+pub fn remove_store(work: &Path, kind: Kind) {
+    let data = data_dir(work, kind);
+    if let Err(error) = std::fs::remove_dir_all(&data) {
+        eprintln!("glassbox-bench: could not remove {}: {error}", data.display());
+    }
+}
+
 /// Starts `kind` in front of the mock at `mock_url` and waits until it answers.
 pub fn start(
     kind: Kind,

@@ -108,16 +108,14 @@ impl OnlineEvals {
         self
     }
 
-    /// Waits for the requests being scored now (at most `max_wait`, and no longer than the
-    /// slowest agent's scorers may take: its timeout per scorer), then stores every score row
-    /// that waits, after an insert already under way. Call it at shutdown, once the server
+    /// Waits for the requests being scored now (at most `max_wait`; each scorer is bounded by
+    /// its agent's timeout, so the wait ends with the slowest of them), then stores every score
+    /// row that waits, after an insert already under way. Call it at shutdown, once the server
     /// stopped answering (`serve` gives it the shutdown grace).
     pub async fn flush(&self, max_wait: Duration) {
-        let longest = self.agents.values().map(|evals| evals.timeout * evals.scorers.len() as u32).max();
-        let wait = (longest.unwrap_or_default() + Duration::from_millis(100)).min(max_wait);
         // Closed, the tracker's `wait` ends once no token is left (tokens can still be taken).
         self.scoring.close();
-        if tokio::time::timeout(wait, self.scoring.wait()).await.is_err() {
+        if tokio::time::timeout(max_wait, self.scoring.wait()).await.is_err() {
             tracing::warn!(
                 requests = self.scoring.len(),
                 "online scorers still running at shutdown; their scores stay on their evaluation spans only"

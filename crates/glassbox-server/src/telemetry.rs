@@ -298,18 +298,16 @@ fn text_attributes(attributes: Vec<record::Attribute>) -> Attributes {
 }
 
 /// Formats nano-USD as a decimal dollar amount with nine places: `0.000123450`. At most 21
-/// bytes (`-9223372036.854775808`), so the text is stored inline, not on the heap. Written with
-/// `itoa`: through `format!` it cost about 3,000 instructions, this a tenth of that.
+/// bytes (`-9223372036.854775808`), so the text is stored inline, not on the heap. The digits
+/// come from compact_str's own integer formatting: through `format!` this cost about 3,000
+/// instructions, a tenth of that now.
 pub fn format_usd(nano_usd: i64) -> AttributeText {
+    use compact_str::ToCompactString as _;
     let magnitude = nano_usd.unsigned_abs();
-    let (mut whole, mut fraction) = (itoa::Buffer::new(), itoa::Buffer::new());
     // A billion plus the fraction has ten digits: a leading 1, then the nine places.
-    let places = fraction.format(1_000_000_000 + magnitude % 1_000_000_000);
-    let mut text = AttributeText::const_new("");
-    if nano_usd < 0 {
-        text.push('-');
-    }
-    text.push_str(whole.format(magnitude / 1_000_000_000));
+    let places = (1_000_000_000 + magnitude % 1_000_000_000).to_compact_string();
+    let mut text = AttributeText::const_new(if nano_usd < 0 { "-" } else { "" });
+    text.push_str(&(magnitude / 1_000_000_000).to_compact_string());
     text.push('.');
     text.push_str(places.get(1..).unwrap_or_default());
     text
