@@ -21,7 +21,6 @@ pub mod usage_journal;
 pub mod workflow_config;
 pub mod workflow_host;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -29,6 +28,7 @@ use axum::extract::{DefaultBodyLimit, RawPathParams, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use foldhash::HashMap;
 use glassbox_core::Agent;
 
 use crate::api::body::{BodyLimit, BodyReadTimeout};

@@ -26,7 +26,6 @@
 //! 402 is answered).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
@@ -38,6 +37,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use foldhash::HashMap;
 use glassbox_store::UsageRow;
 use glassbox_store::writer::{TelemetryWriter, WriterStats};
 use http_body::Frame;
@@ -227,7 +227,7 @@ const MAX_CACHED_LABEL_SETS: usize = 10_000;
 
 impl<H: Clone> HandleCache<H> {
     const fn new() -> Self {
-        Self { handles: LazyLock::new(|| RwLock::new(HashMap::new())) }
+        Self { handles: LazyLock::new(|| RwLock::new(HashMap::default())) }
     }
 
     fn get(&self, labels: &[&str], register: impl FnOnce() -> H) -> H {

@@ -366,8 +366,8 @@ pub fn reserve(scopes: &[&Arc<Scope>], amount: Amount, now_ns: i64) -> Result<Re
 /// Every budget scope, by tenant and by key id; fixed after start, so lookups take no lock.
 #[derive(Debug, Default)]
 pub struct Budgets {
-    pub tenants: HashMap<String, Arc<Scope>>,
-    pub keys: HashMap<String, Arc<Scope>>,
+    pub tenants: foldhash::HashMap<String, Arc<Scope>>,
+    pub keys: foldhash::HashMap<String, Arc<Scope>>,
 }
 
 impl Budgets {

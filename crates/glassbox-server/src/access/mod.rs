@@ -23,13 +23,13 @@ pub mod budget;
 pub mod rate;
 pub mod secret;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use foldhash::HashMap;
 use glassbox_config::{Config, KeyConfig, KeySecret, RateLimitConfig, TenantConfig};
 use glassbox_core::{Agent, GenerateOptions, Message};
 use glassbox_store::pricing::{PricingTable, TokenCounts};
@@ -189,7 +189,7 @@ impl Access {
     /// Open development mode: no keys, no limits, no budgets.
     pub fn open() -> Self {
         Self {
-            by_hash: HashMap::new(),
+            by_hash: HashMap::default(),
             keys: Vec::new(),
             budgets: Budgets::default(),
             pricing: Arc::new(PricingTable::shipped()),
@@ -221,7 +221,7 @@ impl Access {
                 .or_insert_with(|| Arc::new(Scope::new(ScopeKind::Tenant, tenant.clone(), Limits::default())));
         }
         let tenant_rate = |tenant: &str| tenants.iter().find(|t| t.id == tenant).and_then(|t| t.rate_limit);
-        let mut access = Self { by_hash: HashMap::new(), keys: Vec::new(), budgets, pricing };
+        let mut access = Self { by_hash: HashMap::default(), keys: Vec::new(), budgets, pricing };
 
         for key in keys {
             let hash = match &key.secret {
