@@ -111,7 +111,8 @@ pub struct WorkflowHost {
 
 struct HostInner {
     workflows: Vec<Workflow>,
-    index: HashMap<String, usize>,
+    /// Workflow ids are fixed at start (as `AgentRegistry`'s agent ids), so the seeded fast hasher.
+    index: foldhash::HashMap<String, usize>,
     store: Arc<dyn RunStore>,
     limits: WorkflowLimits,
     slots: Arc<Semaphore>,
@@ -140,7 +141,7 @@ impl WorkflowHost {
         limits: WorkflowLimits,
     ) -> Self {
         let mut list: Vec<Workflow> = Vec::new();
-        let mut index = HashMap::new();
+        let mut index = foldhash::HashMap::default();
         for workflow in workflows {
             match index.get(workflow.id()) {
                 Some(&position) => list[position] = workflow,
