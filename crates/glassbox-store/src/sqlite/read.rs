@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params_from_iter};
 
-use super::codec::{attributes_from_json, events_from_json, from_sql_int, links_from_json, to_sql_int};
+use super::codec::{from_sql_int, span_group_from_json, to_sql_int};
 use super::store_error;
 use crate::backend::StoreError;
 use crate::query::{
@@ -34,9 +34,7 @@ const FILTER_TRACE_ID: &str = " AND t.TraceId = ?";
 const AFTER_CURSOR: &str = " AND (t.StartNs, t.TraceId) < (?, ?)";
 const NEWEST_FIRST: &str = " ORDER BY t.StartNs DESC, t.TraceId DESC LIMIT ?";
 
-const SPAN_COLUMNS: &str = "SELECT Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, \
-     ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage, \
-     Events, Links FROM spans WHERE TraceId = ?1 ORDER BY Timestamp, SpanId";
+const GROUPS_OF_TRACE: &str = "SELECT Spans FROM span_groups WHERE TraceId = ?1 ORDER BY Part";
 
 const USAGE_OF_TRACE: &str = "SELECT Timestamp, TraceId, SpanId, Tenant, ApiKeyId, Agent, Workflow, Provider, \
      Model, InputTokens, OutputTokens, CachedInputTokens, ReasoningTokens, CostNanoUsd, CostUnknown, LatencyNs, \
@@ -177,62 +175,21 @@ fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<TraceSummary> {
     })
 }
 
+/// A trace's spans from its groups (migration 15), ordered by start time, then span id.
 pub(super) fn trace_spans(connection: &Connection, trace_id: &str) -> Result<Vec<SpanRow>, StoreError> {
-    let mut statement = connection.prepare_cached(SPAN_COLUMNS).map_err(store_error)?;
-    let rows = statement.query_map([trace_id], span_from_row).map_err(store_error)?;
-    rows.map(|row| row.map_err(store_error).and_then(|row| row.decode())).collect()
-}
-
-/// A span row as read, before its JSON columns are decoded (which fails as `Rejected`).
-struct StoredSpan {
-    span: SpanRow,
-    resource_attributes: String,
-    span_attributes: String,
-    events: String,
-    links: String,
-}
-
-impl StoredSpan {
-    fn decode(mut self) -> Result<SpanRow, StoreError> {
-        let decode_error = |error: serde_json::Error| StoreError::Rejected {
-            message: format!("a stored span has a malformed JSON column: {error}"),
+    let mut statement = connection.prepare_cached(GROUPS_OF_TRACE).map_err(store_error)?;
+    let mut rows = statement.query([trace_id]).map_err(store_error)?;
+    let mut spans = Vec::new();
+    while let Some(row) = rows.next().map_err(store_error)? {
+        let text = row.get_ref(0).and_then(|value| value.as_str().map_err(Into::into)).map_err(store_error)?;
+        let group = span_group_from_json(trace_id, text).map_err(|error| StoreError::Rejected {
+            message: format!("a stored span group of trace {trace_id} is malformed JSON: {error}"),
             source: Some(Box::new(error)),
-        };
-        self.span.resource_attributes = attributes_from_json(&self.resource_attributes).map_err(decode_error)?;
-        self.span.span_attributes = attributes_from_json(&self.span_attributes).map_err(decode_error)?;
-        self.span.events = events_from_json(&self.events).map_err(decode_error)?;
-        self.span.links = links_from_json(&self.links).map_err(decode_error)?;
-        Ok(self.span)
+        })?;
+        spans.extend(group);
     }
-}
-
-fn span_from_row(row: &Row<'_>) -> rusqlite::Result<StoredSpan> {
-    let status: String = row.get(13)?;
-    Ok(StoredSpan {
-        span: SpanRow {
-            timestamp_ns: row.get(0)?,
-            trace_id: row.get(1)?,
-            span_id: row.get(2)?,
-            parent_span_id: row.get(3)?,
-            trace_state: row.get(4)?,
-            span_name: row.get(5)?,
-            span_kind: row.get(6)?,
-            service_name: row.get(7)?,
-            resource_attributes: Vec::new(),
-            scope_name: row.get(9)?,
-            scope_version: row.get(10)?,
-            span_attributes: Vec::new(),
-            duration_ns: from_sql_int(row.get(12)?),
-            status_code: StatusCode::parse(&status),
-            status_message: row.get(14)?,
-            events: Vec::new(),
-            links: Vec::new(),
-        },
-        resource_attributes: row.get(8)?,
-        span_attributes: row.get(11)?,
-        events: row.get(15)?,
-        links: row.get(16)?,
-    })
+    spans.sort_by(|a, b| (a.timestamp_ns, &a.span_id).cmp(&(b.timestamp_ns, &b.span_id)));
+    Ok(spans)
 }
 
 pub(super) fn trace_usage(connection: &Connection, trace_id: &str) -> Result<Vec<UsageRow>, StoreError> {
@@ -333,15 +290,9 @@ pub(super) fn latency(
         .collect())
 }
 
-/// The request and block spans of a range, through the `spans_requests` partial index
-/// (migration 10: the condition must be written exactly as the index's).
-const REQUEST_SPANS: &str = "SELECT Timestamp, Duration, SpanKind = 'Server', StatusCode, \
-     json_extract(SpanAttributes, '$.\"glassbox.request\"'), \
-     json_extract(SpanAttributes, '$.\"http.response.status_code\"'), \
-     json_extract(SpanAttributes, '$.\"glassbox.tripwire.processor\"'), \
-     json_extract(SpanAttributes, '$.\"glassbox.tenant\"') \
-     FROM spans INDEXED BY spans_requests \
-     WHERE RequestOrBlock = 1 AND Timestamp >= ?1 AND Timestamp < ?2";
+/// The request and block spans of a range (migration 15's `request_spans`, keyed by time).
+const REQUEST_SPANS: &str = "SELECT Timestamp, Duration, Server, StatusCode, Request, HttpStatus, Tripwire, Tenant \
+     FROM request_spans WHERE Timestamp >= ?1 AND Timestamp < ?2";
 
 const USAGE_OF_RANGE: [&str; 2] = [
     "SELECT Timestamp, InputTokens, OutputTokens, CostNanoUsd FROM usage WHERE Timestamp >= ?1 AND Timestamp < ?2",

@@ -89,10 +89,8 @@ pub(super) fn list(connection: &Connection, filter: &RunFilter) -> Result<Vec<Ru
     rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
 }
 
-/// Workflow spans are found by name prefix (`invoke_workflow {workflow}`) and time, through
-/// the `spans_workflows` index (migration 12, whose WHERE is this query's LIKE term, word for
-/// word); the run id is read from the attributes' JSON. The run ids are bound one placeholder
-/// each.
+/// A run's traces are found through `workflow_spans` (migration 15), keyed by run id, then
+/// time. The run ids are bound one placeholder each.
 pub(super) fn traces(connection: &Connection, run_ids: &[String], since_ns: i64) -> Result<Vec<RunTrace>, StoreError> {
     if run_ids.is_empty() {
         return Ok(Vec::new());
@@ -110,14 +108,12 @@ pub(super) fn traces(connection: &Connection, run_ids: &[String], since_ns: i64)
 }
 
 fn traces_sql(run_ids: usize) -> String {
-    let mut sql = String::from(
-        "SELECT json_extract(SpanAttributes, '$.\"glassbox.workflow.run_id\"') AS Run, TraceId, MIN(Timestamp) \
-         FROM spans WHERE Timestamp >= ? AND SpanName LIKE 'invoke\\_workflow%' ESCAPE '\\' AND Run IN (",
-    );
+    let mut sql =
+        String::from("SELECT RunId, TraceId, MIN(Timestamp) FROM workflow_spans WHERE Timestamp >= ? AND RunId IN (");
     for index in 0..run_ids {
         sql.push_str(if index == 0 { "?" } else { ", ?" });
     }
-    sql.push_str(") GROUP BY Run, TraceId ORDER BY Run, MIN(Timestamp), TraceId");
+    sql.push_str(") GROUP BY RunId, TraceId ORDER BY RunId, MIN(Timestamp), TraceId");
     sql
 }
 
@@ -125,7 +121,7 @@ fn traces_sql(run_ids: usize) -> String {
 mod tests {
     use super::*;
 
-    /// The lookup reads workflow spans through their partial index, not the whole table.
+    /// The lookup reads each run's workflow spans through the table's key, not the whole table.
     #[test]
     fn run_traces_read_the_workflow_spans_index() -> Result<(), Box<dyn std::error::Error>> {
         let mut connection = Connection::open_in_memory()?;
@@ -133,7 +129,7 @@ mod tests {
         let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", traces_sql(2)))?;
         let plan: Vec<String> =
             statement.query_map(rusqlite::params![0, "run-a", "run-b"], |row| row.get(3))?.collect::<Result<_, _>>()?;
-        assert!(plan.iter().any(|step| step.contains("USING INDEX spans_workflows (Timestamp>?)")), "{plan:?}");
+        assert!(plan.iter().any(|step| step.contains("USING PRIMARY KEY (RunId=? AND Timestamp>?)")), "{plan:?}");
         Ok(())
     }
 }

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trace_index_api_keys",
         sql: include_str!("../../../../migrations/sqlite/0014_trace_index_api_keys.sql"),
     },
+    Migration {
+        version: 15,
+        name: "span_groups",
+        sql: include_str!("../../../../migrations/sqlite/0015_span_groups.sql"),
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS glassbox_migrations (

@@ -166,10 +166,28 @@ async fn rows_are_deduplicated_by_key_whatever_the_token() {
     subject.backend.insert_spans(&doubled, "doubled").await.expect("spans");
     let doubled_usage: Vec<_> = dataset.usage.iter().chain(&dataset.usage).cloned().collect();
     subject.backend.insert_usage(&doubled_usage, "doubled").await.expect("usage");
+    let stats_once = subject.reader.request_stats(&everything(), 3600).await.expect("request stats");
+    // Replayed once more, shuffled into batches that split each trace's spans otherwise: every
+    // trace gets groups after its first, none holding a span it has.
+    let mut shuffled = dataset.spans.clone();
+    suite::Rng::new(7).shuffle(&mut shuffled);
+    for (index, batch) in shuffled.chunks(7).enumerate() {
+        subject.backend.insert_spans(batch, &format!("regrouped-{index}")).await.expect("spans");
+    }
     let page = subject.reader.list_traces(&TraceFilter::default(), &page_of(1000)).await.expect("list");
     assert_summaries_eq(&page.items, &dataset.expected_list(&TraceFilter::default()));
     let groups = subject.reader.usage_by(UsageBy::Agent, &everything()).await.expect("usage_by");
     assert_eq!(groups, dataset.expected_usage_by(UsageBy::Agent, &everything()));
+    for trace_id in dataset.trace_ids() {
+        let mut stored: Vec<String> =
+            subject.reader.trace_spans(&trace_id).await.expect("trace spans").into_iter().map(|s| s.span_id).collect();
+        let mut expected: Vec<String> = dataset.spans_of(&trace_id).into_iter().map(|span| span.span_id).collect();
+        stored.sort();
+        expected.sort();
+        assert_eq!(stored, expected, "trace {trace_id}: each span once");
+    }
+    let stats = subject.reader.request_stats(&everything(), 3600).await.expect("request stats");
+    assert_eq!(stats, stats_once, "the overview counts each request and block once");
 
     // A fresh store given only the doubled batch counts each span once too.
     let fresh = fresh_sqlite().await;
@@ -279,8 +297,8 @@ const OLD_INSERT_SPAN: &str = "INSERT INTO spans (Timestamp, TraceId, SpanId, Pa
      VALUES (?1, ?2, ?3, '', '', 'span', ?4, 'glassbox', '{}', 'glassbox', '', ?5, 1000000, 'Unset', '', '[]', '[]')";
 
 /// Migration 10 on a file written under migration 9: the request and block spans already
-/// there are marked for the overview's index, the others are not, and the overview counts
-/// them as before.
+/// there are marked for the overview's index, the others are not (migration 15 copies the
+/// marked ones into `request_spans`), and the overview counts them as before.
 #[tokio::test]
 async fn migration_10_marks_the_request_and_block_spans_already_written() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -305,9 +323,9 @@ async fn migration_10_marks_the_request_and_block_spans_already_written() {
     }
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![10, 11, 12, 13, 14]);
+    assert_eq!(report.applied, vec![10, 11, 12, 13, 14, 15]);
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
-    let mut statement = raw.prepare("SELECT SpanId FROM spans WHERE RequestOrBlock = 1 ORDER BY SpanId").expect("sql");
+    let mut statement = raw.prepare("SELECT SpanId FROM request_spans ORDER BY SpanId").expect("sql");
     let marked: Vec<String> =
         statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
     assert_eq!(marked, ["a1", "b1", "b2"]);
@@ -450,7 +468,7 @@ async fn migration_11_keeps_the_usage_rows_and_keys_them_by_trace_and_span() {
     };
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![11, 12, 13, 14]);
+    assert_eq!(report.applied, vec![11, 12, 13, 14, 15]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!((all_rows(&raw, "usage"), all_rows(&raw, "trace_index")), before);
@@ -480,7 +498,8 @@ async fn migration_11_keeps_the_usage_rows_and_keys_them_by_trace_and_span() {
 }
 
 /// Migration 12 on a file written under migration 11: the time index holds the workflow spans
-/// only, already written ones included, and the lookup of a run's traces reads them through it.
+/// only, already written ones included (migration 15 copies those into `workflow_spans`), and
+/// the lookup of a run's traces finds them.
 #[tokio::test]
 async fn migration_12_indexes_only_the_workflow_spans_by_time() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -507,20 +526,11 @@ async fn migration_12_indexes_only_the_workflow_spans_by_time() {
     }
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![12, 13, 14]);
+    assert_eq!(report.applied, vec![12, 13, 14, 15]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
-    let mut statement = raw.prepare("SELECT name FROM pragma_index_list('spans') ORDER BY name").expect("sql");
-    let indexes: Vec<String> =
-        statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
-    assert_eq!(indexes, ["spans_requests", "spans_workflows", "sqlite_autoindex_spans_1"]);
     // `_` is escaped: "invoke_workflowX" matches, "invoke workflow onboard" does not.
-    let mut statement = raw
-        .prepare(
-            "SELECT SpanId FROM spans INDEXED BY spans_workflows \
-             WHERE Timestamp >= 0 AND SpanName LIKE 'invoke\\_workflow%' ESCAPE '\\' ORDER BY SpanId",
-        )
-        .expect("sql");
+    let mut statement = raw.prepare("SELECT SpanId FROM workflow_spans ORDER BY SpanId").expect("sql");
     let indexed: Vec<String> =
         statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("rows");
     assert_eq!(indexed, ["w1", "w3"]);
@@ -546,7 +556,7 @@ async fn migration_13_keys_the_trace_index_and_folds_in_its_models() {
     };
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![13, 14]);
+    assert_eq!(report.applied, vec![13, 14, 15]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!(all_rows(&raw, "trace_index"), before);
@@ -605,7 +615,7 @@ async fn migration_14_gives_each_trace_the_api_keys_of_its_spans() {
     };
     let backend = open(&path).await;
     let report = backend.migrate().await.expect("migrate");
-    assert_eq!(report.applied, vec![14]);
+    assert_eq!(report.applied, vec![14, 15]);
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!(all_rows(&raw, "trace_index"), before);
@@ -618,4 +628,113 @@ async fn migration_14_gives_each_trace_the_api_keys_of_its_spans() {
         let found = listed(&backend, TraceFilter { api_key_id: Some(key.to_owned()), ..TraceFilter::default() }).await;
         assert_eq!(found, traces, "key {key:?}");
     }
+}
+
+/// Migration 15 on a file written under migration 14: each trace's spans move into one group,
+/// the `spans` view shows every column of every span as the table held it, the store reads the
+/// traces back, and the overview and the run lookup find the request, block and workflow spans.
+#[tokio::test]
+async fn migration_15_stores_each_traces_spans_as_one_group() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    const COLUMNS: &str = "Timestamp, TraceId, SpanId, ParentSpanId, TraceState, SpanName, SpanKind, ServiceName, \
+        ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes, Duration, StatusCode, StatusMessage, Events, Links";
+    let spans = [
+        (
+            "t1",
+            "a1",
+            "Server",
+            "POST /api/agents/support/generate",
+            r#"{"glassbox.request":"true","http.response.status_code":"429","glassbox.tenant":"acme"}"#,
+            1,
+        ),
+        ("t1", "a2", "Internal", "invoke_agent support", r#"{"z":"first","a":"quote \" é 🚀","z":"duplicate"}"#, 0),
+        ("t2", "b1", "Internal", "invoke_workflow onboard", r#"{"glassbox.workflow.run_id":"run-a"}"#, 0),
+        ("t2", "b2", "Internal", "guardrail", r#"{"glassbox.tripwire.processor":"topic"}"#, 1),
+        ("t3", "c1", "Client", "chat o3", r#"{}"#, 0),
+    ];
+    let before = {
+        let raw = file_migrated_through(&path, 14);
+        for (n, (trace, span_id, kind, name, attributes, marked)) in spans.iter().enumerate() {
+            raw.execute(
+                &format!(
+                    "INSERT INTO spans ({COLUMNS}, RequestOrBlock) VALUES (?1, ?2, ?3, 'parent', 'x=1', ?4, ?5, \
+                     'glassbox', '{{\"service.name\":\"glassbox\"}}', 'scope', '1', ?6, ?7, 'Error', 'bad', \
+                     '[{{\"Timestamp\":5,\"Name\":\"e\",\"Attributes\":{{\"k\":\"v\"}}}}]', \
+                     '[{{\"TraceId\":\"t\",\"SpanId\":\"s\",\"TraceState\":\"\",\"Attributes\":{{}}}}]', ?8)"
+                ),
+                rusqlite::params![
+                    1_000_000_000 + n as i64,
+                    trace,
+                    span_id,
+                    name,
+                    kind,
+                    attributes,
+                    1_000 + n as i64,
+                    marked
+                ],
+            )
+            .expect("old span");
+        }
+        rows_of(&raw, &format!("SELECT {COLUMNS} FROM spans ORDER BY TraceId, SpanId"))
+    };
+    let backend = open(&path).await;
+    let report = backend.migrate().await.expect("migrate");
+    assert_eq!(report.applied, vec![15]);
+
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    assert_eq!(rows_of(&raw, &format!("SELECT {COLUMNS} FROM spans ORDER BY TraceId, SpanId")), before);
+    let groups = rows_of(&raw, "SELECT TraceId, Part, json_array_length(Spans) FROM span_groups ORDER BY TraceId");
+    let text = |value: &str| rusqlite::types::Value::Text(value.to_owned());
+    let integer = rusqlite::types::Value::Integer;
+    assert_eq!(
+        groups,
+        [
+            vec![text("t1"), integer(0), integer(2)],
+            vec![text("t2"), integer(0), integer(2)],
+            vec![text("t3"), integer(0), integer(1)],
+        ]
+    );
+    let stored = backend.trace_spans("t1").await.expect("trace spans");
+    let read: Vec<(&str, &str, u64)> =
+        stored.iter().map(|span| (span.span_id.as_str(), span.span_kind.as_str(), span.duration_ns)).collect();
+    assert_eq!(read, [("a1", "Server", 1_000), ("a2", "Internal", 1_001)]);
+    assert_eq!(
+        stored[1].span_attributes,
+        suite::attrs(&[("z", "first"), ("a", "quote \" é 🚀"), ("z", "duplicate")]),
+        "attribute order and duplicate keys survive the move"
+    );
+    assert_eq!((stored[1].events.len(), stored[1].links.len()), (1, 1));
+
+    let stats = backend
+        .request_stats(&glassbox_store::TimeRange { from_ns: 0, to_ns: 2_000_000_000 }, 3600)
+        .await
+        .expect("request stats");
+    assert_eq!((stats.requests, stats.refused, stats.errors, stats.blocked), (1, 1, 1, 1), "{stats:?}");
+    let traces = backend.run_traces(&["run-a".to_owned()], 0).await.expect("run traces");
+    let found: Vec<&str> = traces.iter().map(|trace| trace.trace_id.as_str()).collect();
+    assert_eq!(found, ["t2"]);
+    let gone: i64 = raw
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'spans'", [], |row| row.get(0))
+        .expect("schema");
+    assert_eq!(gone, 0, "spans is a view now");
+    // Ad-hoc SQL on the view by trace id (the README's example) reads that trace's groups only.
+    let mut statement = raw.prepare("EXPLAIN QUERY PLAN SELECT SpanName FROM spans WHERE TraceId = 't1'").expect("sql");
+    let plan: Vec<String> =
+        statement.query_map([], |row| row.get(3)).expect("plan").collect::<Result<_, _>>().expect("rows");
+    assert!(
+        plan.iter().any(|step| step.contains("USING INDEX sqlite_autoindex_span_groups_1 (TraceId=?)")),
+        "{plan:?}"
+    );
+}
+
+/// Every row of `sql`'s answer, every column as an SQL value.
+fn rows_of(raw: &rusqlite::Connection, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut statement = raw.prepare(sql).expect("sql");
+    let width = statement.column_count();
+    statement
+        .query_map([], |row| (0..width).map(|index| row.get(index)).collect())
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
 }
