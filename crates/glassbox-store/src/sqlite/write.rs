@@ -9,7 +9,8 @@ use super::trace_index::{Earliest, TENANT_ATTRIBUTE, TraceEntry};
 use crate::backend::StoreError;
 use crate::rows::{SpanRow, UsageRow};
 
-const INSERT_GROUP: &str = "INSERT INTO span_groups (TraceId, Part, Spans) VALUES (?1, ?2, ?3)";
+/// `OR IGNORE` for group 0 only: see [`insert_spans`] for when it is there already.
+const INSERT_GROUP: &str = "INSERT OR IGNORE INTO span_groups (TraceId, Part, Spans) VALUES (?1, ?2, ?3)";
 
 const INSERT_REQUEST_SPAN: &str = "INSERT OR IGNORE INTO request_spans (Timestamp, TraceId, SpanId, Duration, \
      Server, StatusCode, Request, HttpStatus, Tripwire, Tenant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
@@ -17,10 +18,23 @@ const INSERT_REQUEST_SPAN: &str = "INSERT OR IGNORE INTO request_spans (Timestam
 const INSERT_WORKFLOW_SPAN: &str =
     "INSERT OR IGNORE INTO workflow_spans (RunId, Timestamp, TraceId, SpanId) VALUES (?1, ?2, ?3, ?4)";
 
-/// The ids of a trace's stored spans, and the number of its next group.
-const STORED_SPAN_IDS: &str = "SELECT s.value ->> 'SpanId' FROM span_groups AS g, json_each(g.Spans) AS s \
-     WHERE g.TraceId = ?1";
+/// Records a span id of a trace stored in more than one group; adds nothing if it is there.
+const INSERT_SPAN_KEY: &str = "INSERT OR IGNORE INTO span_keys (TraceId, SpanId) VALUES (?1, ?2)";
+
+/// The ids of the spans of a trace's group 0.
+const FIRST_GROUP_SPAN_IDS: &str = "SELECT json_extract(s.value, '$.SpanId') \
+     FROM span_groups AS g, json_each(g.Spans) AS s WHERE g.TraceId = ?1 AND g.Part = 0";
+
+/// The number of a trace's next group (its number of groups: they are numbered from 0).
 const NEXT_PART: &str = "SELECT coalesce(max(Part) + 1, 0) FROM span_groups WHERE TraceId = ?1";
+
+const DELETE_TRACE_ENTRY: &str = "DELETE FROM trace_index WHERE TraceId = ?1";
+
+/// The most spans one group holds (migration 15 splits stored traces the same way). A trace's
+/// spans in one batch usually fit in one group (3 on a benchmark request); more are split, so
+/// that no single row grows with a trace that a caller keeps going (its `traceparent`) and the
+/// write thread yields between groups.
+const MAX_GROUP_SPANS: usize = 64;
 
 const REQUEST_ATTRIBUTE: &str = "glassbox.request";
 const HTTP_STATUS_ATTRIBUTE: &str = "http.response.status_code";
@@ -54,8 +68,8 @@ macro_rules! write_trace_entry {
 const ADD_TRACE_ENTRY: &str = write_trace_entry!("IGNORE");
 const REPLACE_TRACE_ENTRY: &str = write_trace_entry!("REPLACE");
 
-/// The write thread offers its core back (`sched_yield`) after every this many traces of a
-/// batch, inside the transaction. A 1,000-row batch is some 20 ms of CPU (5 ms at SQLite's
+/// The write thread offers its core back (`sched_yield`) after every this many span groups of
+/// a batch, inside the transaction. A 1,000-row batch is some 20 ms of CPU (5 ms at SQLite's
 /// default of 250 rows, `Backend::batch_rows`); under Linux's scheduler a request
 /// thread woken on the writer's core waited for the writer's time slice to run out, and at
 /// half of the peak rate those waits were most of Glassbox's added p99. A
@@ -64,15 +78,16 @@ const REPLACE_TRACE_ENTRY: &str = write_trace_entry!("REPLACE");
 /// rows): added p99 +3.09 against +4.24 ms and +3.62 against +4.06 ms, lower in 7 of the 8
 /// rounds. Those 32 span rows were about 0.9 M instructions (27 K each); a benchmark trace
 /// (3 spans: its group, its index row and its request row) costs the writer about 91 K
-/// (callgrind, BENCHMARKS.md), so 10 traces keep the yields as far apart.
-const YIELD_EVERY_TRACES: usize = 10;
+/// (callgrind, BENCHMARKS.md), so 10 groups keep the yields as far apart. (A yield every 1 or
+/// 2 groups measured the same added p99 at 7,100 req/s.)
+const YIELD_EVERY_GROUPS: usize = 10;
 
 /// A usage row cost the writer about half of a span row of one row per span (30 K against 55 K
 /// instructions, with the 5 B-trees of usage before migration 11), so 96 of them are of the
 /// order of 32 such span rows' work between yields; 96 is the value measured.
 pub(super) const YIELD_EVERY_USAGE: usize = 96;
 
-/// Lets other threads run on this core every `every` rows (see [`YIELD_EVERY_SPANS`]).
+/// Lets other threads run on this core every `every` rows (see [`YIELD_EVERY_GROUPS`]).
 /// There, too, a write thread under `SCHED_IDLE` checks whether it must catch up
 /// (`write_thread::keep_up`).
 pub(super) fn offer_the_core(index: usize, every: usize) {
@@ -82,48 +97,110 @@ pub(super) fn offer_the_core(index: usize, every: usize) {
     }
 }
 
-/// Inserts the spans that are not stored yet, one group per trace, and folds exactly those into
-/// their traces' index rows, all in one transaction: a batch is stored whole or not at all.
+/// Inserts the spans that are not stored yet, in groups of up to [`MAX_GROUP_SPANS`] per trace,
+/// and folds exactly those into their traces' index rows, all in one transaction: a batch is
+/// stored whole or not at all.
 ///
-/// A trace the index does not hold yet has no stored spans (both are written in the same
-/// transactions), so its spans go into its group 0 unread. Of a trace it holds, the stored
-/// groups' span ids are read and only the other spans are added, as its next group: a batch
-/// replayed from the spool, whichever way it groups a trace's spans, stores none twice.
+/// Which spans a trace has stored already, without a key per span:
+/// - A trace the index does not hold yet has no stored spans (both are written in the same
+///   transactions, and a trace's groups always include group 0): its spans go in unread.
+/// - A trace with one group: that group's span ids (at most [`MAX_GROUP_SPANS`]) are read.
+/// - A trace with more groups has every span id in `span_keys`, recorded as it got its second
+///   group; each span's key is added there, and a key already there is a stored span.
+///
+/// So a batch replayed from the spool, however it splits a trace's spans, stores none twice,
+/// and a trace a caller keeps going costs each batch a key lookup per span, not a read of all
+/// the trace holds.
 pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Result<(), StoreError> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_error)?;
     // By trace, then span id; the first of a batch's copies of a span is kept (a stable sort).
     let mut spans: Vec<&SpanRow> = rows.iter().collect();
     spans.sort_by(|a, b| (&a.trace_id, &a.span_id).cmp(&(&b.trace_id, &b.span_id)));
     spans.dedup_by(|a, b| a.trace_id == b.trace_id && a.span_id == b.span_id);
-    let mut buffers = Buffers::default();
-    for (index, trace) in spans.chunk_by(|a, b| a.trace_id == b.trace_id).enumerate() {
-        offer_the_core(index, YIELD_EVERY_TRACES);
+    let mut writer = GroupWriter { transaction: &transaction, buffers: Buffers::default(), groups: 0 };
+    for trace in spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
         let Some(entry) = entry_of(trace) else { continue };
         let Some(trace_id) = trace.first().map(|span| span.trace_id.as_str()) else { continue };
-        if write_entry(&transaction, ADD_TRACE_ENTRY, trace_id, &entry, &mut buffers)? {
-            insert_group(&transaction, trace_id, 0, trace, &mut buffers)?;
+        let indexed_now = write_entry(&transaction, ADD_TRACE_ENTRY, trace_id, &entry, &mut writer.buffers)?;
+        if indexed_now && writer.insert_groups(trace_id, 0, trace)? {
             continue;
         }
-        // The index holds the trace already (its other spans came in an earlier batch).
-        let stored = stored_span_ids(&transaction, trace_id)?;
-        let fresh: Vec<&SpanRow> =
-            trace.iter().copied().filter(|span| stored.binary_search(&span.span_id).is_err()).collect();
-        let Some(entry) = entry_of(&fresh) else { continue };
-        let merged = match stored_entry(&transaction, trace_id)? {
+        // The index held the trace already (its other spans came in an earlier batch), or
+        // (a file not written by Glassbox alone) its groups were there without an index row.
+        let next_part: i64 = transaction
+            .prepare_cached(NEXT_PART)
+            .and_then(|mut next| next.query_row([trace_id], |row| row.get(0)))
+            .map_err(store_error)?;
+        let fresh = fresh_spans(&transaction, trace_id, next_part, trace)?;
+        let Some(entry) = entry_of(&fresh) else {
+            if indexed_now {
+                // Every span was stored, none indexed: the index row just written holds none.
+                let mut delete = transaction.prepare_cached(DELETE_TRACE_ENTRY).map_err(store_error)?;
+                delete.execute([trace_id]).map_err(store_error)?;
+            }
+            continue;
+        };
+        let stored = if indexed_now { None } else { stored_entry(&transaction, trace_id)? };
+        let merged = match stored {
             Some(mut stored) => {
                 stored.merge(entry);
                 stored
             }
             None => entry,
         };
-        write_entry(&transaction, REPLACE_TRACE_ENTRY, trace_id, &merged, &mut buffers)?;
-        let part: i64 = transaction
-            .prepare_cached(NEXT_PART)
-            .and_then(|mut next| next.query_row([trace_id], |row| row.get(0)))
-            .map_err(store_error)?;
-        insert_group(&transaction, trace_id, part, &fresh, &mut buffers)?;
+        write_entry(&transaction, REPLACE_TRACE_ENTRY, trace_id, &merged, &mut writer.buffers)?;
+        if !writer.insert_groups(trace_id, next_part, &fresh)? {
+            return Err(StoreError::Rejected {
+                message: format!("trace {trace_id} has no span groups but its index row"),
+                source: None,
+            });
+        }
     }
     transaction.commit().map_err(store_error)
+}
+
+/// The spans of `trace` (one trace's, `next_part` groups stored) that its groups do not hold.
+/// With two or more groups after this batch, every span id of the trace is in `span_keys`.
+fn fresh_spans<'a>(
+    transaction: &Transaction<'_>,
+    trace_id: &str,
+    next_part: i64,
+    trace: &[&'a SpanRow],
+) -> Result<Vec<&'a SpanRow>, StoreError> {
+    if next_part == 0 {
+        // Indexed but without groups (its spans never stored): nothing to leave out.
+        return Ok(trace.to_vec());
+    }
+    if next_part == 1 {
+        // Its second group comes now: its first group's span ids become keys.
+        let mut select = transaction.prepare_cached(FIRST_GROUP_SPAN_IDS).map_err(store_error)?;
+        let ids = select.query_map([trace_id], |row| row.get::<_, String>(0)).map_err(store_error)?;
+        let ids = ids.collect::<Result<Vec<_>, _>>().map_err(store_error)?;
+        insert_span_keys(transaction, trace_id, ids.iter().map(String::as_str))?;
+    }
+    let mut insert = transaction.prepare_cached(INSERT_SPAN_KEY).map_err(store_error)?;
+    let mut fresh = Vec::with_capacity(trace.len());
+    for (index, span) in trace.iter().enumerate() {
+        offer_the_core(index, YIELD_EVERY_USAGE);
+        if insert.execute(params![trace_id, span.span_id]).map_err(store_error)? == 1 {
+            fresh.push(*span);
+        }
+    }
+    Ok(fresh)
+}
+
+/// Records `span_ids` of `trace_id` in `span_keys` (those already there stay as they are).
+fn insert_span_keys<'a>(
+    transaction: &Transaction<'_>,
+    trace_id: &str,
+    span_ids: impl Iterator<Item = &'a str>,
+) -> Result<(), StoreError> {
+    let mut insert = transaction.prepare_cached(INSERT_SPAN_KEY).map_err(store_error)?;
+    for (index, span_id) in span_ids.enumerate() {
+        offer_the_core(index, YIELD_EVERY_USAGE);
+        insert.execute(params![trace_id, span_id]).map_err(store_error)?;
+    }
+    Ok(())
 }
 
 /// The index row of `spans` (one trace's), `None` when there are none.
@@ -136,28 +213,54 @@ fn entry_of(spans: &[&SpanRow]) -> Option<TraceEntry> {
     Some(entry)
 }
 
-/// The ids of the spans stored for `trace_id`, sorted.
-fn stored_span_ids(transaction: &Transaction<'_>, trace_id: &str) -> Result<Vec<String>, StoreError> {
-    let mut select = transaction.prepare_cached(STORED_SPAN_IDS).map_err(store_error)?;
-    let ids = select.query_map([trace_id], |row| row.get::<_, String>(0)).map_err(store_error)?;
-    let mut ids = ids.collect::<Result<Vec<_>, _>>().map_err(store_error)?;
-    ids.sort_unstable();
-    Ok(ids)
+/// Writes span groups within one transaction, yielding the core every [`YIELD_EVERY_GROUPS`].
+struct GroupWriter<'t, 'c> {
+    transaction: &'t Transaction<'c>,
+    buffers: Buffers,
+    groups: usize,
+}
+
+impl GroupWriter<'_, '_> {
+    /// Writes `spans` (all of `trace_id`, none stored) as its groups from `first_part` on, up
+    /// to [`MAX_GROUP_SPANS`] each, with their `span_keys` rows when a new trace takes more
+    /// than one. Answers `false`, writing nothing, when the trace's group `first_part` is there
+    /// already (only group 0 may be: see [`insert_spans`]).
+    fn insert_groups(&mut self, trace_id: &str, first_part: i64, spans: &[&SpanRow]) -> Result<bool, StoreError> {
+        for (part, group) in (first_part..).zip(spans.chunks(MAX_GROUP_SPANS)) {
+            offer_the_core(self.groups, YIELD_EVERY_GROUPS);
+            self.groups += 1;
+            if !insert_group(self.transaction, trace_id, part, group, &mut self.buffers)? {
+                if part == first_part {
+                    return Ok(false);
+                }
+                return Err(StoreError::Rejected {
+                    message: format!("span group {part} of trace {trace_id} is stored already"),
+                    source: None,
+                });
+            }
+        }
+        if first_part == 0 && spans.len() > MAX_GROUP_SPANS {
+            insert_span_keys(self.transaction, trace_id, spans.iter().map(|span| span.span_id.as_str()))?;
+        }
+        Ok(true)
+    }
 }
 
 /// Writes `spans` (new to the store, all of `trace_id`) as the trace's group `part`, with a
 /// `request_spans` row for each request or block span and a `workflow_spans` row for each
-/// workflow span with a run id.
+/// workflow span with a run id. Answers `false`, writing nothing, if that group is there.
 fn insert_group(
     transaction: &Transaction<'_>,
     trace_id: &str,
     part: i64,
     spans: &[&SpanRow],
     buffers: &mut Buffers,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let json = span_group_to_json(spans, &mut buffers.group).map_err(encode_error)?;
     let mut insert = transaction.prepare_cached(INSERT_GROUP).map_err(store_error)?;
-    insert.execute(params![trace_id, part, json]).map_err(store_error)?;
+    if insert.execute(params![trace_id, part, json]).map_err(store_error)? == 0 {
+        return Ok(false);
+    }
     for span in spans {
         let is_server = span.span_kind == "Server";
         let tripwire = span.attribute(TRIPWIRE_ATTRIBUTE);
@@ -185,7 +288,7 @@ fn insert_group(
             insert.execute(params![run_id, span.timestamp_ns, trace_id, span.span_id]).map_err(store_error)?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 pub(super) fn insert_usage(connection: &mut Connection, rows: &[UsageRow]) -> Result<(), StoreError> {

@@ -676,6 +676,14 @@ async fn migration_15_stores_each_traces_spans_as_one_group() {
             )
             .expect("old span");
         }
+        // A trace of 130 spans: more than a group holds.
+        for n in 0..130_i64 {
+            raw.execute(
+                OLD_INSERT_SPAN,
+                rusqlite::params![2_000_000_000 - n, "t4", format!("d{n:03}"), "Internal", "{}"],
+            )
+            .expect("old span");
+        }
         rows_of(&raw, &format!("SELECT {COLUMNS} FROM spans ORDER BY TraceId, SpanId"))
     };
     let backend = open(&path).await;
@@ -684,7 +692,10 @@ async fn migration_15_stores_each_traces_spans_as_one_group() {
 
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     assert_eq!(rows_of(&raw, &format!("SELECT {COLUMNS} FROM spans ORDER BY TraceId, SpanId")), before);
-    let groups = rows_of(&raw, "SELECT TraceId, Part, json_array_length(Spans) FROM span_groups ORDER BY TraceId");
+    let groups = rows_of(
+        &raw,
+        "SELECT TraceId, Part, json_array_length(Spans) FROM span_groups WHERE TraceId != 't4' ORDER BY TraceId",
+    );
     let text = |value: &str| rusqlite::types::Value::Text(value.to_owned());
     let integer = rusqlite::types::Value::Integer;
     assert_eq!(
@@ -695,6 +706,19 @@ async fn migration_15_stores_each_traces_spans_as_one_group() {
             vec![text("t3"), integer(0), integer(1)],
         ]
     );
+    // The long trace is split in time order, and its span ids are keys: a replay adds nothing.
+    assert_eq!(groups_and_keys(&raw, "t4"), (vec![(0, 64), (1, 64), (2, 2)], 130));
+    let first: i64 = raw
+        .query_row(
+            "SELECT json_extract(Spans, '$[0].Timestamp') FROM span_groups WHERE TraceId = 't4' AND Part = 0",
+            [],
+            |row| row.get(0),
+        )
+        .expect("first span");
+    assert_eq!(first, 2_000_000_000 - 129, "group 0 holds the earliest spans");
+    let replay: Vec<_> = (0..130_i64).map(|n| plain_span("t4", &format!("d{n:03}"), 2_000_000_000 - n)).collect();
+    backend.insert_spans(&replay, "replay").await.expect("replay");
+    assert_eq!(backend.trace_spans("t4").await.expect("t4").len(), 130);
     let stored = backend.trace_spans("t1").await.expect("trace spans");
     let read: Vec<(&str, &str, u64)> =
         stored.iter().map(|span| (span.span_id.as_str(), span.span_kind.as_str(), span.duration_ns)).collect();
@@ -737,4 +761,120 @@ fn rows_of(raw: &rusqlite::Connection, sql: &str) -> Vec<Vec<rusqlite::types::Va
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows")
+}
+
+/// A plain span of `trace_id` for the grouping tests: its id, start time and nothing else.
+fn plain_span(trace_id: &str, span_id: &str, timestamp_ns: i64) -> glassbox_store::SpanRow {
+    suite::span(trace_id, span_id, "", "span", timestamp_ns, 1, vec![])
+}
+
+/// (Part, span count) of each group of `trace_id`, and how many of its span ids `span_keys`
+/// holds.
+fn groups_and_keys(raw: &rusqlite::Connection, trace_id: &str) -> (Vec<(i64, i64)>, i64) {
+    let mut statement = raw
+        .prepare("SELECT Part, json_array_length(Spans) FROM span_groups WHERE TraceId = ?1 ORDER BY Part")
+        .expect("sql");
+    let groups = statement
+        .query_map([trace_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let keys =
+        raw.query_row("SELECT count(*) FROM span_keys WHERE TraceId = ?1", [trace_id], |row| row.get(0)).expect("keys");
+    (groups, keys)
+}
+
+/// A trace a caller keeps going, batch after batch, and one with more spans in a batch than a
+/// group holds: groups stay at 64 spans or fewer, every span id of a trace with two or more
+/// groups is a key, and replays of any of it add nothing.
+#[tokio::test]
+async fn long_traces_are_split_into_bounded_groups_and_keyed_once_they_have_two() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    let backend = open(&path).await;
+    backend.migrate().await.expect("migrate");
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+
+    // 150 spans of a new trace in one batch: 3 groups, every id a key.
+    let wide: Vec<_> = (0..150).map(|n| plain_span("wide", &format!("w{n:03}"), 1_000 + n)).collect();
+    backend.insert_spans(&wide, "wide").await.expect("wide");
+    assert_eq!(groups_and_keys(&raw, "wide"), (vec![(0, 64), (1, 64), (2, 22)], 150));
+
+    // A long-lived trace, 5 spans a batch: one group and no keys, then keys from the second.
+    let mut batches = Vec::new();
+    for batch in 0..6_i64 {
+        let spans: Vec<_> =
+            (0..5).map(|n| plain_span("long", &format!("l{batch}-{n}"), 10_000 + 10 * batch + n)).collect();
+        backend.insert_spans(&spans, &format!("long-{batch}")).await.expect("long");
+        batches.push(spans);
+        let (groups, keys) = groups_and_keys(&raw, "long");
+        assert_eq!(groups.len() as i64, batch + 1);
+        assert_eq!(keys, if batch == 0 { 0 } else { 5 * (batch + 1) }, "after batch {batch}");
+    }
+
+    // Replays, split otherwise and mixed with one new span each, add only the new spans.
+    let mut all: Vec<_> = wide.iter().chain(batches.iter().flatten()).cloned().collect();
+    suite::Rng::new(3).shuffle(&mut all);
+    for (index, chunk) in all.chunks(40).enumerate() {
+        let mut chunk = chunk.to_vec();
+        chunk.push(plain_span("long", &format!("new-{index}"), 20_000 + index as i64));
+        backend.insert_spans(&chunk, &format!("replay-{index}")).await.expect("replay");
+    }
+    let replays = all.len().div_ceil(40);
+    let wide_read = backend.trace_spans("wide").await.expect("wide spans");
+    assert_eq!(wide_read.len(), 150);
+    let long_read = backend.trace_spans("long").await.expect("long spans");
+    assert_eq!(long_read.len(), 30 + replays);
+    let (groups, keys) = groups_and_keys(&raw, "long");
+    assert!(groups.iter().all(|(_, spans)| *spans <= 64), "{groups:?}");
+    assert_eq!(keys, (30 + replays) as i64);
+    let counts: Vec<(String, i64)> = ["long", "wide"]
+        .iter()
+        .map(|trace| {
+            let count = raw
+                .query_row("SELECT SpanCount FROM trace_index WHERE TraceId = ?1", [trace], |row| row.get(0))
+                .expect("index row");
+            ((*trace).to_owned(), count)
+        })
+        .collect();
+    assert_eq!(counts, [("long".to_owned(), (30 + replays) as i64), ("wide".to_owned(), 150)]);
+}
+
+/// A file whose groups have no index row (not one Glassbox writes: edited by hand, or the
+/// setup below): the batch is stored, a stored span is not stored again, the index row holds
+/// only the spans added, and the batch's other traces are stored too.
+#[tokio::test]
+async fn groups_without_an_index_row_do_not_fail_the_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    {
+        let raw = file_migrated_through(&path, 14);
+        raw.execute(OLD_INSERT_SPAN, rusqlite::params![1_000, "t1", "a1", "Internal", "{}"]).expect("old span");
+    }
+    let backend = open(&path).await;
+    backend.migrate().await.expect("migrate");
+    let batch = [plain_span("t1", "a1", 1_000), plain_span("t1", "a2", 2_000), plain_span("t9", "x1", 3_000)];
+    backend.insert_spans(&batch, "b1").await.expect("the batch is stored");
+    backend.insert_spans(&batch, "b1-again").await.expect("and again");
+    let ids = |spans: Vec<glassbox_store::SpanRow>| spans.into_iter().map(|span| span.span_id).collect::<Vec<_>>();
+    assert_eq!(ids(backend.trace_spans("t1").await.expect("t1")), ["a1", "a2"]);
+    assert_eq!(ids(backend.trace_spans("t9").await.expect("t9")), ["x1"]);
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    let count: i64 =
+        raw.query_row("SELECT SpanCount FROM trace_index WHERE TraceId = 't1'", [], |row| row.get(0)).expect("row");
+    assert_eq!(count, 1, "the index row holds the span added, as before migration 15");
+
+    // Every span of the batch stored already: no index row is left that holds none.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    {
+        let raw = file_migrated_through(&path, 14);
+        raw.execute(OLD_INSERT_SPAN, rusqlite::params![1_000, "t2", "b1", "Internal", "{}"]).expect("old span");
+    }
+    let backend = open(&path).await;
+    backend.migrate().await.expect("migrate");
+    backend.insert_spans(&[plain_span("t2", "b1", 1_000)], "b2").await.expect("stored already");
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    let rows: i64 = raw.query_row("SELECT count(*) FROM trace_index", [], |row| row.get(0)).expect("rows");
+    assert_eq!(rows, 0);
 }
