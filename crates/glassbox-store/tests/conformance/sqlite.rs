@@ -845,14 +845,7 @@ async fn long_traces_are_split_into_bounded_groups_and_keyed_once_they_have_two(
 /// only the spans added, and the batch's other traces are stored too.
 #[tokio::test]
 async fn groups_without_an_index_row_do_not_fail_the_batch() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("glassbox.db");
-    {
-        let raw = file_migrated_through(&path, 14);
-        raw.execute(OLD_INSERT_SPAN, rusqlite::params![1_000, "t1", "a1", "Internal", "{}"]).expect("old span");
-    }
-    let backend = open(&path).await;
-    backend.migrate().await.expect("migrate");
+    let (_dir, path, backend) = migrated_with_one_old_span("t1", "a1").await;
     let batch = [plain_span("t1", "a1", 1_000), plain_span("t1", "a2", 2_000), plain_span("t9", "x1", 3_000)];
     backend.insert_spans(&batch, "b1").await.expect("the batch is stored");
     backend.insert_spans(&batch, "b1-again").await.expect("and again");
@@ -865,16 +858,26 @@ async fn groups_without_an_index_row_do_not_fail_the_batch() {
     assert_eq!(count, 1, "the index row holds the span added, as before migration 15");
 
     // Every span of the batch stored already: no index row is left that holds none.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("glassbox.db");
-    {
-        let raw = file_migrated_through(&path, 14);
-        raw.execute(OLD_INSERT_SPAN, rusqlite::params![1_000, "t2", "b1", "Internal", "{}"]).expect("old span");
-    }
-    let backend = open(&path).await;
-    backend.migrate().await.expect("migrate");
+    let (_dir, path, backend) = migrated_with_one_old_span("t2", "b1").await;
     backend.insert_spans(&[plain_span("t2", "b1", 1_000)], "b2").await.expect("stored already");
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     let rows: i64 = raw.query_row("SELECT count(*) FROM trace_index", [], |row| row.get(0)).expect("rows");
     assert_eq!(rows, 0);
+}
+
+/// A file written under migration 14 with one span (at 1,000 ns) and no trace index row,
+/// migrated to the latest version.
+async fn migrated_with_one_old_span(
+    trace_id: &str,
+    span_id: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, SqliteBackend) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("glassbox.db");
+    {
+        let raw = file_migrated_through(&path, 14);
+        raw.execute(OLD_INSERT_SPAN, rusqlite::params![1_000, trace_id, span_id, "Internal", "{}"]).expect("old span");
+    }
+    let backend = open(&path).await;
+    backend.migrate().await.expect("migrate");
+    (dir, path, backend)
 }
