@@ -9,7 +9,8 @@ use super::trace_index::{Earliest, TENANT_ATTRIBUTE, TraceEntry};
 use crate::backend::StoreError;
 use crate::rows::{SpanRow, UsageRow};
 
-/// `OR IGNORE` for group 0 only: see [`insert_spans`] for when it is there already.
+/// `OR IGNORE`: whether a trace's group 0 goes in tells whether it had stored spans
+/// ([`insert_spans`]).
 const INSERT_GROUP: &str = "INSERT OR IGNORE INTO span_groups (TraceId, Part, Spans) VALUES (?1, ?2, ?3)";
 
 const INSERT_REQUEST_SPAN: &str = "INSERT OR IGNORE INTO request_spans (Timestamp, TraceId, SpanId, Duration, \
@@ -27,8 +28,6 @@ const FIRST_GROUP_SPAN_IDS: &str = "SELECT json_extract(s.value, '$.SpanId') \
 
 /// The number of a trace's next group (its number of groups: they are numbered from 0).
 const NEXT_PART: &str = "SELECT coalesce(max(Part) + 1, 0) FROM span_groups WHERE TraceId = ?1";
-
-const DELETE_TRACE_ENTRY: &str = "DELETE FROM trace_index WHERE TraceId = ?1";
 
 /// The most spans one group holds (migration 15 splits stored traces the same way). A trace's
 /// spans in one batch usually fit in one group (3 on a benchmark request); more are split, so
@@ -102,8 +101,8 @@ pub(super) fn offer_the_core(index: usize, every: usize) {
 /// stored whole or not at all.
 ///
 /// Which spans a trace has stored already, without a key per span:
-/// - A trace the index does not hold yet has no stored spans (both are written in the same
-///   transactions, and a trace's groups always include group 0): its spans go in unread.
+/// - A trace without groups has none (a trace's groups always include group 0): its spans go
+///   in unread, and that its group 0 went in is how the writer knows.
 /// - A trace with one group: that group's span ids (at most [`MAX_GROUP_SPANS`]) are read.
 /// - A trace with more groups has every span id in `span_keys`, recorded as it got its second
 ///   group; each span's key is added there, and a key already there is a stored span.
@@ -119,86 +118,85 @@ pub(super) fn insert_spans(connection: &mut Connection, rows: &[SpanRow]) -> Res
     spans.dedup_by(|a, b| a.trace_id == b.trace_id && a.span_id == b.span_id);
     let mut writer = GroupWriter { transaction: &transaction, buffers: Buffers::default(), groups: 0 };
     for trace in spans.chunk_by(|a, b| a.trace_id == b.trace_id) {
-        let Some(entry) = entry_of(trace) else { continue };
         let Some(trace_id) = trace.first().map(|span| span.trace_id.as_str()) else { continue };
-        let indexed_now = write_entry(&transaction, ADD_TRACE_ENTRY, trace_id, &entry, &mut writer.buffers)?;
-        if indexed_now && writer.insert_groups(trace_id, 0, trace)? {
-            continue;
-        }
-        // The index held the trace already (its other spans came in an earlier batch), or
-        // (a file not written by Glassbox alone) its groups were there without an index row.
-        let next_part: i64 = transaction
-            .prepare_cached(NEXT_PART)
-            .and_then(|mut next| next.query_row([trace_id], |row| row.get(0)))
-            .map_err(store_error)?;
-        let fresh = fresh_spans(&transaction, trace_id, next_part, trace)?;
-        let Some(entry) = entry_of(&fresh) else {
-            if indexed_now {
-                // Every span was stored, none indexed: the index row just written holds none.
-                let mut delete = transaction.prepare_cached(DELETE_TRACE_ENTRY).map_err(store_error)?;
-                delete.execute([trace_id]).map_err(store_error)?;
-            }
-            continue;
+        let fresh = if writer.insert_groups(trace_id, 0, trace)? {
+            trace.to_vec()
+        } else {
+            // Its other spans came in an earlier batch.
+            let next_part: i64 = transaction
+                .prepare_cached(NEXT_PART)
+                .and_then(|mut next| next.query_row([trace_id], |row| row.get(0)))
+                .map_err(store_error)?;
+            let fresh = fresh_spans(&transaction, trace_id, next_part, trace)?;
+            // Numbered after the stored groups: none of them is there yet, so this answers true.
+            writer.insert_groups(trace_id, next_part, &fresh)?;
+            fresh
         };
-        let stored = if indexed_now { None } else { stored_entry(&transaction, trace_id)? };
-        let merged = match stored {
-            Some(mut stored) => {
-                stored.merge(entry);
-                stored
-            }
-            None => entry,
-        };
-        write_entry(&transaction, REPLACE_TRACE_ENTRY, trace_id, &merged, &mut writer.buffers)?;
-        if !writer.insert_groups(trace_id, next_part, &fresh)? {
-            return Err(StoreError::Rejected {
-                message: format!("trace {trace_id} has no span groups but its index row"),
-                source: None,
-            });
-        }
+        let Some(entry) = entry_of(&fresh) else { continue };
+        fold_into_index(&transaction, trace_id, entry, &mut writer.buffers)?;
     }
     transaction.commit().map_err(store_error)
 }
 
-/// The spans of `trace` (one trace's, `next_part` groups stored) that its groups do not hold.
-/// With two or more groups after this batch, every span id of the trace is in `span_keys`.
+/// Adds `entry` (of spans just stored) to `trace_id`'s index row: the row as it is when the
+/// index does not hold the trace yet (most are whole in one batch), else merged into the
+/// stored row.
+fn fold_into_index(
+    transaction: &Transaction<'_>,
+    trace_id: &str,
+    entry: TraceEntry,
+    buffers: &mut Buffers,
+) -> Result<(), StoreError> {
+    if write_entry(transaction, ADD_TRACE_ENTRY, trace_id, &entry, buffers)? {
+        return Ok(());
+    }
+    let merged = match stored_entry(transaction, trace_id)? {
+        Some(mut stored) => {
+            stored.merge(entry);
+            stored
+        }
+        None => entry,
+    };
+    write_entry(transaction, REPLACE_TRACE_ENTRY, trace_id, &merged, buffers)?;
+    Ok(())
+}
+
+/// The spans of `trace` (one trace's, `next_part` groups stored, at least one) that its
+/// groups do not hold. With this batch's group the trace has two or more, so every span id of
+/// the trace ends up in `span_keys`.
 fn fresh_spans<'a>(
     transaction: &Transaction<'_>,
     trace_id: &str,
     next_part: i64,
     trace: &[&'a SpanRow],
 ) -> Result<Vec<&'a SpanRow>, StoreError> {
-    if next_part == 0 {
-        // Indexed but without groups (its spans never stored): nothing to leave out.
-        return Ok(trace.to_vec());
-    }
     if next_part == 1 {
         // Its second group comes now: its first group's span ids become keys.
         let mut select = transaction.prepare_cached(FIRST_GROUP_SPAN_IDS).map_err(store_error)?;
         let ids = select.query_map([trace_id], |row| row.get::<_, String>(0)).map_err(store_error)?;
         let ids = ids.collect::<Result<Vec<_>, _>>().map_err(store_error)?;
-        insert_span_keys(transaction, trace_id, ids.iter().map(String::as_str))?;
+        add_span_keys(transaction, trace_id, &ids, String::as_str, |_| {})?;
     }
-    let mut insert = transaction.prepare_cached(INSERT_SPAN_KEY).map_err(store_error)?;
     let mut fresh = Vec::with_capacity(trace.len());
-    for (index, span) in trace.iter().enumerate() {
-        offer_the_core(index, YIELD_EVERY_USAGE);
-        if insert.execute(params![trace_id, span.span_id]).map_err(store_error)? == 1 {
-            fresh.push(*span);
-        }
-    }
+    add_span_keys(transaction, trace_id, trace, |span| span.span_id.as_str(), |span| fresh.push(*span))?;
     Ok(fresh)
 }
 
-/// Records `span_ids` of `trace_id` in `span_keys` (those already there stay as they are).
-fn insert_span_keys<'a>(
+/// Records the span ids of `items` (of `trace_id`) in `span_keys` and calls `added` with each
+/// item whose key was not there yet.
+fn add_span_keys<T>(
     transaction: &Transaction<'_>,
     trace_id: &str,
-    span_ids: impl Iterator<Item = &'a str>,
+    items: &[T],
+    span_id: impl Fn(&T) -> &str,
+    mut added: impl FnMut(&T),
 ) -> Result<(), StoreError> {
     let mut insert = transaction.prepare_cached(INSERT_SPAN_KEY).map_err(store_error)?;
-    for (index, span_id) in span_ids.enumerate() {
+    for (index, item) in items.iter().enumerate() {
         offer_the_core(index, YIELD_EVERY_USAGE);
-        insert.execute(params![trace_id, span_id]).map_err(store_error)?;
+        if insert.execute(params![trace_id, span_id(item)]).map_err(store_error)? == 1 {
+            added(item);
+        }
     }
     Ok(())
 }
@@ -223,14 +221,14 @@ struct GroupWriter<'t, 'c> {
 impl GroupWriter<'_, '_> {
     /// Writes `spans` (all of `trace_id`, none stored) as its groups from `first_part` on, up
     /// to [`MAX_GROUP_SPANS`] each, with their `span_keys` rows when a new trace takes more
-    /// than one. Answers `false`, writing nothing, when the trace's group `first_part` is there
-    /// already (only group 0 may be: see [`insert_spans`]).
+    /// than one. Answers `false`, writing nothing, when `first_part` is 0 and the trace's group
+    /// 0 is there already: the trace has stored spans (see [`insert_spans`]).
     fn insert_groups(&mut self, trace_id: &str, first_part: i64, spans: &[&SpanRow]) -> Result<bool, StoreError> {
         for (part, group) in (first_part..).zip(spans.chunks(MAX_GROUP_SPANS)) {
             offer_the_core(self.groups, YIELD_EVERY_GROUPS);
             self.groups += 1;
             if !insert_group(self.transaction, trace_id, part, group, &mut self.buffers)? {
-                if part == first_part {
+                if part == 0 {
                     return Ok(false);
                 }
                 return Err(StoreError::Rejected {
@@ -240,7 +238,7 @@ impl GroupWriter<'_, '_> {
             }
         }
         if first_part == 0 && spans.len() > MAX_GROUP_SPANS {
-            insert_span_keys(self.transaction, trace_id, spans.iter().map(|span| span.span_id.as_str()))?;
+            add_span_keys(self.transaction, trace_id, spans, |span| span.span_id.as_str(), |_| {})?;
         }
         Ok(true)
     }

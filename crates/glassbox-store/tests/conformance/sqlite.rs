@@ -364,13 +364,7 @@ fn all_rows(raw: &rusqlite::Connection, table: &str) -> Vec<Vec<rusqlite::types:
         _ => "TraceId, StartNs, EndNs, RootSpanName, RootSpanId, Agent, AgentTimestamp, AgentSpanId, Tenant, \
               TenantTimestamp, TenantSpanId, HasError, SpanCount, InputTokens, OutputTokens, CostNanoUsd",
     };
-    let mut statement = raw.prepare(&format!("SELECT {columns} FROM {table} ORDER BY TraceId")).expect("sql");
-    let width = statement.column_count();
-    statement
-        .query_map([], |row| (0..width).map(|index| row.get(index)).collect())
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    rows_of(raw, &format!("SELECT {columns} FROM {table} ORDER BY TraceId"))
 }
 
 /// Three trace index rows (traces `0001aa`, `0002bb`, `0003cc`) in the columns of migration 13's
