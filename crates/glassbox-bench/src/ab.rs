@@ -166,18 +166,18 @@ fn measure(
     let mut target = targets::start(Kind::Glassbox, &variant.programs, dir, mock_url, args.stream, None)?;
     target.verify()?;
     load::run(&args.oha, &target.request, args.connections, seconds(args.warmup_seconds), None).context("warm-up")?;
-    let pids = procfs::tree(target.process.pid());
-    let cpu_ms = || procfs::cpu_ticks(&pids) as f64 / ticks * 1e3;
-    let before = cpu_ms();
-    let closed = (args.closed_seconds > 0)
-        .then(|| {
-            load::run(&args.oha, &target.request, args.connections, seconds(args.closed_seconds), None)
-                .context("closed-loop run")
-        })
-        .transpose()?;
-    let (peak_rps, cpu_per_request) = closed
-        .as_ref()
-        .map_or((f64::NAN, f64::NAN), |closed| (closed.rps, (cpu_ms() - before) / closed.ok.max(1) as f64));
+    let (closed, cpu_ms) = procfs::tree_cpu_ms(target.process.pid(), ticks, || {
+        (args.closed_seconds > 0)
+            .then(|| {
+                load::run(&args.oha, &target.request, args.connections, seconds(args.closed_seconds), None)
+                    .context("closed-loop run")
+            })
+            .transpose()
+    });
+    let closed = closed?;
+    let (peak_rps, cpu_per_request) = closed.as_ref().map_or((f64::NAN, f64::NAN), |closed| {
+        (closed.rps, cpu_ms.map_or(f64::NAN, |cpu_ms| cpu_ms / closed.ok.max(1) as f64))
+    });
     let fixed = load::run(&args.oha, &target.request, args.connections, seconds(args.fixed_seconds), Some(args.rate))
         .context("fixed-rate run")?;
     let runs = || closed.iter().chain([&fixed]);

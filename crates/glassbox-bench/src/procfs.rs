@@ -47,16 +47,37 @@ pub fn tree(root: u32) -> Vec<u32> {
 }
 
 /// utime + stime of the processes, in clock ticks.
-pub fn cpu_ticks(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|pid| {
-            let fields = stat_fields(*pid)?;
-            // utime and stime are fields 14 and 15: indexes 11 and 12 after the command name.
-            let utime: u64 = fields.get(11)?.parse().ok()?;
-            let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
-        })
-        .sum()
+#[cfg(test)]
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|pid| own_and_reaped_ticks(*pid).map(|(own, _)| own)).sum()
+}
+
+/// The CPU time of the tree under `root` as it is now (listed again, so a process started
+/// since counts), in clock ticks: each process's utime + stime and its cutime + cstime, the
+/// time of the children it has reaped. A worker that exits (LiteLLM's and Mastra's can) moves
+/// its time into its parent's, so the sum only grows while the tree reaps its own children.
+pub fn tree_cpu_ticks(root: u32) -> u64 {
+    tree(root).iter().filter_map(|pid| own_and_reaped_ticks(*pid).map(|(own, reaped)| own + reaped)).sum()
+}
+
+/// The CPU time used by the tree under `root` while `during` ran, in milliseconds; `None` when
+/// the tree's total went down (a process left it with its time: one re-parented outside it),
+/// which no figure can be made of.
+pub fn tree_cpu_ms<T>(root: u32, ticks_per_second: f64, during: impl FnOnce() -> T) -> (T, Option<f64>) {
+    let before = tree_cpu_ticks(root);
+    let result = during();
+    let after = tree_cpu_ticks(root);
+    let used = after.checked_sub(before).map(|ticks| ticks as f64 / ticks_per_second * 1e3);
+    (result, used)
+}
+
+/// (utime + stime, cutime + cstime) of one process, in clock ticks.
+fn own_and_reaped_ticks(pid: u32) -> Option<(u64, u64)> {
+    let fields = stat_fields(pid)?;
+    // utime, stime, cutime and cstime are fields 14 to 17: indexes 11 to 14 after the
+    // command name.
+    let field = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some((field(11)? + field(12)?, field(13)? + field(14)?))
 }
 
 /// Sum of the processes' peak resident set sizes (`VmHWM`), in KiB.
@@ -93,6 +114,24 @@ mod tests {
             std::hint::black_box((0..100_000u64).sum::<u64>());
         }
         assert!(cpu_ticks(&[me]) > 0, "this process has used CPU");
+        assert!(tree_cpu_ticks(me) >= cpu_ticks(&[me]), "the tree's time includes this process's");
         assert!(load_average()[0].is_finite());
+    }
+
+    #[test]
+    fn a_child_that_exits_keeps_its_time_in_the_tree() {
+        let me = std::process::id();
+        let ticks = clock_ticks_per_second();
+        // A child that burns CPU for a few tenths of a second, then exits and is reaped here.
+        let script = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done";
+        let own_before = cpu_ticks(&[me]);
+        let (status, used) = tree_cpu_ms(me, ticks, || std::process::Command::new("sh").args(["-c", script]).status());
+        let own_used = (cpu_ticks(&[me]) - own_before) as f64 / ticks * 1e3;
+        assert!(status.map(|status| status.success()).unwrap_or(false), "the burner ran");
+        let used = used.expect("the tree's CPU time did not go down");
+        assert!(
+            used > own_used,
+            "the exited child's time is counted: {used} ms in all, {own_used} ms this process's own"
+        );
     }
 }

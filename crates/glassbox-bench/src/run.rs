@@ -322,21 +322,24 @@ fn measure(
     load::run(&args.oha, &target.request, args.connections, Duration::from_secs(args.warmup_seconds), None)
         .context("warm-up")?;
 
-    let cpu = |pids: &[u32]| procfs::cpu_ticks(pids) as f64 / ticks * 1e3;
-    let pids = procfs::tree(target.process.pid());
-    let before = cpu(&pids);
-    let closed = load::run(&args.oha, &target.request, args.connections, duration, None).context("closed-loop run")?;
-    let cpu_closed = (cpu(&pids) - before) / closed.ok.max(1) as f64;
+    let root = target.process.pid();
+    let per_request = |cpu_ms: Option<f64>, ok: u64| cpu_ms.map(|cpu_ms| cpu_ms / ok.max(1) as f64);
+    let (closed, cpu_closed) = procfs::tree_cpu_ms(root, ticks, || {
+        load::run(&args.oha, &target.request, args.connections, duration, None).context("closed-loop run")
+    });
+    let closed = closed?;
+    let cpu_closed = per_request(cpu_closed, closed.ok);
     eprintln!(
         "   closed loop: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
         closed.rps, closed.p50_ms, closed.p99_ms, closed.failed
     );
 
     let rate = *fixed_rate.get_or_insert(closed.rps * args.rate_share);
-    let before = cpu(&pids);
-    let fixed =
-        load::run(&args.oha, &target.request, args.connections, duration, Some(rate)).context("fixed-rate run")?;
-    let cpu_fixed = (cpu(&pids) - before) / fixed.ok.max(1) as f64;
+    let (fixed, cpu_fixed) = procfs::tree_cpu_ms(root, ticks, || {
+        load::run(&args.oha, &target.request, args.connections, duration, Some(rate)).context("fixed-rate run")
+    });
+    let fixed = fixed?;
+    let cpu_fixed = per_request(cpu_fixed, fixed.ok);
     eprintln!(
         "   fixed rate {rate:.0}/s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
         fixed.rps, fixed.p50_ms, fixed.p99_ms, fixed.failed
@@ -361,8 +364,8 @@ fn measure(
         skipped: None,
         closed: Some(closed),
         fixed: Some(fixed),
-        cpu_ms_per_request_closed: Some(cpu_closed),
-        cpu_ms_per_request_fixed: Some(cpu_fixed),
+        cpu_ms_per_request_closed: cpu_closed,
+        cpu_ms_per_request_fixed: cpu_fixed,
         peak_rss_mb: Some(peak_rss_mb),
         processes: pids.len(),
         load_average_start,
