@@ -13,7 +13,7 @@ use toml::de::DeTable;
 
 use crate::config::{
     AgentConfig, CapturePolicy, ClickHouseConfig, Config, HttpMethod, HttpToolConfig, ModelConfig, OtlpConfig,
-    OtlpProtocol, PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig,
+    OtlpProtocol, PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig, WriterPolicy,
 };
 use crate::interpolate::is_env_name;
 use crate::reader::{Cx, Field, Section};
@@ -277,17 +277,19 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
         Some(field) => cx.integer(&field, 0..=19).and_then(|value| i32::try_from(value).ok()),
         None => Some(defaults.writer_nice),
     };
-    let writer_idle = match section.get("writer_policy") {
+    let writer_policy = match section.get("writer_policy") {
         Some(field) => cx.string(&field).and_then(|policy| match policy.as_str() {
-            "normal" => Some(false),
-            "idle" => Some(true),
+            "auto" => Some(WriterPolicy::Auto),
+            "normal" => Some(WriterPolicy::Normal),
+            "idle" => Some(WriterPolicy::Idle),
             other => {
-                let message = format!("{}: unknown policy {other:?} (use \"normal\" or \"idle\")", field.path);
+                let message =
+                    format!("{}: unknown policy {other:?} (use \"auto\", \"normal\" or \"idle\")", field.path);
                 cx.error(field.offset(), message);
                 None
             }
         }),
-        None => Some(defaults.writer_idle),
+        None => Some(defaults.writer_policy),
     };
     section.finish(cx);
     let clickhouse = match url {
@@ -303,7 +305,7 @@ fn store(cx: &mut Cx<'_>, field: &Field<'_>) -> Option<StoreConfig> {
         queue_max_bytes: queue_max_bytes?,
         span_ttl_days: span_ttl_days?,
         writer_nice: writer_nice?,
-        writer_idle: writer_idle?,
+        writer_policy: writer_policy?,
     })
 }
 

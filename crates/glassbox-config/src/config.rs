@@ -98,10 +98,23 @@ pub struct StoreConfig {
     /// The nice value (0..=19) of the SQLite store's write thread: its batch writes yield
     /// the CPU to request threads.
     pub writer_nice: i32,
-    /// `writer_policy = "idle"`: the SQLite store's write thread runs under Linux's
-    /// `SCHED_IDLE` (only on CPU time nothing else wants), and at `writer_nice` while it
-    /// catches up after being starved. Default `"normal"`.
-    pub writer_idle: bool,
+    /// `writer_policy`: whether the SQLite store's write thread runs under Linux's
+    /// `SCHED_IDLE` (only on CPU time nothing else wants, at `writer_nice` while it catches
+    /// up after being starved). Default `"auto"`.
+    pub writer_policy: WriterPolicy,
+}
+
+/// `store.writer_policy`: the scheduling policy of the SQLite store's write thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriterPolicy {
+    /// `"auto"`: `SCHED_IDLE` where the thread may leave it again to catch up (`CAP_SYS_NICE`
+    /// or a permissive `RLIMIT_NICE`), `SCHED_OTHER` elsewhere.
+    #[default]
+    Auto,
+    /// `"normal"`: `SCHED_OTHER` at `writer_nice`.
+    Normal,
+    /// `"idle"`: `SCHED_IDLE` even where the thread cannot leave it to catch up.
+    Idle,
 }
 
 impl StoreConfig {
@@ -124,7 +137,7 @@ impl Default for StoreConfig {
             queue_max_bytes: Self::DEFAULT_QUEUE_MAX_BYTES,
             span_ttl_days: Self::DEFAULT_SPAN_TTL_DAYS,
             writer_nice: Self::DEFAULT_WRITER_NICE,
-            writer_idle: false,
+            writer_policy: WriterPolicy::Auto,
         }
     }
 }

@@ -70,7 +70,8 @@
 //! queue_max_bytes = 16777216        # rows held in memory before the spool takes them; >= 1 MiB
 //! span_ttl_days = 30                # 1..=36500
 //! writer_nice = 0                   # 0..=19: the SQLite write thread's nice value (Linux)
-//! writer_policy = "normal"          # normal | idle: the write thread under SCHED_IDLE (Linux)
+//! writer_policy = "auto"            # auto | normal | idle: the write thread under SCHED_IDLE
+//!                                   # (Linux; auto: where it may leave it to catch up)
 //!
 //! [telemetry]
 //! service_name = "glassbox"
@@ -130,7 +131,7 @@ use std::path::Path;
 
 pub use config::{
     AgentConfig, CapturePolicy, ClickHouseConfig, Config, HttpMethod, HttpToolConfig, ModelConfig, OtlpConfig, OtlpProtocol,
-    PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig,
+    PricingConfig, ProviderKind, ServerConfig, StoreConfig, TelemetryConfig, WriterPolicy,
 };
 pub use dashboard::DashboardConfig;
 pub use access::{BudgetConfig, KeyConfig, KeySecret, RateLimitConfig, TenantConfig};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use glassbox_config::{ClickHouseConfig, StoreConfig};
+use glassbox_config::{ClickHouseConfig, StoreConfig, WriterPolicy};
 use glassbox_store::clickhouse::{ClickHouseBackend, ClickHouseSettings};
 use glassbox_store::sqlite::{SqliteBackend, SqliteSettings};
 use glassbox_store::{Backend, EvalStore, KeyStore, StoreError, TraceReader};
@@ -61,11 +61,15 @@ pub async fn open(config: &StoreConfig, env: &dyn Fn(&str) -> Option<String>) ->
         }
         None => {
             let description = format!("sqlite {}", config.sqlite_path.display());
-            // The telemetry store: its batch writes run on a thread of their own, whose nice
-            // value `store.writer_nice` can raise (or `store.writer_policy = "idle"` put under
-            // SCHED_IDLE) so that they yield the CPU to requests.
-            let priority =
-                glassbox_store::sqlite::WriterPriority { nice: config.writer_nice, idle: config.writer_idle };
+            // The telemetry store: its batch writes run on a thread of their own, under
+            // SCHED_IDLE where it may leave it again to catch up (`store.writer_policy`), at the
+            // nice value `store.writer_nice` otherwise, so that they yield the CPU to requests.
+            let policy = match config.writer_policy {
+                WriterPolicy::Auto => glassbox_store::sqlite::WriterPolicy::Auto,
+                WriterPolicy::Normal => glassbox_store::sqlite::WriterPolicy::Normal,
+                WriterPolicy::Idle => glassbox_store::sqlite::WriterPolicy::Idle,
+            };
+            let priority = glassbox_store::sqlite::WriterPriority { nice: config.writer_nice, policy };
             let settings = SqliteSettings { path: config.sqlite_path.clone() };
             let backend = Arc::new(SqliteBackend::open_with_priority(settings, priority).await?);
             Ok(Store { backend: backend.clone(), reader: backend.clone(), evals: backend, description })

@@ -38,7 +38,7 @@ use crate::rows::{SpanRow, UsageRow};
 use crate::runs::{RunFilter, RunRecord, RunStore, RunTrace, check_run_ids};
 
 pub use schema::MIGRATIONS;
-pub use write_thread::WriterPriority;
+pub use write_thread::{WriterPolicy, WriterPriority};
 
 /// How long a connection waits for another connection's (or process's) write lock before
 /// the call fails as [`StoreError::Unavailable`].

@@ -454,6 +454,6 @@ fn unknown_writer_policy() {
     // A problem in the value does not hide one in another key of the section.
     let source = "[store]\nwriter_policy = \"lazy\"\nwriter_nicee = 1\n";
     let found = problems(source);
-    assert_eq!(found[0], r#"2:17: store.writer_policy: unknown policy "lazy" (use "normal" or "idle")"#);
+    assert_eq!(found[0], r#"2:17: store.writer_policy: unknown policy "lazy" (use "auto", "normal" or "idle")"#);
     assert!(found.len() == 2 && found[1].starts_with("3:1: store.writer_nicee"), "{found:?}");
 }

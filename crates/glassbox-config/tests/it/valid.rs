@@ -425,7 +425,7 @@ capture = "redacted"
     assert_eq!(config.store.queue_max_bytes, 8 << 20);
     assert_eq!(config.store.span_ttl_days, 7);
     assert_eq!(config.store.writer_nice, 5);
-    assert!(config.store.writer_idle, "writer_policy = \"idle\"");
+    assert_eq!(config.store.writer_policy, glassbox_config::WriterPolicy::Idle, "writer_policy = \"idle\"");
     let otlp = config.telemetry.otlp.as_ref().unwrap();
     assert_eq!(otlp.protocol, glassbox_config::OtlpProtocol::HttpProtobuf);
     assert_eq!(config.telemetry.service_name, "glassbox-eu");

@@ -47,9 +47,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{ErrorCode, InterruptHandle};
 
-#[cfg(target_os = "linux")]
-use super::write_thread::set_policy_of;
-use super::write_thread::{at_least_process_nice, enter_sched_idle, lower_priority, sched_idle_is_reversible};
+use super::write_thread::{
+    IdleThread, at_least_process_nice, enter_sched_idle, lower_priority, sched_idle_is_reversible,
+};
 use super::{ConnectionRole, open_connection};
 use crate::backend::StoreError;
 
@@ -98,17 +98,6 @@ struct Watch {
     /// Set by a rescue that moved the thread out of `SCHED_IDLE`: it goes back before its next
     /// checkpoint.
     rescued: AtomicBool,
-}
-
-/// A thread under `SCHED_IDLE`, as another thread names it.
-#[derive(Debug, Clone, Copy)]
-struct IdleThread {
-    /// Its nice value, which a rescue keeps.
-    nice: i32,
-    #[cfg(target_os = "linux")]
-    pthread: thread_priority::ThreadId,
-    #[cfg(target_os = "linux")]
-    tid: rustix::thread::Pid,
 }
 
 impl Watch {
@@ -237,34 +226,6 @@ impl Checkpointer {
             tracing::warn!(%error,
                 "could not start a thread to rescue a starved SQLite WAL checkpoint; it is interrupted");
         }
-    }
-}
-
-impl IdleThread {
-    #[cfg(target_os = "linux")]
-    fn current(nice: i32) -> Self {
-        Self { nice, pthread: thread_priority::thread_native_id(), tid: rustix::thread::gettid() }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn current(nice: i32) -> Self {
-        Self { nice }
-    }
-
-    /// Moves the thread to `SCHED_OTHER` at its nice value; an error if the policy did not
-    /// change. Called on a thread made for it: `set_policy_of` renices the calling thread.
-    #[cfg(target_os = "linux")]
-    fn to_normal(self) -> Result<(), String> {
-        set_policy_of(self.pthread, false)?;
-        if let Err(error) = rustix::process::setpriority_process(Some(self.tid), self.nice) {
-            tracing::warn!(%error, nice = self.nice, "a rescued SQLite WAL checkpoint runs at another nice value");
-        }
-        Ok(())
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn to_normal(self) -> Result<(), String> {
-        Err("SCHED_IDLE is Linux's".to_owned())
     }
 }
 
@@ -452,7 +413,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("glassbox.db");
         let settings = super::super::SqliteSettings { path };
-        let priority = super::super::WriterPriority { nice: 0, idle: false };
+        let priority = super::super::WriterPriority { nice: 0, policy: super::super::WriterPolicy::Normal };
         let _backend = super::super::SqliteBackend::open_with_priority(settings, priority).await.unwrap();
         // Without the right to leave SCHED_IDLE again, the thread stays at nice 10.
         let nice = at_least_process_nice(NICE);

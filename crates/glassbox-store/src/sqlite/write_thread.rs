@@ -16,16 +16,19 @@
 //! to this thread; but at a high nice value on a saturated machine that is how it gets the
 //! CPU at all, and peak throughput pays for it (BENCHMARKS.md). So the default is 0.
 //!
-//! `SCHED_IDLE` (`WriterPriority::idle`, `store.writer_policy = "idle"`) goes further: the
-//! thread runs only when a core has nothing else to run, and a woken request thread preempts
-//! it at once (at 5,000 req/s on 2 cores the added p99 was lower in 9 of 14 alternated rounds,
-//! and in 4 of 4 without catching up; BENCHMARKS.md). A saturated machine gives such a thread
-//! no CPU at all, so it catches up: a job still unfinished 50 ms after it was queued (checked
-//! between rows and between jobs) moves the thread to `SCHED_OTHER` at its nice value for
-//! 2 s, then it tries `SCHED_IDLE` again. Leaving `SCHED_IDLE` needs `CAP_SYS_NICE` (or an
-//! `RLIMIT_NICE` of 20); without it the thread stays under it, logs that once, and on a
-//! saturated machine gets CPU only when backpressure holds requests back, which cost 14% of
-//! the peak (BENCHMARKS.md). Hence opt-in.
+//! `SCHED_IDLE` (`WriterPolicy`, `store.writer_policy`) goes further: the thread runs only
+//! when a core has nothing else to run, and a woken request thread preempts it at once. A
+//! saturated machine gives such a thread no CPU at all, so it catches up: a job still
+//! unfinished 50 ms after it was queued (checked between rows and between jobs) moves the
+//! thread to `SCHED_OTHER` at its nice value for 2 s, then it tries `SCHED_IDLE` again.
+//! Leaving `SCHED_IDLE` needs `CAP_SYS_NICE` (or an `RLIMIT_NICE` of 20); without it the
+//! thread would stay under it and on a saturated machine get CPU only when backpressure holds
+//! requests back, which cost 14% of the peak (BENCHMARKS.md). So the default,
+//! `WriterPolicy::Auto`, runs the thread under `SCHED_IDLE` only where a probe at start
+//! (`sched_idle_is_reversible`) finds it may leave it again, and at its nice value elsewhere;
+//! `Idle` forces it, `Normal` never uses it. Measured on 2 cores (BENCHMARKS.md, alternated
+//! rounds): the added p99 at half peak a third lower (+1.00 against +1.42 ms at 6,000 req/s),
+//! the peak 6% lower.
 //!
 //! Where the nice value or policy cannot be set (another OS, a sandbox refusing it), the
 //! thread logs that once and runs at the process's priority.
@@ -42,13 +45,40 @@ pub struct WriterPriority {
     /// The thread's nice value, 0 (the process's priority) to 19 (runs only on CPU time
     /// nothing else wants). Never set below the process's own nice value (that needs
     /// privileges and would raise the thread above the requests). The default is the config's
-    /// (`store.writer_nice`, 0; see the module documentation).
+    /// (`store.writer_nice`, 0; see the module documentation). Under `SCHED_IDLE`, the
+    /// priority the thread catches up at when starved.
     pub nice: i32,
-    /// Linux's `SCHED_IDLE` instead (`store.writer_policy = "idle"`; `nice` is then the
-    /// priority the thread catches up at when starved): the thread runs only when a core has
-    /// nothing else to run, and a woken request thread preempts it at once. See the module
-    /// documentation.
-    pub idle: bool,
+    /// Whether the thread runs under Linux's `SCHED_IDLE` (`store.writer_policy`). See the
+    /// module documentation.
+    pub policy: WriterPolicy,
+}
+
+/// The write thread's scheduling policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriterPolicy {
+    /// `SCHED_IDLE` where the thread may leave it again to catch up when starved
+    /// ([`sched_idle_is_reversible`]: `CAP_SYS_NICE`, or an `RLIMIT_NICE` that allows the
+    /// nice value), `SCHED_OTHER` at the nice value elsewhere. The server's default
+    /// (`store.writer_policy = "auto"`).
+    #[default]
+    Auto,
+    /// `SCHED_OTHER` at the nice value.
+    Normal,
+    /// `SCHED_IDLE` even where the thread cannot leave it: a saturated machine then gives it
+    /// CPU only when backpressure holds requests back.
+    Idle,
+}
+
+impl WriterPolicy {
+    /// Whether a thread of this policy runs under `SCHED_IDLE`, deciding [`Auto`](Self::Auto)
+    /// by a probe of this process's privileges (once per process and nice value).
+    fn idle(self, nice: i32) -> bool {
+        match self {
+            Self::Normal => false,
+            Self::Idle => true,
+            Self::Auto => sched_idle_is_reversible(at_least_process_nice(nice)),
+        }
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -58,47 +88,68 @@ type Job = Box<dyn FnOnce() + Send>;
 pub(super) struct WriteThread {
     /// Each job with the time it was queued.
     jobs: mpsc::Sender<(Instant, Job)>,
+    /// The thread's state under `SCHED_IDLE` (none while it runs otherwise).
+    watch: std::sync::Arc<idle::Watch>,
 }
 
 impl WriteThread {
     pub(super) fn spawn(priority: WriterPriority) -> Result<WriteThread, StoreError> {
         let (jobs, inbox) = mpsc::channel::<(Instant, Job)>();
+        let watch = idle::Watch::new();
+        let thread_watch = std::sync::Arc::clone(&watch);
         std::thread::Builder::new()
             .name("glassbox-sqlite-writer".into())
             .spawn(move || {
-                if priority.idle {
-                    idle::enter(priority.nice);
+                if priority.policy.idle(priority.nice) {
+                    idle::enter(priority.nice, &thread_watch);
                 } else {
                     lower_priority(priority.nice, "SQLite write thread");
                 }
+                drop(thread_watch);
                 while let Ok((queued, job)) = inbox.recv() {
                     idle::job_started(queued);
                     job();
                 }
             })
             .map_err(|source| StoreError::Unavailable { source: Box::new(source) })?;
-        Ok(WriteThread { jobs })
+        Ok(WriteThread { jobs, watch })
     }
 
     /// Runs `work` on the thread and waits (asynchronously) for its result. A panic in `work`
-    /// is an error of this call, not the end of the thread.
+    /// is an error of this call, not the end of the thread. Under `SCHED_IDLE`, a job not done
+    /// [`STARVED_AFTER`](idle::STARVED_AFTER) after it was queued moves the thread to its normal
+    /// priority (`idle::Watch::rescue`).
     pub(super) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, StoreError> + Send + 'static,
     {
-        let (done, result) = tokio::sync::oneshot::channel();
+        let (done, mut result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(work));
             // The caller may have stopped waiting (its future dropped): nothing to tell.
             let _ = done.send(outcome);
         });
         self.jobs.send((Instant::now(), job)).map_err(|_| stopped("the SQLite write thread has stopped"))?;
-        match result.await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_panic)) => Err(stopped("a SQLite write panicked")),
-            Err(_) => Err(stopped("the SQLite write thread has stopped")),
+        if self.watch.idle() {
+            tokio::select! {
+                biased;
+                outcome = &mut result => return finish(outcome),
+                () = tokio::time::sleep(idle::STARVED_AFTER) => self.watch.rescue(),
+            }
         }
+        finish(result.await)
+    }
+}
+
+/// The result of a job, sent back by the thread.
+fn finish<T>(
+    outcome: Result<std::thread::Result<Result<T, StoreError>>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<T, StoreError> {
+    match outcome {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_panic)) => Err(stopped("a SQLite write panicked")),
+        Err(_) => Err(stopped("the SQLite write thread has stopped")),
     }
 }
 
@@ -144,8 +195,6 @@ pub(super) fn at_least_process_nice(nice: i32) -> i32 {
 /// [`keep_up`] (called between rows of a batch) and [`job_started`] check how long the job
 /// running now has been waiting since it was queued.
 pub(super) use idle::keep_up;
-#[cfg(target_os = "linux")]
-pub(super) use idle::set_policy_of;
 
 /// Puts the calling thread under Linux's `SCHED_IDLE`: any woken thread of normal priority
 /// preempts it at once. Entering the policy needs no privilege, and it resets the thread's
@@ -184,8 +233,10 @@ pub(super) fn sched_idle_is_reversible(_nice: i32) -> bool {
 }
 
 mod idle {
-    use std::cell::RefCell;
+    use std::sync::{Arc, Mutex, PoisonError};
     use std::time::{Duration, Instant};
+
+    use super::IdleThread;
 
     /// A job still unfinished this long after it was queued means the thread is starved: a
     /// batch is a few milliseconds of CPU, and with `SCHED_IDLE` a busy machine gives it none.
@@ -198,17 +249,25 @@ mod idle {
 
     thread_local! {
         /// The write thread's state under `SCHED_IDLE`; `None` on every other thread.
-        static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+        static STATE: std::cell::RefCell<Option<Arc<Watch>>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// The write thread's state under `SCHED_IDLE`, shared with the callers waiting for its
+    /// jobs: a starved thread gets too little CPU to notice soon that it is starved (its own
+    /// checks run between rows), so a caller whose job has waited [`STARVED_AFTER`] moves it
+    /// too ([`rescue`](Self::rescue)). The lock serializes the moves.
+    pub(in crate::sqlite) struct Watch {
+        state: Mutex<Option<State>>,
     }
 
     struct State {
-        /// The nice value to catch up at (`WriterPriority::nice`).
-        nice: i32,
+        thread: IdleThread,
         /// When the job running now was queued.
         queued: Instant,
         mode: Mode,
     }
 
+    #[derive(Clone, Copy)]
     enum Mode {
         /// Under `SCHED_IDLE`.
         Idle,
@@ -218,15 +277,52 @@ mod idle {
         Fixed,
     }
 
-    /// Puts the calling thread under `SCHED_IDLE`; logs if it cannot (it then keeps the
-    /// process's priority, and nothing more is tried).
-    pub(super) fn enter(nice: i32) {
+    impl Watch {
+        pub(in crate::sqlite) fn new() -> Arc<Self> {
+            Arc::new(Watch { state: Mutex::new(None) })
+        }
+
+        fn with_state<T>(&self, work: impl FnOnce(&mut State) -> T) -> Option<T> {
+            self.state.lock().unwrap_or_else(PoisonError::into_inner).as_mut().map(work)
+        }
+
+        /// Whether the thread runs under `SCHED_IDLE` now (a caller then watches its job).
+        pub(in crate::sqlite) fn idle(&self) -> bool {
+            self.with_state(|state| matches!(state.mode, Mode::Idle)).unwrap_or(false)
+        }
+
+        /// Called by a caller whose job has waited [`STARVED_AFTER`]: moves the thread, if it
+        /// is still under `SCHED_IDLE`, to its normal priority for [`CATCH_UP_FOR`], on a
+        /// short-lived thread of its own (`IdleThread::to_normal` renices the calling thread).
+        pub(in crate::sqlite) fn rescue(self: &Arc<Self>) {
+            if !self.idle() {
+                return;
+            }
+            let watch = Arc::clone(self);
+            let rescue = move || {
+                watch.with_state(|state| {
+                    if matches!(state.mode, Mode::Idle) {
+                        state.leave_idle(|thread| thread.to_normal(), "a caller waited for it");
+                    }
+                });
+            };
+            if let Err(error) = std::thread::Builder::new().name("glassbox-sqlite-rescue".into()).spawn(rescue) {
+                tracing::warn!(%error, "could not start a thread to move the starved {THREAD} out of SCHED_IDLE");
+            }
+        }
+    }
+
+    /// Puts the calling thread under `SCHED_IDLE`, watched by `watch`; logs if it cannot (it
+    /// then keeps the process's priority, and nothing more is tried).
+    pub(super) fn enter(nice: i32, watch: &Arc<Watch>) {
         // Catching up never goes above the priority the thread started with (the process's).
         let nice = super::at_least_process_nice(nice);
         match set_policy(Policy::Idle) {
             Ok(()) => {
                 tracing::debug!("the {THREAD} runs under SCHED_IDLE");
-                STATE.set(Some(State { nice, queued: Instant::now(), mode: Mode::Idle }));
+                let state = State { thread: IdleThread::current(nice), queued: Instant::now(), mode: Mode::Idle };
+                *watch.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
+                STATE.set(Some(Arc::clone(watch)));
             }
             Err(error) => {
                 tracing::warn!(%error,
@@ -236,7 +332,7 @@ mod idle {
     }
 
     pub(super) fn job_started(queued: Instant) {
-        with_state(|state| {
+        on_thread(|state| {
             state.queued = queued;
             state.check();
         });
@@ -246,13 +342,13 @@ mod idle {
     /// waiting since it was queued for [`STARVED_AFTER`], or returns to it once that is over.
     /// Nothing on other threads.
     pub(in crate::sqlite) fn keep_up() {
-        with_state(State::check);
+        on_thread(State::check);
     }
 
-    fn with_state(work: impl FnOnce(&mut State)) {
-        STATE.with_borrow_mut(|state| {
-            if let Some(state) = state {
-                work(state);
+    fn on_thread(work: impl FnOnce(&mut State)) {
+        STATE.with_borrow(|watch| {
+            if let Some(watch) = watch {
+                watch.with_state(work);
             }
         });
     }
@@ -270,21 +366,27 @@ mod idle {
                     }
                 },
                 Mode::Idle if now.duration_since(self.queued) >= STARVED_AFTER => {
-                    match set_policy(Policy::Normal { nice: self.nice }) {
-                        Ok(()) => {
-                            tracing::debug!("the {THREAD} was starved; it catches up at its normal priority");
-                            self.mode = Mode::CatchingUp(now + CATCH_UP_FOR);
-                        }
-                        Err(error) => {
-                            self.mode = Mode::Fixed;
-                            tracing::warn!(%error,
-                                "the {THREAD} cannot leave SCHED_IDLE to catch up (that needs CAP_SYS_NICE); on \
-                                 a saturated machine requests then wait for it through the telemetry queue's \
-                                 backpressure");
-                        }
-                    }
+                    let nice = self.thread.nice;
+                    self.leave_idle(|_| set_policy(Policy::Normal { nice }), "its job waited");
                 }
                 Mode::Idle | Mode::CatchingUp(_) | Mode::Fixed => {}
+            }
+        }
+
+        /// Moves the thread to its normal priority for [`CATCH_UP_FOR`] with `to_normal`.
+        fn leave_idle(&mut self, to_normal: impl FnOnce(IdleThread) -> Result<(), String>, why: &str) {
+            match to_normal(self.thread) {
+                Ok(()) => {
+                    tracing::debug!("the {THREAD} was starved ({why}); it catches up at its normal priority");
+                    self.mode = Mode::CatchingUp(Instant::now() + CATCH_UP_FOR);
+                }
+                Err(error) => {
+                    self.mode = Mode::Fixed;
+                    tracing::warn!(%error,
+                        "the {THREAD} cannot leave SCHED_IDLE to catch up (that needs CAP_SYS_NICE); on \
+                         a saturated machine requests then wait for it through the telemetry queue's \
+                         backpressure");
+                }
             }
         }
     }
@@ -312,7 +414,7 @@ mod idle {
     /// step may fail after the first worked, so what counts is the policy the thread ended up
     /// with.
     #[cfg(target_os = "linux")]
-    pub(in crate::sqlite) fn set_policy_of(pthread: thread_priority::ThreadId, idle: bool) -> Result<(), String> {
+    pub(super) fn set_policy_of(pthread: thread_priority::ThreadId, idle: bool) -> Result<(), String> {
         use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
         let normal = if idle { NormalThreadSchedulePolicy::Idle } else { NormalThreadSchedulePolicy::Other };
         let wanted = ThreadSchedulePolicy::Normal(normal);
@@ -332,6 +434,47 @@ mod idle {
     }
 }
 
+/// A thread under `SCHED_IDLE`, as another thread names it: the write thread, the checkpoint
+/// thread.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct IdleThread {
+    /// Its nice value, which a rescue keeps.
+    pub(super) nice: i32,
+    #[cfg(target_os = "linux")]
+    pthread: thread_priority::ThreadId,
+    #[cfg(target_os = "linux")]
+    pub(super) tid: rustix::thread::Pid,
+}
+
+impl IdleThread {
+    /// The calling thread, at nice `nice`.
+    #[cfg(target_os = "linux")]
+    pub(super) fn current(nice: i32) -> Self {
+        Self { nice, pthread: thread_priority::thread_native_id(), tid: rustix::thread::gettid() }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn current(nice: i32) -> Self {
+        Self { nice }
+    }
+
+    /// Moves the thread to `SCHED_OTHER` at its nice value; an error if the policy did not
+    /// change. Called on a thread made for it: `set_policy_of` renices the calling thread.
+    #[cfg(target_os = "linux")]
+    pub(super) fn to_normal(self) -> Result<(), String> {
+        idle::set_policy_of(self.pthread, false)?;
+        if let Err(error) = rustix::process::setpriority_process(Some(self.tid), self.nice) {
+            tracing::warn!(%error, nice = self.nice, "a thread moved out of SCHED_IDLE runs at another nice value");
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn to_normal(self) -> Result<(), String> {
+        Err("SCHED_IDLE is Linux's".to_owned())
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -342,7 +485,7 @@ mod tests {
     #[tokio::test]
     async fn work_runs_at_the_lowered_priority_and_a_panic_is_an_error_not_the_end_of_the_thread() {
         let process_nice = rustix::process::getpriority_process(None).unwrap();
-        let thread = WriteThread::spawn(WriterPriority { nice: 15, idle: false }).unwrap();
+        let thread = WriteThread::spawn(WriterPriority { nice: 15, policy: WriterPolicy::Normal }).unwrap();
         let nice = thread
             .run(|| Ok(rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()))
             .await
@@ -360,7 +503,7 @@ mod tests {
 
     #[tokio::test]
     async fn under_sched_idle_a_starved_job_catches_up_at_normal_priority_then_the_thread_returns() {
-        let thread = WriteThread::spawn(WriterPriority { nice: 0, idle: true }).unwrap();
+        let thread = WriteThread::spawn(WriterPriority { nice: 0, policy: WriterPolicy::Idle }).unwrap();
         let policy = thread.run(|| Ok(scheduling_policy())).await.unwrap();
         assert_eq!(policy, SCHED_IDLE, "the write thread's scheduling policy");
         assert_ne!(scheduling_policy(), SCHED_IDLE, "the caller's policy");
@@ -384,6 +527,42 @@ mod tests {
         tokio::time::sleep(idle::CATCH_UP_FOR + Duration::from_millis(50)).await;
         let after = thread.run(|| Ok(scheduling_policy())).await.unwrap();
         assert_eq!(after, SCHED_IDLE, "back under SCHED_IDLE once caught up");
+    }
+
+    #[tokio::test]
+    async fn a_caller_whose_job_waits_moves_a_starved_thread_out_of_sched_idle() {
+        let thread = WriteThread::spawn(WriterPriority { nice: 0, policy: WriterPolicy::Idle }).unwrap();
+        let policy = thread.run(|| Ok(scheduling_policy())).await.unwrap();
+        assert_eq!(policy, SCHED_IDLE, "the write thread's scheduling policy");
+        // A job that makes no check of its own (a starved thread gets too little CPU to make
+        // one soon): it outlasts STARVED_AFTER, so its caller moves the thread.
+        let during = thread
+            .run(|| {
+                std::thread::sleep(idle::STARVED_AFTER * 3);
+                Ok(scheduling_policy())
+            })
+            .await
+            .unwrap();
+        let nice = rustix::process::getpriority_process(None).unwrap().clamp(0, 19);
+        if sched_idle_is_reversible(nice) {
+            assert_eq!(during, SCHED_OTHER, "moved to SCHED_OTHER by the caller that waited");
+        } else {
+            assert_eq!(during, SCHED_IDLE, "without CAP_SYS_NICE the thread stays under SCHED_IDLE");
+        }
+        assert_ne!(scheduling_policy(), SCHED_IDLE, "the caller's policy");
+    }
+
+    #[tokio::test]
+    async fn auto_runs_under_sched_idle_only_where_the_thread_can_leave_it() {
+        let thread = WriteThread::spawn(WriterPriority { nice: 0, policy: WriterPolicy::Auto }).unwrap();
+        let policy = thread.run(|| Ok(scheduling_policy())).await.unwrap();
+        let nice = rustix::process::getpriority_process(None).unwrap().clamp(0, 19);
+        if sched_idle_is_reversible(nice) {
+            assert_eq!(policy, SCHED_IDLE, "where SCHED_IDLE can be left to catch up, the thread runs under it");
+        } else {
+            assert_eq!(policy, SCHED_OTHER, "where SCHED_IDLE could not be left, the thread stays at SCHED_OTHER");
+        }
+        assert_eq!(WriterPriority { nice: 0, policy: WriterPolicy::default() }.policy, WriterPolicy::Auto);
     }
 
     /// The calling thread's scheduling policy.

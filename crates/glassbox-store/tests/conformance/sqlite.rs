@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use glassbox_store::sqlite::{MIGRATIONS, SqliteBackend, SqliteSettings, WriterPriority};
+use glassbox_store::sqlite::{MIGRATIONS, SqliteBackend, SqliteSettings, WriterPolicy, WriterPriority};
 use glassbox_store::{Backend, RunStore, StoreError, TraceFilter, TraceReader, UsageBy};
 
 use crate::suite::{self, Dataset, Subject, assert_summaries_eq, everything, page_of};
@@ -252,7 +252,7 @@ async fn committed_pages_reach_the_database_file_from_the_checkpoint_thread() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("glassbox.db");
     let settings = SqliteSettings { path: path.clone() };
-    let priority = WriterPriority { nice: 0, idle: false };
+    let priority = WriterPriority { nice: 0, policy: WriterPolicy::Normal };
     let backend = SqliteBackend::open_with_priority(settings, priority).await.expect("open sqlite");
     backend.migrate().await.expect("migrate");
     let filler = "x".repeat(4_000);
