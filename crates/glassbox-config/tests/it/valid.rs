@@ -442,6 +442,20 @@ fn store_defaults_to_embedded_sqlite() {
     assert_eq!(config.store.sqlite_path, std::path::PathBuf::from(".glassbox/glassbox.db"));
     assert_eq!(config.telemetry.otlp, None);
     assert_eq!(config.store.batch_rows, None, "unset: each store's own batch size");
+    assert_eq!(config.store.writer_policy, glassbox_config::WriterPolicy::Auto, "unset: auto");
+}
+
+#[test]
+fn each_writer_policy_is_read() {
+    for (text, policy) in [
+        ("auto", glassbox_config::WriterPolicy::Auto),
+        ("normal", glassbox_config::WriterPolicy::Normal),
+        ("idle", glassbox_config::WriterPolicy::Idle),
+    ] {
+        let source = format!("[store]\nwriter_policy = \"{text}\"\n");
+        let config = glassbox_config::parse(&source, "t.toml", &|_| None).unwrap();
+        assert_eq!(config.store.writer_policy, policy, "writer_policy = {text:?}");
+    }
 }
 
 #[test]

@@ -19,8 +19,11 @@
 //! `SCHED_IDLE` (`WriterPolicy`, `store.writer_policy`) goes further: the thread runs only
 //! when a core has nothing else to run, and a woken request thread preempts it at once. A
 //! saturated machine gives such a thread no CPU at all, so it catches up: a job still
-//! unfinished 50 ms after it was queued (checked between rows and between jobs) moves the
-//! thread to `SCHED_OTHER` at its nice value for 2 s, then it tries `SCHED_IDLE` again.
+//! unfinished 50 ms after it was queued moves the thread to `SCHED_OTHER` at its nice value
+//! for 2 s, then it tries `SCHED_IDLE` again. The thread checks that between rows and between
+//! jobs, but starved it gets too little CPU to reach a check soon, so the caller waiting for
+//! the job moves it as well (`idle::Watch::rescue`, from a short-lived thread; whichever comes
+//! first claims the move, lock-free).
 //! Leaving `SCHED_IDLE` needs `CAP_SYS_NICE` (or an `RLIMIT_NICE` of 20); without it the
 //! thread would stay under it and on a saturated machine get CPU only when backpressure holds
 //! requests back, which cost 14% of the peak (BENCHMARKS.md). So the default,
@@ -131,11 +134,11 @@ impl WriteThread {
             let _ = done.send(outcome);
         });
         self.jobs.send((Instant::now(), job)).map_err(|_| stopped("the SQLite write thread has stopped"))?;
-        if self.watch.idle() {
+        if self.watch.watched() {
             tokio::select! {
                 biased;
                 outcome = &mut result => return finish(outcome),
-                () = tokio::time::sleep(idle::STARVED_AFTER) => self.watch.rescue(),
+                () = tokio::time::sleep(idle::STARVED_AFTER) => self.watch.rescue(self.jobs.clone()),
             }
         }
         finish(result.await)
@@ -233,7 +236,8 @@ pub(super) fn sched_idle_is_reversible(_nice: i32) -> bool {
 }
 
 mod idle {
-    use std::sync::{Arc, Mutex, PoisonError};
+    use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+    use std::sync::{Arc, OnceLock};
     use std::time::{Duration, Instant};
 
     use super::IdleThread;
@@ -247,67 +251,125 @@ mod idle {
 
     const THREAD: &str = "SQLite write thread";
 
+    /// [`Watch::mode`]: not under `SCHED_IDLE` at all (the policy was not taken).
+    const OFF: u8 = 0;
+    /// Under `SCHED_IDLE`.
+    const IDLE: u8 = 1;
+    /// At the normal priority, catching up, until [`Watch::catch_up_until`].
+    const CATCHING_UP: u8 = 2;
+    /// Being moved from one policy to the other, by the thread or a rescue.
+    const MOVING: u8 = 3;
+    /// Leaving (or entering again) `SCHED_IDLE` was refused: the policy stays as it is.
+    const FIXED: u8 = 4;
+
     thread_local! {
-        /// The write thread's state under `SCHED_IDLE`; `None` on every other thread.
-        static STATE: std::cell::RefCell<Option<Arc<Watch>>> = const { std::cell::RefCell::new(None) };
+        /// The write thread's own view: its watch and when the job running now was queued.
+        /// `None` on every other thread.
+        static ON_THREAD: std::cell::RefCell<Option<(Arc<Watch>, Instant)>> =
+            const { std::cell::RefCell::new(None) };
     }
 
     /// The write thread's state under `SCHED_IDLE`, shared with the callers waiting for its
     /// jobs: a starved thread gets too little CPU to notice soon that it is starved (its own
     /// checks run between rows), so a caller whose job has waited [`STARVED_AFTER`] moves it
-    /// too ([`rescue`](Self::rescue)). The lock serializes the moves.
+    /// too ([`rescue`](Self::rescue)). Lock-free: whoever moves the thread first claims the
+    /// move (`MOVING`), so the thread and a rescue never both move it, and neither waits for
+    /// the other (a thread under `SCHED_IDLE` may sit preempted for a long time).
     pub(in crate::sqlite) struct Watch {
-        state: Mutex<Option<State>>,
-    }
-
-    struct State {
-        thread: IdleThread,
-        /// When the job running now was queued.
-        queued: Instant,
-        mode: Mode,
-    }
-
-    #[derive(Clone, Copy)]
-    enum Mode {
-        /// Under `SCHED_IDLE`.
-        Idle,
-        /// At the normal priority, catching up, until then.
-        CatchingUp(Instant),
-        /// Leaving (or entering again) `SCHED_IDLE` was refused: the policy stays as it is.
-        Fixed,
+        mode: AtomicU8,
+        /// Milliseconds since `epoch`, while `CATCHING_UP`.
+        catch_up_until: AtomicU64,
+        epoch: Instant,
+        thread: OnceLock<IdleThread>,
     }
 
     impl Watch {
         pub(in crate::sqlite) fn new() -> Arc<Self> {
-            Arc::new(Watch { state: Mutex::new(None) })
+            Arc::new(Watch {
+                mode: AtomicU8::new(OFF),
+                catch_up_until: AtomicU64::new(0),
+                epoch: Instant::now(),
+                thread: OnceLock::new(),
+            })
         }
 
-        fn with_state<T>(&self, work: impl FnOnce(&mut State) -> T) -> Option<T> {
-            self.state.lock().unwrap_or_else(PoisonError::into_inner).as_mut().map(work)
-        }
-
-        /// Whether the thread runs under `SCHED_IDLE` now (a caller then watches its job).
-        pub(in crate::sqlite) fn idle(&self) -> bool {
-            self.with_state(|state| matches!(state.mode, Mode::Idle)).unwrap_or(false)
+        /// Whether a caller should watch its job: the thread is under `SCHED_IDLE`, or back
+        /// under it before the job starts.
+        pub(in crate::sqlite) fn watched(&self) -> bool {
+            matches!(self.mode.load(Ordering::Acquire), IDLE | CATCHING_UP)
         }
 
         /// Called by a caller whose job has waited [`STARVED_AFTER`]: moves the thread, if it
-        /// is still under `SCHED_IDLE`, to its normal priority for [`CATCH_UP_FOR`], on a
+        /// is under `SCHED_IDLE`, to its normal priority for [`CATCH_UP_FOR`], on a
         /// short-lived thread of its own (`IdleThread::to_normal` renices the calling thread).
-        pub(in crate::sqlite) fn rescue(self: &Arc<Self>) {
-            if !self.idle() {
+        /// `keep_alive` (a sender of the thread's jobs) keeps the write thread from ending
+        /// before the move is made.
+        pub(in crate::sqlite) fn rescue<K: Send + 'static>(self: &Arc<Self>, keep_alive: K) {
+            let Some(thread) = self.thread.get().copied() else { return };
+            if !self.claim(IDLE) {
                 return;
             }
             let watch = Arc::clone(self);
             let rescue = move || {
-                watch.with_state(|state| {
-                    if matches!(state.mode, Mode::Idle) {
-                        state.leave_idle(|thread| thread.to_normal(), "a caller waited for it");
-                    }
-                });
+                watch.leave_idle(|| thread.to_normal(), "a caller waited for it");
+                drop(keep_alive);
             };
             if let Err(error) = std::thread::Builder::new().name("glassbox-sqlite-rescue".into()).spawn(rescue) {
+                // The closure, and with it the claim, is gone: the thread's own checks go on.
+                self.mode.store(IDLE, Ordering::Release);
                 tracing::warn!(%error, "could not start a thread to move the starved {THREAD} out of SCHED_IDLE");
+            }
+        }
+
+        /// Claims the move out of mode `from`.
+        fn claim(&self, from: u8) -> bool {
+            self.mode.compare_exchange(from, MOVING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        }
+
+        fn millis(&self, at: Instant) -> u64 {
+            u64::try_from(at.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+        }
+
+        /// After a claim: moves the thread to its normal priority with `to_normal`, for
+        /// [`CATCH_UP_FOR`].
+        fn leave_idle(&self, to_normal: impl FnOnce() -> Result<(), String>, why: &str) {
+            match to_normal() {
+                Ok(()) => {
+                    tracing::debug!("the {THREAD} was starved ({why}); it catches up at its normal priority");
+                    self.catch_up_until.store(self.millis(Instant::now() + CATCH_UP_FOR), Ordering::Release);
+                    self.mode.store(CATCHING_UP, Ordering::Release);
+                }
+                Err(error) => {
+                    self.mode.store(FIXED, Ordering::Release);
+                    tracing::warn!(%error,
+                        "the {THREAD} cannot leave SCHED_IDLE to catch up (that needs CAP_SYS_NICE); on \
+                         a saturated machine requests then wait for it through the telemetry queue's \
+                         backpressure");
+                }
+            }
+        }
+
+        /// The thread's own check, between rows and at the start of each job.
+        fn check(&self, queued: Instant) {
+            let now = Instant::now();
+            match self.mode.load(Ordering::Acquire) {
+                CATCHING_UP
+                    if self.millis(now) >= self.catch_up_until.load(Ordering::Acquire) && self.claim(CATCHING_UP) =>
+                {
+                    match set_policy(Policy::Idle) {
+                        Ok(()) => self.mode.store(IDLE, Ordering::Release),
+                        Err(error) => {
+                            // It stays at its normal priority, as without the policy, for good.
+                            self.mode.store(FIXED, Ordering::Release);
+                            tracing::warn!(%error, "could not put the {THREAD} back under SCHED_IDLE");
+                        }
+                    }
+                }
+                IDLE if now.duration_since(queued) >= STARVED_AFTER && self.claim(IDLE) => {
+                    let nice = self.thread.get().map_or(0, |thread| thread.nice);
+                    self.leave_idle(|| set_policy(Policy::Normal { nice }), "its job waited");
+                }
+                _ => {}
             }
         }
     }
@@ -320,9 +382,9 @@ mod idle {
         match set_policy(Policy::Idle) {
             Ok(()) => {
                 tracing::debug!("the {THREAD} runs under SCHED_IDLE");
-                let state = State { thread: IdleThread::current(nice), queued: Instant::now(), mode: Mode::Idle };
-                *watch.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
-                STATE.set(Some(Arc::clone(watch)));
+                let _ = watch.thread.set(IdleThread::current(nice));
+                watch.mode.store(IDLE, Ordering::Release);
+                ON_THREAD.set(Some((Arc::clone(watch), Instant::now())));
             }
             Err(error) => {
                 tracing::warn!(%error,
@@ -332,9 +394,11 @@ mod idle {
     }
 
     pub(super) fn job_started(queued: Instant) {
-        on_thread(|state| {
-            state.queued = queued;
-            state.check();
+        ON_THREAD.with_borrow_mut(|on_thread| {
+            if let Some((watch, job_queued)) = on_thread {
+                *job_queued = queued;
+                watch.check(queued);
+            }
         });
     }
 
@@ -342,53 +406,11 @@ mod idle {
     /// waiting since it was queued for [`STARVED_AFTER`], or returns to it once that is over.
     /// Nothing on other threads.
     pub(in crate::sqlite) fn keep_up() {
-        on_thread(State::check);
-    }
-
-    fn on_thread(work: impl FnOnce(&mut State)) {
-        STATE.with_borrow(|watch| {
-            if let Some(watch) = watch {
-                watch.with_state(work);
+        ON_THREAD.with_borrow(|on_thread| {
+            if let Some((watch, queued)) = on_thread {
+                watch.check(*queued);
             }
         });
-    }
-
-    impl State {
-        fn check(&mut self) {
-            let now = Instant::now();
-            match self.mode {
-                Mode::CatchingUp(until) if now >= until => match set_policy(Policy::Idle) {
-                    Ok(()) => self.mode = Mode::Idle,
-                    Err(error) => {
-                        // It stays at its normal priority, as without the policy, for good.
-                        self.mode = Mode::Fixed;
-                        tracing::warn!(%error, "could not put the {THREAD} back under SCHED_IDLE");
-                    }
-                },
-                Mode::Idle if now.duration_since(self.queued) >= STARVED_AFTER => {
-                    let nice = self.thread.nice;
-                    self.leave_idle(|_| set_policy(Policy::Normal { nice }), "its job waited");
-                }
-                Mode::Idle | Mode::CatchingUp(_) | Mode::Fixed => {}
-            }
-        }
-
-        /// Moves the thread to its normal priority for [`CATCH_UP_FOR`] with `to_normal`.
-        fn leave_idle(&mut self, to_normal: impl FnOnce(IdleThread) -> Result<(), String>, why: &str) {
-            match to_normal(self.thread) {
-                Ok(()) => {
-                    tracing::debug!("the {THREAD} was starved ({why}); it catches up at its normal priority");
-                    self.mode = Mode::CatchingUp(Instant::now() + CATCH_UP_FOR);
-                }
-                Err(error) => {
-                    self.mode = Mode::Fixed;
-                    tracing::warn!(%error,
-                        "the {THREAD} cannot leave SCHED_IDLE to catch up (that needs CAP_SYS_NICE); on \
-                         a saturated machine requests then wait for it through the telemetry queue's \
-                         backpressure");
-                }
-            }
-        }
     }
 
     pub(super) enum Policy {
@@ -508,15 +530,14 @@ mod tests {
         assert_eq!(policy, SCHED_IDLE, "the write thread's scheduling policy");
         assert_ne!(scheduling_policy(), SCHED_IDLE, "the caller's policy");
         // A job still running STARVED_AFTER after it was queued (starved, it would not run;
-        // here it sleeps), between two rows.
-        let starved = thread
-            .run(|| {
-                std::thread::sleep(idle::STARVED_AFTER + Duration::from_millis(10));
-                keep_up();
-                Ok((scheduling_policy(), rustix::process::getpriority_process(None).unwrap()))
-            })
-            .await
-            .unwrap();
+        // here it sleeps), between two rows. Sent past `run`, whose caller-side rescue would
+        // otherwise move the thread first: this is the thread's own check.
+        let starved = run_unwatched(&thread, || {
+            std::thread::sleep(idle::STARVED_AFTER + Duration::from_millis(10));
+            keep_up();
+            (scheduling_policy(), rustix::process::getpriority_process(None).unwrap())
+        })
+        .await;
         // The configured nice value, 0, or the process's if that is higher.
         let nice = rustix::process::getpriority_process(None).unwrap().clamp(0, 19);
         if sched_idle_is_reversible(nice) {
@@ -535,10 +556,15 @@ mod tests {
         let policy = thread.run(|| Ok(scheduling_policy())).await.unwrap();
         assert_eq!(policy, SCHED_IDLE, "the write thread's scheduling policy");
         // A job that makes no check of its own (a starved thread gets too little CPU to make
-        // one soon): it outlasts STARVED_AFTER, so its caller moves the thread.
+        // one soon): it outlasts STARVED_AFTER, so its caller moves the thread. The job waits
+        // for the move for up to 5 s (a loaded machine may start the rescue late).
         let during = thread
             .run(|| {
-                std::thread::sleep(idle::STARVED_AFTER * 3);
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                std::thread::sleep(idle::STARVED_AFTER);
+                while scheduling_policy() == SCHED_IDLE && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 Ok(scheduling_policy())
             })
             .await
@@ -563,6 +589,16 @@ mod tests {
             assert_eq!(policy, SCHED_OTHER, "where SCHED_IDLE could not be left, the thread stays at SCHED_OTHER");
         }
         assert_eq!(WriterPriority { nice: 0, policy: WriterPolicy::default() }.policy, WriterPolicy::Auto);
+    }
+
+    /// Runs `work` on the thread like [`WriteThread::run`], without a caller watching it.
+    async fn run_unwatched<T: Send + 'static>(thread: &WriteThread, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        thread.jobs.send((std::time::Instant::now(), job)).unwrap();
+        result.await.unwrap()
     }
 
     /// The calling thread's scheduling policy.
