@@ -29,9 +29,9 @@
 //! requests back, which cost 14% of the peak (BENCHMARKS.md). So the default,
 //! `WriterPolicy::Auto`, runs the thread under `SCHED_IDLE` only where a probe at start
 //! (`sched_idle_is_reversible`) finds it may leave it again, and at its nice value elsewhere;
-//! `Idle` forces it, `Normal` never uses it. Measured on 2 cores (BENCHMARKS.md, alternated
-//! rounds): the added p99 at half peak a third lower (+1.00 against +1.42 ms at 6,000 req/s),
-//! the peak 6% lower.
+//! `Idle` forces it, `Normal` never uses it. Measured on 2 cores (BENCHMARKS.md, 6 alternated
+//! rounds at 5,200 req/s): the added p99 +0.78 against +1.33 ms, lower in every round, at the
+//! same peak.
 //!
 //! Where the nice value or policy cannot be set (another OS, a sandbox refusing it), the
 //! thread logs that once and runs at the process's priority.
