@@ -198,8 +198,8 @@ impl Checkpointer {
             return;
         }
         let (watch, keep_alive) = (Arc::clone(&self.watch), self.stop.clone());
-        let rescue = move || {
-            match idle_thread.to_normal() {
+        let rescue = move |moved: Result<(), String>| {
+            match moved {
                 Ok(()) => {
                     watch.rescued.store(true, Ordering::Release);
                     tracing::debug!("a starved SQLite WAL checkpoint finishes at normal priority");
@@ -221,7 +221,7 @@ impl Checkpointer {
             // The checkpoint thread, named by `idle_thread`, may end from here on.
             drop(keep_alive);
         };
-        if let Err(error) = std::thread::Builder::new().name("glassbox-wal-rescue".into()).spawn(rescue) {
+        if let Err(error) = idle_thread.to_normal_off_thread("glassbox-wal-rescue", rescue) {
             self.watch.interrupt.interrupt();
             tracing::warn!(%error,
                 "could not start a thread to rescue a starved SQLite WAL checkpoint; it is interrupted");

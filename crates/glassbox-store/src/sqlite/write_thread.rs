@@ -311,12 +311,12 @@ mod idle {
             if !self.claim(IDLE) {
                 return;
             }
-            let (watch, keep_alive) = (Arc::clone(self), jobs.clone());
-            let rescue = move || {
-                watch.leave_idle(thread, "a caller waited for it");
-                drop(keep_alive);
+            let (unstuck, keep_alive) = (Unstuck(Arc::clone(self)), jobs.clone());
+            let rescue = move |moved| {
+                unstuck.0.left_idle(moved, "a caller waited for it");
+                drop((unstuck, keep_alive));
             };
-            if let Err(error) = std::thread::Builder::new().name("glassbox-sqlite-rescue".into()).spawn(rescue) {
+            if let Err(error) = thread.to_normal_off_thread("glassbox-sqlite-rescue", rescue) {
                 // The closure, and with it the claim, is gone: the thread's own checks go on.
                 self.mode.store(IDLE, Ordering::Release);
                 tracing::warn!(%error, "could not start a thread to move the starved {THREAD} out of SCHED_IDLE");
@@ -332,10 +332,10 @@ mod idle {
             u64::try_from(at.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
         }
 
-        /// After a claim: moves `thread` to its normal priority for [`CATCH_UP_FOR`].
-        fn leave_idle(&self, thread: IdleThread, why: &str) {
-            let _unstuck = Unstuck(self);
-            match thread.to_normal() {
+        /// After a claim and the move to the normal priority (`moved`): catches up for
+        /// [`CATCH_UP_FOR`], or stays as it is if the move failed.
+        fn left_idle(&self, moved: Result<(), String>, why: &str) {
+            match moved {
                 Ok(()) => {
                     self.catch_up_until.store(self.millis(Instant::now() + CATCH_UP_FOR), Ordering::Release);
                     self.mode.store(CATCHING_UP, Ordering::Release);
@@ -372,7 +372,8 @@ mod idle {
                     if let Some(thread) = self.thread.get().copied()
                         && self.claim(IDLE)
                     {
-                        self.leave_idle(thread, "its job waited");
+                        let _unstuck = Unstuck(self);
+                        self.left_idle(thread.to_normal(), "its job waited");
                     }
                 }
                 _ => {}
@@ -388,9 +389,9 @@ mod idle {
 
     /// Ends a move that did not finish (a panic on the way): the mode would otherwise stay
     /// `MOVING`, and nothing would move the thread again. It stays as it is from then on.
-    struct Unstuck<'a>(&'a Watch);
+    struct Unstuck<W: std::ops::Deref<Target = Watch>>(W);
 
-    impl Drop for Unstuck<'_> {
+    impl<W: std::ops::Deref<Target = Watch>> Drop for Unstuck<W> {
         fn drop(&mut self) {
             let _ = self.0.mode.compare_exchange(MOVING, FIXED, Ordering::AcqRel, Ordering::Acquire);
         }
@@ -503,7 +504,8 @@ impl IdleThread {
     }
 
     /// Moves the thread to `SCHED_OTHER` at its nice value; an error if the policy did not
-    /// change. Called on a thread made for it: `set_policy_of` renices the calling thread.
+    /// change. `set_policy_of` renices the calling thread: call it on the thread itself or through
+    /// [`to_normal_off_thread`](Self::to_normal_off_thread).
     #[cfg(target_os = "linux")]
     pub(super) fn to_normal(self) -> Result<(), String> {
         idle::set_policy_of(self.pthread, false)?;
@@ -516,6 +518,18 @@ impl IdleThread {
     #[cfg(not(target_os = "linux"))]
     pub(super) fn to_normal(self) -> Result<(), String> {
         Err("SCHED_IDLE is Linux's".to_owned())
+    }
+
+    /// [`to_normal`](Self::to_normal) from another thread: on a short-lived thread named
+    /// `name` (it renices its calling thread, which must be one that does not matter), which
+    /// then passes the outcome to `then`. An error if that thread could not start (`then` is
+    /// dropped unrun).
+    pub(super) fn to_normal_off_thread(
+        self,
+        name: &str,
+        then: impl FnOnce(Result<(), String>) + Send + 'static,
+    ) -> std::io::Result<()> {
+        std::thread::Builder::new().name(name.to_owned()).spawn(move || then(self.to_normal())).map(drop)
     }
 }
 
