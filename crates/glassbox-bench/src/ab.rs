@@ -2,9 +2,10 @@
 //! 2-core machine says little; rounds that alternate the variants, each measured against the
 //! floor at the same rate in the same minutes, do.
 //!
-//! Each round starts a fresh mock and floor and measures the floor at the fixed rate; then each
-//! variant (in reverse order every other round) with a fresh server and data directory:
-//! warm-up, closed loop (peak req/s, CPU per request), fixed rate with latency correction
+//! Each round starts a fresh mock and floor and measures the floor (its closed-loop peak, when
+//! the closed loop runs, then at the fixed rate); then each variant (in reverse order every
+//! other round) with a fresh server and data directory: warm-up, closed loop (peak req/s, as a
+//! share of the round's floor peak, CPU per request), fixed rate with latency correction
 //! (added p50/p99/p99.9 = the variant's minus the floor's), peak RSS. Prints every round and
 //! the medians.
 
@@ -60,6 +61,8 @@ pub(crate) struct Variant {
 /// are NaN when the closed loop was skipped.
 pub(crate) struct Row {
     peak_rps: f64,
+    /// `peak_rps` as a share of the floor's closed-loop peak in the same round, in percent.
+    of_floor: f64,
     cpu_ms: f64,
     added_p50: f64,
     pub(crate) added_p99: f64,
@@ -67,10 +70,12 @@ pub(crate) struct Row {
     rss_mb: f64,
 }
 
-/// Every round's rows, by variant, and the floor's p99 at the rate in each round.
+/// Every round's rows, by variant, and the floor's p99 at the rate and closed-loop peak (NaN
+/// when the closed loop was skipped) in each round.
 pub(crate) struct Rounds {
     pub(crate) rows: Vec<Vec<Row>>,
     pub(crate) floor_p99: Vec<f64>,
+    pub(crate) floor_peak: Vec<f64>,
 }
 
 pub fn run(args: &AbArgs) -> anyhow::Result<()> {
@@ -83,14 +88,22 @@ pub fn run(args: &AbArgs) -> anyhow::Result<()> {
     let variants = args.variants.iter().map(|spec| variant(spec, &base)).collect::<anyhow::Result<Vec<_>>>()?;
     let work = args.work.join(format!("ab-{}", utc_now().replace(':', "")));
     let mut out = std::io::stdout().lock();
-    let Rounds { rows, floor_p99 } = alternate(args, &base, &variants, &work, &mut out)?;
+    let Rounds { rows, floor_p99, floor_peak } = alternate(args, &base, &variants, &work, &mut out)?;
     writeln!(out, "floor p99 at the rate (ms): {:?}", floor_p99.iter().map(|p99| round2(*p99)).collect::<Vec<_>>())
         .context("while printing")?;
+    writeln!(
+        out,
+        "floor peak (req/s): {:?} median {:.0}",
+        floor_peak.iter().map(|peak| peak.round()).collect::<Vec<_>>(),
+        median(floor_peak.clone())
+    )
+    .context("while printing")?;
     for (variant, rows) in variants.iter().zip(&rows) {
         let median = |figure: fn(&Row) -> f64| median(rows.iter().map(figure).collect());
-        writeln!(out, "MEDIAN {:12} peak {:7.0} cpu {:.3} ms +p50 {:.2} +p99 {:.2} +p99.9 {:.2} ms rss {:.1} MB  p99 per round {:?}",
+        writeln!(out, "MEDIAN {:12} peak {:7.0} ({:.1}% of floor) cpu {:.3} ms +p50 {:.2} +p99 {:.2} +p99.9 {:.2} ms rss {:.1} MB  p99 per round {:?}",
             variant.name,
             median(|row| row.peak_rps),
+            median(|row| row.of_floor),
             median(|row| row.cpu_ms),
             median(|row| row.added_p50),
             median(|row| row.added_p99),
@@ -115,6 +128,7 @@ pub(crate) fn alternate(
     let latency = Duration::from_millis(if args.stream { 200 } else { 0 });
     let mut rows: Vec<Vec<Row>> = variants.iter().map(|_| Vec::new()).collect();
     let mut floor_p99 = Vec::new();
+    let mut floor_peak = Vec::new();
     for round in 0..args.rounds {
         let round_dir = work.join(format!("round-{round}"));
         std::fs::create_dir_all(&round_dir).with_context(|| format!("while creating {}", round_dir.display()))?;
@@ -123,6 +137,12 @@ pub(crate) fn alternate(
         floor.verify()?;
         load::run(&args.oha, &floor.request, args.connections, Duration::from_secs(2), None)
             .context("floor warm-up")?;
+        let floor_closed = (args.closed_seconds > 0)
+            .then(|| load::run(&args.oha, &floor.request, args.connections, seconds(args.closed_seconds), None))
+            .transpose()
+            .context("floor closed-loop run")?;
+        let floor_rps = floor_closed.map_or(f64::NAN, |closed| closed.rps);
+        floor_peak.push(floor_rps);
         let floor_fixed =
             load::run(&args.oha, &floor.request, args.connections, seconds(args.fixed_seconds), Some(args.rate))
                 .context("floor at the fixed rate")?;
@@ -136,11 +156,12 @@ pub(crate) fn alternate(
             let variant = &variants[index];
             let dir = round_dir.join(&variant.name);
             std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
-            let row = measure(args, variant, &dir, &mock_url, &floor_fixed, ticks)
+            let row = measure(args, variant, &dir, &mock_url, (&floor_fixed, floor_rps), ticks)
                 .with_context(|| format!("variant {} in round {round}", variant.name))?;
-            writeln!(out, "round {round} {:12} peak {:7.0} cpu {:.3} ms +p50 {:.2} +p99 {:.2} +p99.9 {:.2} ms rss {:.1} MB load {:.1}",
+            writeln!(out, "round {round} {:12} peak {:7.0} ({:.1}% of floor) cpu {:.3} ms +p50 {:.2} +p99 {:.2} +p99.9 {:.2} ms rss {:.1} MB load {:.1}",
                 variant.name,
                 row.peak_rps,
+                row.of_floor,
                 row.cpu_ms,
                 row.added_p50,
                 row.added_p99,
@@ -152,7 +173,7 @@ pub(crate) fn alternate(
         }
         mock.stop();
     }
-    Ok(Rounds { rows, floor_p99 })
+    Ok(Rounds { rows, floor_p99, floor_peak })
 }
 
 fn measure(
@@ -160,7 +181,7 @@ fn measure(
     variant: &Variant,
     dir: &Path,
     mock_url: &str,
-    floor: &Measured,
+    (floor, floor_rps): (&Measured, f64),
     ticks: f64,
 ) -> anyhow::Result<Row> {
     let mut target = targets::start(Kind::Glassbox, &variant.programs, dir, mock_url, args.stream, None)?;
@@ -191,6 +212,7 @@ fn measure(
     targets::remove_store(dir, Kind::Glassbox);
     Ok(Row {
         peak_rps,
+        of_floor: 100.0 * peak_rps / floor_rps,
         cpu_ms: cpu_per_request,
         added_p50: fixed.p50_ms - floor.p50_ms,
         added_p99: fixed.p99_ms - floor.p99_ms,
