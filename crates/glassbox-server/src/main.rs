@@ -321,6 +321,15 @@ fn run_serve(
         return Ok(ExitCode::FAILURE);
     };
     runtime()?.block_on(async move {
+        // The subscriber first, the store writer attached once it runs: what the store logs
+        // while it opens (a spool left to replay, its threads' priorities) is logged too.
+        let pricing = Arc::new(glassbox_server::telemetry::pricing_table(&config.pricing));
+        let telemetry = Telemetry::new(&config.telemetry.service_name, None, Arc::clone(&pricing), otlp_target(&config))
+            .context("while setting up OpenTelemetry")?;
+        tracing_subscriber::registry()
+            .with(logging::TraceIdLayer)
+            .with(glassbox_server::telemetry::layer_with_logs(&telemetry, logging::LogLines::stderr(log_format), env_filter()))
+            .init();
         let store = store::open(&config.store, &env_var).await.context("while opening the store")?;
         let report = store.backend.migrate().await.with_context(|| format!("while migrating {}", store.description))?;
         let mut writer_config = WriterConfig::new(config.store.spool_dir.clone());
@@ -330,10 +339,7 @@ fn run_serve(
         let writer = TelemetryWriter::start(Arc::clone(&store.backend), writer_config)
             .await
             .context("while starting the telemetry writer")?;
-        let pricing = Arc::new(glassbox_server::telemetry::pricing_table(&config.pricing));
-        let telemetry =
-            Telemetry::new(&config.telemetry.service_name, Some(writer), Arc::clone(&pricing), otlp_target(&config))
-                .context("while setting up OpenTelemetry")?;
+        telemetry.attach_writer(writer);
         let key_store = store::open_key_store(&config.store, &env_var).await.context("while opening the key store")?;
         // Keys from the config and the store; budgets rebuilt from the store's usage rows and
         // settled from every new usage row.
@@ -351,10 +357,6 @@ fn run_serve(
         let (span_journal, leftover) = glassbox_server::span_journal::open(config.store.spool_dir.join("journal"))
             .context("while opening the span journal")?;
         telemetry.journal_spans(Arc::clone(&span_journal));
-        tracing_subscriber::registry()
-            .with(logging::TraceIdLayer)
-            .with(glassbox_server::telemetry::layer_with_logs(&telemetry, logging::LogLines::stderr(log_format), env_filter()))
-            .init();
         if let Some(writer) = telemetry.writer() {
             glassbox_server::metrics::watch_writer(writer);
             glassbox_server::usage_journal::spawn_rotation(Arc::clone(&span_journal), writer.clone());

@@ -78,7 +78,7 @@ pub struct Telemetry {
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
-            .field("store", &self.sink.store.is_some())
+            .field("store", &self.sink.store.get().is_some())
             .field("otlp", &self.sink.otlp.is_some())
             .finish_non_exhaustive()
     }
@@ -86,6 +86,9 @@ impl std::fmt::Debug for Telemetry {
 
 impl Telemetry {
     /// Builds the pipeline. Must be called inside a Tokio runtime when OTLP over gRPC is used.
+    /// Without a `writer`, one can be attached later ([`attach_writer`](Self::attach_writer)):
+    /// `glassbox serve` installs its subscriber first, so that what the store logs while it
+    /// opens (a spool left to replay, a thread's priority) is not lost, then attaches.
     pub fn new(
         service_name: &str,
         writer: Option<TelemetryWriter>,
@@ -96,21 +99,35 @@ impl Telemetry {
             Some(target) => Some(Arc::new(otlp_processor(target, service_name)?)),
             None => None,
         };
-        let store = writer.map(|writer| StoreSink {
-            writer,
-            pricing,
-            usage_observer: OnceLock::new(),
-            usage_journal: OnceLock::new(),
-            span_journal: OnceLock::new(),
-        });
         let sink = Sink {
             service_name: service_name.to_owned(),
-            store,
+            store: OnceLock::new(),
+            pricing,
             otlp,
             scope: InstrumentationScope::builder("glassbox").build(),
             shut_down: AtomicBool::new(false),
         };
-        Ok(Self { sink: Arc::new(sink) })
+        let telemetry = Self { sink: Arc::new(sink) };
+        if let Some(writer) = writer {
+            telemetry.attach_writer(writer);
+        }
+        Ok(telemetry)
+    }
+
+    /// Sends the spans that end from now on, and their usage rows, to `writer` too (once per
+    /// pipeline; a second call leaves the first writer and answers `false`). Spans that ended
+    /// before went to the OTLP exporter only. Attach it before journals and observers: those
+    /// belong to the writer's rows.
+    pub fn attach_writer(&self, writer: TelemetryWriter) -> bool {
+        self.sink
+            .store
+            .set(StoreSink {
+                writer,
+                usage_observer: OnceLock::new(),
+                usage_journal: OnceLock::new(),
+                span_journal: OnceLock::new(),
+            })
+            .is_ok()
     }
 
     /// Appends every usage row to `journal` after handing it to the writer, so a killed
@@ -118,25 +135,25 @@ impl Telemetry {
     /// journal too ([`journal_spans`](Self::journal_spans)), usage rows go into the span
     /// journal's segments instead, and this one is not written.
     pub fn journal_usage(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
-        self.sink.store.as_ref().is_some_and(|store| store.usage_journal.set(journal).is_ok())
+        self.sink.store.get().is_some_and(|store| store.usage_journal.set(journal).is_ok())
     }
 
     /// Appends every span row, and every usage row, to `journal` after handing it to the
     /// writer (`span_journal`), so a killed process loses no span or usage row of an answered
     /// request (once per pipeline). A request's records leave in one `write`.
     pub fn journal_spans(&self, journal: Arc<crate::usage_journal::UsageJournal>) -> bool {
-        self.sink.store.as_ref().is_some_and(|store| store.span_journal.set(journal).is_ok())
+        self.sink.store.get().is_some_and(|store| store.span_journal.set(journal).is_ok())
     }
 
     /// Hands every usage row the store writer gets to `observer` too (once per pipeline; a
     /// second call is ignored and answers `false`). Only usage rows of a pipeline with a
     /// writer are observed.
     pub fn observe_usage(&self, observer: UsageObserver) -> bool {
-        self.sink.store.as_ref().is_some_and(|store| store.usage_observer.set(observer).is_ok())
+        self.sink.store.get().is_some_and(|store| store.usage_observer.set(observer).is_ok())
     }
 
     pub fn writer(&self) -> Option<&TelemetryWriter> {
-        self.sink.store.as_ref().map(|store| &store.writer)
+        self.sink.store.get().map(|store| &store.writer)
     }
 
     /// Exports what the OTLP exporter holds and writes (or spools) what the writer holds.
@@ -199,7 +216,9 @@ fn otlp_processor(target: OtlpTarget, service_name: &str) -> Result<BatchSpanPro
 /// Where the layer hands every finished span.
 pub(crate) struct Sink {
     service_name: String,
-    store: Option<StoreSink>,
+    /// Set once, when the store writer is attached: until then spans go to OTLP only.
+    store: OnceLock<StoreSink>,
+    pricing: Arc<PricingTable>,
     otlp: Option<Arc<BatchSpanProcessor>>,
     scope: InstrumentationScope,
     shut_down: AtomicBool,
@@ -208,7 +227,6 @@ pub(crate) struct Sink {
 /// The store writer and what hears about its rows.
 struct StoreSink {
     writer: TelemetryWriter,
-    pricing: Arc<PricingTable>,
     usage_observer: OnceLock<UsageObserver>,
     usage_journal: OnceLock<Arc<crate::usage_journal::UsageJournal>>,
     span_journal: OnceLock<Arc<crate::usage_journal::UsageJournal>>,
@@ -225,15 +243,15 @@ impl Sink {
         if let Some(otlp) = &self.otlp {
             otlp.on_end(span_data(&record, duration, &self.scope));
         }
-        if let Some(store) = &self.store {
-            let (row, usage) = span_row(record, duration, &self.service_name, &store.pricing);
+        if let Some(store) = self.store.get() {
+            let (row, usage) = span_row(record, duration, &self.service_name, &self.pricing);
             store.write(row, usage, lines);
         }
     }
 
     /// Appends journal lines made by [`finish`](Self::finish): one write per journal.
     pub(crate) fn commit_journals(&self, lines: &record::JournalLines) {
-        let Some(store) = &self.store else { return };
+        let Some(store) = self.store.get() else { return };
         if let (Some(journal), false) = (store.usage_journal.get(), lines.usage.is_empty()) {
             journal.append(&lines.usage);
         }

@@ -30,7 +30,11 @@ impl Server {
     /// Starts `glassbox serve` on a free port with `args` and `rust_log`; returns it with the
     /// address it announced.
     async fn start(args: &[&str], rust_log: &str) -> (Self, String) {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), args, rust_log).await
+    }
+
+    /// [`start`](Self::start) with its store and spool in `dir` (`glassbox.db`, `spool/`).
+    async fn start_in(dir: tempfile::TempDir, args: &[&str], rust_log: &str) -> (Self, String) {
         let config = dir.path().join("glassbox.toml");
         let store = format!(
             "[store]\nsqlite_path = \"{}\"\nspool_dir = \"{}\"\n",
@@ -126,6 +130,21 @@ async fn json_logs_carry_the_trace_id_of_their_request() {
             assert!(record.get("trace_id").is_none(), "{record}");
         }
     }
+    server.stop().await;
+}
+
+/// What the store logs while it opens, before the server listens, is logged too: here the
+/// notice that an earlier run left telemetry in the spool.
+#[tokio::test]
+async fn what_the_store_logs_while_it_opens_is_logged() {
+    glassbox_providers::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = glassbox_store::spool::Spool::open(dir.path().join("spool"), 1 << 20).unwrap();
+    let row = glassbox_store::UsageRow { trace_id: "0af7651916cd43dd8448eb211c80319c".into(), ..Default::default() };
+    spool.write_usage("earlier-run", &[row]).unwrap();
+    let (mut server, _addr) = Server::start_in(dir, &[], "warn,glassbox=info,glassbox_store=info").await;
+    let line = server.wait_for(|line| line.contains("telemetry spool has batches from an earlier run")).await;
+    assert!(line.contains("files=1"), "{line}");
     server.stop().await;
 }
 

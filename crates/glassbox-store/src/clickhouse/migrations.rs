@@ -184,7 +184,7 @@ pub(super) async fn migrate(backend: &ClickHouseBackend) -> Result<MigrationRepo
         }
         let record = client.query(RECORD_SQL).bind(migration.version).bind(migration.name).bind(migration.checksum());
         backend.timed(Operation::Migrate, record.execute()).await.map_err(|error| failed(migration, error))?;
-        tracing::info!(version = migration.version, name = migration.name, "applied ClickHouse migration");
+        tracing::debug!(version = migration.version, name = migration.name, "applied ClickHouse migration");
         report.applied.push(migration.version);
     }
     // Inserts cache each table's columns; a migration may have changed them.

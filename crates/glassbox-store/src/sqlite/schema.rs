@@ -108,7 +108,7 @@ pub(super) fn migrate(connection: &mut Connection, embedded: &[Migration]) -> Re
     }
     transaction.commit().map_err(store_error)?;
     for version in &report.applied {
-        tracing::info!(version, "applied sqlite migration");
+        tracing::debug!(version, "applied sqlite migration");
     }
     Ok(report)
 }
