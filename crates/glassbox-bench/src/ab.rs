@@ -61,8 +61,6 @@ pub(crate) struct Variant {
 /// are NaN when the closed loop was skipped.
 pub(crate) struct Row {
     peak_rps: f64,
-    /// `peak_rps` as a share of the floor's closed-loop peak in the same round, in percent.
-    of_floor: f64,
     cpu_ms: f64,
     added_p50: f64,
     pub(crate) added_p99: f64,
@@ -99,11 +97,13 @@ pub fn run(args: &AbArgs) -> anyhow::Result<()> {
     )
     .context("while printing")?;
     for (variant, rows) in variants.iter().zip(&rows) {
+        // Each round's peak against that round's floor (rows are in round order).
+        let of_floor = median(rows.iter().zip(&floor_peak).map(|(row, floor)| share(row.peak_rps, *floor)).collect());
         let median = |figure: fn(&Row) -> f64| median(rows.iter().map(figure).collect());
         writeln!(out, "MEDIAN {:12} peak {:7.0} ({:.1}% of floor) cpu {:.3} ms +p50 {:.2} +p99 {:.2} +p99.9 {:.2} ms rss {:.1} MB  p99 per round {:?}",
             variant.name,
             median(|row| row.peak_rps),
-            median(|row| row.of_floor),
+            of_floor,
             median(|row| row.cpu_ms),
             median(|row| row.added_p50),
             median(|row| row.added_p99),
@@ -156,12 +156,12 @@ pub(crate) fn alternate(
             let variant = &variants[index];
             let dir = round_dir.join(&variant.name);
             std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
-            let row = measure(args, variant, &dir, &mock_url, (&floor_fixed, floor_rps), ticks)
+            let row = measure(args, variant, &dir, &mock_url, &floor_fixed, ticks)
                 .with_context(|| format!("variant {} in round {round}", variant.name))?;
             writeln!(out, "round {round} {:12} peak {:7.0} ({:.1}% of floor) cpu {:.3} ms +p50 {:.2} +p99 {:.2} +p99.9 {:.2} ms rss {:.1} MB load {:.1}",
                 variant.name,
                 row.peak_rps,
-                row.of_floor,
+                share(row.peak_rps, floor_rps),
                 row.cpu_ms,
                 row.added_p50,
                 row.added_p99,
@@ -181,7 +181,7 @@ fn measure(
     variant: &Variant,
     dir: &Path,
     mock_url: &str,
-    (floor, floor_rps): (&Measured, f64),
+    floor: &Measured,
     ticks: f64,
 ) -> anyhow::Result<Row> {
     let mut target = targets::start(Kind::Glassbox, &variant.programs, dir, mock_url, args.stream, None)?;
@@ -212,7 +212,6 @@ fn measure(
     targets::remove_store(dir, Kind::Glassbox);
     Ok(Row {
         peak_rps,
-        of_floor: 100.0 * peak_rps / floor_rps,
         cpu_ms: cpu_per_request,
         added_p50: fixed.p50_ms - floor.p50_ms,
         added_p99: fixed.p99_ms - floor.p99_ms,
@@ -259,6 +258,11 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
         n if n % 2 == 1 => values[n / 2],
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
+}
+
+/// `peak` as a share of the floor's `floor_peak`, in percent.
+fn share(peak: f64, floor_peak: f64) -> f64 {
+    100.0 * peak / floor_peak
 }
 
 fn round2(value: f64) -> f64 {
